@@ -1,0 +1,147 @@
+"""The admin protocol (contracts/admin.yaml) on every simulator.
+
+Admin calls are the control plane: validated against their own contract, not
+journaled, and never counted as busy (an advancing clock call must not keep
+the system it advances from settling).
+"""
+
+from __future__ import annotations
+
+import hmac
+from functools import lru_cache
+
+import orjson
+from aiohttp import web
+
+from .app import Service, is_loopback
+from .clock import ClockError, parse_datetime
+from .contract import Contract, Operation
+from .durations import parse_duration
+from .faults import FaultError
+from .errors import ProblemError
+from .problems import from_error, problem
+
+
+@lru_cache(maxsize=1)
+def admin_contract() -> Contract:
+    return Contract("admin.yaml")
+
+
+def add_admin_routes(app: web.Application, service: Service) -> None:
+    contract = admin_contract()
+    handlers = _handlers(service)
+    for op_id, op in contract.operations.items():
+        app.router.add_route(op.method, op.path, _admin_endpoint(service, op, handlers[op_id]), name=op_id)
+
+
+def _authorised(service: Service, request: web.Request) -> bool:
+    if service.admin_token:
+        given = request.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {service.admin_token}".encode())
+    return is_loopback(request.remote)
+
+
+def _admin_endpoint(service: Service, op: Operation, handler):
+    async def endpoint(request: web.Request) -> web.Response:
+        if not _authorised(service, request):
+            return problem(401, "Admin token required",
+                           "admin routes answer loopback callers, or callers with `Authorization: Bearer <token>`",
+                           kind="admin-unauthorised", headers={"WWW-Authenticate": "Bearer"})
+        raw = await request.read() if op.body is not None else b""
+        body, violations = op.check_request(request.match_info, request.query, request.headers, raw,
+                                            request.content_type if raw else "")
+        if violations:
+            return problem(400, "Request violates contract", "; ".join(map(str, violations)),
+                           kind="contract-violation", violations=[v.to_dict() for v in violations])
+        try:
+            status, payload = await handler(request, body)
+        except ProblemError as exc:
+            return from_error(exc)
+        return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
+
+    return endpoint
+
+
+def _handlers(service: Service) -> dict:
+    clock, faults, journal = service.clock, service.faults, service.journal
+
+    async def get_health(request, body):
+        return 200, service.health()
+
+    async def get_clock(request, body):
+        return 200, clock.describe()
+
+    async def move_clock(request, body):
+        try:
+            if "advance" in body:
+                target = clock.now() + parse_duration(body["advance"])
+            else:
+                target = parse_datetime(body["to"])
+        except ValueError as exc:
+            raise ProblemError(400, "Invalid clock move", str(exc)) from None
+        try:
+            await clock.advance_to(target)
+        except ClockError as exc:
+            raise ProblemError(409, "Clock cannot move", str(exc), kind="clock-conflict") from None
+        return 200, clock.describe()
+
+    async def reset(request, body):
+        await service.reset()
+        return 200, {"reset": True, "service": service.name}
+
+    async def list_faults(request, body):
+        return 200, {"rules": [r.to_dict() for r in faults.rules],
+                     "actions": [spec.describe() for spec in faults.specs.values()]}
+
+    async def add_faults(request, body):
+        raws = body["rules"] if isinstance(body, dict) and "rules" in body and "action" not in body else [body]
+        try:
+            added = faults.add_many(raws)
+        except FaultError as exc:
+            raise ProblemError(400, "Invalid fault rule", str(exc), kind="invalid-fault") from None
+        return 201, {"rules": [r.to_dict() for r in added]}
+
+    async def clear_faults(request, body):
+        return 200, {"removed": faults.clear()}
+
+    async def delete_fault(request, body):
+        removed = faults.remove(request.match_info["ruleId"])
+        if not removed:
+            raise ProblemError(404, "No such fault rule", f"no rule with id {request.match_info['ruleId']!r}")
+        return 200, {"removed": removed}
+
+    async def read_journal(request, body):
+        since = int(request.query.get("since", 0))
+        limit = int(request.query.get("limit", 1000))
+        return 200, journal.read(since, limit)
+
+    async def clear_journal(request, body):
+        return 200, {"removed": journal.clear()}
+
+    async def get_webhooks(request, body):
+        return 200, {"subscriptions": [s.to_dict() for s in service.webhooks.subscriptions]}
+
+    async def set_webhooks(request, body):
+        known = set(service.contract.webhooks) | {"*"}
+        subs = body["subscriptions"]
+        for sub in subs:
+            if sub["event"] not in known and not any(c in sub["event"] for c in "*?["):
+                raise ProblemError(400, "Unknown webhook event",
+                                   f"{sub['event']!r} is not a webhook of {service.name}; known: {sorted(known)}")
+        service.webhooks.subscriptions = []
+        for sub in subs:
+            try:
+                service.webhooks.subscribe(sub["event"], sub["url"], sub["secret"])
+            except Exception as exc:  # the library's own secret errors vary
+                raise ProblemError(400, "Invalid webhook secret", str(exc)) from None
+        return 200, {"subscriptions": [s.to_dict() for s in service.webhooks.subscriptions]}
+
+    return {
+        "getHealth": get_health, "getClock": get_clock, "moveClock": move_clock, "reset": reset,
+        "listFaults": list_faults, "addFaults": add_faults, "clearFaults": clear_faults,
+        "deleteFault": delete_fault, "readJournal": read_journal, "clearJournal": clear_journal,
+        "getWebhooks": get_webhooks, "setWebhooks": set_webhooks,
+    }
+
+
+

@@ -1,0 +1,311 @@
+"""The app factory: a simulator is a contract, a model and a few handlers.
+
+``Service`` holds what every simulator shares (clock, journal, faults,
+idempotency, webhooks); ``build_app`` registers one route per contract
+operation, each wrapped so that the request is validated, faults applied,
+idempotency honoured, the response validated and the exchange journaled.
+Handlers receive a ``Call`` and return a ``Reply``: no HTTP in the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import struct
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from .clock import Clock
+from .contract import Contract, Operation
+from .faults import TRANSPORT_ACTIONS, FaultEngine, FaultRule
+from .idempotency import IdempotencyStore
+from .journal import CORRELATION_HEADER, Journal
+from .errors import ProblemError
+from .problems import from_error, problem
+from .webhooks import WebhookDispatcher
+
+SERVICE_KEY: web.AppKey["Service"] = web.AppKey("service")
+#: Largest request body any simulator accepts.
+MAX_BODY = 1024 * 1024
+
+
+@dataclass(slots=True)
+class Call:
+    """What a handler sees of a request: validated input and its context."""
+    body: Any
+    path: dict[str, str]
+    query: Any
+    headers: Any
+    correlation_id: str
+    entities: dict[str, str]
+    operation: str
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Call], Awaitable[Reply]]
+
+
+class Service:
+    """Everything one simulator needs besides its model."""
+
+    def __init__(self, name: str, contract: str | Path | Contract, *, clock: Clock | None = None, seed: int = 0,
+                 journal_capacity: int = 10_000, journal_path: str | Path | None = None,
+                 admin_token: str | None = None):
+        self.name = name
+        self.seed = seed
+        self.clock = clock or Clock("virtual")
+        self.contract = contract if isinstance(contract, Contract) else Contract(contract)
+        self.journal = Journal(name, self.clock.now, capacity=journal_capacity, jsonl_path=journal_path)
+        self.faults = FaultEngine(seed=seed, now=self.clock.now, record=self.journal.record)
+        self.idempotency = IdempotencyStore(self.clock.now)
+        self.webhooks = WebhookDispatcher(name, self.clock, self.journal, self.contract, seed=seed)
+        self.admin_token = admin_token
+        self.reset_hooks: list[Callable[[], Any]] = []
+
+    # Shorthands a model uses for time-dependent rules.
+    def later(self, delay: float, callback: Callable[..., Any], *args: Any):
+        return self.clock.call_later(delay, callback, *args, owner=self.name)
+
+    def at(self, when: float, callback: Callable[..., Any], *args: Any):
+        return self.clock.call_at(when, callback, *args, owner=self.name)
+
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
+        return self.clock.spawn(coro, self.name)
+
+    def domain_fault(self, *actions: str, entities: dict[str, Any] | None = None,
+                     operation: str | None = None, correlation_id: str | None = None) -> FaultRule | None:
+        return self.faults.take(actions, operation=operation, entities=entities, correlation_id=correlation_id)
+
+    async def reset(self) -> None:
+        self.clock.cancel_owned(self.name)
+        await self.clock.cancel_tasks(self.name)
+        self.journal.clear()
+        self.faults.clear()
+        self.idempotency.clear()
+        self.webhooks.reset()
+        for hook in self.reset_hooks:
+            hook()
+
+    def health(self) -> dict:
+        due = self.clock.next_due(self.name)
+        from .clock import isoformat
+
+        return {"service": self.name, "status": "ok", "clock": self.clock.describe(),
+                "busy": self.clock.busy_of(self.name), "nextDue": isoformat(due) if due is not None else None,
+                "pendingTimers": self.clock.pending(self.name)}
+
+
+def build_app(service: Service, handlers: dict[str, Handler], *, admin: bool = True) -> web.Application:
+    missing = set(service.contract.operations) - set(handlers)
+    extra = set(handlers) - set(service.contract.operations)
+    if missing or extra:
+        raise ValueError(f"{service.name}: handlers and contract disagree; "
+                         f"no handler for {sorted(missing)}, not in contract {sorted(extra)}")
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_unknown_route_problem])
+    app[SERVICE_KEY] = service
+    for op_id, op in service.contract.operations.items():
+        app.router.add_route(op.method, op.path, _endpoint(service, op, handlers[op_id]), name=op_id)
+    if admin:
+        from .admin import add_admin_routes
+
+        add_admin_routes(app, service)
+
+    async def close(_: web.Application) -> None:
+        await service.webhooks.close()
+        service.journal.close()
+
+    app.on_cleanup.append(close)
+    return app
+
+
+@web.middleware
+async def _unknown_route_problem(request: web.Request, handler):
+    """Routing errors (404/405/413) as problem+json, like every other error."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problem(exc.status, exc.reason, exc.text if exc.text and exc.text != exc.reason else None,
+                       headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+
+
+def _correlation_id(request: web.Request) -> str:
+    """The caller's id when it is safe to echo back in a header; a new one otherwise."""
+    given = request.headers.get(CORRELATION_HEADER)
+    if given and len(given) <= 128 and given.isascii() and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+def _entities(path: dict[str, str], body: Any) -> dict[str, str]:
+    entities = dict(path)
+    if isinstance(body, dict):
+        for key, value in body.items():
+            if isinstance(value, str) and len(value) <= 128:
+                entities.setdefault(key, value)
+    return entities
+
+
+def _endpoint(service: Service, op: Operation, handler: Handler):
+    clock, journal, faults, owner = service.clock, service.journal, service.faults, service.name
+
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        cid = _correlation_id(request)
+        with clock.working(owner):
+            raw = await request.read() if op.body is not None else b""
+            body, violations = op.check_request(request.match_info, request.query, request.headers, raw,
+                                                request.content_type if raw else "")
+            entities = _entities(dict(request.match_info), body)
+            rule_id = None
+            if violations:
+                detail = "; ".join(str(v) for v in violations)
+                journal.record("violation", "in", method=op.method, path=request.path, operation=op.id,
+                               correlationId=cid, violation=detail, entities=entities)
+                response = problem(400, "Request violates contract", detail, kind="contract-violation",
+                                   violations=[v.to_dict() for v in violations])
+            else:
+                rule = faults.take(TRANSPORT_ACTIONS, method=op.method, path=request.path, template=op.path,
+                                   operation=op.id, entities=entities, correlation_id=cid) \
+                    if faults.has_transport_rules else None
+                rule_id = rule.id if rule else None
+                call = Call(body, dict(request.match_info), request.query, request.headers, cid, entities, op.id)
+                try:
+                    response = await _apply(service, op, handler, call, rule, request, raw)
+                except _Dropped:
+                    journal.record("request", "in", method=op.method, path=request.path, operation=op.id,
+                                   latencyMs=round((time.perf_counter() - started) * 1000, 3), correlationId=cid,
+                                   ruleId=rule_id, entities=entities or None, detail={"outcome": "connection dropped"})
+                    raise asyncio.CancelledError from None  # aiohttp closes the request quietly
+            response.headers[CORRELATION_HEADER] = cid
+            journal.record("request", "in", method=op.method, path=request.path, operation=op.id,
+                           status=response.status, latencyMs=round((time.perf_counter() - started) * 1000, 3),
+                           correlationId=cid, ruleId=rule_id, entities=entities or None)
+            return response
+
+    return endpoint
+
+
+async def _apply(service: Service, op: Operation, handler: Handler, call: Call, rule: FaultRule | None,
+                 request: web.Request, raw: bytes) -> web.StreamResponse:
+    """Run the handler inside the transport fault (if any) and idempotency."""
+    action = rule.action if rule else None
+    phase = rule.params.get("phase") if rule else None  # http_error, timeout, reset
+    if action == "latency":
+        jitter = rule.rng.uniform(0, rule.params.get("jitter_ms", 0))
+        await service.clock.sleep((rule.params["ms"] + jitter) / 1000, owner=service.name)
+    elif phase == "before":
+        return await _transport_fault(service, rule, request)
+    response = await _idempotent(service, op, handler, call, request, raw)
+    if action == "malformed_body":
+        text = response.body if isinstance(response.body, bytes) else b"{}"
+        return web.Response(status=response.status, body=text[: max(1, len(text) // 2)] + b'{"',
+                            content_type="application/json")
+    if phase == "after":
+        return await _transport_fault(service, rule, request)
+    return response
+
+
+async def _transport_fault(service: Service, rule: FaultRule, request: web.Request) -> web.StreamResponse:
+    params = rule.params
+    if rule.action == "http_error":
+        retry = params.get("retry_after")
+        return problem(params["status"], "Injected fault", f"fault rule {rule.id} answered {params['status']}",
+                       kind="injected-fault", ruleId=rule.id,
+                       headers={"Retry-After": str(int(retry))} if retry is not None else None)
+    if rule.action == "timeout":
+        await service.clock.sleep(params["seconds"], owner=service.name)
+    _reset_connection(request)
+    raise _Dropped
+
+
+class _Dropped(Exception):
+    """The connection was reset on purpose: there is no response to send."""
+
+
+def _reset_connection(request: web.Request) -> None:
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:  # linger 0: close sends RST, as a crashing peer would
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
+
+
+async def _idempotent(service: Service, op: Operation, handler: Handler, call: Call, request: web.Request,
+                      raw: bytes) -> web.Response:
+    key = call.headers.get("Idempotency-Key") if op.idempotent else None
+    if key is None:
+        return await _run(service, op, handler, call)
+    store = service.idempotency
+    state, entry = store.begin(op.id, key, store.fingerprint(op.method, request.path, raw))
+    if state == "replay":
+        return web.Response(status=entry.status, body=entry.body, content_type=entry.content_type,
+                            headers={**dict(entry.headers), "Idempotent-Replayed": "true"})
+    if state == "conflict":
+        return problem(409, "Request in progress", f"a request with Idempotency-Key {key!r} is still being processed",
+                       kind="idempotency-in-flight")
+    if state == "mismatch":
+        return problem(422, "Idempotency key reused",
+                       f"Idempotency-Key {key!r} was first used with a different request body", kind="idempotency-mismatch")
+    try:
+        response = await _run(service, op, handler, call)
+    except BaseException:
+        store.abandon(op.id, key)
+        raise
+    if response.status >= 500:
+        store.abandon(op.id, key)  # a server error is worth retrying, not replaying
+    else:
+        store.complete(op.id, key, response.status, response.body, response.content_type,
+                       tuple((k, v) for k, v in response.headers.items() if k.lower() == "location"))
+    return response
+
+
+async def _run(service: Service, op: Operation, handler: Handler, call: Call) -> web.Response:
+    try:
+        reply = await handler(call)
+    except ProblemError as exc:
+        response = from_error(exc)
+        _check_response(service, op, call, exc.status, orjson.loads(response.body))
+        return response
+    _check_response(service, op, call, reply.status, reply.body)
+    if reply.body is None:
+        return web.Response(status=reply.status, headers=reply.headers)
+    return web.Response(status=reply.status, body=orjson.dumps(reply.body), content_type="application/json",
+                        headers=reply.headers)
+
+
+def _check_response(service: Service, op: Operation, call: Call, status: int, body: Any) -> None:
+    violations = op.check_response(status, body)
+    if violations:
+        service.journal.record("violation", "out", operation=op.id, status=status, correlationId=call.correlation_id,
+                               violation="; ".join(str(v) for v in violations), entities=call.entities or None)
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

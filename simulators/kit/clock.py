@@ -1,0 +1,301 @@
+"""Clock and scheduler: every time-dependent rule of a simulator runs on this.
+
+Modes:
+- ``virtual``: time moves only when told (``advance``/``set``); timers fire in
+  order as the clock passes them.
+- ``scaled``: N virtual seconds per real second; timers are armed on the loop.
+- ``real``: wall time (a scaled clock with N=1 that refuses to be moved).
+
+Busy accounting makes "the system has settled" observable: a handler, job or
+webhook delivery counts as busy while it runs, and stops counting while it is
+parked on the clock (``sleep``, ``wait_for`` deadlines) or awaiting another
+service. Settlement is "nothing busy for N loop turns", which covers bytes in
+flight between two services in one loop (DESIGN.md: 5 turns were too few).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import heapq
+import itertools
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+#: 2026-01-05T08:00:00Z, a Monday morning: the default start of virtual time.
+DEFAULT_EPOCH = 1767600000.0
+#: Idle loop turns that confirm settlement (DESIGN.md measured 10 as the minimum).
+SETTLE_TURNS = 20
+
+_holds_busy: contextvars.ContextVar[bool] = contextvars.ContextVar("holds_busy", default=False)
+
+
+class ClockError(Exception):
+    """A clock move that is not allowed (backward, or on a real-time clock)."""
+
+
+def to_datetime(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+def isoformat(ts: float) -> str:
+    return to_datetime(ts).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_datetime(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(order=True, slots=True)
+class Timer:
+    when: float
+    seq: int
+    callback: Callable[..., Any] = field(compare=False)
+    args: tuple = field(compare=False, default=())
+    owner: str | None = field(compare=False, default=None)
+    cancelled: bool = field(compare=False, default=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Clock:
+    def __init__(self, mode: str = "virtual", *, scale: float = 1.0, start: float | None = None):
+        if mode not in ("real", "virtual", "scaled"):
+            raise ValueError(f"unknown clock mode {mode!r} (real, virtual or scaled)")
+        if scale <= 0:
+            raise ValueError("clock scale must be positive")
+        self.mode = mode
+        self.scale = 1.0 if mode == "real" else scale
+        if mode == "real":
+            start = time.time()
+        self._virtual = DEFAULT_EPOCH if start is None else float(start)
+        self._wall_anchor = time.monotonic()
+        self._timers: list[Timer] = []
+        self._seq = itertools.count()
+        self._busy = 0
+        self._busy_by_owner: dict[str, int] = {}
+        self._armed: asyncio.TimerHandle | None = None
+        self._tasks: dict[str, set[asyncio.Task]] = {}
+
+    # --- reading time ---------------------------------------------------
+    def now(self) -> float:
+        if self.mode == "virtual":
+            return self._virtual
+        return self._virtual + (time.monotonic() - self._wall_anchor) * self.scale
+
+    def now_iso(self) -> str:
+        return isoformat(self.now())
+
+    def describe(self) -> dict:
+        return {"now": self.now_iso(), "epoch": self.now(), "mode": self.mode, "scale": self.scale}
+
+    # --- timers ---------------------------------------------------------
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any, owner: str | None = None) -> Timer:
+        timer = Timer(when, next(self._seq), callback, args, owner)
+        heapq.heappush(self._timers, timer)
+        if self.mode != "virtual" and self._timers[0] is timer:
+            self._arm()
+        return timer
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any, owner: str | None = None) -> Timer:
+        return self.call_at(self.now() + max(0.0, delay), callback, *args, owner=owner)
+
+    def next_due(self, owner: str | None = None) -> float | None:
+        self._drop_cancelled()
+        if owner is None:
+            return self._timers[0].when if self._timers else None
+        due = [t.when for t in self._timers if t.owner == owner and not t.cancelled]
+        return min(due) if due else None
+
+    def pending(self, owner: str | None = None) -> int:
+        return sum(1 for t in self._timers if not t.cancelled and (owner is None or t.owner == owner))
+
+    def cancel_owned(self, owner: str) -> None:
+        for timer in self._timers:
+            if timer.owner == owner:
+                timer.cancel()
+
+    def _drop_cancelled(self) -> None:
+        while self._timers and self._timers[0].cancelled:
+            heapq.heappop(self._timers)
+
+    def _fire_due(self, until: float) -> int:
+        """Fire every timer due at or before ``until``, in (when, seq) order."""
+        fired = 0
+        while self._timers and self._timers[0].when <= until:
+            timer = heapq.heappop(self._timers)
+            if timer.cancelled:
+                continue
+            if self.mode == "virtual" and timer.when > self._virtual:
+                self._virtual = timer.when
+            timer.callback(*timer.args)
+            fired += 1
+        return fired
+
+    def _arm(self) -> None:
+        """Scaled/real: wake the loop when the earliest timer is due."""
+        if self._armed is not None:
+            self._armed.cancel()
+            self._armed = None
+        self._drop_cancelled()
+        if not self._timers:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, (self._timers[0].when - self.now()) / self.scale)
+        self._armed = loop.call_later(delay, self._on_wake)
+
+    def _on_wake(self) -> None:
+        self._armed = None
+        self._fire_due(self.now())
+        self._arm()
+
+    # --- waiting on the clock -----------------------------------------
+    async def sleep(self, delay: float, owner: str | None = None) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        timer = self.call_later(delay, _resolve, fut, owner=owner)
+        try:
+            with self.parked():
+                await fut
+        finally:
+            timer.cancel()
+
+    async def wait_for(self, aw: Awaitable[T], timeout: float, owner: str | None = None) -> T:
+        """``asyncio.wait_for`` whose deadline is a clock timer (seen by next_due)."""
+        task = asyncio.ensure_future(aw)
+        timed_out = False
+
+        def expire() -> None:
+            nonlocal timed_out
+            if not task.done():
+                timed_out = True
+                task.cancel()
+
+        timer = self.call_later(timeout, expire, owner=owner)
+        try:
+            with self.parked():
+                return await task
+        except asyncio.CancelledError:
+            if timed_out:
+                raise asyncio.TimeoutError(f"no answer within {timeout:g} s of clock time") from None
+            raise
+        finally:
+            timer.cancel()
+
+    # --- busy accounting ------------------------------------------------
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    def busy_of(self, owner: str) -> int:
+        return self._busy_by_owner.get(owner, 0)
+
+    @contextlib.contextmanager
+    def working(self, owner: str) -> Iterator[None]:
+        """Count the current task as busy on behalf of ``owner`` while inside."""
+        self._busy += 1
+        self._busy_by_owner[owner] = self._busy_by_owner.get(owner, 0) + 1
+        token = _holds_busy.set(owner)  # type: ignore[arg-type]
+        try:
+            yield
+        finally:
+            _holds_busy.reset(token)
+            self._busy -= 1
+            self._busy_by_owner[owner] -= 1
+
+    @contextlib.contextmanager
+    def parked(self) -> Iterator[None]:
+        """The current task waits on time or on another service: not busy meanwhile."""
+        owner = _holds_busy.get()
+        if not owner:
+            yield
+            return
+        self._busy -= 1
+        self._busy_by_owner[owner] -= 1
+        try:
+            yield
+        finally:
+            self._busy += 1
+            self._busy_by_owner[owner] += 1
+
+    def spawn(self, coro: Awaitable[Any], owner: str) -> asyncio.Task:
+        """Run a job in the background, busy while it runs; keep a reference."""
+
+        async def run() -> None:
+            with self.working(owner):
+                await coro
+
+        # Count as busy from now, not from the task's first step, so that a
+        # settle check between spawn and first run does not see an idle system.
+        self._busy += 1
+        self._busy_by_owner[owner] = self._busy_by_owner.get(owner, 0) + 1
+        task = asyncio.get_running_loop().create_task(run())
+        owned = self._tasks.setdefault(owner, set())
+        owned.add(task)
+        task.add_done_callback(owned.discard)
+        # run() counts itself once started; release the pre-counted unit then
+        # (call_soon is FIFO, so this runs right after the task's first step).
+        asyncio.get_running_loop().call_soon(self._release_one, owner)
+        return task
+
+    def _release_one(self, owner: str) -> None:
+        self._busy -= 1
+        self._busy_by_owner[owner] -= 1
+
+    async def cancel_tasks(self, owner: str) -> None:
+        tasks = list(self._tasks.get(owner, ()))
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- moving time ----------------------------------------------------
+    async def settle(self, turns: int = SETTLE_TURNS, limit: int = 100_000) -> None:
+        """Return once nothing has been busy for ``turns`` consecutive loop turns."""
+        quiet = 0
+        for _ in range(limit):
+            await asyncio.sleep(0)
+            quiet = quiet + 1 if self._busy == 0 else 0
+            if quiet >= turns:
+                return
+        raise RuntimeError(f"system did not settle ({self._busy} busy after {limit} loop turns)")
+
+    async def advance(self, seconds: float) -> int:
+        if seconds < 0:
+            raise ClockError("the clock never moves backward")
+        return await self.advance_to(self.now() + seconds)
+
+    async def advance_to(self, target: float) -> int:
+        """Move to ``target`` event by event, settling after each; return events fired."""
+        if self.mode == "real":
+            raise ClockError("a real-time clock cannot be moved")
+        if target < self.now():
+            raise ClockError(f"the clock never moves backward (now {self.now_iso()}, asked {isoformat(target)})")
+        fired = 0
+        await self.settle()
+        while True:
+            due = self.next_due()
+            if due is None or due > target:
+                break
+            if self.mode == "virtual":
+                self._virtual = max(self._virtual, due)
+            else:
+                self._virtual += due - self.now()
+            fired += self._fire_due(due)
+            await self.settle()
+        if self.mode == "virtual":
+            self._virtual = max(self._virtual, target)
+        else:
+            self._virtual += max(0.0, target - self.now())
+            self._arm()
+        return fired
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -1,0 +1,80 @@
+"""Journal: every exchange in and out of a service, in a bounded ring buffer.
+
+Entries carry a sequence number so readers page with ``?since=seq``; the ring
+drops the oldest entries and readers are told how many they missed. An
+optional JSON-lines sink keeps everything for later analysis.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import time
+from pathlib import Path
+from typing import IO, Any, Callable
+
+import orjson
+
+from .clock import isoformat
+
+CORRELATION_HEADER = "X-Correlation-Id"
+
+
+class Journal:
+    def __init__(self, service: str, now: Callable[[], float], *, capacity: int = 10_000,
+                 jsonl_path: str | Path | None = None):
+        self.service = service
+        self._now = now
+        self._entries: collections.deque[dict] = collections.deque(maxlen=capacity)
+        self._next_seq = 1
+        self._sink: IO[bytes] | None = open(jsonl_path, "ab") if jsonl_path else None
+
+    def record(self, kind: str, direction: str, **fields: Any) -> dict:
+        entry = {
+            "seq": self._next_seq,
+            "vt": isoformat(self._now()),
+            "wall": isoformat(time.time()),
+            "service": self.service,
+            "kind": kind,
+            "direction": direction,
+        }
+        for key, value in fields.items():
+            if value is not None:
+                entry[key] = value
+        self._next_seq += 1
+        self._entries.append(entry)
+        if self._sink is not None:
+            self._sink.write(orjson.dumps(entry) + b"\n")
+            self._sink.flush()
+        return entry
+
+    def event(self, name: str, entities: dict[str, str] | None = None, **detail: Any) -> dict:
+        """A domain event (activation completed, vehicle woke up...) for per-entity timelines."""
+        return self.record("event", "internal", event=name, entities=entities or None,
+                           detail=detail or None)
+
+    def read(self, since: int = 0, limit: int = 1000) -> dict:
+        first = self._entries[0]["seq"] if self._entries else self._next_seq
+        dropped = max(0, first - since - 1) if since < first else 0
+        # Entries are contiguous by seq, so index arithmetic finds the start.
+        start = max(0, since + 1 - first)
+        entries = list(itertools.islice(self._entries, start, start + limit))
+        nxt = entries[-1]["seq"] if entries else max(since, first - 1)
+        return {"entries": entries, "next": nxt, "dropped": dropped}
+
+    def entries(self) -> list[dict]:
+        return list(self._entries)
+
+    def violations(self) -> list[dict]:
+        return [e for e in self._entries if e["kind"] == "violation"]
+
+    def clear(self) -> int:
+        removed = len(self._entries)
+        self._entries.clear()
+        return removed
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+

@@ -1,0 +1,3 @@
+import pytest
+
+from scenarios.testing import running_stack  # noqa: F401  (the stack fixture)

@@ -1,0 +1,193 @@
+"""The API IoT simulator end to end: real sockets, virtual time, signed callbacks."""
+
+import gc
+import time
+import tracemalloc
+
+import aiohttp
+import pytest
+
+from scenarios.stack import Stack
+from simulators.iot.api import MODEL_KEY
+from simulators.iot.fleet import Fleet
+
+PERF = {"featureFlags": ["performance_boost"], "parameters": {"power_kw": 30}}
+
+
+def activation(vin, service_id="perf-boost", duration=None, flags=PERF):
+    return {"vin": vin, "serviceId": service_id, "configuration": flags, "duration": duration or {"type": "PERMANENT"}}
+
+
+@pytest.fixture
+async def iot():
+    async with Stack(services=["iot"], seed=42) as stack:
+        async with aiohttp.ClientSession(stack.url("iot")) as http:
+            magic = (await (await http.get("/fleet/magic-vins")).json())["vins"]
+            yield stack, http, magic
+        assert stack.violations() == []
+
+
+async def outcomes(stack):
+    return [(r.payload["vin"], r.payload["status"], r.payload["errorCode"]) for r in stack.sink.received]
+
+
+async def test_healthy_vehicle_activates_and_callback_arrives_after_realistic_latency(iot):
+    stack, http, magic = iot
+    start = stack.clock.now()
+    async with http.post("/ota/activate", json=activation(magic["healthy"]), headers={"X-Correlation-Id": "c-1"}) as r:
+        assert r.status == 202
+        accepted = await r.json()
+        assert r.headers["Location"] == f"/ota/activations/{accepted['requestId']}"
+    assert stack.sink.received == []  # asynchronous: nothing before the clock moves
+    await stack.advance("1m")
+    [received] = stack.sink.received
+    assert received.payload["status"] == "ACTIVATED" and received.payload["requestId"] == accepted["requestId"]
+    assert received.at - start == pytest.approx(2.0)
+    status = await (await http.get(f"/vehicles/{magic['healthy']}/status")).json()
+    assert [(s["serviceId"], s["status"]) for s in status["activeServices"]] == [("perf-boost", "ACTIVE")]
+    request = await (await http.get(f"/ota/activations/{accepted['requestId']}")).json()
+    assert (request["status"], request["outcome"]) == ("COMPLETED", "ACTIVATED")
+    webhook = [e for e in stack.service("iot").journal.entries() if e["kind"] == "webhook"][0]
+    assert webhook["correlationId"] == "c-1"
+
+
+async def test_magic_vins_cover_the_common_failures(iot):
+    stack, http, magic = iot
+    for vin in magic.values():
+        async with http.post("/ota/activate", json=activation(vin)) as r:
+            assert r.status == 202
+    await stack.advance("15m")
+    by_vin = {}
+    for r in stack.sink.received:
+        by_vin.setdefault(r.payload["vin"], []).append((r.payload["status"], r.payload["errorCode"], r.duplicate))
+    assert by_vin[magic["always_offline"]] == [("FAILED", "VEHICLE_OFFLINE", False)]
+    assert by_vin[magic["activation_fails"]] == [("FAILED", "ECU_ERROR", False)]
+    assert by_vin[magic["flaky_twice"]] == [("FAILED", "VEHICLE_OFFLINE", False)]
+    assert magic["callback_lost"] not in by_vin
+    assert by_vin[magic["callback_duplicated"]] == [("ACTIVATED", None, False), ("ACTIVATED", None, True)]
+    assert by_vin[magic["sleeping"]] == [("ACTIVATED", None, False)]
+    assert by_vin[magic["limited"]] == [("ACTIVATED", None, False)]
+    # the flaky vehicle succeeds on its third command; the lost callback was only the first
+    for vin in (magic["flaky_twice"], magic["flaky_twice"], magic["callback_lost"]):
+        await http.post("/ota/activate", json=activation(vin))
+        await stack.advance("5m")
+    statuses = [(r.payload["vin"], r.payload["status"]) for r in stack.sink.received[-3:]]
+    assert statuses == [(magic["flaky_twice"], "FAILED"), (magic["flaky_twice"], "ACTIVATED"),
+                        (magic["callback_lost"], "ACTIVATED")]
+    diagnostics = await (await http.get(f"/vehicles/{magic['activation_fails']}/status")).json()
+    assert diagnostics["diagnostics"]["errorCodes"] == ["ECU_ERROR"]
+    assert diagnostics["activeServices"][0]["status"] == "ERROR"
+
+
+async def test_domain_faults(iot):
+    stack, http, magic = iot
+    vin = magic["healthy"]
+    faults = stack.service("iot").faults
+    faults.add({"id": "off", "action": {"type": "vehicle_offline"}, "match": {"selectors": {"vin": vin}}, "times": 2})
+    faults.add({"id": "ecu", "action": {"type": "activation_failed", "params": {"errorCode": "LOW_BATTERY"}},
+                "match": {"selectors": {"serviceId": "heated"}}})
+    faults.add({"id": "dup", "action": {"type": "callback_duplicated", "params": {"copies": 2}},
+                "match": {"selectors": {"serviceId": "dup"}}})
+    faults.add({"id": "late", "action": {"type": "callback_delayed", "params": {"seconds": 3600}},
+                "match": {"selectors": {"serviceId": "late"}}})
+    faults.add({"id": "lost", "action": {"type": "callback_lost"}, "match": {"selectors": {"serviceId": "lost"}}})
+    status = await (await http.get(f"/vehicles/{vin}/status")).json()
+    assert status["connectivity"] == "OFFLINE"  # reads see the fault without consuming it
+    for _ in range(3):
+        await http.post("/ota/activate", json=activation(vin))
+        await stack.advance("2m")
+    assert [s for _, s, _ in await outcomes(stack)] == ["FAILED", "FAILED", "ACTIVATED"]
+    stack.sink.received.clear()
+    for service_id in ("heated", "dup", "late", "lost"):
+        await http.post("/ota/activate", json=activation(vin, service_id, flags={"featureFlags": ["heated_seats"]}))
+    await stack.advance("30m")
+    assert [(r.payload["serviceId"], r.payload["status"], r.duplicate) for r in stack.sink.received] == [
+        ("heated", "FAILED", False), ("dup", "ACTIVATED", False), ("dup", "ACTIVATED", True), ("dup", "ACTIVATED", True)]
+    await stack.advance("1h")
+    assert stack.sink.received[-1].payload["serviceId"] == "late"
+    applied = [e["ruleId"] for e in stack.service("iot").journal.entries() if e["kind"] == "fault"]
+    assert applied.count("off") == 2 and {"ecu", "dup", "late", "lost"} <= set(applied)
+
+
+async def test_temporary_service_expires_on_the_clock_and_can_be_deactivated(iot):
+    stack, http, magic = iot
+    vin = magic["healthy"]
+    expiry = "2026-01-08T08:00:00Z"  # three days after the virtual epoch
+    await http.post("/ota/activate", json=activation(vin, "track-day", {"type": "TEMPORARY", "expiryDate": expiry}))
+    await http.post("/ota/activate", json=activation(vin, "winter", flags={"featureFlags": ["winter_package"]}))
+    await stack.advance("1m")
+    async with http.post("/ota/deactivate", json={"vin": vin, "serviceId": "winter"}) as r:
+        assert r.status == 202
+    await stack.advance("3d")
+    assert [(r.payload["serviceId"], r.payload["status"]) for r in stack.sink.received] == [
+        ("track-day", "ACTIVATED"), ("winter", "ACTIVATED"), ("winter", "DEACTIVATED"), ("track-day", "EXPIRED")]
+    expired_at = stack.sink.received[-1].payload["timestamp"]
+    assert expired_at == "2026-01-08T08:00:00.000Z"
+    status = await (await http.get(f"/vehicles/{vin}/status")).json()
+    assert status["activeServices"] == []
+    async with http.post("/ota/deactivate", json={"vin": vin, "serviceId": "winter"}) as r:
+        assert r.status == 422
+
+
+@pytest.mark.parametrize("body,status,title", [
+    (activation("WCA00000000000000"), 404, "Unknown vehicle"),
+    (activation(None, flags={"featureFlags": ["warp_drive"]}), 422, "Feature flag not installed on the vehicle"),
+    (activation(None, duration={"type": "TEMPORARY"}), 400, "Request violates contract"),
+    (activation(None, duration={"type": "TEMPORARY", "expiryDate": "2020-01-01T00:00:00Z"}), 422, "Invalid duration"),
+    (activation(None, duration={"type": "PERMANENT", "autoRenewal": True}), 400, "Request violates contract"),
+    (activation(None, duration={"type": "SUBSCRIPTION", "expiryDate": "2020-01-01T00:00:00Z"}), 422, "Invalid duration"),
+    ({"vin": "short"}, 400, "Request violates contract"),
+])
+async def test_bad_requests_get_clear_problems(iot, body, status, title):
+    stack, http, magic = iot
+    if body.get("vin") is None:
+        body["vin"] = magic["healthy"]
+    async with http.post("/ota/activate", json=body) as r:
+        assert r.status == status
+        problem = await r.json()
+        assert problem["title"] == title and problem["status"] == status and problem.get("detail")
+    if status == 400:
+        stack.service("iot").journal.clear()  # the violation is expected here
+
+
+async def test_same_seed_same_outcomes_and_event_sequence():
+    async def run(seed):
+        async with Stack(services=["iot"], seed=seed) as stack, aiohttp.ClientSession(stack.url("iot")) as http:
+            fleet = Fleet(seed)
+            for index in range(0, 200_000, 5000):
+                await http.post("/ota/activate", json=activation(fleet.vin_at(index)))
+            await stack.advance("2h")
+            return [(round(r.at, 3), r.payload["vin"], r.payload["status"], r.payload["errorCode"])
+                    for r in stack.sink.received]
+
+    first = await run(7)
+    assert first == await run(7)
+    assert first != await run(8)
+
+
+async def test_a_million_vehicle_fleet_starts_fast_and_memory_grows_with_touched_vehicles_only():
+    t0 = time.perf_counter()
+    stack = Stack(services=["iot"], seed=1, options={"iot": {"fleet_size": 1_000_000}}, with_sink=False)
+    await stack.start()
+    started = time.perf_counter() - t0
+    model = stack.running["iot"].app[MODEL_KEY]
+    fleet = model.fleet
+    try:
+        assert len(fleet) == 1_000_000
+        assert started < 1.0
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.take_snapshot()
+        for index in range(0, 1_000_000, 1000):  # reading status does not materialise a vehicle
+            model.status(fleet.vin_at(index))
+        assert model.vehicles == {}
+        for index in range(1000):
+            model.activate(fleet.vin_at(index * 997), "s", {"featureFlags": ["sport_mode"]}, {"type": "PERMANENT"})
+        grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(base, "filename"))
+        tracemalloc.stop()
+        assert len(model.vehicles) == 1000
+        per_vehicle = grown / 1000
+        # a touched vehicle with one service and one request costs a few kB, not the fleet
+        assert 200 < per_vehicle < 20_000, per_vehicle
+    finally:
+        await stack.stop()

@@ -1,0 +1,189 @@
+"""The kit's request pipeline on a real socket, with a small echo contract."""
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook
+
+from simulators.kit.app import Reply, Service, build_app
+from simulators.kit.clock import Clock
+from simulators.kit.errors import ProblemError
+from simulators.kit.webhooks import DEFAULT_SECRET, RETRY_SCHEDULE
+
+CONTRACT = Path(__file__).with_name("echo.yaml")
+
+
+def echo_service(clock=None, seed=3):
+    service = Service("echo", CONTRACT, clock=clock or Clock("virtual"), seed=seed)
+    things = {}
+
+    async def create(call):
+        if call.body.get("delay"):
+            await service.clock.sleep(call.body["delay"])
+        thing = {"id": len(things) + 1, "name": call.body["name"]}
+        things[thing["id"]] = thing
+        service.webhooks.send("thingCreated", thing, correlation_id=call.correlation_id)
+        return Reply(201, thing, {"Location": f"/things/{thing['id']}"})
+
+    async def get(call):
+        if int(call.path["id"]) not in things:
+            raise ProblemError(404, "No such thing")
+        return Reply(200, things[int(call.path["id"])])
+
+    service.reset_hooks.append(things.clear)
+    return service, build_app(service, {"createThing": create, "getThing": get}, admin=False)
+
+
+async def serve(app):
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+
+
+@pytest.fixture
+async def echo():
+    service, app = echo_service()
+    runner, url = await serve(app)
+    async with aiohttp.ClientSession(url) as http:
+        yield service, http
+    await runner.cleanup()
+
+
+async def test_contract_violation_gets_400_problem_and_a_journal_entry(echo):
+    service, http = echo
+    async with http.post("/things", json={"name": "", "extra": 1}) as r:
+        assert r.status == 400
+        assert r.content_type == "application/problem+json"
+        body = await r.json()
+    assert body["title"] == "Request violates contract"
+    assert {v["pointer"] for v in body["violations"]} == {"/name", "/"}
+    [violation] = service.journal.violations()
+    assert violation["direction"] == "in" and "extra" in violation["violation"]
+
+
+async def test_path_parameter_types_are_enforced(echo):
+    service, http = echo
+    async with http.get("/things/abc") as r:
+        assert r.status == 400
+    async with http.get("/things/7") as r:
+        assert r.status == 404 and (await r.json())["title"] == "No such thing"
+    async with http.get("/nowhere") as r:
+        assert r.status == 404 and r.content_type == "application/problem+json"
+
+
+async def test_response_violations_are_journaled():
+    service, app = echo_service()
+
+    async def broken(call):
+        return Reply(200, {"id": "not-an-int", "name": "x"})
+
+    app.router._resources.clear()  # rebuild with a broken handler
+    app = build_app(service, {"createThing": broken, "getThing": broken}, admin=False)
+    runner, url = await serve(app)
+    async with aiohttp.ClientSession(url) as http, http.get("/things/1") as r:
+        assert r.status == 200
+    await runner.cleanup()
+    [violation] = service.journal.violations()
+    assert violation["direction"] == "out" and "not-an-int" in violation["violation"]
+
+
+async def test_correlation_id_is_propagated(echo):
+    service, http = echo
+    async with http.post("/things", json={"name": "a"}, headers={"X-Correlation-Id": "corr-1"}) as r:
+        assert r.headers["X-Correlation-Id"] == "corr-1"
+    assert service.journal.entries()[-1]["correlationId"] == "corr-1"
+
+
+async def test_idempotency_replays_refuses_other_body_and_in_flight(echo):
+    service, http = echo
+    key = {"Idempotency-Key": "k1"}
+    async with http.post("/things", json={"name": "a"}, headers=key) as r:
+        first = (r.status, await r.json())
+    async with http.post("/things", json={"name": "a"}, headers=key) as r:
+        assert (r.status, await r.json()) == first
+        assert r.headers["Idempotent-Replayed"] == "true"
+    async with http.post("/things", json={"name": "b"}, headers=key) as r:
+        assert r.status == 422
+    slow = {"Idempotency-Key": "k2"}
+    pending = asyncio.ensure_future(http.post("/things", json={"name": "s", "delay": 10}, headers=slow))
+    await service.clock.settle()  # the first is parked on its 10 s delay
+    async with http.post("/things", json={"name": "s", "delay": 10}, headers=slow) as r:
+        assert r.status == 409
+    await service.clock.advance(10)
+    async with await pending as r:
+        assert r.status == 201
+    async with http.get("/things/3") as r:
+        assert r.status == 404  # only two things were created
+
+
+async def test_transport_faults(echo):
+    service, http = echo
+    faults = service.faults
+    faults.add({"id": "e", "match": {"method": "POST"}, "action": {"type": "http_error", "params": {"status": 503, "retry_after": 30}}, "times": 1})
+    async with http.post("/things", json={"name": "a"}) as r:
+        assert r.status == 503 and r.headers["Retry-After"] == "30"
+        assert (await r.json())["ruleId"] == "e"
+    faults.add({"id": "m", "action": {"type": "malformed_body"}, "times": 1})
+    async with http.post("/things", json={"name": "a"}) as r:
+        assert r.status == 201
+        with pytest.raises(Exception):
+            await r.json()
+    faults.add({"id": "r", "action": {"type": "reset"}, "times": 1})
+    with pytest.raises(aiohttp.ClientError):
+        async with http.post("/things", json={"name": "a"}) as r:
+            await r.read()
+    faults.add({"id": "l", "action": {"type": "latency", "params": {"ms": 2000}}, "times": 1})
+    pending = asyncio.ensure_future(http.get("/things/1"))
+    await service.clock.settle()
+    assert not pending.done() and service.clock.next_due() == pytest.approx(service.clock.now() + 2)
+    await service.clock.advance(2)
+    async with await pending as r:
+        assert r.status == 200
+    faults.add({"id": "t", "action": {"type": "timeout", "params": {"seconds": 60}}, "times": 1})
+    # a POST: aiohttp's client silently retries an idempotent GET on a dropped connection
+    pending = asyncio.ensure_future(http.post("/things", json={"name": "t"}))
+    await service.clock.settle()
+    await service.clock.advance(60)
+    with pytest.raises(aiohttp.ClientError):
+        async with await pending as r:
+            await r.read()
+    applied = [e["ruleId"] for e in service.journal.entries() if e["kind"] == "fault"]
+    assert applied == ["e", "m", "r", "l", "t"]
+    # things created: by the malformed call only (503 before, reset before)
+    statuses = [e.get("status") for e in service.journal.entries() if e["kind"] == "request" and e["path"] == "/things"]
+    assert statuses == [503, 201, None, None]  # reset and timeout: no answer, journaled all the same
+
+
+async def test_webhooks_are_signed_and_retried_on_5xx_on_the_clock_schedule():
+    clock = Clock("virtual")
+    service, app = echo_service(clock)
+    received = []
+
+    async def receiver(request):
+        body = await request.read()
+        Webhook(DEFAULT_SECRET).verify(body, dict(request.headers))  # raises if the signature is wrong
+        received.append((clock.now(), request.headers["webhook-id"]))
+        return web.Response(status=500 if len(received) < 4 else 204)
+
+    hook_app = web.Application()
+    hook_app.router.add_post("/hook", receiver)
+    hook_runner, hook_url = await serve(hook_app)
+    runner, url = await serve(app)
+    service.webhooks.subscribe("thingCreated", hook_url + "/hook")
+    async with aiohttp.ClientSession(url) as http, http.post("/things", json={"name": "a"}) as r:
+        assert r.status == 201
+    start = clock.now()
+    await clock.advance(3 * 3600)
+    await runner.cleanup()
+    await hook_runner.cleanup()
+    offsets = [round(t - start) for t, _ in received]
+    assert offsets == [0, 5, 305, 2105]  # 0, +5 s, +5 min, +30 min
+    assert len({wid for _, wid in received}) == 1
+    attempts = [e["detail"]["outcome"] for e in service.journal.entries() if e["kind"] == "webhook"]
+    assert attempts == ["failed", "failed", "failed", "delivered"]
+    assert RETRY_SCHEDULE[:4] == (0, 5, 300, 1800)

@@ -1,0 +1,113 @@
+import asyncio
+import time
+
+import pytest
+from aiohttp import web
+
+from simulators.kit.clock import Clock, ClockError
+from simulators.kit.durations import parse_duration
+
+
+async def test_virtual_days_fire_due_events_in_order_in_milliseconds():
+    clock = Clock("virtual")
+    fired = []
+    start = clock.now()
+    for day in (3, 1, 2, 1):  # two events at the same time keep insertion order
+        clock.call_later(day * 86400, lambda d=day: fired.append((d, clock.now() - start)))
+    t0 = time.perf_counter()
+    count = await clock.advance(4 * 86400)
+    wall = time.perf_counter() - t0
+    assert count == 4
+    assert fired == [(1, 86400), (1, 86400), (2, 172800), (3, 259200)]
+    assert clock.now() - start == 4 * 86400
+    assert wall < 0.5  # milliseconds in practice; loose for a loaded CI machine
+
+
+async def test_sleep_and_timeouts_are_clock_waits():
+    clock = Clock("virtual")
+    woke = []
+
+    async def sleeper():
+        await clock.sleep(30)
+        woke.append(clock.now())
+        await clock.wait_for(asyncio.get_running_loop().create_future(), timeout=60)
+
+    task = clock.spawn(sleeper(), "svc")
+    await clock.settle()
+    assert clock.busy == 0 and clock.next_due() == clock.now() + 30
+    await clock.advance(30)
+    assert woke and clock.next_due() == clock.now() + 60
+    await clock.advance(60)
+    with pytest.raises(asyncio.TimeoutError):
+        await task
+
+
+async def test_never_backward_and_real_clock_refuses_moves():
+    clock = Clock("virtual")
+    with pytest.raises(ClockError):
+        await clock.advance(-1)
+    with pytest.raises(ClockError):
+        await clock.advance_to(clock.now() - 10)
+    with pytest.raises(ClockError):
+        await Clock("real").advance(1)
+
+
+async def test_scaled_clock_runs_faster_than_wall_time():
+    clock = Clock("scaled", scale=1000)
+    start, wall = clock.now(), time.monotonic()
+    fired = asyncio.Event()
+    clock.call_later(50, fired.set)  # 50 virtual seconds = 50 ms of wall time
+    await asyncio.wait_for(fired.wait(), timeout=5)
+    assert clock.now() - start >= 50
+    assert time.monotonic() - wall < 5
+
+
+async def test_settlement_covers_a_response_in_flight():
+    """A caller parked on another service's answer is not busy, and the callee
+    has not started yet: bytes in flight. Settling must not advance past it."""
+    clock = Clock("virtual")
+    answered_at = []
+
+    async def callee(request):
+        with clock.working("callee"):
+            await asyncio.sleep(0)  # a real handler does some work
+            return web.json_response({"t": clock.now()})
+
+    app = web.Application()
+    app.router.add_get("/", callee)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        async def caller():
+            async def get():
+                async with session.get(f"http://127.0.0.1:{port}/") as r:
+                    return await r.json()
+            body = await clock.wait_for(get(), timeout=10)
+            answered_at.append((clock.now(), body["t"]))
+
+        for _ in range(20):
+            start = clock.now()
+            task = clock.spawn(caller(), "caller")
+            clock.call_later(1, lambda: None)  # something due right after
+            await clock.advance(1)
+            await task
+            # the answer arrived at the time it was sent, before the clock moved
+            assert answered_at[-1] == (start, start)
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("text,seconds", [("90s", 90), ("15m", 900), ("1h30m", 5400), ("3d", 259200),
+                                          ("250ms", 0.25), (12, 12), ("2.5h", 9000), ("1w", 604800)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "3 days", "-1s", "h", -3])
+def test_bad_durations_say_why(bad):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(bad)
