@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         # Ctrl-C is the normal way out of `journal --follow`.
         return 0 if getattr(args, "follow", False) else 130
+    except BrokenPipeError:  # `caas-sim journal iot | head`: the reader is gone, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _fail(message: str, code: int = EXIT_FAILURE) -> int:

@@ -33,6 +33,7 @@ class WebhookSink:
         self.received: list[Received] = []
         self.rejected = 0
         self._seen: set[str] = set()
+        self.listeners: list = []  # called with each first delivery (duplicates are only recorded)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -49,8 +50,11 @@ class WebhookSink:
         webhook_id = request.headers["webhook-id"]
         duplicate = webhook_id in self._seen
         self._seen.add(webhook_id)
-        self.received.append(Received(self.clock.now(), request.match_info["service"], webhook_id,
-                                      orjson.loads(body), duplicate))
+        received = Received(self.clock.now(), request.match_info["service"], webhook_id, orjson.loads(body), duplicate)
+        self.received.append(received)
+        if not duplicate:
+            for listener in self.listeners:
+                listener(received)
         return web.Response(status=204)
 
     def payloads(self, service: str | None = None, *, unique: bool = True) -> list[dict]:

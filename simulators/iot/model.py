@@ -181,7 +181,8 @@ class IotModel:
     # --- commands -----------------------------------------------------
     def activate(self, vin: str, service_id: str, configuration: dict, duration: dict,
                  correlation_id: str | None = None) -> dict:
-        profile = self.profile(vin)
+        vehicle = self.vehicles.get(vin)
+        profile = vehicle.profile if vehicle else self.profile(vin)
         flags = configuration["featureFlags"]
         missing = [f for f in flags if f not in profile.features]
         if missing:
@@ -189,7 +190,7 @@ class IotModel:
                                f"feature flag(s) {', '.join(map(repr, missing))} not installed on {vin}; "
                                f"installed: {', '.join(profile.features)}", kind="feature-not-installed")
         expiry = self._check_duration(duration)
-        vehicle = self.vehicle(vin)
+        vehicle = vehicle or self.vehicle(vin)
         req = self._new_request("ACTIVATION", vin, service_id, correlation_id, flags=list(flags), duration=duration)
         vehicle.services[service_id] = ActiveService(service_id, list(flags), duration["type"], expiry, "PENDING",
                                                      req.created, req.id)

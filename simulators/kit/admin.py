@@ -17,7 +17,7 @@ from .app import Service, is_loopback
 from .clock import ClockError, parse_datetime
 from .contract import Contract, Operation
 from .durations import parse_duration
-from .faults import FaultError
+from .faults import FaultConflict, FaultError
 from .errors import ProblemError
 from .problems import from_error, problem
 
@@ -97,6 +97,8 @@ def _handlers(service: Service) -> dict:
         raws = body["rules"] if isinstance(body, dict) and "rules" in body and "action" not in body else [body]
         try:
             added = faults.add_many(raws)
+        except FaultConflict as exc:
+            raise ProblemError(409, "Fault rule exists", str(exc), kind="fault-exists") from None
         except FaultError as exc:
             raise ProblemError(400, "Invalid fault rule", str(exc), kind="invalid-fault") from None
         return 201, {"rules": [r.to_dict() for r in added]}

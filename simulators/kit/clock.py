@@ -21,7 +21,7 @@ import contextvars
 import heapq
 import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
@@ -29,6 +29,8 @@ T = TypeVar("T")
 
 #: 2026-01-05T08:00:00Z, a Monday morning: the default start of virtual time.
 DEFAULT_EPOCH = 1767600000.0
+#: The end of representable time (9999-12-31T23:59:59Z): the clock stops short of it.
+MAX_TIME = 253402300799.0
 #: Idle loop turns that confirm settlement (DESIGN.md measured 10 as the minimum).
 SETTLE_TURNS = 20
 
@@ -51,14 +53,14 @@ def parse_datetime(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-@dataclass(order=True, slots=True)
+@dataclass(slots=True)
 class Timer:
     when: float
     seq: int
-    callback: Callable[..., Any] = field(compare=False)
-    args: tuple = field(compare=False, default=())
-    owner: str | None = field(compare=False, default=None)
-    cancelled: bool = field(compare=False, default=False)
+    callback: Callable[..., Any]
+    args: tuple = ()
+    owner: str | None = None
+    cancelled: bool = False
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -76,7 +78,7 @@ class Clock:
             start = time.time()
         self._virtual = DEFAULT_EPOCH if start is None else float(start)
         self._wall_anchor = time.monotonic()
-        self._timers: list[Timer] = []
+        self._timers: list[tuple[float, int, Timer]] = []  # heap; (when, seq) orders ties by insertion
         self._seq = itertools.count()
         self._busy = 0
         self._busy_by_owner: dict[str, int] = {}
@@ -98,8 +100,8 @@ class Clock:
     # --- timers ---------------------------------------------------------
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any, owner: str | None = None) -> Timer:
         timer = Timer(when, next(self._seq), callback, args, owner)
-        heapq.heappush(self._timers, timer)
-        if self.mode != "virtual" and self._timers[0] is timer:
+        heapq.heappush(self._timers, (when, timer.seq, timer))
+        if self.mode != "virtual" and self._timers[0][2] is timer:
             self._arm()
         return timer
 
@@ -109,27 +111,27 @@ class Clock:
     def next_due(self, owner: str | None = None) -> float | None:
         self._drop_cancelled()
         if owner is None:
-            return self._timers[0].when if self._timers else None
-        due = [t.when for t in self._timers if t.owner == owner and not t.cancelled]
+            return self._timers[0][0] if self._timers else None
+        due = [t.when for _, _, t in self._timers if t.owner == owner and not t.cancelled]
         return min(due) if due else None
 
     def pending(self, owner: str | None = None) -> int:
-        return sum(1 for t in self._timers if not t.cancelled and (owner is None or t.owner == owner))
+        return sum(1 for _, _, t in self._timers if not t.cancelled and (owner is None or t.owner == owner))
 
     def cancel_owned(self, owner: str) -> None:
-        for timer in self._timers:
+        for _, _, timer in self._timers:
             if timer.owner == owner:
                 timer.cancel()
 
     def _drop_cancelled(self) -> None:
-        while self._timers and self._timers[0].cancelled:
+        while self._timers and self._timers[0][2].cancelled:
             heapq.heappop(self._timers)
 
     def _fire_due(self, until: float) -> int:
         """Fire every timer due at or before ``until``, in (when, seq) order."""
         fired = 0
-        while self._timers and self._timers[0].when <= until:
-            timer = heapq.heappop(self._timers)
+        while self._timers and self._timers[0][0] <= until:
+            timer = heapq.heappop(self._timers)[2]
             if timer.cancelled:
                 continue
             if self.mode == "virtual" and timer.when > self._virtual:
@@ -147,7 +149,7 @@ class Clock:
         if not self._timers:
             return
         loop = asyncio.get_running_loop()
-        delay = max(0.0, (self._timers[0].when - self.now()) / self.scale)
+        delay = max(0.0, (self._timers[0][0] - self.now()) / self.scale)
         self._armed = loop.call_later(delay, self._on_wake)
 
     def _on_wake(self) -> None:
@@ -276,6 +278,8 @@ class Clock:
             raise ClockError("a real-time clock cannot be moved")
         if target < self.now():
             raise ClockError(f"the clock never moves backward (now {self.now_iso()}, asked {isoformat(target)})")
+        if target > MAX_TIME:
+            raise ClockError(f"cannot move the clock past {isoformat(MAX_TIME)}")
         fired = 0
         await self.settle()
         while True:

@@ -29,6 +29,10 @@ class FaultError(ValueError):
     """A fault rule that cannot be accepted; the message says why."""
 
 
+class FaultConflict(FaultError):
+    """A rule with this id already exists."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -205,7 +209,7 @@ class FaultEngine:
             raise FaultError(f"action {spec.name}: {_pydantic_message(exc)}") from None
         rule_id = data.id or f"rule-{next(self._ids)}"
         if any(r.id == rule_id for r in self.rules):
-            raise FaultError(f"a rule with id {rule_id!r} already exists")
+            raise FaultConflict(f"a rule with id {rule_id!r} already exists; delete it first")
         now = self._now()
         window = data.window or FaultWindow()
         rule = FaultRule(

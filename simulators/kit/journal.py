@@ -29,28 +29,23 @@ class Journal:
         self._next_seq = 1
         self._sink: IO[bytes] | None = open(jsonl_path, "ab") if jsonl_path else None
 
-    def record(self, kind: str, direction: str, **fields: Any) -> dict:
-        entry = {
-            "seq": self._next_seq,
-            "vt": isoformat(self._now()),
-            "wall": isoformat(time.time()),
-            "service": self.service,
-            "kind": kind,
-            "direction": direction,
-        }
+    def record(self, kind: str, direction: str, **fields: Any) -> None:
+        # Times stay floats here and become ISO text when read: formatting
+        # them on every request would cost more than the rest of the entry.
+        entry = {"seq": self._next_seq, "vt": self._now(), "wall": time.time(), "service": self.service,
+                 "kind": kind, "direction": direction}
         for key, value in fields.items():
             if value is not None:
                 entry[key] = value
         self._next_seq += 1
         self._entries.append(entry)
         if self._sink is not None:
-            self._sink.write(orjson.dumps(entry) + b"\n")
+            self._sink.write(orjson.dumps(_render(entry)) + b"\n")
             self._sink.flush()
-        return entry
 
-    def event(self, name: str, entities: dict[str, str] | None = None, **detail: Any) -> dict:
+    def event(self, name: str, entities: dict[str, str] | None = None, **detail: Any) -> None:
         """A domain event (activation completed, vehicle woke up...) for per-entity timelines."""
-        return self.record("event", "internal", event=name, entities=entities or None,
+        self.record("event", "internal", event=name, entities=entities or None,
                            detail=detail or None)
 
     def read(self, since: int = 0, limit: int = 1000) -> dict:
@@ -58,15 +53,15 @@ class Journal:
         dropped = max(0, first - since - 1) if since < first else 0
         # Entries are contiguous by seq, so index arithmetic finds the start.
         start = max(0, since + 1 - first)
-        entries = list(itertools.islice(self._entries, start, start + limit))
+        entries = [_render(e) for e in itertools.islice(self._entries, start, start + limit)]
         nxt = entries[-1]["seq"] if entries else max(since, first - 1)
         return {"entries": entries, "next": nxt, "dropped": dropped}
 
     def entries(self) -> list[dict]:
-        return list(self._entries)
+        return [_render(e) for e in self._entries]
 
     def violations(self) -> list[dict]:
-        return [e for e in self._entries if e["kind"] == "violation"]
+        return [_render(e) for e in self._entries if e["kind"] == "violation"]
 
     def clear(self) -> int:
         removed = len(self._entries)
@@ -78,3 +73,6 @@ class Journal:
             self._sink.close()
             self._sink = None
 
+
+def _render(entry: dict) -> dict:
+    return {**entry, "vt": isoformat(entry["vt"]), "wall": isoformat(entry["wall"])}

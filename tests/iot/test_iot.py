@@ -1,5 +1,6 @@
 """The API IoT simulator end to end: real sockets, virtual time, signed callbacks."""
 
+import asyncio
 import gc
 import time
 import tracemalloc
@@ -191,3 +192,26 @@ async def test_a_million_vehicle_fleet_starts_fast_and_memory_grows_with_touched
         assert 200 < per_vehicle < 20_000, per_vehicle
     finally:
         await stack.stop()
+
+
+async def test_the_shipped_fault_profile_loads_and_applies():
+    from pathlib import Path
+
+    import simulators.iot
+
+    profile = Path(simulators.iot.__file__).parent / "profiles" / "flaky-network.yaml"
+    async with Stack(services=["iot"], seed=5, fault_profiles={"iot": str(profile)}) as stack:
+        fleet = Fleet(5)
+        async with aiohttp.ClientSession(stack.url("iot")) as http:
+            async def post(index):
+                async with http.post("/ota/activate", json=activation(fleet.vin_at(index))) as r:
+                    return r.status
+
+            # Injected latency is a wait on the virtual clock: requests finish as it advances.
+            pending = asyncio.gather(*(post(index) for index in range(60)))
+            await stack.advance("1h")
+            statuses = await asyncio.wait_for(pending, timeout=10)
+        applied = {e["ruleId"] for e in stack.service("iot").journal.entries() if e["kind"] == "fault"}
+        assert {"api-slow", "vehicles-unreachable"} <= applied
+        assert set(statuses) <= {202, 503}
+        assert stack.violations() == []

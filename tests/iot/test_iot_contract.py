@@ -5,15 +5,11 @@ contract. The schema is loaded at module level (from_fixture breaks on pytest
 9.2, DESIGN.md) and the base URL comes from a simulator on a real socket.
 """
 
-import asyncio
-import threading
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.generation import GenerationMode
 
-from scenarios.stack import Stack
 from simulators.kit.contract import CONTRACTS_DIR
 
 schema = schemathesis.openapi.from_path(CONTRACTS_DIR / "iot.yaml")
@@ -27,17 +23,8 @@ FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
 
 
 @pytest.fixture(scope="module")
-def iot():
-    """The simulator in a thread of its own: schemathesis calls it synchronously."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    stack = Stack(services=["iot"], seed=0)
-    asyncio.run_coroutine_threadsafe(stack.start(), loop).result(timeout=30)
-    yield stack
-    asyncio.run_coroutine_threadsafe(stack.stop(), loop).result(timeout=30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=10)
+def iot(threaded_stack):
+    return threaded_stack
 
 
 @schema.parametrize()

@@ -187,3 +187,42 @@ async def test_webhooks_are_signed_and_retried_on_5xx_on_the_clock_schedule():
     attempts = [e["detail"]["outcome"] for e in service.journal.entries() if e["kind"] == "webhook"]
     assert attempts == ["failed", "failed", "failed", "delivered"]
     assert RETRY_SCHEDULE[:4] == (0, 5, 300, 1800)
+
+
+async def test_delivery_hooks_lose_duplicate_delay_and_reorder():
+    from simulators.kit.webhooks import DeliveryHooks
+
+    clock = Clock("virtual")
+    service, app = echo_service(clock)
+    received = []
+
+    async def receiver(request):
+        received.append((clock.now(), (await request.json())["name"], request.headers["webhook-id"]))
+        return web.Response(status=204)
+
+    hook_app = web.Application()
+    hook_app.router.add_post("/hook", receiver)
+    hook_runner, hook_url = await serve(hook_app)
+    service.webhooks.subscribe("*", hook_url + "/hook")
+    send = lambda name, **hooks: service.webhooks.send("thingCreated", {"id": 1, "name": name},
+                                                       hooks=DeliveryHooks(**hooks))
+    start = clock.now()
+    send("lost", lost=True)
+    [dup_id] = send("dup", duplicates=2)
+    send("late", delay=60)
+    send("first", reorder=True)
+    send("second")
+    await clock.advance(120)
+    await hook_runner.cleanup()
+    names = [(round(t - start), name) for t, name, _ in received]
+    assert names == [(0, "dup"), (0, "second"), (1, "dup"), (1, "first"), (2, "dup"), (60, "late")]
+    assert {wid for _, name, wid in received if name == "dup"} == {dup_id}
+    lost = [e for e in service.journal.entries() if e["kind"] == "webhook" and e["detail"]["outcome"] == "lost"]
+    assert len(lost) == 1
+
+
+async def test_the_stack_fixture_runs_every_service(running_stack):
+    assert set(running_stack.running) >= {"sink", "iot"}
+    async with aiohttp.ClientSession() as http, http.get(running_stack.url("iot") + "/__admin/health") as r:
+        health = await r.json()
+    assert health["service"] == "iot" and health["busy"] == 0 and health["clock"]["mode"] == "virtual"
