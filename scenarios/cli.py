@@ -19,10 +19,11 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, NamedTuple
 
 import aiohttp
 import yaml
+import yarl
 
 from simulators.client import AdminClient, AdminError, AdminUnreachable, load_fault_profile
 from simulators.kit.app import is_loopback
@@ -102,6 +103,17 @@ def _port(value: str) -> int:
     return int(value)
 
 
+def _url(value: str) -> str:
+    try:
+        url = yarl.URL(value)
+        ok = url.scheme in ("http", "https") and bool(url.host)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"not a base URL: {value!r} (e.g. http://127.0.0.1:8103)")
+    return value
+
+
 def _simulator(value: str) -> str:
     if value not in stack_mod.SERVICES:
         raise argparse.ArgumentTypeError(f"unknown service {value!r}; available: {', '.join(stack_mod.SERVICES)}")
@@ -159,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("name", type=_simulator, metavar="NAME", help=f"one of {', '.join(stack_mod.SERVICES)}")
     serve.add_argument("--port", type=_port, help="port to listen on (default: the service's own)")
     serve.add_argument("--faults", metavar="PROFILE.yaml", help="load a fault profile at start")
-    serve.add_argument("--webhook-url", metavar="URL", help="deliver every webhook of the service to this URL")
+    serve.add_argument("--webhook-url", type=_url, metavar="URL", help="deliver every webhook of the service to this URL")
     serve.set_defaults(handler=cmd_serve)
 
     admin = _Parser(add_help=False)
@@ -167,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     target = _Parser(add_help=False, parents=[admin])
     target.add_argument("service", nargs="?", metavar="SERVICE",
                         help="a simulator name (its default port on 127.0.0.1), or core")
-    target.add_argument("--url", help="the service's base URL instead, e.g. http://127.0.0.1:8103")
+    target.add_argument("--url", type=_url, help="the service's base URL instead, e.g. http://127.0.0.1:8103")
 
     fault = commands.add_parser("fault", help="fault rules of a running service",
                                 description="Add, list and remove the fault rules of a running service.")
@@ -197,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     which = chosen.add_mutually_exclusive_group()
     which.add_argument("--service", action="append", type=_named, metavar="NAME",
                        help="a service on its default port (repeatable)")
-    which.add_argument("--url", action="append", metavar="URL", help="a service's base URL (repeatable)")
+    which.add_argument("--url", action="append", type=_url, metavar="URL", help="a service's base URL (repeatable)")
     advance = clocks.add_parser("advance", parents=[chosen], formatter_class=fmt,
                                 help="move forward by a duration, event by event",
                                 description="Move clocks forward by DURATION; each timer due on the way fires "
@@ -256,8 +268,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _check_exposure(args)
     if args.faults:
         _check_profile(args.faults)
-    if args.webhook_url and not args.webhook_url.startswith(("http://", "https://")):
-        raise CliError(f"--webhook-url wants an http(s) URL, got {args.webhook_url!r}", EXIT_USAGE)
     name = args.name
     port = stack_mod.SERVICES[name][1] if args.port is None else args.port
     stack = stack_mod.Stack(services=[name], seed=args.seed, clock=stack_mod.parse_clock(args.clock),
@@ -282,8 +292,11 @@ def _check_profile(path: str) -> None:
         load_fault_profile(path)
     except OSError as exc:
         raise CliError(f"cannot read fault profile {path}: {exc.strerror or exc}", EXIT_USAGE) from None
-    except yaml.YAMLError as exc:  # its message points at the line
-        raise CliError(f"{path}: not valid YAML: {exc}", EXIT_USAGE) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise CliError(f"{path}: not valid YAML{where}: {reason}", EXIT_USAGE) from None
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
 
@@ -327,7 +340,7 @@ async def run_stack(stack: stack_mod.Stack, *, configure: Callable[[stack_mod.St
         except OSError as exc:
             raise CliError(_bind_error(exc, stack)) from None
         except ValueError as exc:  # a fault profile the service rejects
-            raise CliError(str(exc)) from None
+            raise CliError(f"cannot start {_starting(stack)}: {exc}") from None
         if configure:
             configure(stack)
         print(render_stack(stack), file=out)
@@ -356,13 +369,18 @@ def _stop_on_signals() -> asyncio.Event:
 def _bind_error(exc: OSError, stack: stack_mod.Stack) -> str:
     if isinstance(exc, FileNotFoundError):
         return str(exc)
-    order = (["sink"] if stack.with_sink else []) + list(stack.services)
-    failed = next((name for name in order if name not in stack.running), "?")
+    failed = _starting(stack)
     port = stack.ports.get(failed, 0)
     if exc.errno == errno.EADDRINUSE:
         return (f"cannot listen on {stack.host}:{port} for {failed}: address already in use "
                 f"(is `caas-sim up` already running? `caas-sim serve NAME --port P` picks another port)")
     return f"cannot listen on {stack.host}:{port} for {failed}: {exc.strerror or exc}"
+
+
+def _starting(stack: stack_mod.Stack) -> str:
+    """The service a failed start was at: Stack starts the sink, then services in order."""
+    order = (["sink"] if stack.with_sink else []) + list(stack.services)
+    return next((name for name in order if name not in stack.running), "?")
 
 
 def render_stack(stack: stack_mod.Stack) -> str:
@@ -409,6 +427,14 @@ def default_url(name: str) -> str:
                    f"(or give --url)", EXIT_USAGE)
 
 
+def _with_admin(url: str, token: str | None, call: Callable[[AdminClient], Awaitable[Any]]) -> Any:
+    async def run() -> Any:
+        async with AdminClient(url, token=token) as admin:
+            return await call(admin)
+
+    return asyncio.run(run())
+
+
 def cmd_fault_add(args: argparse.Namespace) -> int:
     label, url = _target(args)
     if args.file:
@@ -419,18 +445,15 @@ def cmd_fault_add(args: argparse.Namespace) -> int:
             rule = json.loads(args.rule)
         except json.JSONDecodeError as exc:
             raise CliError(f"--rule is not valid JSON: {exc}", EXIT_USAGE) from None
-        rules = rule["rules"] if isinstance(rule, dict) and "rules" in rule else rule if isinstance(rule, list) \
-            else [rule]
-        if not all(isinstance(r, dict) for r in rules):
+        if isinstance(rule, dict) and "rules" in rule:
+            rules = rule["rules"]
+        else:
+            rules = rule if isinstance(rule, list) else [rule]
+        if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
             raise CliError("--rule wants a JSON object (or a list of them)", EXIT_USAGE)
     if not rules:
         raise CliError(f"no rule to add (empty {'profile ' + args.file if args.file else '--rule'})", EXIT_USAGE)
-
-    async def run() -> list[dict]:
-        async with AdminClient(url, token=args.token) as admin:
-            return await admin.add_faults(rules)
-
-    added = asyncio.run(run())
+    added = _with_admin(url, args.token, lambda admin: admin.add_faults(rules))
     print(f"added {len(added)} rule{'s' if len(added) != 1 else ''} to {label}:")
     print(render_rules(added))
     return 0
@@ -438,12 +461,7 @@ def cmd_fault_add(args: argparse.Namespace) -> int:
 
 def cmd_fault_list(args: argparse.Namespace) -> int:
     label, url = _target(args)
-
-    async def run() -> dict:
-        async with AdminClient(url, token=args.token) as admin:
-            return await admin.faults()
-
-    listing = asyncio.run(run())
+    listing = _with_admin(url, args.token, lambda admin: admin.faults())
     print(render_rules(listing["rules"]) if listing["rules"] else f"no fault rules on {label}")
     if args.actions:
         print()
@@ -454,24 +472,14 @@ def cmd_fault_list(args: argparse.Namespace) -> int:
 
 def cmd_fault_clear(args: argparse.Namespace) -> int:
     label, url = _target(args)
-
-    async def run() -> int:
-        async with AdminClient(url, token=args.token) as admin:
-            return await admin.clear_faults()
-
-    removed = asyncio.run(run())
+    removed = _with_admin(url, args.token, lambda admin: admin.clear_faults())
     print(f"removed {removed} rule{'s' if removed != 1 else ''} from {label}")
     return 0
 
 
 def cmd_fault_delete(args: argparse.Namespace) -> int:
     label, url = _target(args)
-
-    async def run() -> int:
-        async with AdminClient(url, token=args.token) as admin:
-            return await admin.delete_fault(args.rule_id)
-
-    asyncio.run(run())
+    _with_admin(url, args.token, lambda admin: admin.delete_fault(args.rule_id))
     print(f"removed {args.rule_id} from {label}")
     return 0
 
@@ -500,8 +508,18 @@ def _rule_row(rule: dict) -> list[str]:
 
 
 # --- clock ------------------------------------------------------------------------
-async def _clock_targets(args: argparse.Namespace, session: aiohttp.ClientSession) -> list[tuple[str, AdminClient, dict]]:
-    """(label, client, health) of each service to act on; default: the simulators that answer."""
+class Target(NamedTuple):
+    label: str
+    admin: AdminClient
+    health: dict  # as first read: its clock tells which services share one
+
+    @property
+    def epoch(self) -> float:
+        return self.health["clock"]["epoch"]
+
+
+async def _clock_targets(args: argparse.Namespace, session: aiohttp.ClientSession) -> list[Target]:
+    """The services to act on; default: the simulators that answer on their default ports."""
     explicit = [(u, u) for u in args.url or []] or [(n, default_url(n)) for n in args.service or []]
     candidates = explicit or [(n, default_url(n)) for n in stack_mod.SERVICES]
     clients = [(label, AdminClient(url, token=args.token, session=session)) for label, url in candidates]
@@ -512,7 +530,7 @@ async def _clock_targets(args: argparse.Namespace, session: aiohttp.ClientSessio
             continue  # discovery: a simulator that is not running is not an error
         if isinstance(health, BaseException):
             raise health
-        found.append((label, client, health))
+        found.append(Target(label, client, health))
     if not found:
         tried = ", ".join(client.base_url for _, client in clients)
         raise CliError(f"no simulator answers on {tried}: {UP_HINT}")
@@ -525,19 +543,19 @@ def cmd_clock_advance(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with aiohttp.ClientSession() as session:
             targets = await _clock_targets(args, session)
-            real = [label for label, _, health in targets if health["clock"]["mode"] == "real"]
-            pending = [t for t in targets if t[0] not in real]
+            real = [t.label for t in targets if t.health["clock"]["mode"] == "real"]
+            pending = [t for t in targets if t.label not in real]
             while pending:
                 # Services of one process share a clock: advance one, and whoever
                 # moved along with it shares it (an equal epoch alone is not proof:
                 # two fresh virtual clocks in two processes both start at the same instant).
-                (label, client, health), pending = pending[0], pending[1:]
-                after = await client.advance(args.duration)
-                group, rest = [label], []
+                head, pending = pending[0], pending[1:]
+                after = await head.admin.advance(args.duration)
+                group, rest = [head.label], []
                 for other in pending:
-                    now = (await other[1].clock())["epoch"]
-                    if _moved_along(other[2]["clock"]["epoch"], now, health["clock"]["epoch"], seconds):
-                        group.append(other[0])
+                    now = (await other.admin.clock())["epoch"]
+                    if _moved_along(other.epoch, now, head.epoch, seconds):
+                        group.append(other.label)
                     else:
                         rest.append(other)
                 pending = rest
@@ -556,14 +574,16 @@ def _moved_along(before: float, now: float, head_before: float, seconds: float) 
 
 
 def cmd_clock_show(args: argparse.Namespace) -> int:
-    async def run() -> list:
+    async def run() -> list[Target]:
         async with aiohttp.ClientSession() as session:
             return await _clock_targets(args, session)
 
-    rows = [[label, h["clock"]["now"], h["clock"]["mode"] + (f" x{h['clock']['scale']:g}"
-                                                              if h["clock"]["mode"] == "scaled" else ""),
-             str(h["busy"]), h.get("nextDue") or "-", str(h.get("pendingTimers", "-"))]
-            for label, _, h in asyncio.run(run())]
+    rows = []
+    for target in asyncio.run(run()):
+        health, clock = target.health, target.health["clock"]
+        mode = f"scaled x{clock['scale']:g}" if clock["mode"] == "scaled" else clock["mode"]
+        rows.append([target.label, clock["now"], mode, str(health["busy"]), health.get("nextDue") or "-",
+                     str(health.get("pendingTimers", "-"))])
     print(render_table(["SERVICE", "NOW", "MODE", "BUSY", "NEXT DUE", "TIMERS"], rows))
     return 0
 

@@ -65,6 +65,14 @@ class Stack:
         unknown = [s for s in self.services if s not in SERVICES]
         if unknown:
             raise ValueError(f"unknown service(s) {unknown}; available: {', '.join(SERVICES)}")
+        try:
+            await self._start_all()
+        except BaseException:
+            await self.stop()  # leave no socket bound behind a failed start
+            raise
+        return self
+
+    async def _start_all(self) -> None:
         if self.with_sink:
             self.sink = WebhookSink(self.clock)
             await self._serve("sink", self.sink.app(), self.ports.get("sink", 0))
@@ -74,7 +82,6 @@ class Stack:
                                options=self.options.get(name, {}), fault_profile=self.fault_profiles.get(name),
                                webhook_url=f"{self.running['sink'].url}/webhooks/{name}" if self.sink else None)
             await self._serve(name, module.create_app(config), self.ports.get(name, 0))
-        return self
 
     async def _serve(self, name: str, app: web.Application, port: int) -> None:
         runner = web.AppRunner(app, access_log=None)
@@ -82,7 +89,9 @@ class Stack:
         site = web.TCPSite(runner, self.host, port)
         await site.start()
         bound = site._server.sockets[0].getsockname()[1]
-        self.running[name] = Running(name, app, runner, f"http://{self.host}:{bound}")
+        # A wildcard bind is reached through loopback from here.
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.host, self.host)
+        self.running[name] = Running(name, app, runner, f"http://{host}:{bound}")
 
     async def stop(self) -> None:
         for running in reversed(list(self.running.values())):

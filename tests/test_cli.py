@@ -68,6 +68,7 @@ def test_help_lists_the_commands(capsys):
     ["fault", "add", "nosuch", "--rule", "{}"],
     ["fault", "add", "iot", "--rule", "{not json"],
     ["fault", "list"],
+    ["fault", "list", "--url", "127.0.0.1:8103"],
     ["clock", "advance", "soon"],
     ["clock", "advance", "1h", "--service", "nosuch"],
     ["serve", "nosuch"],
@@ -205,3 +206,14 @@ def test_serve_prints_where_it_listens_and_stops_on_sigterm():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_serve_reports_a_profile_it_cannot_load(tmp_path, capsys):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("rules: [\n")
+    assert await cli("serve", "iot", "--port", "0", "--faults", str(broken)) == 2
+    assert "not valid YAML (line 2" in one_line_error(capsys.readouterr().err)
+    rejected = tmp_path / "rejected.yaml"
+    rejected.write_text("- action: {type: explode}\n")
+    assert await cli("serve", "iot", "--port", "0", "--faults", str(rejected)) == 1
+    assert "cannot start iot: unknown fault action 'explode'" in one_line_error(capsys.readouterr().err)

@@ -35,10 +35,11 @@ def add_admin_routes(app: web.Application, service: Service) -> None:
 
 
 def _authorised(service: Service, request: web.Request) -> bool:
-    if service.admin_token:
-        given = request.headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {service.admin_token}".encode())
-    return is_loopback(request.remote)
+    """Without a token, loopback callers only; with one, whoever presents it."""
+    if not service.admin_token:
+        return is_loopback(request.remote)
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {service.admin_token}".encode())
 
 
 def _admin_endpoint(service: Service, op: Operation, handler):

@@ -94,7 +94,7 @@ class Service:
         self.clock.cancel_owned(self.name)
         await self.clock.cancel_tasks(self.name)
         self.journal.clear()
-        self.faults.clear()
+        self.faults.reset()
         self.idempotency.clear()
         self.webhooks.reset()
         for hook in self.reset_hooks:

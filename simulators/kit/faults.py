@@ -239,7 +239,11 @@ class FaultEngine:
 
     def load_profile(self, path: str | Path) -> list[FaultRule]:
         doc = yaml.safe_load(Path(path).read_text())
-        rules = doc.get("rules", []) if isinstance(doc, dict) else doc
+        if doc is None:
+            return []
+        if isinstance(doc, dict) and set(doc) != {"rules"}:
+            raise FaultError(f"{path}: a fault profile has one key, `rules:` (found {', '.join(map(str, doc))})")
+        rules = doc["rules"] if isinstance(doc, dict) else doc
         if not isinstance(rules, list):
             raise FaultError(f"{path}: a fault profile is a list of rules or a mapping with `rules:`")
         return self.add_many(rules)
@@ -255,6 +259,10 @@ class FaultEngine:
         self.rules = []
         self.has_transport_rules = False
         return removed
+
+    def reset(self) -> None:
+        self.clear()
+        self._ids = itertools.count(1)
 
     # --- application ----------------------------------------------------
     def peek(self, actions: tuple[str, ...] | str, **context: Any) -> FaultRule | None:

@@ -27,6 +27,7 @@ class Journal:
         self._now = now
         self._entries: collections.deque[dict] = collections.deque(maxlen=capacity)
         self._next_seq = 1
+        self._cleared_through = 0  # entries up to this seq were cleared on purpose, not dropped
         self._sink: IO[bytes] | None = open(jsonl_path, "ab") if jsonl_path else None
 
     def record(self, kind: str, direction: str, **fields: Any) -> None:
@@ -50,7 +51,7 @@ class Journal:
 
     def read(self, since: int = 0, limit: int = 1000) -> dict:
         first = self._entries[0]["seq"] if self._entries else self._next_seq
-        dropped = max(0, first - since - 1) if since < first else 0
+        dropped = max(0, first - max(since, self._cleared_through) - 1)
         # Entries are contiguous by seq, so index arithmetic finds the start.
         start = max(0, since + 1 - first)
         entries = [_render(e) for e in itertools.islice(self._entries, start, start + limit)]
@@ -66,6 +67,7 @@ class Journal:
     def clear(self) -> int:
         removed = len(self._entries)
         self._entries.clear()
+        self._cleared_through = self._next_seq - 1
         return removed
 
     def close(self) -> None:
