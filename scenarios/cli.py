@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import errno
 import importlib
-import importlib.util
 import json
 import os
 import signal
@@ -26,7 +25,7 @@ import yaml
 import yarl
 
 from simulators.client import AdminClient, AdminError, AdminUnreachable, load_fault_profile
-from simulators.kit.app import is_loopback
+from simulators.kit.service import is_loopback
 from simulators.kit.contract import CONTRACTS_DIR
 from simulators.kit.durations import format_duration, parse_duration
 
@@ -302,17 +301,7 @@ def _check_profile(path: str) -> None:
 
 
 def _available_services() -> list[str]:
-    """SERVICES may name simulators still being written: start the ones that exist."""
-    names = []
-    for name, (module, _) in stack_mod.SERVICES.items():
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:
-            found = False
-        if found:
-            names.append(name)
-        else:
-            print(f"caas-sim: warning: {name} skipped ({module} is not available)", file=sys.stderr)
+    names = stack_mod.available_services()
     if not names:
         raise CliError("no simulator is available to start")
     return names

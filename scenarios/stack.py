@@ -8,21 +8,43 @@ everything between them is real HTTP; they share one ``Clock`` so that
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from simulators.kit.app import SERVICE_KEY
 from simulators.kit.clock import Clock
 from simulators.kit.config import SimConfig
 from simulators.kit.durations import parse_duration
+from simulators.kit.service import Service
 
 from .sink import WebhookSink
 
-#: name -> (module with create_app, default port). Later simulators add themselves here.
+#: name -> (module with create_app, default port), as DESIGN.md numbers them.
 SERVICES: dict[str, tuple[str, int]] = {
+    "factory": ("simulators.factory.api", 8101),
+    "vss": ("simulators.vss.api", 8102),
     "iot": ("simulators.iot.api", 8103),
+    "payments": ("simulators.payments.api", 8104),
+    "registry-es": ("simulators.registries.es", 8111),
+    "registry-fr": ("simulators.registries.fr", 8112),
+    "registry-de": ("simulators.registries.de", 8113),
+    "registry-uk": ("simulators.registries.uk", 8114),
 }
+
+
+def available_services() -> list[str]:
+    """The services whose module exists in this checkout."""
+    return [name for name, (module, _) in SERVICES.items() if _importable(module)]
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its package is missing
+        return False
 SINK_PORT = 8199
 
 
@@ -49,7 +71,7 @@ class Running:
 
 @dataclass
 class Stack:
-    services: list[str] = field(default_factory=lambda: list(SERVICES))
+    services: list[str] = field(default_factory=available_services)
     seed: int = 0
     clock: Clock = field(default_factory=Clock)
     host: str = "127.0.0.1"
@@ -107,9 +129,7 @@ class Stack:
     def url(self, name: str) -> str:
         return self.running[name].url
 
-    def service(self, name: str):
-        from simulators.kit.app import SERVICE_KEY
-
+    def service(self, name: str) -> Service:
         return self.running[name].app[SERVICE_KEY]
 
     async def advance(self, duration: str | float) -> int:

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ..kit.app import Service
+from ..kit.service import Service
 from ..kit.clock import isoformat, parse_datetime
 from ..kit.errors import ProblemError
 from ..kit.faults import NoParams

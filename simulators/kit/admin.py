@@ -13,7 +13,7 @@ from functools import lru_cache
 import orjson
 from aiohttp import web
 
-from .app import Service, is_loopback
+from .service import Service, is_loopback
 from .clock import ClockError, parse_datetime
 from .contract import Contract, Operation
 from .durations import parse_duration

@@ -1,35 +1,30 @@
 """The app factory: a simulator is a contract, a model and a few handlers.
 
-``Service`` holds what every simulator shares (clock, journal, faults,
-idempotency, webhooks); ``build_app`` registers one route per contract
-operation, each wrapped so that the request is validated, faults applied,
-idempotency honoured, the response validated and the exchange journaled.
-Handlers receive a ``Call`` and return a ``Reply``: no HTTP in the model.
+``build_app`` registers one route per contract operation of a ``Service``,
+each wrapped so that the request is validated, faults applied, idempotency
+honoured, the response validated and the exchange journaled. Handlers
+receive a ``Call`` and return a ``Reply``: no HTTP in the model.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import itertools
 import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
 import orjson
 from aiohttp import web
 
-from .clock import Clock
-from .contract import Contract, Operation
-from .faults import TRANSPORT_ACTIONS, FaultEngine, FaultRule
-from .idempotency import IdempotencyStore
-from .journal import CORRELATION_HEADER, Journal
+from .admin import add_admin_routes
+from .contract import Operation
 from .errors import ProblemError
+from .faults import TRANSPORT_ACTIONS, FaultRule
+from .journal import CORRELATION_HEADER
 from .problems import from_error, problem
-from .webhooks import WebhookDispatcher
+from .service import Service
 
 SERVICE_KEY: web.AppKey["Service"] = web.AppKey("service")
 #: Largest request body any simulator accepts.
@@ -58,57 +53,6 @@ class Reply:
 Handler = Callable[[Call], Awaitable[Reply]]
 
 
-class Service:
-    """Everything one simulator needs besides its model."""
-
-    def __init__(self, name: str, contract: str | Path | Contract, *, clock: Clock | None = None, seed: int = 0,
-                 journal_capacity: int = 10_000, journal_path: str | Path | None = None,
-                 admin_token: str | None = None):
-        self.name = name
-        self.seed = seed
-        self.clock = clock or Clock("virtual")
-        self.contract = contract if isinstance(contract, Contract) else Contract(contract)
-        self.journal = Journal(name, self.clock.now, capacity=journal_capacity, jsonl_path=journal_path)
-        self.faults = FaultEngine(seed=seed, now=self.clock.now, record=self.journal.record)
-        self.idempotency = IdempotencyStore(self.clock.now)
-        self.webhooks = WebhookDispatcher(name, self.clock, self.journal, self.contract, seed=seed)
-        self.admin_token = admin_token
-        self.reset_hooks: list[Callable[[], Any]] = []
-        self.correlation_ids = itertools.count(1)
-
-    # Shorthands a model uses for time-dependent rules.
-    def later(self, delay: float, callback: Callable[..., Any], *args: Any):
-        return self.clock.call_later(delay, callback, *args, owner=self.name)
-
-    def at(self, when: float, callback: Callable[..., Any], *args: Any):
-        return self.clock.call_at(when, callback, *args, owner=self.name)
-
-    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
-        return self.clock.spawn(coro, self.name)
-
-    def domain_fault(self, *actions: str, entities: dict[str, Any] | None = None,
-                     operation: str | None = None, correlation_id: str | None = None) -> FaultRule | None:
-        return self.faults.take(actions, operation=operation, entities=entities, correlation_id=correlation_id)
-
-    async def reset(self) -> None:
-        self.clock.cancel_owned(self.name)
-        await self.clock.cancel_tasks(self.name)
-        self.journal.clear()
-        self.faults.reset()
-        self.idempotency.clear()
-        self.webhooks.reset()
-        for hook in self.reset_hooks:
-            hook()
-
-    def health(self) -> dict:
-        due = self.clock.next_due(self.name)
-        from .clock import isoformat
-
-        return {"service": self.name, "status": "ok", "clock": self.clock.describe(),
-                "busy": self.clock.busy_of(self.name), "nextDue": isoformat(due) if due is not None else None,
-                "pendingTimers": self.clock.pending(self.name)}
-
-
 def build_app(service: Service, handlers: dict[str, Handler], *, admin: bool = True) -> web.Application:
     missing = set(service.contract.operations) - set(handlers)
     extra = set(handlers) - set(service.contract.operations)
@@ -120,8 +64,6 @@ def build_app(service: Service, handlers: dict[str, Handler], *, admin: bool = T
     for op_id, op in service.contract.operations.items():
         app.router.add_route(op.method, op.path, _endpoint(service, op, handlers[op_id]), name=op_id)
     if admin:
-        from .admin import add_admin_routes
-
         add_admin_routes(app, service)
 
     async def close(_: web.Application) -> None:
@@ -300,14 +242,3 @@ def _check_response(service: Service, op: Operation, call: Call, status: int, bo
     if violations:
         service.journal.record("violation", "out", operation=op.id, status=status, correlationId=call.correlation_id,
                                violation="; ".join(str(v) for v in violations), entities=call.entities or None)
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .app import Service
+from .service import Service
 from .clock import Clock
 from .webhooks import DEFAULT_SECRET
 

@@ -8,7 +8,8 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from simulators.kit.app import Reply, Service, build_app
+from simulators.kit.app import Reply, build_app
+from simulators.kit.service import Service
 from simulators.kit.clock import Clock
 from simulators.kit.errors import ProblemError
 from simulators.kit.webhooks import DEFAULT_SECRET, RETRY_SCHEDULE
