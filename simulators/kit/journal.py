@@ -50,6 +50,7 @@ class Journal:
                            detail=detail or None)
 
     def read(self, since: int = 0, limit: int = 1000) -> dict:
+        since = min(since, self._next_seq)  # a reader ahead of the journal just gets nothing yet
         first = self._entries[0]["seq"] if self._entries else self._next_seq
         dropped = max(0, first - max(since, self._cleared_through) - 1)
         # Entries are contiguous by seq, so index arithmetic finds the start.

@@ -111,3 +111,19 @@ def test_durations(text, seconds):
 def test_bad_durations_say_why(bad):
     with pytest.raises(ValueError, match="duration"):
         parse_duration(bad)
+
+
+def test_journal_pages_with_since_and_reports_drops_not_clears():
+    from simulators.kit.journal import Journal
+
+    journal = Journal("svc", lambda: 0.0, capacity=3)
+    for n in range(5):
+        journal.record("event", "internal", event=f"e{n}")
+    page = journal.read(since=0)
+    assert [e["event"] for e in page["entries"]] == ["e2", "e3", "e4"] and page["dropped"] == 2
+    assert journal.read(since=page["next"])["entries"] == []
+    assert journal.read(since=10**30)["entries"] == []
+    journal.clear()
+    journal.record("event", "internal", event="e5")
+    page = journal.read(since=0)
+    assert [e["event"] for e in page["entries"]] == ["e5"] and page["dropped"] == 0
