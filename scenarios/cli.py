@@ -170,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("name", type=_simulator, metavar="NAME", help=f"one of {', '.join(stack_mod.SERVICES)}")
     serve.add_argument("--port", type=_port, help="port to listen on (default: the service's own)")
     serve.add_argument("--faults", metavar="PROFILE.yaml", help="load a fault profile at start")
-    serve.add_argument("--webhook-url", type=_url, metavar="URL", help="deliver every webhook of the service to this URL")
+    serve.add_argument("--webhook-url", type=_url, metavar="URL",
+                       help="deliver every webhook of the service to this URL (default: the core's endpoint "
+                            "for it on 127.0.0.1:8000, as the simulator's module names it in DEFAULT_WEBHOOK_URL)")
     serve.set_defaults(handler=cmd_serve)
 
     admin = _Parser(add_help=False)
@@ -274,8 +276,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                             fault_profiles={name: args.faults} if args.faults else {})
 
     def subscribe(started: stack_mod.Stack) -> None:
-        if args.webhook_url:  # the stack only wires webhooks to its own sink
-            started.service(name).webhooks.subscribe("*", args.webhook_url)
+        # The stack only wires webhooks to its own sink; alone, a simulator talks to the core.
+        url = args.webhook_url or getattr(importlib.import_module(stack_mod.SERVICES[name][0]),
+                                          "DEFAULT_WEBHOOK_URL", None)
+        if url:
+            started.service(name).webhooks.subscribe("*", url)
 
     return _run_server(run_stack(stack, configure=subscribe))
 

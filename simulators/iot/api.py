@@ -11,8 +11,8 @@ from .model import IotModel
 
 NAME = "iot"
 CONTRACT = "iot.yaml"
-DEFAULT_PORT = 8103
-DEFAULT_CALLBACK = "http://127.0.0.1:8000/caas/webhooks/ota-status"
+#: Where ``caas-sim serve iot`` sends callbacks unless told otherwise (the core's endpoint).
+DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8000/caas/webhooks/ota-status"
 MODEL_KEY: web.AppKey[IotModel] = web.AppKey("iot_model")
 
 
