@@ -29,10 +29,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ..kit.service import Service
 from ..kit.clock import isoformat, parse_datetime
 from ..kit.errors import ProblemError
 from ..kit.faults import NoParams
+from ..kit.service import Service
 from ..kit.webhooks import DeliveryHooks
 from . import fleet as fl
 

@@ -13,13 +13,13 @@ from functools import lru_cache
 import orjson
 from aiohttp import web
 
-from .service import Service, is_loopback
 from .clock import ClockError, parse_datetime
 from .contract import Contract, Operation
 from .durations import parse_duration
-from .faults import FaultConflict, FaultError
 from .errors import ProblemError
+from .faults import FaultConflict, FaultError
 from .problems import from_error, problem
+from .service import Service, is_loopback
 
 
 @lru_cache(maxsize=1)

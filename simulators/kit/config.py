@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .service import Service
 from .clock import Clock
+from .service import Service
 from .webhooks import DEFAULT_SECRET
 
 

@@ -14,9 +14,8 @@ import fnmatch
 import hashlib
 import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 import aiohttp
 import orjson

@@ -1,0 +1,190 @@
+"""``caas-sim``: start the simulators and drive them from a shell.
+
+``up`` and ``serve`` run services in this process; every other command speaks
+the admin protocol over HTTP (``simulators.client``), so it works as well
+against services started elsewhere, the core included (``--url``).
+Expected failures (a service that is not running, a rule it rejects) end with
+one line on stderr, never a traceback: exit 2 for usage errors, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from simulators.client import AdminError, AdminUnreachable
+from simulators.kit.durations import parse_duration
+
+from .. import stack as stack_mod
+from .common import (
+    LOCALHOST,
+    TOKEN_ENV,
+    UP_HINT,
+    CliError,
+    _clock_spec,
+    _duration,
+    _fail,
+    _named,
+    _Parser,
+    _port,
+    _profile_arg,
+    _service_list,
+    _simulator,
+    _url,
+)
+from .control import (
+    cmd_clock_advance,
+    cmd_clock_show,
+    cmd_fault_add,
+    cmd_fault_clear,
+    cmd_fault_delete,
+    cmd_fault_list,
+    cmd_journal,
+)
+from .servers import cmd_serve, cmd_up
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = None
+    try:
+        args = parser.parse_args(argv)
+        return int(args.handler(args) or 0)
+    except SystemExit as exc:  # --help, --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except CliError as exc:
+        return _fail(str(exc), exc.code)
+    except AdminUnreachable as exc:
+        return _fail(f"cannot reach {exc.url} ({exc.reason}): is it running? {UP_HINT}")
+    except AdminError as exc:
+        return _fail(f"{exc.url} answered {exc}")
+    except KeyboardInterrupt:
+        # Ctrl-C is the normal way out of `journal --follow`.
+        return 0 if getattr(args, "follow", False) else 130
+    except BrokenPipeError:  # `caas-sim journal iot | head`: the reader is gone, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="caas-sim", formatter_class=fmt,
+                     description="Simulators of the CaaS platform's external systems, and the tools to drive them.",
+                     epilog="examples:\n"
+                            "  caas-sim up --seed 7                     every simulator, one virtual clock\n"
+                            "  caas-sim fault add iot --rule '{\"action\": {\"type\": \"vehicle_offline\"}, \"times\": 2}'\n"
+                            "  caas-sim clock advance 15m               move the shared clock, event by event\n"
+                            "  caas-sim journal iot --follow            watch what the IoT simulator sees\n\n"
+                            f"Admin tokens may also come from ${TOKEN_ENV}.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    server = _Parser(add_help=False)
+    server.add_argument("--seed", type=int, default=0, help="seed of every RNG and fleet (default 0)")
+    server.add_argument("--clock", type=_clock_spec, default="virtual", metavar="real|virtual|scaled:N",
+                        help="virtual: moves only when told (default); scaled:N: N virtual seconds per real "
+                             "second; real: wall time")
+    server.add_argument("--host", default=LOCALHOST,
+                        help=f"interface to bind (default {LOCALHOST}); any other needs --admin-token")
+    server.add_argument("--admin-token", default=os.environ.get(TOKEN_ENV), metavar="T",
+                        help="require `Authorization: Bearer T` on admin routes")
+
+    up = commands.add_parser("up", parents=[server], formatter_class=fmt,
+                             help="start every simulator and the webhook sink on their default ports",
+                             description="Start the simulators (and a webhook sink standing in for the core) in "
+                                         "one process on one shared clock, each on its default port, until "
+                                         "Ctrl-C or SIGTERM.")
+    up.add_argument("--services", type=_service_list, metavar="NAME,...",
+                    help=f"only these (default: every available one of {', '.join(stack_mod.SERVICES)})")
+    up.add_argument("--faults", type=_profile_arg, nargs="+", action="extend", default=[],
+                    metavar="SERVICE=PROFILE.yaml", help="load a fault profile into a service at start")
+    up.set_defaults(handler=cmd_up)
+
+    serve = commands.add_parser("serve", parents=[server], formatter_class=fmt,
+                                help="start one simulator alone",
+                                description="Start one simulator (no webhook sink) until Ctrl-C or SIGTERM.")
+    serve.add_argument("name", type=_simulator, metavar="NAME", help=f"one of {', '.join(stack_mod.SERVICES)}")
+    serve.add_argument("--port", type=_port, help="port to listen on (default: the service's own)")
+    serve.add_argument("--faults", metavar="PROFILE.yaml", help="load a fault profile at start")
+    serve.add_argument("--webhook-url", type=_url, metavar="URL",
+                       help="deliver every webhook of the service to this URL (default: the core's endpoint "
+                            "for it on 127.0.0.1:8000, as the simulator's module names it in DEFAULT_WEBHOOK_URL)")
+    serve.set_defaults(handler=cmd_serve)
+
+    admin = _Parser(add_help=False)
+    admin.add_argument("--token", default=os.environ.get(TOKEN_ENV), help="admin token of the service")
+    target = _Parser(add_help=False, parents=[admin])
+    target.add_argument("service", nargs="?", metavar="SERVICE",
+                        help="a simulator name (its default port on 127.0.0.1), or core")
+    target.add_argument("--url", type=_url, help="the service's base URL instead, e.g. http://127.0.0.1:8103")
+
+    fault = commands.add_parser("fault", help="fault rules of a running service",
+                                description="Add, list and remove the fault rules of a running service.")
+    faults = fault.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = faults.add_parser("add", parents=[target], help="add a rule, or every rule of a profile",
+                            description="Add one rule (JSON, as in contracts/admin.yaml) or a YAML profile "
+                                        "(`rules:` or a bare list), all or nothing.")
+    source = add.add_mutually_exclusive_group(required=True)
+    source.add_argument("--rule", metavar="JSON", help='e.g. \'{"action": {"type": "http_error"}, "times": 1}\'')
+    source.add_argument("--file", metavar="PROFILE.yaml", help="a fault profile")
+    add.set_defaults(handler=cmd_fault_add)
+    listing = faults.add_parser("list", parents=[target], help="the rules in force",
+                                description="The rules in force: id, action, match, scope and hits.")
+    listing.add_argument("--actions", action="store_true", help="also list the actions the service knows")
+    listing.set_defaults(handler=cmd_fault_list)
+    clear = faults.add_parser("clear", parents=[target], help="remove every rule")
+    clear.set_defaults(handler=cmd_fault_clear)
+    delete = faults.add_parser("delete", parents=[target], help="remove one rule")
+    delete.add_argument("rule_id", metavar="RULE_ID")
+    delete.set_defaults(handler=cmd_fault_delete)
+
+    clock = commands.add_parser("clock", help="show or move the clocks of running services",
+                                description="Show or move clocks. Without --service or --url: every simulator "
+                                            "answering on its default port.")
+    clocks = clock.add_subparsers(dest="action", metavar="ACTION", required=True)
+    chosen = _Parser(add_help=False, parents=[admin])
+    which = chosen.add_mutually_exclusive_group()
+    which.add_argument("--service", action="append", type=_named, metavar="NAME",
+                       help="a service on its default port (repeatable)")
+    which.add_argument("--url", action="append", type=_url, metavar="URL", help="a service's base URL (repeatable)")
+    advance = clocks.add_parser("advance", parents=[chosen], formatter_class=fmt,
+                                help="move forward by a duration, event by event",
+                                description="Move clocks forward by DURATION; each timer due on the way fires "
+                                            "and settles. Services sharing a clock (one `caas-sim up`) are "
+                                            "moved once.")
+    advance.add_argument("duration", type=_duration, metavar="DURATION", help="90s, 15m, 1h30m, 3d, 250ms or seconds")
+    advance.set_defaults(handler=cmd_clock_advance)
+    show = clocks.add_parser("show", parents=[chosen], help="now, mode, busy and next due time of each service")
+    show.set_defaults(handler=cmd_clock_show)
+
+    journal = commands.add_parser("journal", parents=[target], help="what a service saw, one entry a line",
+                                  description="Print journal entries: seq, virtual time, kind, direction, "
+                                              "method, path, status, and the fault rule or violation.")
+    journal.add_argument("--since", type=int, default=0, metavar="N", help="entries after sequence number N")
+    journal.add_argument("--limit", type=int, default=1000, help="entries per request (default 1000)")
+    journal.add_argument("--follow", "-f", action="store_true", help="keep printing new entries until Ctrl-C")
+    journal.set_defaults(handler=cmd_journal)
+
+    demo = commands.add_parser("demo", help="run the demonstration scenario")
+    demo.add_argument("--seed", type=int, default=2026, help="seed of the fleet and every choice (default 2026)")
+    demo.set_defaults(handler=cmd_demo)
+
+    bench = commands.add_parser("bench", help="measure throughput")
+    benches = bench.add_subparsers(dest="action", metavar="TARGET", required=True)
+    sim = benches.add_parser("sim", help="load a simulator (OTA and webhooks)")
+    sim.add_argument("--duration", type=_duration, default="10s", help="how long to load (default 10s)")
+    sim.add_argument("--connections", type=int, default=64, help="concurrent connections (default 64)")
+    sim.set_defaults(handler=cmd_bench_sim)
+    return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .. import demo  # imported when asked for: it pulls in the whole stack
+
+    return int(demo.main(seed=args.seed))
+
+
+def cmd_bench_sim(args: argparse.Namespace) -> int:
+    from .. import bench
+
+    return int(bench.main(duration=parse_duration(args.duration), connections=args.connections))

@@ -1,0 +1,7 @@
+"""``python -m scenarios.cli`` is ``caas-sim``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,131 @@
+"""What every caas-sim command shares: errors, constants, argument types, tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+import yarl
+
+from simulators.client import load_fault_profile
+from simulators.kit.durations import parse_duration
+
+from .. import stack as stack_mod
+
+EXIT_FAILURE, EXIT_USAGE = 1, 2
+CORE_PORT = 8000
+TOKEN_ENV = "CAAS_SIM_ADMIN_TOKEN"
+LOCALHOST = "127.0.0.1"
+UP_HINT = "start the simulators with `caas-sim up`"
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse would print the whole usage block; one line says enough.
+        raise CliError(f"{message} (see `{self.prog} --help`)", EXIT_USAGE)
+
+
+def _fail(message: str, code: int = EXIT_FAILURE) -> int:
+    print(f"caas-sim: error: {message}", file=sys.stderr)
+    return code
+
+
+def _clock_spec(value: str) -> str:
+    try:
+        stack_mod.parse_clock(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _duration(value: str) -> str:
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {value!r} (0-65535; 0 picks a free one)")
+    return int(value)
+
+
+def _url(value: str) -> str:
+    try:
+        url = yarl.URL(value)
+        ok = url.scheme in ("http", "https") and bool(url.host)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"not a base URL: {value!r} (e.g. http://127.0.0.1:8103)")
+    return value
+
+
+def _simulator(value: str) -> str:
+    if value not in stack_mod.SERVICES:
+        raise argparse.ArgumentTypeError(f"unknown service {value!r}; available: {', '.join(stack_mod.SERVICES)}")
+    return value
+
+
+def _service_list(value: str) -> list[str]:
+    return [_simulator(name.strip()) for name in value.split(",") if name.strip()]
+
+
+def _profile_arg(value: str) -> tuple[str, str]:
+    name, sep, path = value.partition("=")
+    if not sep or not path:
+        raise argparse.ArgumentTypeError(f"expected SERVICE=PROFILE.yaml, got {value!r}")
+    return _simulator(name), path
+
+
+def _named(value: str) -> str:
+    if value != "core":
+        _simulator(value)
+    return value
+
+
+def render_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    lines = [headers, *rows]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _target(args: argparse.Namespace) -> tuple[str, str]:
+    """(label, base URL) of the one service a command is about."""
+    if args.url:
+        return args.service or args.url, args.url
+    if not args.service:
+        raise CliError("give a SERVICE name or --url", EXIT_USAGE)
+    return args.service, default_url(args.service)
+
+
+def default_url(name: str) -> str:
+    if name in stack_mod.SERVICES:
+        return f"http://{LOCALHOST}:{stack_mod.SERVICES[name][1]}"
+    if name == "core":
+        return f"http://{LOCALHOST}:{CORE_PORT}"
+    raise CliError(f"unknown service {name!r}; known: {', '.join([*stack_mod.SERVICES, 'core'])} "
+                   f"(or give --url)", EXIT_USAGE)
+
+
+def _check_profile(path: str) -> None:
+    try:
+        load_fault_profile(path)
+    except OSError as exc:
+        raise CliError(f"cannot read fault profile {path}: {exc.strerror or exc}", EXIT_USAGE) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise CliError(f"{path}: not valid YAML{where}: {reason}", EXIT_USAGE) from None
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None

@@ -1,0 +1,227 @@
+"""`caas-sim fault`, `clock` and `journal`: the admin protocol over HTTP, so they work
+against services started anywhere, the core included (`--url`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any, Awaitable, Callable, NamedTuple
+
+import aiohttp
+
+from simulators.client import AdminClient, AdminUnreachable, load_fault_profile
+from simulators.kit.durations import format_duration, parse_duration
+
+from .. import stack as stack_mod
+from .common import (
+    EXIT_USAGE,
+    UP_HINT,
+    CliError,
+    _check_profile,
+    _target,
+    default_url,
+    render_table,
+)
+
+#: Real seconds between two polls of `journal --follow` (a shell tool, not domain time).
+FOLLOW_INTERVAL = 0.5
+
+
+def _with_admin(url: str, token: str | None, call: Callable[[AdminClient], Awaitable[Any]]) -> Any:
+    async def run() -> Any:
+        async with AdminClient(url, token=token) as admin:
+            return await call(admin)
+
+    return asyncio.run(run())
+
+
+def cmd_fault_add(args: argparse.Namespace) -> int:
+    label, url = _target(args)
+    if args.file:
+        _check_profile(args.file)
+        rules = load_fault_profile(args.file)
+    else:
+        try:
+            rule = json.loads(args.rule)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"--rule is not valid JSON: {exc}", EXIT_USAGE) from None
+        if isinstance(rule, dict) and "rules" in rule:
+            rules = rule["rules"]
+        else:
+            rules = rule if isinstance(rule, list) else [rule]
+        if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+            raise CliError("--rule wants a JSON object (or a list of them)", EXIT_USAGE)
+    if not rules:
+        raise CliError(f"no rule to add (empty {'profile ' + args.file if args.file else '--rule'})", EXIT_USAGE)
+    added = _with_admin(url, args.token, lambda admin: admin.add_faults(rules))
+    print(f"added {len(added)} rule{'s' if len(added) != 1 else ''} to {label}:")
+    print(render_rules(added))
+    return 0
+
+
+def cmd_fault_list(args: argparse.Namespace) -> int:
+    label, url = _target(args)
+    listing = _with_admin(url, args.token, lambda admin: admin.faults())
+    print(render_rules(listing["rules"]) if listing["rules"] else f"no fault rules on {label}")
+    if args.actions:
+        print()
+        print(render_table(["ACTION", "KIND", "DESCRIPTION"],
+                           [[a["name"], a["kind"], a["description"]] for a in listing["actions"]]))
+    return 0
+
+
+def cmd_fault_clear(args: argparse.Namespace) -> int:
+    label, url = _target(args)
+    removed = _with_admin(url, args.token, lambda admin: admin.clear_faults())
+    print(f"removed {removed} rule{'s' if removed != 1 else ''} from {label}")
+    return 0
+
+
+def cmd_fault_delete(args: argparse.Namespace) -> int:
+    label, url = _target(args)
+    _with_admin(url, args.token, lambda admin: admin.delete_fault(args.rule_id))
+    print(f"removed {args.rule_id} from {label}")
+    return 0
+
+
+def render_rules(rules: list[dict]) -> str:
+    return render_table(["ID", "ACTION", "MATCH", "SCOPE", "HITS"], [_rule_row(r) for r in rules])
+
+
+def _rule_row(rule: dict) -> list[str]:
+    action = rule["action"]
+    params = " ".join(f"{k}={v}" for k, v in (action.get("params") or {}).items())
+    match = rule.get("match") or {}
+    parts = [match.get("method"), match.get("path"),
+             f"op={match['operation']}" if match.get("operation") else None,
+             *(f"{k}={v}" for k, v in (match.get("selectors") or {}).items())]
+    scope = []
+    if rule.get("times") is not None:
+        scope.append(f"{rule['remaining']}/{rule['times']} left")
+    if rule.get("probability") is not None:
+        scope.append(f"p={rule['probability']:g}")
+    window = rule.get("window") or {}
+    if window:
+        scope.append(f"{window.get('from', '')}..{window.get('until', '')}")
+    return [rule["id"], f"{action['type']} {params}".strip(), " ".join(p for p in parts if p) or "*",
+            ", ".join(scope) or "always", str(rule["hits"])]
+
+
+class Target(NamedTuple):
+    label: str
+    admin: AdminClient
+    health: dict  # as first read: its clock tells which services share one
+
+    @property
+    def epoch(self) -> float:
+        return self.health["clock"]["epoch"]
+
+
+async def _clock_targets(args: argparse.Namespace, session: aiohttp.ClientSession) -> list[Target]:
+    """The services to act on; default: the simulators that answer on their default ports."""
+    explicit = [(u, u) for u in args.url or []] or [(n, default_url(n)) for n in args.service or []]
+    candidates = explicit or [(n, default_url(n)) for n in stack_mod.SERVICES]
+    clients = [(label, AdminClient(url, token=args.token, session=session)) for label, url in candidates]
+    healths = await asyncio.gather(*(c.health() for _, c in clients), return_exceptions=True)
+    found = []
+    for (label, client), health in zip(clients, healths):
+        if isinstance(health, AdminUnreachable) and not explicit:
+            continue  # discovery: a simulator that is not running is not an error
+        if isinstance(health, BaseException):
+            raise health
+        found.append(Target(label, client, health))
+    if not found:
+        tried = ", ".join(client.base_url for _, client in clients)
+        raise CliError(f"no simulator answers on {tried}: {UP_HINT}")
+    return found
+
+
+def cmd_clock_advance(args: argparse.Namespace) -> int:
+    seconds = parse_duration(args.duration)
+
+    async def run() -> int:
+        async with aiohttp.ClientSession() as session:
+            targets = await _clock_targets(args, session)
+            real = [t.label for t in targets if t.health["clock"]["mode"] == "real"]
+            pending = [t for t in targets if t.label not in real]
+            while pending:
+                # Services of one process share a clock: advance one, and whoever
+                # moved along with it shares it (an equal epoch alone is not proof:
+                # two fresh virtual clocks in two processes both start at the same instant).
+                head, pending = pending[0], pending[1:]
+                after = await head.admin.advance(args.duration)
+                group, rest = [head.label], []
+                for other in pending:
+                    now = (await other.admin.clock())["epoch"]
+                    if _moved_along(other.epoch, now, head.epoch, seconds):
+                        group.append(other.label)
+                    else:
+                        rest.append(other)
+                pending = rest
+                print(f"{after['now']}  {after['mode']} clock of {', '.join(group)} (+{format_duration(seconds)})")
+            if real:
+                raise CliError(f"{', '.join(real)}: a real-time clock cannot be moved")
+            return 0
+
+    return asyncio.run(run())
+
+
+def _moved_along(before: float, now: float, head_before: float, seconds: float) -> bool:
+    if seconds > 0:
+        return now - before >= seconds - 1e-3
+    return before == head_before
+
+
+def cmd_clock_show(args: argparse.Namespace) -> int:
+    async def run() -> list[Target]:
+        async with aiohttp.ClientSession() as session:
+            return await _clock_targets(args, session)
+
+    rows = []
+    for target in asyncio.run(run()):
+        health, clock = target.health, target.health["clock"]
+        mode = f"scaled x{clock['scale']:g}" if clock["mode"] == "scaled" else clock["mode"]
+        rows.append([target.label, clock["now"], mode, str(health["busy"]), health.get("nextDue") or "-",
+                     str(health.get("pendingTimers", "-"))])
+    print(render_table(["SERVICE", "NOW", "MODE", "BUSY", "NEXT DUE", "TIMERS"], rows))
+    return 0
+
+
+def cmd_journal(args: argparse.Namespace) -> int:
+    label, url = _target(args)
+    if args.since < 0 or not 1 <= args.limit <= 10000:
+        raise CliError("--since must be >= 0 and --limit within 1..10000", EXIT_USAGE)
+
+    async def run() -> int:
+        since = args.since
+        async with AdminClient(url, token=args.token) as admin:
+            while True:
+                page = await admin.journal(since, args.limit)
+                if page["dropped"]:
+                    print(f"caas-sim: {page['dropped']} entries of {label} were evicted before they could be read",
+                          file=sys.stderr)
+                for entry in page["entries"]:
+                    print(format_entry(entry))
+                since = page["next"]
+                if len(page["entries"]) == args.limit:
+                    continue  # more is waiting
+                if not args.follow:
+                    return 0
+                sys.stdout.flush()
+                await asyncio.sleep(FOLLOW_INTERVAL)
+
+    return asyncio.run(run())
+
+
+def format_entry(entry: dict) -> str:
+    cols = [f"{entry['seq']:>6}", entry["vt"], f"{entry['kind']:<9}", f"{entry['direction']:<8}",
+            f"{entry.get('method') or '-':<6}", entry.get("path") or "-", str(entry.get("status", "-"))]
+    if entry.get("event"):
+        cols.append(f"event={entry['event']}")
+    if entry.get("ruleId"):
+        cols.append(f"rule={entry['ruleId']}")
+    if entry.get("violation"):
+        cols.append(f"violation: {entry['violation']}")
+    return " ".join(cols)

@@ -1,0 +1,151 @@
+"""`caas-sim up` and `caas-sim serve`: services in this process until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import importlib
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from simulators.kit.contract import CONTRACTS_DIR
+from simulators.kit.service import is_loopback
+
+from .. import stack as stack_mod
+from .common import EXIT_USAGE, TOKEN_ENV, CliError, _check_profile, render_table
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    _check_exposure(args)
+    names = args.services or _available_services()
+    profiles = dict(args.faults)
+    stray = sorted(set(profiles) - set(names))
+    if stray:
+        raise CliError(f"--faults for {', '.join(stray)}, which is not started (--services {','.join(names)})",
+                       EXIT_USAGE)
+    for path in profiles.values():
+        _check_profile(path)
+    ports = {name: stack_mod.SERVICES[name][1] for name in names} | {"sink": stack_mod.SINK_PORT}
+    stack = stack_mod.Stack(services=names, seed=args.seed, clock=stack_mod.parse_clock(args.clock),
+                            host=args.host, ports=ports, fault_profiles=profiles, admin_token=args.admin_token)
+    return _run_server(run_stack(stack))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _check_exposure(args)
+    if args.faults:
+        _check_profile(args.faults)
+    name = args.name
+    port = stack_mod.SERVICES[name][1] if args.port is None else args.port
+    stack = stack_mod.Stack(services=[name], seed=args.seed, clock=stack_mod.parse_clock(args.clock),
+                            host=args.host, ports={name: port}, with_sink=False, admin_token=args.admin_token,
+                            fault_profiles={name: args.faults} if args.faults else {})
+
+    def subscribe(started: stack_mod.Stack) -> None:
+        # The stack only wires webhooks to its own sink; alone, a simulator talks to the core.
+        url = args.webhook_url or getattr(importlib.import_module(stack_mod.SERVICES[name][0]),
+                                          "DEFAULT_WEBHOOK_URL", None)
+        if url:
+            started.service(name).webhooks.subscribe("*", url)
+
+    return _run_server(run_stack(stack, configure=subscribe))
+
+
+def _check_exposure(args: argparse.Namespace) -> None:
+    if not is_loopback(args.host) and not args.admin_token:
+        raise CliError(f"refusing to bind {args.host} without --admin-token: off loopback the admin routes "
+                       f"(clock, reset, faults) need a token (or set {TOKEN_ENV})", EXIT_USAGE)
+
+
+def _available_services() -> list[str]:
+    names = stack_mod.available_services()
+    if not names:
+        raise CliError("no simulator is available to start")
+    return names
+
+
+def _run_server(coro) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        factory = None
+    else:
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
+
+
+async def run_stack(stack: stack_mod.Stack, *, configure: Callable[[stack_mod.Stack], Any] | None = None,
+                    stop: asyncio.Event | None = None, out=None) -> int:
+    """Start ``stack``, print where everything is, serve until ``stop`` (default: SIGINT/SIGTERM)."""
+    out = out or sys.stdout
+    stop = stop or _stop_on_signals()
+    try:
+        try:
+            await stack.start()
+        except OSError as exc:
+            raise CliError(_bind_error(exc, stack)) from None
+        except ValueError as exc:  # a fault profile the service rejects
+            raise CliError(f"cannot start {_starting(stack)}: {exc}") from None
+        if configure:
+            configure(stack)
+        print(render_stack(stack), file=out)
+        clock = stack.clock
+        hint = "; move it with `caas-sim clock advance 15m`" if clock.mode != "real" else ""
+        print(f"\nclock {clock.mode} at {clock.now_iso()}, seed {stack.seed}{hint}. Ctrl-C to stop.",
+              file=out, flush=True)
+        await stop.wait()
+        print("stopping...", file=sys.stderr)
+    finally:
+        await stack.stop()
+    return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread, or Windows: Ctrl-C still ends it as KeyboardInterrupt
+    return stop
+
+
+def _bind_error(exc: OSError, stack: stack_mod.Stack) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return str(exc)
+    failed = _starting(stack)
+    port = stack.ports.get(failed, 0)
+    if exc.errno == errno.EADDRINUSE:
+        return (f"cannot listen on {stack.host}:{port} for {failed}: address already in use "
+                f"(is `caas-sim up` already running? `caas-sim serve NAME --port P` picks another port)")
+    return f"cannot listen on {stack.host}:{port} for {failed}: {exc.strerror or exc}"
+
+
+def _starting(stack: stack_mod.Stack) -> str:
+    """The service a failed start was at: Stack starts the sink, then services in order."""
+    order = (["sink"] if stack.with_sink else []) + list(stack.services)
+    return next((name for name in order if name not in stack.running), "?")
+
+
+def render_stack(stack: stack_mod.Stack) -> str:
+    rows = []
+    for name, running in stack.running.items():
+        if name == "sink":
+            rows.append([name, running.url, "-", "- (webhook receiver: POST /webhooks/{service})"])
+        else:
+            rows.append([name, running.url, f"{running.url}/__admin", _contract_file(stack, name)])
+    return render_table(["SERVICE", "URL", "ADMIN", "CONTRACT"], rows)
+
+
+def _contract_file(stack: stack_mod.Stack, name: str) -> str:
+    module = importlib.import_module(stack_mod.SERVICES[name][0])
+    path = CONTRACTS_DIR / getattr(module, "CONTRACT", f"{stack.service(name).contract.name}.yaml")
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
