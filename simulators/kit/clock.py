@@ -197,18 +197,25 @@ class Clock:
     def busy_of(self, owner: str) -> int:
         return self._busy_by_owner.get(owner, 0)
 
+    def enter(self, owner: str) -> contextvars.Token:
+        """The current task starts working for ``owner`` (the hot path's ``working``)."""
+        self._busy += 1
+        self._busy_by_owner[owner] = self._busy_by_owner.get(owner, 0) + 1
+        return _holds_busy.set(owner)  # type: ignore[arg-type]
+
+    def leave(self, owner: str, token: contextvars.Token) -> None:
+        _holds_busy.reset(token)
+        self._busy -= 1
+        self._busy_by_owner[owner] -= 1
+
     @contextlib.contextmanager
     def working(self, owner: str) -> Iterator[None]:
         """Count the current task as busy on behalf of ``owner`` while inside."""
-        self._busy += 1
-        self._busy_by_owner[owner] = self._busy_by_owner.get(owner, 0) + 1
-        token = _holds_busy.set(owner)  # type: ignore[arg-type]
+        token = self.enter(owner)
         try:
             yield
         finally:
-            _holds_busy.reset(token)
-            self._busy -= 1
-            self._busy_by_owner[owner] -= 1
+            self.leave(owner, token)
 
     @contextlib.contextmanager
     def parked(self) -> Iterator[None]:

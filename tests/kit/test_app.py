@@ -75,6 +75,11 @@ async def test_path_parameter_types_are_enforced(echo):
         assert r.status == 404 and (await r.json())["title"] == "No such thing"
     async with http.get("/nowhere") as r:
         assert r.status == 404 and r.content_type == "application/problem+json"
+    async with http.delete("/things") as r:
+        assert r.status == 405 and r.headers["Allow"] == "POST"
+    async with http.post("/things", data=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+                         headers={"Content-Type": "application/json"}) as r:
+        assert r.status == 413 and (await r.json())["title"] == "Request body too large"
 
 
 async def test_response_violations_are_journaled():
