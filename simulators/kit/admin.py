@@ -8,13 +8,13 @@ the system it advances from settling).
 from __future__ import annotations
 
 import hmac
-from functools import lru_cache
 
 import orjson
 from aiohttp import web
 
 from .clock import ClockError, parse_datetime
-from .contract import Contract, Operation
+from .contract import Operation
+from .contract import load as load_contract
 from .durations import parse_duration
 from .errors import ProblemError
 from .faults import FaultConflict, FaultError
@@ -22,13 +22,8 @@ from .problems import from_error, problem
 from .service import Service, is_loopback
 
 
-@lru_cache(maxsize=1)
-def admin_contract() -> Contract:
-    return Contract("admin.yaml")
-
-
 def add_admin_routes(app: web.Application, service: Service) -> None:
-    contract = admin_contract()
+    contract = load_contract("admin.yaml")
     handlers = _handlers(service)
     for op_id, op in contract.operations.items():
         app.router.add_route(op.method, op.path, _admin_endpoint(service, op, handlers[op_id]), name=op_id)

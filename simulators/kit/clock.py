@@ -61,6 +61,7 @@ class Timer:
     args: tuple = ()
     owner: str | None = None
     cancelled: bool = False
+    waiter: bool = False  # a task's wait (sleep, deadline): on reset it is ended, not forgotten
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -98,15 +99,25 @@ class Clock:
         return {"now": self.now_iso(), "epoch": self.now(), "mode": self.mode, "scale": self.scale}
 
     # --- timers ---------------------------------------------------------
-    def call_at(self, when: float, callback: Callable[..., Any], *args: Any, owner: str | None = None) -> Timer:
-        timer = Timer(when, next(self._seq), callback, args, owner)
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any, owner: str | None = None,
+                waiter: bool = False) -> Timer:
+        timer = Timer(when, next(self._seq), callback, args, owner, waiter=waiter)
         heapq.heappush(self._timers, (when, timer.seq, timer))
-        if self.mode != "virtual" and self._timers[0][2] is timer:
-            self._arm()
+        if self.mode != "virtual":
+            if self._timers[0][2] is timer:
+                self._arm()
+        elif when <= self._virtual:
+            # Due already (a webhook sent "now", say): fire on the next loop
+            # turn, in (when, seq) order, without waiting for a clock move.
+            try:
+                asyncio.get_running_loop().call_soon(self._fire_due, self._virtual)
+            except RuntimeError:
+                pass  # no loop yet: the next advance fires it
         return timer
 
-    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any, owner: str | None = None) -> Timer:
-        return self.call_at(self.now() + max(0.0, delay), callback, *args, owner=owner)
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any, owner: str | None = None,
+                   waiter: bool = False) -> Timer:
+        return self.call_at(self.now() + max(0.0, delay), callback, *args, owner=owner, waiter=waiter)
 
     def next_due(self, owner: str | None = None) -> float | None:
         self._drop_cancelled()
@@ -119,9 +130,12 @@ class Clock:
         return sum(1 for _, _, t in self._timers if not t.cancelled and (owner is None or t.owner == owner))
 
     def cancel_owned(self, owner: str) -> None:
+        """Forget ``owner``'s timers; a task waiting on one is woken so that it can finish."""
         for _, _, timer in self._timers:
-            if timer.owner == owner:
+            if timer.owner == owner and not timer.cancelled:
                 timer.cancel()
+                if timer.waiter:
+                    timer.callback(*timer.args)
 
     def _drop_cancelled(self) -> None:
         while self._timers and self._timers[0][2].cancelled:
@@ -160,7 +174,7 @@ class Clock:
     # --- waiting on the clock -----------------------------------------
     async def sleep(self, delay: float, owner: str | None = None) -> None:
         fut = asyncio.get_running_loop().create_future()
-        timer = self.call_later(delay, _resolve, fut, owner=owner)
+        timer = self.call_later(delay, _resolve, fut, owner=owner, waiter=True)
         try:
             with self.parked():
                 await fut
@@ -178,7 +192,7 @@ class Clock:
                 timed_out = True
                 task.cancel()
 
-        timer = self.call_later(timeout, expire, owner=owner)
+        timer = self.call_later(timeout, expire, owner=owner, waiter=True)
         try:
             with self.parked():
                 return await task

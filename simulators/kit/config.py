@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .clock import Clock
+from .contract import Contract
 from .service import Service
 from .webhooks import DEFAULT_SECRET
 
@@ -23,7 +24,7 @@ class SimConfig:
     webhook_secret: str = DEFAULT_SECRET
     options: dict[str, Any] = field(default_factory=dict)
 
-    def service(self, name: str, contract: str) -> Service:
+    def service(self, name: str, contract: str | Contract) -> Service:
         return Service(name, contract, clock=self.clock, seed=self.seed, journal_capacity=self.journal_capacity,
                        journal_path=self.journal_path, admin_token=self.admin_token)
 

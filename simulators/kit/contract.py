@@ -8,6 +8,7 @@ to inbound requests, outbound responses and outbound webhooks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import orjson
 import yaml
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts"
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
 _METHODS = ("get", "put", "post", "delete", "patch")
 
 
@@ -110,7 +112,7 @@ class Contract:
             path = Path(source)
             if not path.is_absolute() and not path.exists():
                 path = CONTRACTS_DIR / path
-            self.doc, self.name = yaml.safe_load(path.read_text()), path.stem
+            self.doc, self.name = yaml.load(path.read_text(), Loader=_Loader), path.stem
         self.operations: dict[str, Operation] = {}
         self.webhooks: dict[str, Any] = {}
         for template, item in (self.doc.get("paths") or {}).items():
@@ -177,6 +179,12 @@ class Contract:
         if isinstance(node, list):
             return [self._deref(v, depth + 1) for v in node]
         return node
+
+
+@lru_cache(maxsize=None)
+def load(name: str) -> Contract:
+    """The compiled contract of ``contracts/<name>``, parsed once per process (it never changes)."""
+    return Contract(name)
 
 
 def _json_schema(body_or_response: dict) -> dict | None:

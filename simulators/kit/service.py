@@ -10,6 +10,7 @@ from typing import Any, Awaitable, Callable
 
 from .clock import Clock, isoformat
 from .contract import Contract
+from .contract import load as load_contract
 from .faults import FaultEngine, FaultRule
 from .idempotency import IdempotencyStore
 from .journal import Journal
@@ -25,7 +26,7 @@ class Service:
         self.name = name
         self.seed = seed
         self.clock = clock or Clock("virtual")
-        self.contract = contract if isinstance(contract, Contract) else Contract(contract)
+        self.contract = contract if isinstance(contract, Contract) else load_contract(str(contract))
         self.journal = Journal(name, self.clock.now, capacity=journal_capacity, jsonl_path=journal_path)
         self.faults = FaultEngine(seed=seed, now=self.clock.now, record=self.journal.record)
         self.idempotency = IdempotencyStore(self.clock.now)

@@ -232,3 +232,31 @@ async def test_the_stack_fixture_runs_every_service(running_stack):
     async with aiohttp.ClientSession() as http, http.get(running_stack.url("iot") + "/__admin/health") as r:
         health = await r.json()
     assert health["service"] == "iot" and health["busy"] == 0 and health["clock"]["mode"] == "virtual"
+
+
+async def test_a_webhook_sent_now_leaves_without_a_clock_move():
+    clock = Clock("virtual")
+    service, app = echo_service(clock)
+    got = asyncio.Event()
+
+    async def receiver(request):
+        got.set()
+        return web.Response(status=204)
+
+    hook_app = web.Application()
+    hook_app.router.add_post("/hook", receiver)
+    hook_runner, hook_url = await serve(hook_app)
+    service.webhooks.subscribe("*", hook_url + "/hook")
+    service.webhooks.send("thingCreated", {"id": 1, "name": "now"})
+    await asyncio.wait_for(got.wait(), timeout=5)
+    await hook_runner.cleanup()
+
+
+async def test_reset_wakes_a_request_parked_on_the_clock(echo):
+    service, http = echo
+    service.faults.add({"action": {"type": "latency", "params": {"ms": 60_000}}})
+    pending = asyncio.ensure_future(http.get("/things/1"))
+    await service.clock.settle()
+    await service.reset()
+    async with await asyncio.wait_for(pending, timeout=5) as r:
+        assert r.status == 404  # the reset dropped the thing and the fault; the request still got its answer
