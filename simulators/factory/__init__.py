@@ -1,0 +1,1 @@
+"""The factory simulator: orders, manufacturing status webhooks, and the subcontracted transport company."""

@@ -1,0 +1,494 @@
+"""The factory: order placement and manufacturing, on the service's clock.
+
+``POST /orders`` is synchronous: the order is checked against the catalogue
+and answered at once with its id, the estimated dates and ORDER_PLACED.
+Manufacturing then follows the specification's state diagram on the clock:
+
+    ORDER_PLACED -> PRODUCTION_SCHEDULED -> PRODUCTION_IN_PROGRESS -> QUALITY_CONTROL
+      -> READY_FOR_SHIPMENT -> IN_TRANSIT -> ARRIVED_AT_DEALERSHIP
+    (QUALITY_CONTROL -> PRODUCTION_IN_PROGRESS when QC fails: rework, then QC again)
+
+Each stage lasts a duration drawn from the seed and the order (timeline.py).
+Every status change, component-assembly milestone, QC checkpoint, estimate
+revision and shipment checkpoint is one ``orderStatus`` notification with a
+per-order ``sequence``, kept in the order's history and sent as a signed
+webhook, at least once (notifier.py). The estimate given at placement is
+what happens unless a QC failure or a production delay moves it; a move is
+announced with ``estimateRevision``.
+
+LIMITATIONS (where this knowingly differs from a real factory):
+- One plant, unlimited capacity: orders never compete for line slots, and the
+  slot wait is drawn per order, not planned.
+- The estimate is exact (the simulator knows its own draws) and only moves on
+  QC failures and production delays; real estimates drift.
+- The CaaS-side states of the diagram (AWAITING_FINAL_PAYMENT, REGISTRATION,
+  RETURNED_TO_STOCK) are the core's: the factory stops at ARRIVED_AT_DEALERSHIP
+  and is never told that a vehicle went back to stock.
+- Orders cannot be amended or cancelled once placed.
+- Times of day are not shift-aware: stages end at any hour, weekends included.
+- The order rejection rules are the catalogue's (discontinued model, options
+  not offered, two options of one exclusive group) plus faults; no credit or
+  allocation checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal, NoReturn
+
+from pydantic import Field
+
+from ..kit.clock import Timer, isoformat, to_datetime
+from ..kit.errors import ProblemError
+from ..kit.faults import NoParams
+from ..kit.service import Service
+from . import catalogue
+from . import magic as mg
+from .notifier import Notifier
+from .shipping import arrival, route, tracking_number
+from .timeline import ASSEMBLY_MILESTONES, DAY, QC_CHECKPOINTS, StageDays, unit
+from .vins import VinPool
+
+STATUSES = ("ORDER_PLACED", "PRODUCTION_SCHEDULED", "PRODUCTION_IN_PROGRESS", "QUALITY_CONTROL",
+            "READY_FOR_SHIPMENT", "IN_TRANSIT", "ARRIVED_AT_DEALERSHIP")
+WEBHOOK = "orderStatus"
+DELAY_REASONS = ("SUPPLIER_SHORTAGE", "PRODUCTION_LINE_STOPPAGE", "QUALITY_HOLD", "LOGISTICS")
+_DELAY_TEXT = {
+    "SUPPLIER_SHORTAGE": "a supplier shortage of components",
+    "PRODUCTION_LINE_STOPPAGE": "a stoppage of the production line",
+    "QUALITY_HOLD": "a quality hold on a batch of parts",
+    "LOGISTICS": "inbound logistics problems",
+}
+
+
+class RejectedParams(NoParams):
+    reason: Literal[catalogue.REJECTION_REASONS] = "PRODUCTION_CAPACITY_EXCEEDED"  # type: ignore[valid-type]
+
+
+class UnavailableParams(NoParams):
+    retry_after: int = Field(default=120, ge=0, le=86400)
+
+
+class SlowParams(NoParams):
+    seconds: float = Field(default=45, gt=0, le=3600)
+    create: bool = True
+
+
+class QcFailedParams(NoParams):
+    times: int = Field(default=1, ge=1, le=10)
+
+
+class DelayParams(NoParams):
+    days: int = Field(default=7, ge=1, le=365)
+    reason: Literal[DELAY_REASONS] = "SUPPLIER_SHORTAGE"  # type: ignore[valid-type]
+
+
+FAULTS = {
+    "order_rejected": ("POST /orders is refused: 422 order-rejected with `reason`", RejectedParams),
+    "factory_unavailable": ("POST /orders answers 503 with Retry-After: `retry_after` seconds", UnavailableParams),
+    "slow_placement": (("POST /orders takes `seconds` of clock time (beyond a caller's 30 s timeout); "
+                        "with create=true the order is created anyway, with create=false the factory "
+                        "gives up with 504 and creates nothing"), SlowParams),
+    "qc_failed": (("Quality control fails `times` times in a row for the order (consulted when it first "
+                   "enters QUALITY_CONTROL); each failure means rework and another QC"), QcFailedParams),
+    "production_delay": (("Production slips `days` days for `reason`, announced mid-assembly with an "
+                          "ESTIMATE_UPDATED notification (consulted when production starts)"), DelayParams),
+}
+
+
+@dataclass(slots=True)
+class Step:
+    """Something due to happen to an order at ``when``."""
+    when: float
+    kind: str  # status | milestone | checkpoint | qc_failed | delay | tracking
+    arg: Any = None
+
+
+@dataclass(slots=True)
+class Order:
+    id: str
+    reference: str
+    model: catalogue.Model
+    options: list[str]
+    customer: dict
+    dealership: dict
+    created: float
+    correlation_id: str | None
+    magic: str | None
+    status: str | None = None
+    updated: float = 0.0
+    sequence: int = 0
+    history: list[dict] = field(default_factory=list)
+    vin: str | None = None
+    location: str = "PLANT"  # PLANT | IN_TRANSIT | DEALERSHIP | OUT_FOR_DELIVERY | RETURNING_TO_DEALERSHIP | CUSTOMER
+    ready_at: float = 0.0    # estimated (or actual, once reached) READY_FOR_SHIPMENT time
+    arrival_at: float = 0.0  # estimated (or actual) ARRIVED_AT_DEALERSHIP time
+    stage_end: float = 0.0   # when the current stage is planned to end
+    qc_rounds: int = 0
+    qc_failures: int = 0
+    qc_failures_left: int | None = None  # decided when QC is first entered
+    pending_delay: tuple[int, str] | None = None
+    tracking: dict | None = None
+    steps: list[Step] = field(default_factory=list)
+    timer: Timer | None = None
+
+    @property
+    def entities(self) -> dict[str, str]:
+        return {"orderId": self.id, "reference": self.reference, "dealershipId": self.dealership["id"],
+                "model": self.model.code}
+
+
+def day_of(ts: float) -> str:
+    return to_datetime(ts).date().isoformat()
+
+
+class FactoryModel:
+    def __init__(self, service: Service, *, stage_days: StageDays, vins: VinPool, plant: dict, carrier: dict,
+                 placement_seconds: float = 0.0, qc_failure_rate: float = 0.0):
+        self.service = service
+        self.days = stage_days
+        self.vins = vins
+        self.plant = plant
+        self.carrier = carrier
+        self.placement_seconds = placement_seconds
+        self.qc_failure_rate = qc_failure_rate
+        self.notifier = Notifier(service)
+        self.orders: dict[str, Order] = {}
+        self._by_reference: dict[str, list[str]] = {}
+        self._attempts: dict[str, int] = {}  # placement attempts per reference (magic unavailability)
+        self._ids = itertools.count(1)
+        for name, (description, params) in FAULTS.items():
+            service.faults.register(name, description, params)
+        service.reset_hooks.append(self.reset)
+
+    def reset(self) -> None:
+        self.orders.clear()
+        self._by_reference.clear()
+        self._attempts.clear()
+        self._ids = itertools.count(1)
+        self.notifier.reset()
+        self.vins.reset()
+
+    # --- reads ----------------------------------------------------------
+    def order(self, order_id: str) -> Order:
+        order = self.orders.get(order_id)
+        if order is None:
+            raise ProblemError(404, "Unknown order", f"no factory order {order_id}", kind="unknown-order")
+        return order
+
+    def view(self, order_id: str) -> dict:
+        order = self.order(order_id)
+        last_change = next(e for e in reversed(order.history) if e["notification"] == "STATUS_CHANGED")
+        return {
+            "orderId": order.id, "reference": order.reference, "status": order.status,
+            "statusDescription": last_change["description"], "model": order.model.code,
+            "options": list(order.options), "customer": order.customer, "dealership": order.dealership,
+            "vin": order.vin, "vehicleLocation": order.location, "createdAt": isoformat(order.created),
+            "updatedAt": isoformat(order.updated), "estimatedDate": day_of(order.arrival_at),
+            "estimatedCompletionDate": day_of(order.ready_at),
+            "qualityControl": {"rounds": order.qc_rounds, "failures": order.qc_failures},
+            "history": list(order.history), "tracking": self._tracking(order),
+        }
+
+    def find(self, reference: str) -> dict:
+        orders = [self.orders[i] for i in self._by_reference.get(reference, ())]
+        return {"orders": [{"orderId": o.id, "reference": o.reference, "status": o.status,
+                            "createdAt": isoformat(o.created), "estimatedDate": day_of(o.arrival_at)}
+                           for o in orders]}
+
+    # --- placement ------------------------------------------------------
+    async def place(self, body: dict, correlation_id: str | None = None) -> dict:
+        """Check, then create, an order; raises ProblemError for a refusal (503, 504, 422)."""
+        dealership, reference = body["dealership"], body["reference"]
+        behaviour = mg.dealership(dealership["id"])
+        entities = {"reference": reference, "dealershipId": dealership["id"], "model": body["model"]}
+        take = lambda action: self.service.domain_fault(action, entities=entities, correlation_id=correlation_id)
+        attempt = self._attempts[reference] = self._attempts.get(reference, 0) + 1
+        if rule := take("factory_unavailable"):
+            self._unavailable(rule.params["retry_after"])
+        if behaviour == "unavailable_twice" and attempt <= mg.UNAVAILABLE_ATTEMPTS:
+            self._unavailable(mg.UNAVAILABLE_RETRY_AFTER)
+        seconds, create = self.placement_seconds, True
+        if rule := take("slow_placement"):
+            seconds, create = rule.params["seconds"], rule.params["create"]
+        elif behaviour in ("slow_created", "slow_not_created"):
+            seconds, create = mg.SLOW_SECONDS, behaviour == "slow_created"
+        if seconds > 0:
+            # The order system really is this slow: a clock wait, so 45 s cost nothing in virtual time.
+            await self.service.clock.sleep(seconds, owner=self.service.name)
+        if not create:
+            self.service.journal.event("order.placement_timed_out", entities, seconds=seconds)
+            raise ProblemError(504, "Order placement timed out",
+                               f"the factory's order system gave up after {seconds:g} s; no order was created",
+                               kind="placement-timeout")
+        refusal = catalogue.rejection(body["model"], body["options"])
+        if refusal is None and behaviour == "rejected":
+            refusal = "DEALERSHIP_NOT_AUTHORISED", f"dealership {dealership['id']} may not order from this factory"
+        if refusal is None and (rule := take("order_rejected")):
+            refusal = rule.params["reason"], f"the factory refused the order (fault rule {rule.id})"
+        if refusal is not None:
+            reason, detail = refusal
+            self.service.journal.event("order.rejected", entities, reason=reason)
+            raise ProblemError(422, "Order rejected", detail, kind="order-rejected", reason=reason)
+        return self._create(body, correlation_id)
+
+    def _unavailable(self, retry_after: int) -> NoReturn:
+        raise ProblemError(503, "Factory unavailable",
+                           f"the factory's order system is unavailable; retry in {retry_after} s",
+                           kind="factory-unavailable", headers={"Retry-After": str(retry_after)})
+
+    def _create(self, body: dict, correlation_id: str | None) -> dict:
+        now = self.service.clock.now()
+        digest = hashlib.blake2b(f"{self.service.seed}:factory:order:{next(self._ids)}".encode(), digest_size=10)
+        order = Order("ord_" + digest.hexdigest(), body["reference"], catalogue.MODELS[body["model"]],
+                      list(body["options"]), body["customer"], body["dealership"], now, correlation_id,
+                      mg.dealership(body["dealership"]["id"]))
+        self.orders[order.id] = order
+        self._by_reference.setdefault(order.reference, []).append(order.id)
+        self._enter(order, "ORDER_PLACED",
+                    f"Order confirmed: {order.model.name} for dealership {order.dealership['id']}")
+        return {"orderId": order.id, "reference": order.reference, "status": order.status,
+                "statusDescription": order.history[-1]["description"], "createdAt": isoformat(now),
+                "estimatedDate": day_of(order.arrival_at), "estimatedCompletionDate": day_of(order.ready_at)}
+
+    # --- manufacturing ----------------------------------------------------
+    def _seconds(self, order: Order, status: str) -> float:
+        """How long the stage that starts with ``status`` lasts for this order (its current round)."""
+        seed, rnd = self.service.seed, order.qc_failures
+        if status == "ORDER_PLACED":
+            return self.days.seconds(seed, order.id, "acceptance")
+        if status == "PRODUCTION_SCHEDULED":
+            return self.days.seconds(seed, order.id, "slot_wait")
+        if status == "PRODUCTION_IN_PROGRESS":
+            return self.days.seconds(seed, order.id, "assembly" if rnd == 0 else "rework", rnd)
+        if status == "QUALITY_CONTROL":
+            return self.days.seconds(seed, order.id, "quality_control", rnd)
+        if status == "READY_FOR_SHIPMENT":
+            return self.days.seconds(seed, order.id, "pickup")
+        if status == "IN_TRANSIT":
+            transit = self.days.seconds(seed, order.id, "transit")
+            if order.dealership["country"] != self.plant["country"]:
+                transit += self.days.seconds(seed, order.id, "cross_border")
+            return transit
+        raise ValueError(f"no stage after {status}")
+
+    def _enter(self, order: Order, status: str, description: str | Callable[[Order], str], *,
+               reason: str | None = None, milestone: dict | None = None) -> None:
+        """Move to ``status``: plan the stage, re-estimate, notify. A callable description is
+        written once the stage is planned (it may name the stage's end or the tracking number)."""
+        now = self.service.clock.now()
+        previous, order.status, order.updated = order.status, status, now
+        builder = getattr(self, f"_stage_{status.lower()}")
+        order.steps = builder(order, now)
+        order.steps.sort(key=lambda s: s.when)
+        if status == "READY_FOR_SHIPMENT":
+            order.ready_at = now
+        elif status == "ARRIVED_AT_DEALERSHIP":
+            order.arrival_at = now
+        revision = self._reestimate(order, reason)
+        text = description(order) if callable(description) else description
+        self._notify(order, "STATUS_CHANGED", text, previous, milestone=milestone, revision=revision)
+        self._arm(order)
+
+    def _stage_order_placed(self, order: Order, now: float) -> list[Step]:
+        order.stage_end = now + self._seconds(order, "ORDER_PLACED")
+        return [Step(order.stage_end, "status", "PRODUCTION_SCHEDULED")]
+
+    def _stage_production_scheduled(self, order: Order, now: float) -> list[Step]:
+        order.stage_end = now + self._seconds(order, "PRODUCTION_SCHEDULED")
+        return [Step(order.stage_end, "status", "PRODUCTION_IN_PROGRESS")]
+
+    def _stage_production_in_progress(self, order: Order, now: float) -> list[Step]:
+        length = self._seconds(order, "PRODUCTION_IN_PROGRESS")
+        order.stage_end = now + length
+        steps = [Step(order.stage_end, "status", "QUALITY_CONTROL")]
+        if order.qc_failures:  # rework: no milestones, straight back to QC
+            return steps
+        steps += [Step(now + length * (i + 1) / 5, "milestone", i) for i in range(len(ASSEMBLY_MILESTONES))]
+        delay = self.service.domain_fault("production_delay", entities=order.entities,
+                                          correlation_id=order.correlation_id)
+        if delay is not None:
+            order.pending_delay = delay.params["days"], delay.params["reason"]
+        elif order.magic == "production_delay":
+            order.pending_delay = mg.DELAY_DAYS, "SUPPLIER_SHORTAGE"
+        if order.pending_delay:
+            # Announced halfway, between the PAINT and POWERTRAIN_MARRIAGE milestones.
+            steps.append(Step(now + length / 2, "delay"))
+        return steps
+
+    def _stage_quality_control(self, order: Order, now: float) -> list[Step]:
+        length = self._seconds(order, "QUALITY_CONTROL")
+        order.stage_end = now + length
+        if order.qc_failures_left is None:
+            rule = self.service.domain_fault("qc_failed", entities=order.entities,
+                                             correlation_id=order.correlation_id)
+            order.qc_failures_left = rule.params["times"] if rule else 1 if order.magic == "qc_fails_once" else 0
+        order.qc_rounds += 1
+        seed, rnd = self.service.seed, order.qc_failures
+        fails = order.qc_failures_left > 0 or unit(seed, order.id, "qc-natural", rnd) < self.qc_failure_rate
+        checks = len(QC_CHECKPOINTS)
+        at = lambda i: now + length * (i + 1) / (checks + 1)
+        if fails:
+            failing = int(unit(seed, order.id, "qc-failing-checkpoint", rnd) * checks)
+            return [Step(at(i), "checkpoint", i) for i in range(failing)] + [Step(at(failing), "qc_failed", failing)]
+        return [Step(at(i), "checkpoint", i) for i in range(checks)] + [
+            Step(order.stage_end, "status", "READY_FOR_SHIPMENT")]
+
+    def _stage_ready_for_shipment(self, order: Order, now: float) -> list[Step]:
+        order.stage_end = now + self._seconds(order, "READY_FOR_SHIPMENT")
+        return [Step(order.stage_end, "status", "IN_TRANSIT")]
+
+    def _stage_in_transit(self, order: Order, now: float) -> list[Step]:
+        length = self._seconds(order, "IN_TRANSIT")
+        order.stage_end = now + length
+        order.location = "IN_TRANSIT"
+        points = route(self.plant, order.dealership)
+        loaded = points[0]
+        order.tracking = {
+            "carrier": self.carrier["name"],
+            "trackingNumber": tracking_number(self.service.seed, self.carrier["code"], "S", order.id),
+            "shippedAt": isoformat(now), "eta": isoformat(order.stage_end),
+            "origin": self.plant["name"], "destination": arrival(order.dealership).location,
+            "currentLocation": loaded.location,
+            "checkpoints": [{"code": loaded.code, "location": loaded.location, "description": loaded.description,
+                             "timestamp": isoformat(now)}],
+        }
+        return [Step(now + length * p.fraction, "tracking", p) for p in points[1:]] + [
+            Step(order.stage_end, "status", "ARRIVED_AT_DEALERSHIP")]
+
+    def _stage_arrived_at_dealership(self, order: Order, now: float) -> list[Step]:
+        order.location = "DEALERSHIP"
+        point = arrival(order.dealership)
+        if order.tracking is not None:
+            order.tracking["checkpoints"].append({"code": point.code, "location": point.location,
+                                                  "description": point.description, "timestamp": isoformat(now)})
+            order.tracking["currentLocation"] = point.location
+        return []
+
+    # --- the clock --------------------------------------------------------
+    def _arm(self, order: Order) -> None:
+        if order.timer is not None:
+            order.timer.cancel()
+            order.timer = None
+        if order.steps:
+            order.timer = self.service.at(order.steps[0].when, self._fire, order.id)
+
+    def _fire(self, order_id: str) -> None:
+        order = self.orders.get(order_id)
+        if order is None or not order.steps:
+            return  # reset in between
+        order.timer = None
+        step = order.steps.pop(0)
+        getattr(self, f"_on_{step.kind}")(order, step)
+        self._arm(order)
+
+    def _on_status(self, order: Order, step: Step) -> None:
+        status = step.arg
+        if status == "PRODUCTION_SCHEDULED":
+            self._enter(order, status, lambda o: f"Order accepted by the plant; production starts on "
+                                                 f"{day_of(o.stage_end)}")
+        elif status == "PRODUCTION_IN_PROGRESS":
+            order.vin = self.vins.allocate(order.model.vin_line)
+            self._enter(order, status, f"Manufacturing started; VIN {order.vin} assigned")
+        elif status == "QUALITY_CONTROL":
+            text = ("Assembly complete; quality control started" if order.qc_failures == 0 else
+                    f"Rework complete; quality control round {order.qc_failures + 1} started")
+            self._enter(order, status, text)
+        elif status == "READY_FOR_SHIPMENT":
+            self._enter(order, status, "Quality control passed; vehicle ready for shipment, awaiting the carrier")
+        elif status == "IN_TRANSIT":
+            self._enter(order, status, lambda o: (
+                f"Shipped to dealership {o.dealership['id']} by {self.carrier['name']}, tracking "
+                f"{o.tracking['trackingNumber']}; expected on {day_of(o.arrival_at)}"))
+        else:
+            self._enter(order, status, f"Vehicle arrived at dealership {order.dealership['id']}; receipt confirmed")
+
+    def _on_milestone(self, order: Order, step: Step) -> None:
+        code, text = ASSEMBLY_MILESTONES[step.arg]
+        milestone = {"code": code, "description": text, "stage": "ASSEMBLY", "step": step.arg + 1,
+                     "of": len(ASSEMBLY_MILESTONES), "result": "COMPLETED"}
+        self._notify(order, "MILESTONE_REACHED",
+                     f"Assembly milestone {step.arg + 1}/{len(ASSEMBLY_MILESTONES)}: {text}", order.status,
+                     milestone=milestone)
+
+    def _on_checkpoint(self, order: Order, step: Step) -> None:
+        code, text = QC_CHECKPOINTS[step.arg]
+        milestone = {"code": code, "description": text, "stage": "QUALITY_CONTROL", "step": step.arg + 1,
+                     "of": len(QC_CHECKPOINTS), "result": "PASSED"}
+        self._notify(order, "MILESTONE_REACHED", f"QC checkpoint passed: {text}", order.status, milestone=milestone)
+
+    def _on_qc_failed(self, order: Order, step: Step) -> None:
+        code, text = QC_CHECKPOINTS[step.arg]
+        order.qc_failures += 1
+        order.qc_failures_left = max(0, (order.qc_failures_left or 0) - 1)
+        self.service.journal.event("order.qc_failed", order.entities, checkpoint=code, round=order.qc_rounds)
+        milestone = {"code": code, "description": text, "stage": "QUALITY_CONTROL", "step": step.arg + 1,
+                     "of": len(QC_CHECKPOINTS), "result": "FAILED"}
+        self._enter(order, "PRODUCTION_IN_PROGRESS", f"Quality control failed at checkpoint {code}: "
+                    "vehicle sent back for rework", reason="QC_REWORK", milestone=milestone)
+
+    def _on_delay(self, order: Order, step: Step) -> None:
+        days, reason = order.pending_delay
+        order.pending_delay = None
+        shift = days * DAY
+        for later in order.steps:
+            later.when += shift
+        order.stage_end += shift
+        revision = self._reestimate(order, reason)
+        self.service.journal.event("order.delayed", order.entities, days=days, reason=reason)
+        self._notify(order, "ESTIMATE_UPDATED", f"Production delayed by {days} days due to {_DELAY_TEXT[reason]}",
+                     order.status, revision=revision)
+
+    def _on_tracking(self, order: Order, step: Step) -> None:
+        point = step.arg
+        now = self.service.clock.now()
+        order.tracking["checkpoints"].append({"code": point.code, "location": point.location,
+                                              "description": point.description, "timestamp": isoformat(now)})
+        order.tracking["currentLocation"] = point.location
+        self._notify(order, "TRACKING_UPDATED", point.description, order.status)
+
+    # --- estimates and notifications ------------------------------------------
+    def _reestimate(self, order: Order, reason: str | None) -> dict | None:
+        """Project READY_FOR_SHIPMENT and arrival from the current stage's end; a revision if a date moved."""
+        index = STATUSES.index(order.status)
+        entered, t = {}, order.stage_end
+        for status in STATUSES[index + 1:]:
+            entered[status] = t
+            if status != STATUSES[-1]:
+                t += self._seconds(order, status)
+        before = (day_of(order.arrival_at), day_of(order.ready_at)) if order.history else None
+        order.ready_at = entered.get("READY_FOR_SHIPMENT", order.ready_at)
+        order.arrival_at = entered.get("ARRIVED_AT_DEALERSHIP", order.arrival_at)
+        if order.tracking is not None and order.status == "IN_TRANSIT":
+            order.tracking["eta"] = isoformat(order.arrival_at)
+        if before is None or before == (day_of(order.arrival_at), day_of(order.ready_at)):
+            return None
+        moved = date.fromisoformat(day_of(order.arrival_at)) - date.fromisoformat(before[0])
+        return {"previousEstimatedDate": before[0], "previousEstimatedCompletionDate": before[1],
+                "reason": reason or "REPLANNED", "delayDays": moved.days}
+
+    def _tracking(self, order: Order) -> dict | None:
+        if order.tracking is None:
+            return None
+        return {**order.tracking, "checkpoints": list(order.tracking["checkpoints"])}
+
+    def _notify(self, order: Order, kind: str, description: str, previous: str | None, *,
+                milestone: dict | None = None, revision: dict | None = None) -> None:
+        order.sequence += 1
+        event = {"sequence": order.sequence, "notification": kind, "status": order.status,
+                 "previousStatus": previous, "description": description,
+                 "timestamp": isoformat(self.service.clock.now()), "milestone": milestone,
+                 "estimatedDate": day_of(order.arrival_at), "estimateRevision": revision}
+        order.history.append(event)
+        self.service.journal.event(f"order.{kind.lower()}", order.entities, sequence=order.sequence,
+                                   status=order.status)
+        payload = {"eventType": "ORDER_STATUS", "orderId": order.id, "reference": order.reference,
+                   "dealershipId": order.dealership["id"], "vin": order.vin, **event,
+                   "estimatedCompletionDate": day_of(order.ready_at), "tracking": self._tracking(order)}
+        entities = {**order.entities, "status": event["status"], "notification": event["notification"]}
+        self.notifier.send(WEBHOOK, payload, order_id=order.id, entities=entities,
+                           correlation_id=order.correlation_id, magic=order.magic)
