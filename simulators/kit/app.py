@@ -13,13 +13,13 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator, Sequence
 
 import orjson
 from aiohttp import web
 
 from .admin import add_admin_routes
-from .contract import Operation
+from .contract import Contract, Operation
 from .errors import ProblemError
 from .faults import TRANSPORT_ACTIONS, FaultRule
 from .journal import CORRELATION_HEADER
@@ -53,21 +53,29 @@ class Reply:
 Handler = Callable[[Call], Awaitable[Reply]]
 
 
-def build_app(service: Service, handlers: dict[str, Handler], *, admin: bool = True) -> web.Application:
-    missing = set(service.contract.operations) - set(handlers)
-    extra = set(handlers) - set(service.contract.operations)
-    if missing or extra:
-        raise ValueError(f"{service.name}: handlers and contract disagree; "
-                         f"no handler for {sorted(missing)}, not in contract {sorted(extra)}")
+def build_app(service: Service, handlers: dict[str, Handler], *, admin: bool = True,
+              also: Sequence[tuple[Contract, dict[str, Handler]]] = (),
+              extra_routes: Callable[[web.Application], None] | None = None) -> web.Application:
+    """One route per operation of ``service.contract`` and of each ``(contract, handlers)`` in
+    ``also`` (a second API on the same server, e.g. VSS's workshop API); ``extra_routes`` adds
+    a simulator's own routes before the fallback that answers 404/405."""
     app = web.Application(client_max_size=MAX_BODY)
     app[SERVICE_KEY] = service
-    for op_id, op in service.contract.operations.items():
-        app.router.add_route(op.method, op.path, _endpoint(service, op, handlers[op_id]), name=op_id)
+    for contract, served in ((service.contract, handlers), *also):
+        missing = set(contract.operations) - set(served)
+        extra = set(served) - set(contract.operations)
+        if missing or extra:
+            raise ValueError(f"{service.name}: handlers and {contract.name} disagree; "
+                             f"no handler for {sorted(missing)}, not in contract {sorted(extra)}")
+        for op_id, op in contract.operations.items():
+            app.router.add_route(op.method, op.path, _endpoint(service, op, served[op_id]), name=op_id)
     if admin:
         add_admin_routes(app, service)
+    if extra_routes is not None:
+        extra_routes(app)
     # Last: whatever no operation matched. A route, not a middleware: aiohttp's
     # middlewares cost every request a noticeable share of its throughput.
-    app.router.add_route("*", "/{tail:.*}", _no_route)
+    app.router.add_route("*", "/{tail:.*}", no_route)
 
     async def close(_: web.Application) -> None:
         await service.webhooks.close()
@@ -77,21 +85,26 @@ def build_app(service: Service, handlers: dict[str, Handler], *, admin: bool = T
     return app
 
 
-async def _no_route(request: web.Request) -> web.Response:
-    """What aiohttp would answer in text/plain (404, 405 with Allow), as problem+json."""
+async def allowed_methods(request: web.Request) -> list[str]:
+    """The methods the operations at this path declare (catch-all routes left out)."""
     allowed: set[str] = set()
     for resource in request.app.router.resources():
-        if resource is request.match_info.route.resource:
-            continue
         _, methods = await resource.resolve(request)
-        allowed |= methods
+        if "*" not in methods:
+            allowed |= methods
+    return sorted(allowed)
+
+
+async def no_route(request: web.Request) -> web.Response:
+    """What aiohttp would answer in text/plain (404, 405 with Allow), as problem+json."""
+    allowed = await allowed_methods(request)
     if allowed:
         return problem(405, "Method Not Allowed", f"{request.method} is not allowed on {request.path}",
-                       headers={"Allow": ", ".join(sorted(allowed))})
+                       headers={"Allow": ", ".join(allowed)})
     return problem(404, "Not Found", f"no operation at {request.path}")
 
 
-def _correlation_id(request: web.Request, ids: Iterator[int], service: str) -> str:
+def correlation_id(request: web.Request, ids: Iterator[int], service: str) -> str:
     """The caller's id when it is safe to echo back in a header; a new one otherwise."""
     given = request.headers.get(CORRELATION_HEADER)
     if given and len(given) <= 128 and given.isascii() and given.isprintable():
@@ -115,7 +128,7 @@ def _endpoint(service: Service, op: Operation, handler: Handler):
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
-        cid = _correlation_id(request, ids, owner)
+        cid = correlation_id(request, ids, owner)
         busy = clock.enter(owner)
         try:
             try:

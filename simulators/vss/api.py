@@ -1,9 +1,8 @@
 """HTTP of the VSS simulator: parse, call the model, serialise.
 
-Two contracts on one server: the core's read-only query API (``contracts/vss.yaml``,
-served by ``build_app``) and the workshops' API (``contracts/vss-workshop.yaml``,
-under ``/workshop/``), whose operations are wrapped by the same kit endpoint, so
-they are validated, fault-injected, idempotent and journaled like the others.
+Two contracts on one server: the core's read-only query API (``contracts/vss.yaml``)
+and the workshops' API (``contracts/vss-workshop.yaml``, under ``/workshop/``), both
+served by ``build_app``: validated, fault-injected, idempotent and journaled alike.
 Writes on the core's paths are refused by a guard route (405, read-only).
 """
 
@@ -15,7 +14,7 @@ from functools import lru_cache
 from aiohttp import web
 
 from ..iot.fleet import Fleet
-from ..kit.app import Call, Handler, Reply, _correlation_id, _endpoint, build_app
+from ..kit.app import Call, Reply, allowed_methods, build_app, correlation_id
 from ..kit.config import SimConfig
 from ..kit.contract import Contract
 from ..kit.errors import ProblemError
@@ -76,45 +75,31 @@ def create_app(config: SimConfig) -> web.Application:
         return Reply(200, model.service_record(call.path["vin"], call.path["recordId"], call.operation,
                                                call.correlation_id))
 
-    app = build_app(service, {"getMaintenanceStatus": maintenance_status, "getMagicVins": magic_vins})
-    _add_contract(app, service, workshop_contract(), {
-        "listWorkshops": list_workshops, "recordService": record_service,
-        "listServiceRecords": list_records, "getServiceRecord": get_record,
-    })
-    _guard_core_paths(app, service)
+    workshop_api = {"listWorkshops": list_workshops, "recordService": record_service,
+                    "listServiceRecords": list_records, "getServiceRecord": get_record}
+    app = build_app(service, {"getMaintenanceStatus": maintenance_status, "getMagicVins": magic_vins},
+                    also=[(workshop_contract(), workshop_api)],
+                    extra_routes=lambda app: _guard_core_paths(app, service))
     app[MODEL_KEY] = model
     config.finish(service)
     return app
 
 
-def _add_contract(app: web.Application, service: Service, contract: Contract, handlers: dict[str, Handler]) -> None:
-    """Serve a second contract's operations through the kit's endpoint wrapper.
-
-    ``build_app`` serves ``service.contract`` only; the kit has no notion of a
-    service with several contracts, so this mirrors its route registration."""
-    if set(handlers) != set(contract.operations):
-        raise ValueError(f"{service.name}: handlers and {contract.name} disagree: "
-                         f"{sorted(set(handlers) ^ set(contract.operations))}")
-    for op_id, op in contract.operations.items():
-        app.router.add_route(op.method, op.path, _endpoint(service, op, handlers[op_id]), name=op_id)
-
-
 def _guard_core_paths(app: web.Application, service: Service) -> None:
     """CaaS has read-only access to VSS: every write under /vehicles is refused clearly.
 
-    A route of its own under /vehicles, which aiohttp finds before the kit's
-    catch-all, rather than a middleware that every request would pay for. It
-    takes every method, so it also answers what the catch-all would have (404,
-    or 405 with the Allow of the real resources) for the other methods."""
+    Routes of its own under /vehicles (added before the kit's fallback), not a
+    middleware that every request would pay for. They take every method, so they
+    also answer what the fallback would have (404, or 405 with Allow) for reads."""
 
     async def guard(request: web.Request) -> web.Response:
-        allowed = await _allowed_methods(request)
+        allowed = await allowed_methods(request)
         if request.method not in _WRITES:
             if allowed:
                 return problem(405, "Method Not Allowed", f"{request.method} is not allowed on {request.path}",
                                headers={"Allow": ", ".join(allowed)})
             return problem(404, "Not Found", f"no operation at {request.path}")
-        cid = _correlation_id(request, service.correlation_ids, service.name)
+        cid = correlation_id(request, service.correlation_ids, service.name)
         detail = (f"{request.method} {request.path} refused: CaaS has read-only access to the Vehicle Service "
                   "System. Maintenance records are written only by official and approved workshops "
                   "(workshop API, POST /workshop/vehicles/{vin}/services).")
@@ -128,16 +113,6 @@ def _guard_core_paths(app: web.Application, service: Service) -> None:
 
     for path in (_CORE_PREFIX, _CORE_PREFIX + "/{tail:.*}"):
         app.router.add_route("*", path, guard)
-
-
-async def _allowed_methods(request: web.Request) -> list[str]:
-    """The methods the resources at this path declare, catch-alls (``*``) left out."""
-    allowed: set[str] = set()
-    for resource in request.app.router.resources():
-        _, methods = await resource.resolve(request)
-        if "*" not in methods:
-            allowed |= methods
-    return sorted(allowed)
 
 
 def _instant(value: str, name: str) -> float:
