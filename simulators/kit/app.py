@@ -69,6 +69,7 @@ def build_app(service: Service, handlers: dict[str, Handler], *, admin: bool = T
                              f"no handler for {sorted(missing)}, not in contract {sorted(extra)}")
         for op_id, op in contract.operations.items():
             app.router.add_route(op.method, op.path, _endpoint(service, op, served[op_id]), name=op_id)
+        _concrete_paths_first(app, contract)
     if admin:
         add_admin_routes(app, service)
     if extra_routes is not None:
@@ -83,6 +84,24 @@ def build_app(service: Service, handlers: dict[str, Handler], *, admin: bool = T
 
     app.on_cleanup.append(close)
     return app
+
+
+def _concrete_paths_first(app: web.Application, contract: Contract) -> None:
+    """OpenAPI matches a concrete path before a templated one: GET /payments/initiate is 405
+    (Allow: POST), not getPayment with paymentId "initiate". aiohttp would try every resource
+    matching the path; these routes stop it. Only wrong methods reach them."""
+    methods: dict[str, set[str]] = {}
+    for op in contract.operations.values():
+        if "{" not in op.path:
+            methods.setdefault(op.path, set()).add(op.method)
+    for path, allowed in methods.items():
+        allow = ", ".join(sorted(allowed))
+
+        async def not_allowed(request: web.Request, allow: str = allow) -> web.Response:
+            return problem(405, "Method Not Allowed", f"{request.method} is not allowed on {request.path}",
+                           headers={"Allow": allow})
+
+        app.router.add_route("*", path, not_allowed)
 
 
 async def allowed_methods(request: web.Request) -> list[str]:
@@ -245,8 +264,8 @@ async def _idempotent(service: Service, op: Operation, handler: Handler, call: C
     except BaseException:
         store.abandon(op.id, key)
         raise
-    if response.status >= 500:
-        store.abandon(op.id, key)  # a server error is worth retrying, not replaying
+    if response.status >= 500 or response.status == 429:
+        store.abandon(op.id, key)  # worth retrying, not replaying
     else:
         store.complete(op.id, key, response.status, response.body, response.content_type,
                        tuple((k, v) for k, v in response.headers.items() if k.lower() == "location"))

@@ -1,0 +1,80 @@
+"""HTTP of the payment gateway simulator: parse, call the model, serialise."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..kit.app import Call, Handler, Reply, build_app
+from ..kit.config import SimConfig
+from .model import PaymentsModel
+from .settings import Settings
+
+NAME = "payments"
+CONTRACT = "payments.yaml"
+#: Where ``caas-sim serve payments`` sends its webhooks unless told otherwise (the core's endpoint).
+DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8000/caas/webhooks/payments"
+MODEL_KEY: web.AppKey[PaymentsModel] = web.AppKey("payments_model")
+CLIENT_HEADER = "X-Client-Id"
+
+
+def create_app(config: SimConfig) -> web.Application:
+    settings = Settings.from_options(config.options)
+    service = config.service(NAME, CONTRACT)
+    model = PaymentsModel(service, settings)
+
+    async def initiate(call: Call) -> Reply:
+        body = call.body
+        accepted = await model.initiate(body["paymentType"], body["amount"], body["paymentMethod"], body["metadata"],
+                                        call.correlation_id)
+        return Reply(201, accepted, {"Location": f"/payments/{accepted['paymentId']}"})
+
+    async def get_payment(call: Call) -> Reply:
+        return Reply(200, model.payment(call.path["paymentId"]))
+
+    async def refund(call: Call) -> Reply:
+        body = call.body
+        accepted = model.refund(call.path["paymentId"], body.get("amount"), body["reason"], body.get("description"),
+                                call.correlation_id)
+        return Reply(202, accepted, {"Location": f"/refunds/{accepted['refundId']}"})
+
+    async def get_refund(call: Call) -> Reply:
+        return Reply(200, model.refund_view(call.path["refundId"]))
+
+    async def store_method(call: Call) -> Reply:
+        stored = model.store_method(call.body)
+        return Reply(201, stored, {"Location": f"/payment-methods/{stored['token']}"})
+
+    async def get_method(call: Call) -> Reply:
+        return Reply(200, model.method(call.path["token"]))
+
+    def gated(handler: Handler) -> Handler:
+        async def run(call: Call) -> Reply:
+            op = service.contract.operations[call.operation]
+            model.admit(operation=call.operation, method=op.method, path=op.path.format(**call.path),
+                        template=op.path, client=call.headers.get(CLIENT_HEADER),
+                        entities=_entities(call), correlation_id=call.correlation_id)
+            return await handler(call)
+        return run
+
+    app = build_app(service, {op: gated(h) for op, h in {
+        "initiatePayment": initiate, "getPayment": get_payment, "refundPayment": refund, "getRefund": get_refund,
+        "storePaymentMethod": store_method, "getPaymentMethod": get_method,
+    }.items()})
+    app[MODEL_KEY] = model
+    config.finish(service)
+    return app
+
+
+def _entities(call: Call) -> dict[str, str]:
+    """What fault selectors can name: the kit's (path, top-level strings) plus the nested ids of a payment."""
+    entities = dict(call.entities)
+    body = call.body if isinstance(call.body, dict) else {}
+    for key, value in (body.get("metadata") or {}).items():
+        if key in ("customerId", "orderId"):
+            entities[key] = value
+    method = body.get("paymentMethod") or {}
+    if "token" in method:
+        entities["token"] = method["token"]
+    if isinstance(body.get("amount"), dict):
+        entities["currency"] = body["amount"]["currency"]
+    return entities

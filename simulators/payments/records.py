@@ -1,0 +1,129 @@
+"""What the gateway remembers of a payment, and how it reads over HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..kit.clock import isoformat
+from .cards import StoredMethod
+from .money import money
+
+#: Statuses of an accepted payment whose funds have not settled yet.
+AWAITING_SETTLEMENT = ("CAPTURED", "AUTHORIZED", "PROCESSING")
+
+
+@dataclass(slots=True)
+class Event:
+    sequence: int
+    type: str
+    at: float
+    amount: int | None = None
+    reason: str | None = None
+    reference: str | None = None
+
+
+@dataclass(slots=True)
+class Settlement:
+    status: str  # SETTLED | FAILED
+    amount: int
+    date: float
+    failure_reason: str | None
+    bank_transaction_id: str | None
+    fees: int
+    net: int
+
+
+@dataclass(slots=True)
+class Chargeback:
+    id: str
+    amount: int
+    reason: str
+    fee: int
+    at: float
+
+
+@dataclass(slots=True)
+class Refund:
+    id: str
+    payment_id: str
+    amount: int
+    currency: str
+    reason: str
+    description: str | None
+    created: float
+    correlation_id: str | None
+    status: str = "PENDING"  # PENDING | SUCCEEDED | FAILED
+    failure_reason: str | None = None
+    completed: float | None = None
+    waiting: bool = False  # due, but held until the payment settles
+
+    def view(self) -> dict:
+        return {"refundId": self.id, "paymentId": self.payment_id, "status": self.status,
+                "amount": money(self.amount, self.currency), "reason": self.reason, "description": self.description,
+                "failureReason": self.failure_reason, "createdAt": isoformat(self.created),
+                "completedAt": isoformat(self.completed) if self.completed is not None else None}
+
+
+@dataclass(slots=True)
+class Payment:
+    id: str
+    type: str
+    amount: int
+    currency: str
+    method: StoredMethod
+    customer_id: str
+    order_id: str
+    description: str | None
+    created: float
+    correlation_id: str | None
+    status: str = "INITIATED"
+    captured: int = 0
+    refunded: int = 0
+    decline_reason: str | None = None
+    failure_reason: str | None = None
+    expected_settlement: float | None = None
+    settlement: Settlement | None = None
+    chargeback: Chargeback | None = None
+    refunds: list[Refund] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def refund_pending(self) -> int:
+        return sum(r.amount for r in self.refunds if r.status == "PENDING")
+
+    @property
+    def refundable(self) -> int:
+        if self.status not in (*AWAITING_SETTLEMENT, "SETTLED"):
+            return 0
+        return self.captured - self.refunded - self.refund_pending
+
+    def entities(self) -> dict[str, str]:
+        return {"paymentId": self.id, "customerId": self.customer_id, "orderId": self.order_id,
+                "paymentType": self.type, "token": self.method.token, "currency": self.currency}
+
+    def view(self) -> dict:
+        m, c = money, self.currency
+        s = self.settlement
+        cb = self.chargeback
+        return {
+            "paymentId": self.id, "paymentType": self.type, "status": self.status,
+            "amount": m(self.amount, c), "amountCaptured": m(self.captured, c),
+            "amountRefunded": m(self.refunded, c), "amountRefundPending": m(self.refund_pending, c),
+            "amountRefundable": m(self.refundable, c),
+            "paymentMethod": {"type": self.method.type, "token": self.method.token},
+            "metadata": {"customerId": self.customer_id, "orderId": self.order_id, "description": self.description},
+            "declineReason": self.decline_reason, "failureReason": self.failure_reason,
+            "createdAt": isoformat(self.created),
+            "expectedSettlementDate": isoformat(self.expected_settlement) if self.expected_settlement else None,
+            "settlement": None if s is None else {
+                "status": s.status, "settlementAmount": m(s.amount, c), "settlementDate": isoformat(s.date),
+                "failureReason": s.failure_reason, "bankTransactionId": s.bank_transaction_id,
+                "fees": m(s.fees, c), "netAmount": m(s.net, c)},
+            "chargeback": None if cb is None else {
+                "chargebackId": cb.id, "amount": m(cb.amount, c), "reason": cb.reason, "fee": m(cb.fee, c),
+                "chargebackDate": isoformat(cb.at)},
+            "refunds": [r.view() for r in self.refunds],
+            "events": [{"sequence": e.sequence, "type": e.type, "at": isoformat(e.at),
+                        "amount": m(e.amount, c) if e.amount is not None else None,
+                        "reason": e.reason, "reference": e.reference} for e in self.events],
+        }
