@@ -1,0 +1,224 @@
+"""The four registry contracts: schemathesis against the running simulators, and the contracts' own honesty.
+
+Every default check, positive and negative data and the stateful links of each
+contract. The schemas are loaded at module level (from_fixture breaks on pytest
+9.2, DESIGN.md); one stack serves the four registries on real sockets.
+"""
+
+import asyncio
+import copy
+import functools
+from pathlib import Path
+
+import aiohttp
+import pytest
+import schemathesis
+import yaml
+from hypothesis import HealthCheck, settings
+from schemathesis.generation import GenerationMode
+
+from scenarios.stack import Stack
+import simulators.registries
+from simulators.kit.config import SimConfig
+from simulators.kit.contract import CONTRACTS_DIR, Contract
+from simulators.registries import MODEL_KEY, base
+
+COUNTRIES = ("es", "fr", "de", "uk")
+SERVICES = [f"registry-{c}" for c in COUNTRIES]
+FUZZ = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+
+
+def load(code):
+    schema = schemathesis.openapi.from_path(CONTRACTS_DIR / f"registry-{code}.yaml")
+    schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+    # What the contracts say a schema cannot express: 422 for the semantic rules (check
+    # digits, dates against the clock, engine and power consistency), 409 for a VIN that
+    # already has a registration or information supplied to one that did not ask for it.
+    expected = schema.config.checks.positive_data_acceptance.expected_statuses
+    schema.config.checks.positive_data_acceptance.expected_statuses = [*expected, "409", "422"]
+    return schema
+
+
+es, fr, de, uk = (load(code) for code in COUNTRIES)
+
+
+@pytest.fixture(scope="module")
+def registries(threaded_stack):
+    return threaded_stack
+
+
+# One stack of the four registries for every test of this module that runs against it.
+STACK = pytest.mark.parametrize("threaded_stack", [{"services": SERVICES, "seed": 0}], indirect=True,
+                                ids=["registries"])
+
+
+@STACK
+@es.parametrize()
+@FUZZ
+def test_registry_es_conforms(case, registries):
+    case.call_and_validate(base_url=registries.url("registry-es"))
+
+
+@STACK
+@fr.parametrize()
+@FUZZ
+def test_registry_fr_conforms(case, registries):
+    case.call_and_validate(base_url=registries.url("registry-fr"))
+
+
+@STACK
+@de.parametrize()
+@FUZZ
+def test_registry_de_conforms(case, registries):
+    case.call_and_validate(base_url=registries.url("registry-de"))
+
+
+@STACK
+@uk.parametrize()
+@FUZZ
+def test_registry_uk_conforms(case, registries):
+    case.call_and_validate(base_url=registries.url("registry-uk"))
+
+
+@STACK
+@pytest.mark.parametrize("code,schema", list(zip(COUNTRIES, (es, fr, de, uk))), ids=COUNTRIES)
+def test_stateful_links(code, schema, registries):
+    schema.config.update(base_url=registries.url(f"registry-{code}"))
+    schema.as_state_machine().run(settings=settings(max_examples=10, stateful_step_count=5, deadline=None,
+                                                    derandomize=True, suppress_health_check=list(HealthCheck)))
+
+
+@STACK
+def test_no_outbound_contract_violation(registries):
+    """Run after the fuzzers in this module: whatever they sent, what we answered conformed."""
+    outbound = [e for name in SERVICES for e in registries.service(name).journal.entries()
+                if e["kind"] == "violation" and e["direction"] == "out"]
+    assert outbound == []
+
+
+# --- the contracts themselves --------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _doc(code):
+    return yaml.load((CONTRACTS_DIR / f"registry-{code}.yaml").read_text(), Loader=yaml.CSafeLoader)
+
+
+SHARED = ("Problem", "Violation", "FieldError", "InvalidDataProblem", "ConflictProblem", "UnavailableProblem",
+          "Money", "EngineType", "Vehicle", "TypeApprovalNumber", "Purchase", "Insurance", "Document",
+          "RegistrationRequest", "RegistrationStatus", "Rejection", "RequiredInfo", "HistoryEntry", "Date",
+          "Instant", "Identifier")
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_the_shared_parts_of_the_four_contracts_do_not_drift(name):
+    schemas = [_doc(code)["components"]["schemas"][name] for code in COUNTRIES]
+    for other in schemas[1:]:
+        assert other == schemas[0], f"{name} differs between registry contracts"
+
+
+@pytest.mark.parametrize("code", COUNTRIES)
+def test_model_vocabulary_matches_the_contract(code):
+    doc = _doc(code)["components"]["schemas"]
+    module = __import__(f"simulators.registries.{code}", fromlist=["COUNTRY"])
+    country = module.COUNTRY
+    assert set(doc["RegistrationStatus"]["enum"]) == set(base.STATUSES)
+    assert tuple(doc["Rejection"]["properties"]["code"]["enum"]) == base.REJECTION_CODES
+    assert tuple(doc["DocumentType"]["enum"]) == country.document_types
+    assert set(country.required_documents) <= set(country.document_types)
+    assert doc["InfoField"]["enum"] == [*base.VALUE_FIELDS, *(f"documents.{t}" for t in country.document_types)]
+    assert set(base.MAGIC_INFO_FIELDS) <= set(doc["InfoField"]["enum"])
+    assert doc["Registration"]["properties"]["integrationMethod"]["const"] == country.method.value
+    assert doc["Registration"]["properties"]["country"]["const"] == country.iso
+    assert doc["RegistrationDocument"]["properties"]["type"]["const"] == country.registration_document
+    assert set(doc["AdditionalInfo"]["properties"]["values"]["properties"]) == set(base.VALUE_FIELDS)
+    description = _doc(code)["info"]["description"]
+    for tax_id in country.magic_tax_ids:
+        assert f"`{tax_id}`" in description
+    # Every domain fault the model registers is documented.
+    app = module.create_app(SimConfig(seed=0))
+    registered = {spec.name for spec in app[MODEL_KEY].service.faults.specs.values() if spec.kind == "domain"}
+    assert registered and registered <= set(description.split("`"))
+
+
+EXPECTED = {  # example name -> status once the create answer is given and every timer has run
+    "approved": "PLATE_ASSIGNED", "company": "PLATE_ASSIGNED", "additionalInfo": "ADDITIONAL_INFO_REQUIRED",
+    "rejected": "REJECTED", "slow": "PLATE_ASSIGNED",
+}
+
+
+@pytest.mark.parametrize("code", COUNTRIES)
+async def test_every_documented_example_does_what_its_summary_says(code):
+    """The request examples of a contract, posted to a fresh simulator, end as documented."""
+    name = f"registry-{code}"
+    examples = _doc(code)["paths"]["/registrations"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    assert set(examples) == set(EXPECTED)
+    async with Stack(services=[name], seed=0) as stack, aiohttp.ClientSession(stack.url(name)) as http:
+        ids = {}
+        for key, example in examples.items():
+            async with http.post("/registrations", json=example["value"]) as r:
+                assert r.status in (201, 202), (key, await r.text())
+                ids[key] = (await r.json())["registrationId"]
+        await stack.advance("40d")
+        model = stack.running[name].app[MODEL_KEY]
+        assert {key: model.registrations[i].status for key, i in ids.items()} == EXPECTED
+        info = _doc(code)["paths"]["/registrations/{registrationId}/additional-info"]["post"]["requestBody"]
+        body = info["content"]["application/json"]["examples"]["magic"]["value"]
+        async with http.post(f"/registrations/{ids['additionalInfo']}/additional-info", json=body) as r:
+            assert r.status in (200, 202)
+        await stack.advance("40d")
+        assert model.registrations[ids["additionalInfo"]].status == "PLATE_ASSIGNED"
+        assert stack.violations() == []
+
+
+@pytest.mark.parametrize("code", COUNTRIES)
+async def test_the_shipped_fault_profile_loads_and_applies_in_every_registry(code):
+    profile = Path(simulators.registries.__file__).parent / "profiles" / "bad-week.yaml"
+    name = f"registry-{code}"
+    examples = _doc(code)["paths"]["/registrations"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    async with Stack(services=[name], seed=2, fault_profiles={name: str(profile)}) as stack, \
+            aiohttp.ClientSession(stack.url(name)) as http:
+        await stack.advance("3h")  # inside the outage window
+
+        async def submit(i):
+            body = copy.deepcopy(examples["approved"]["value"])
+            body["vehicle"]["vin"] = body["vehicle"]["vin"][:11] + f"{i:06d}"
+            async with http.post("/registrations", json=body) as r:
+                return r.status
+
+        # Injected latency is a wait on the virtual clock: the answers come as it advances.
+        pending = asyncio.gather(*(submit(i) for i in range(10)))
+        await stack.advance("1m")
+        assert set(await asyncio.wait_for(pending, timeout=10)) == {503}
+        await stack.advance("4h")
+        pending = asyncio.gather(*(submit(i) for i in range(10, 50)))
+        await stack.advance("1m")
+        assert set(await asyncio.wait_for(pending, timeout=10)) <= {201, 202}
+        await stack.advance("30d")
+        applied = {e["ruleId"] for e in stack.service(name).journal.entries() if e["kind"] == "fault"}
+        assert {"api-slow", "outage", "backlog", "policy-change"} <= applied
+        assert stack.violations() == []
+
+
+@pytest.mark.parametrize("code", COUNTRIES)
+def test_the_contracts_own_examples_conform(code):
+    """Request, response and webhook examples are checked against their own schemas."""
+    doc = _doc(code)
+    contract = Contract(CONTRACTS_DIR / f"registry-{code}.yaml")
+    checked = 0
+    for op in contract.operations.values():
+        spec = doc["paths"][op.path][op.method.lower()]
+        body = spec.get("requestBody", {}).get("content", {}).get("application/json", {})
+        for example in body.get("examples", {}).values():
+            assert op.body.is_valid(example["value"]), example["summary"]
+            checked += 1
+        for status, response in spec["responses"].items():
+            response = contract._resolve(response)
+            for media in response.get("content", {}).values():
+                if "example" in media:
+                    assert op.check_response(int(status), media["example"]) == [], (op.id, status)
+                    checked += 1
+    for name, item in doc.get("webhooks", {}).items():
+        for example in item["post"]["requestBody"]["content"]["application/json"]["examples"].values():
+            assert contract.check_webhook(name, example["value"]) == [], example["summary"]
+            checked += 1
+    assert checked >= 12
