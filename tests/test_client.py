@@ -6,7 +6,12 @@ import aiohttp
 import pytest
 
 from scenarios.stack import Stack
-from simulators.client import AdminClient, AdminError, AdminUnreachable, load_fault_profile
+from simulators.client import (
+    AdminClient,
+    AdminError,
+    AdminUnreachable,
+    load_fault_profile,
+)
 from simulators.kit.webhooks import DEFAULT_SECRET
 
 START = "2026-01-05T08:00:00.000Z"

@@ -132,11 +132,21 @@ def correlation_id(request: web.Request, ids: Iterator[int], service: str) -> st
 
 
 def _entities(path: dict[str, str], body: Any) -> dict[str, str]:
+    """What fault selectors can name: path parameters, then the body's short strings,
+    top level first, then one level down (``vehicle.vin`` answers to ``vin``)."""
     entities = dict(path)
     if isinstance(body, dict):
+        nested = []
         for key, value in body.items():
-            if isinstance(value, str) and len(value) <= 128:
-                entities.setdefault(key, value)
+            if isinstance(value, str):
+                if len(value) <= 128:
+                    entities.setdefault(key, value)
+            elif isinstance(value, dict):
+                nested.append(value)
+        for inner in nested:
+            for key, value in inner.items():
+                if isinstance(value, str) and len(value) <= 128:
+                    entities.setdefault(key, value)
     return entities
 
 

@@ -56,15 +56,21 @@ class Delivery:
     attempt: int = 0
     copy: int = 0  # >0 for the extra copies of a duplicated delivery
     held: bool = False
+    overtaken_by: tuple[str, str] | None = None  # (entity, value) whose next delivery releases a held one
 
 
 @dataclass(slots=True)
 class DeliveryHooks:
     """How one webhook misbehaves on purpose (domain faults map onto these)."""
     lost: bool = False
+    redeliver_after: float | None = None  # with lost: the same webhook-id comes back this much later
     duplicates: int = 0
     delay: float = 0.0
     reorder: bool = False
+    #: With reorder: only the next delivery about the same entity (say "orderId") overtakes;
+    #: without, any next delivery to the same URL does.
+    reorder_by: str | None = None
+    reorder_hold: float = REORDER_HOLD  # then it leaves anyway: reordered, never lost
     rule_id: str | None = None
 
 
@@ -112,19 +118,23 @@ class WebhookDispatcher:
                 self.journal.record("webhook", "out", peer=sub.url, event=event, correlationId=correlation_id,
                                     entities=entities, ruleId=hooks.rule_id,
                                     detail={"webhookId": delivery.webhook_id, "outcome": "lost"})
+                if hooks.redeliver_after is not None:
+                    self._schedule(delivery, hooks.redeliver_after)
                 continue
             if hooks.reorder:
                 delivery.held = True
+                if hooks.reorder_by and entities and hooks.reorder_by in entities:
+                    delivery.overtaken_by = (hooks.reorder_by, entities[hooks.reorder_by])
                 self._held.append(delivery)
-                self.clock.call_later(REORDER_HOLD, self._release, delivery, owner=self.service)
+                self.clock.call_later(hooks.reorder_hold, self._release, delivery, owner=self.service)
                 continue
             self._schedule(delivery, hooks.delay)
             for n in range(1, hooks.duplicates + 1):
                 copy = Delivery(delivery.webhook_id, event, sub.url, sub.secret, body, correlation_id,
                                 entities, copy=n)
                 self._schedule(copy, hooks.delay + n)
-            # A held (reordered) delivery to the same URL goes out after this one.
-            for held in [h for h in self._held if h.url == sub.url]:
+            # A held (reordered) delivery goes out right after the one that overtakes it.
+            for held in [h for h in self._held if h.url == sub.url and _overtakes(entities, h)]:
                 self._release(held, after=hooks.delay + 1.0)
         return ids
 
@@ -194,6 +204,13 @@ class WebhookDispatcher:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _overtakes(entities: dict[str, str] | None, held: Delivery) -> bool:
+    if held.overtaken_by is None:
+        return True
+    key, value = held.overtaken_by
+    return (entities or {}).get(key) == value
 
 
 def _path_of(url: str) -> str:

@@ -8,50 +8,40 @@ clock never moves here, so orders stay in production: delivery requests meet
 409, as the contract says they do.
 """
 
-import pytest
-import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.generation import GenerationMode
+from tests.fuzzing import (
+    FUZZ,
+    contract_schema,
+    on_stack,
+    outbound_violations,
+    run_stateful,
+)
 
-from simulators.kit.contract import CONTRACTS_DIR
-
-schema = schemathesis.openapi.from_path(CONTRACTS_DIR / "factory.yaml")
-schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 # 422 is the contract's answer to what a schema cannot say: an order the factory
 # rejects (options a model does not offer), a delivery window that holds no slot,
 # an Idempotency-Key reused with another body.
-schema.config.checks.positive_data_acceptance.expected_statuses = [
-    *schema.config.checks.positive_data_acceptance.expected_statuses, "422"]
-FUZZ = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+schema = contract_schema("factory.yaml", semantic=("422",))
+FACTORY = on_stack("factory")
 
 
-@pytest.fixture(scope="module")
-def factory(threaded_stack):
-    return threaded_stack
-
-
-on_factory = pytest.mark.parametrize("threaded_stack", [{"services": ["factory"], "seed": 0}], indirect=True)
-
-
-@on_factory
+@FACTORY
 @schema.parametrize()
 @FUZZ
-def test_every_operation_conforms(case, factory):
-    case.call_and_validate(base_url=factory.url("factory"))
+def test_every_operation_conforms(case, threaded_stack):
+    case.call_and_validate(base_url=threaded_stack.url("factory"))
 
 
-@on_factory
-def test_stateful_links(factory):
-    schema.config.update(base_url=factory.url("factory"))
-    workflow = schema.as_state_machine()
-    workflow.run(settings=settings(max_examples=15, stateful_step_count=6, deadline=None, derandomize=True,
-                                   suppress_health_check=list(HealthCheck)))
-    # The links were followed from real orders, and whatever the fuzzers of this process sent,
-    # what we answered and notified (ORDER_PLACED webhooks) conformed. Checked here, not in a
-    # test of its own, because xdist may run such a test in another process with another stack.
-    entries = factory.service("factory").journal.entries()
+@FACTORY
+def test_stateful_links(threaded_stack):
+    run_stateful(schema, threaded_stack.url("factory"), examples=15)
+    # The links were followed from real orders, not only from fuzzed ids.
+    entries = threaded_stack.service("factory").journal.entries()
     assert any(e.get("operation") == "getOrder" and e.get("status") == 200 for e in entries)
-    assert [e for e in entries if e["kind"] == "violation" and e["direction"] == "out"] == []
+
+
+@FACTORY
+def test_no_outbound_contract_violation(threaded_stack):
+    """After the fuzzers of this module (one worker runs a whole file): answers and webhooks conformed."""
+    assert outbound_violations(threaded_stack, "factory") == []
 
 
 def test_the_python_catalogue_and_rules_agree_with_the_contract():

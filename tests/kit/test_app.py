@@ -9,9 +9,9 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
 from simulators.kit.app import Reply, build_app
-from simulators.kit.service import Service
 from simulators.kit.clock import Clock
 from simulators.kit.errors import ProblemError
+from simulators.kit.service import Service
 from simulators.kit.webhooks import DEFAULT_SECRET, RETRY_SCHEDULE
 
 CONTRACT = Path(__file__).with_name("echo.yaml")
@@ -214,6 +214,7 @@ async def test_delivery_hooks_lose_duplicate_delay_and_reorder():
                                                        hooks=DeliveryHooks(**hooks))
     start = clock.now()
     send("lost", lost=True)
+    [back_id] = send("back", lost=True, redeliver_after=90)
     [dup_id] = send("dup", duplicates=2)
     send("late", delay=60)
     send("first", reorder=True)
@@ -221,10 +222,11 @@ async def test_delivery_hooks_lose_duplicate_delay_and_reorder():
     await clock.advance(120)
     await hook_runner.cleanup()
     names = [(round(t - start), name) for t, name, _ in received]
-    assert names == [(0, "dup"), (0, "second"), (1, "dup"), (1, "first"), (2, "dup"), (60, "late")]
+    assert names == [(0, "dup"), (0, "second"), (1, "dup"), (1, "first"), (2, "dup"), (60, "late"), (90, "back")]
+    assert [wid for _, name, wid in received if name == "back"] == [back_id]
     assert {wid for _, name, wid in received if name == "dup"} == {dup_id}
     lost = [e for e in service.journal.entries() if e["kind"] == "webhook" and e["detail"]["outcome"] == "lost"]
-    assert len(lost) == 1
+    assert len(lost) == 2
 
 
 async def test_the_stack_fixture_runs_every_service(running_stack):
@@ -260,3 +262,40 @@ async def test_reset_wakes_a_request_parked_on_the_clock(echo):
     await service.reset()
     async with await asyncio.wait_for(pending, timeout=5) as r:
         assert r.status == 404  # the reset dropped the thing and the fault; the request still got its answer
+
+
+def test_fault_selectors_see_nested_ids():
+    from simulators.kit.app import _entities
+
+    body = {"reference": "R1", "vehicle": {"vin": "V1", "model": "X"}, "owner": {"taxId": "T1", "reference": "no"}}
+    assert _entities({"id": "7"}, body) == {"id": "7", "reference": "R1", "vin": "V1", "model": "X", "taxId": "T1"}
+
+
+async def test_reordering_by_entity_waits_for_the_same_entity():
+    from simulators.kit.webhooks import DeliveryHooks
+
+    clock = Clock("virtual")
+    service, app = echo_service(clock)
+    received = []
+
+    async def receiver(request):
+        received.append((await request.json())["name"])
+        return web.Response(status=204)
+
+    hook_app = web.Application()
+    hook_app.router.add_post("/hook", receiver)
+    hook_runner, hook_url = await serve(hook_app)
+    service.webhooks.subscribe("*", hook_url + "/hook")
+    send = lambda name, order, **hooks: service.webhooks.send(
+        "thingCreated", {"id": 1, "name": name}, entities={"orderId": order}, hooks=DeliveryHooks(**hooks))
+    send("A1", "A", reorder=True, reorder_by="orderId", reorder_hold=86400)
+    send("B1", "B")  # another order: does not release A1
+    await clock.advance(3600)
+    assert received == ["B1"]
+    send("A2", "A")
+    await clock.advance(60)
+    assert received == ["B1", "A2", "A1"]
+    send("A3", "A", reorder=True, reorder_by="orderId", reorder_hold=600)
+    await clock.advance(601)  # nothing overtook it: it leaves when its hold ends
+    assert received[-1] == "A3"
+    await hook_runner.cleanup()

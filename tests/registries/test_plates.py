@@ -4,11 +4,25 @@ import re
 from datetime import date
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulators.registries.plates import (
-    DE_DISTRICTS, DE_PATTERN, ES_PATTERN, FR_PATTERN, UK_PATTERN, FrancePlates, GermanPlates, PlateRequest,
-    PlateUnavailable, SpainPlates, UkPlates, de_district, de_plate_length, uk_age_identifier, uk_region,
+    DE_DISTRICTS,
+    DE_PATTERN,
+    ES_PATTERN,
+    FR_PATTERN,
+    UK_PATTERN,
+    FrancePlates,
+    GermanPlates,
+    PlateRequest,
+    PlateUnavailable,
+    SpainPlates,
+    UkPlates,
+    de_district,
+    de_plate_length,
+    uk_age_identifier,
+    uk_region,
 )
 
 dates = st.dates(date(2025, 1, 1), date(2030, 12, 31))

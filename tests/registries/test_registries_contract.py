@@ -12,88 +12,65 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import schemathesis
 import yaml
 from hypothesis import HealthCheck, settings
-from schemathesis.generation import GenerationMode
 
-from scenarios.stack import Stack
 import simulators.registries
+from scenarios.stack import Stack
 from simulators.kit.config import SimConfig
 from simulators.kit.contract import CONTRACTS_DIR, Contract
 from simulators.registries import MODEL_KEY, base
+from tests.fuzzing import contract_schema, on_stack, outbound_violations, run_stateful
 
 COUNTRIES = ("es", "fr", "de", "uk")
 SERVICES = [f"registry-{c}" for c in COUNTRIES]
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-
-
-def load(code):
-    schema = schemathesis.openapi.from_path(CONTRACTS_DIR / f"registry-{code}.yaml")
-    schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-    # What the contracts say a schema cannot express: 422 for the semantic rules (check
-    # digits, dates against the clock, engine and power consistency), 409 for a VIN that
-    # already has a registration or information supplied to one that did not ask for it.
-    expected = schema.config.checks.positive_data_acceptance.expected_statuses
-    schema.config.checks.positive_data_acceptance.expected_statuses = [*expected, "409", "422"]
-    return schema
-
-
-es, fr, de, uk = (load(code) for code in COUNTRIES)
-
-
-@pytest.fixture(scope="module")
-def registries(threaded_stack):
-    return threaded_stack
-
-
+# What the contracts say a schema cannot express: 422 for the semantic rules (check
+# digits, dates against the clock, engine and power consistency), 409 for a VIN that
+# already has a registration or information supplied to one that did not ask for it.
+es, fr, de, uk = (contract_schema(f"registry-{code}.yaml", semantic=("409", "422")) for code in COUNTRIES)
 # One stack of the four registries for every test of this module that runs against it.
-STACK = pytest.mark.parametrize("threaded_stack", [{"services": SERVICES, "seed": 0}], indirect=True,
-                                ids=["registries"])
+STACK = on_stack(*SERVICES)
 
 
 @STACK
 @es.parametrize()
 @FUZZ
-def test_registry_es_conforms(case, registries):
-    case.call_and_validate(base_url=registries.url("registry-es"))
+def test_registry_es_conforms(case, threaded_stack):
+    case.call_and_validate(base_url=threaded_stack.url("registry-es"))
 
 
 @STACK
 @fr.parametrize()
 @FUZZ
-def test_registry_fr_conforms(case, registries):
-    case.call_and_validate(base_url=registries.url("registry-fr"))
+def test_registry_fr_conforms(case, threaded_stack):
+    case.call_and_validate(base_url=threaded_stack.url("registry-fr"))
 
 
 @STACK
 @de.parametrize()
 @FUZZ
-def test_registry_de_conforms(case, registries):
-    case.call_and_validate(base_url=registries.url("registry-de"))
+def test_registry_de_conforms(case, threaded_stack):
+    case.call_and_validate(base_url=threaded_stack.url("registry-de"))
 
 
 @STACK
 @uk.parametrize()
 @FUZZ
-def test_registry_uk_conforms(case, registries):
-    case.call_and_validate(base_url=registries.url("registry-uk"))
+def test_registry_uk_conforms(case, threaded_stack):
+    case.call_and_validate(base_url=threaded_stack.url("registry-uk"))
 
 
 @STACK
-@pytest.mark.parametrize("code,schema", list(zip(COUNTRIES, (es, fr, de, uk))), ids=COUNTRIES)
-def test_stateful_links(code, schema, registries):
-    schema.config.update(base_url=registries.url(f"registry-{code}"))
-    schema.as_state_machine().run(settings=settings(max_examples=10, stateful_step_count=5, deadline=None,
-                                                    derandomize=True, suppress_health_check=list(HealthCheck)))
+@pytest.mark.parametrize("code,schema", list(zip(COUNTRIES, (es, fr, de, uk), strict=True)), ids=COUNTRIES)
+def test_stateful_links(code, schema, threaded_stack):
+    run_stateful(schema, threaded_stack.url(f"registry-{code}"), examples=10, steps=5)
 
 
 @STACK
-def test_no_outbound_contract_violation(registries):
-    """Run after the fuzzers in this module: whatever they sent, what we answered conformed."""
-    outbound = [e for name in SERVICES for e in registries.service(name).journal.entries()
-                if e["kind"] == "violation" and e["direction"] == "out"]
-    assert outbound == []
+def test_no_outbound_contract_violation(threaded_stack):
+    """After the fuzzers of this module (one worker runs a whole file): what we answered conformed."""
+    assert outbound_violations(threaded_stack, *SERVICES) == []
 
 
 # --- the contracts themselves --------------------------------------------------------

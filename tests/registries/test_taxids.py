@@ -12,9 +12,14 @@ example of ISO 3779 / 49 CFR 565 (1M8GDM9AXKP042788).
 from datetime import date
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from simulators.iot.fleet import has_valid_check_digit, is_well_formed_vin, vin_check_digit
+from simulators.iot.fleet import (
+    has_valid_check_digit,
+    is_well_formed_vin,
+    vin_check_digit,
+)
 from simulators.registries import taxids as t
 
 VALID = [

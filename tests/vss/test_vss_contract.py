@@ -8,68 +8,51 @@ contract. The schemas are loaded at module level (from_fixture breaks on pytest
 
 import jsonschema_rs
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.generation import GenerationMode
 
-from simulators.kit.contract import CONTRACTS_DIR, Contract
+from simulators.kit.contract import Contract
 from simulators.vss import plans as pl
 from simulators.vss.api import CONTRACT, WORKSHOP_CONTRACT
 from simulators.vss.model import DEFAULT_WORKSHOPS, MAGIC_SERIALS
+from tests.fuzzing import (
+    FUZZ,
+    contract_schema,
+    on_stack,
+    outbound_violations,
+    run_stateful,
+)
 
-MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
-core = schemathesis.openapi.from_path(CONTRACTS_DIR / CONTRACT)
-core.config.generation.update(modes=MODES)
-workshop = schemathesis.openapi.from_path(CONTRACTS_DIR / WORKSHOP_CONTRACT)
-workshop.config.generation.update(modes=MODES)
+core = contract_schema(CONTRACT)
 # 422 is the workshop contract's answer to what a schema cannot say: a service
 # type outside the vehicle's plan, a date in the future or before delivery, a
 # mileage below an earlier reading, an Idempotency-Key reused with another body.
-workshop.config.checks.positive_data_acceptance.expected_statuses = [
-    *workshop.config.checks.positive_data_acceptance.expected_statuses, "422"]
-FUZZ = settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-STATEFUL = settings(max_examples=15, stateful_step_count=4, deadline=None, derandomize=True,
-                    suppress_health_check=list(HealthCheck))
-
-VSS_STACK = pytest.mark.parametrize("threaded_stack", [{"services": ["vss"], "seed": 0}], indirect=True)
+workshop = contract_schema(WORKSHOP_CONTRACT, semantic=("422",))
+VSS = on_stack("vss")
 
 
-@pytest.fixture(scope="module")
-def vss(threaded_stack):
-    return threaded_stack
-
-
-@VSS_STACK
+@VSS
 @core.parametrize()
 @FUZZ
-def test_every_core_operation_conforms(case, vss):
-    case.call_and_validate(base_url=vss.url("vss"))
+def test_every_core_operation_conforms(case, threaded_stack):
+    case.call_and_validate(base_url=threaded_stack.url("vss"))
 
 
-@VSS_STACK
+@VSS
 @workshop.parametrize()
 @FUZZ
-def test_every_workshop_operation_conforms(case, vss):
-    case.call_and_validate(base_url=vss.url("vss"))
+def test_every_workshop_operation_conforms(case, threaded_stack):
+    case.call_and_validate(base_url=threaded_stack.url("vss"))
 
 
-@VSS_STACK
-def test_core_stateful_links(vss):
-    core.config.update(base_url=vss.url("vss"))
-    core.as_state_machine().run(settings=STATEFUL)
+@VSS
+@pytest.mark.parametrize("schema", [core, workshop], ids=["core", "workshop"])
+def test_stateful_links(schema, threaded_stack):
+    run_stateful(schema, threaded_stack.url("vss"), examples=15, steps=4)
 
 
-@VSS_STACK
-def test_workshop_stateful_links(vss):
-    workshop.config.update(base_url=vss.url("vss"))
-    workshop.as_state_machine().run(settings=STATEFUL)
-
-
-@VSS_STACK
-def test_no_outbound_contract_violation(vss):
-    """Run last in this module: whatever the fuzzers sent, what we answered conformed."""
-    outbound = [e for e in vss.service("vss").journal.entries() if e["kind"] == "violation" and e["direction"] == "out"]
-    assert outbound == []
+@VSS
+def test_no_outbound_contract_violation(threaded_stack):
+    """After the fuzzers of this module (one worker runs a whole file): what we answered conformed."""
+    assert outbound_violations(threaded_stack, "vss") == []
 
 
 # -------------------------------------------- the contracts agree with the code
