@@ -27,13 +27,11 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field
-
 from ..kit.clock import isoformat, parse_datetime
+from ..kit.delivery_faults import delivery_hooks, register_delivery_faults
 from ..kit.errors import ProblemError
 from ..kit.faults import NoParams
 from ..kit.service import Service
-from ..kit.webhooks import DeliveryHooks
 from . import fleet as fl
 
 CALLBACK_EVENT = "otaStatus"
@@ -49,22 +47,13 @@ class ErrorCodeParams(NoParams):
                        "FEATURE_NOT_INSTALLED"] = "ECU_ERROR"
 
 
-class DelayParams(NoParams):
-    seconds: float = Field(default=300, ge=0)
-
-
-class DuplicateParams(NoParams):
-    copies: int = Field(default=1, ge=1, le=10)
-
-
 DOMAIN_FAULTS = {
     "vehicle_offline": ("The vehicle is unreachable (scope with times for N attempts, or window)", NoParams),
     "activation_failed": ("The vehicle rejects the configuration with errorCode", ErrorCodeParams),
-    "callback_lost": ("The outcome callback is never sent", NoParams),
-    "callback_duplicated": ("The outcome callback is sent more than once (same webhook-id)", DuplicateParams),
-    "callback_delayed": ("The outcome callback leaves `seconds` late", DelayParams),
     "connectivity_limited": ("The vehicle has LIMITED connectivity: slow pushes, weak signal", NoParams),
 }
+#: The API IoT calls its webhooks callbacks.
+CALLBACK_FAULTS = {"lost": "callback_lost", "duplicated": "callback_duplicated", "delayed": "callback_delayed"}
 
 
 @dataclass(slots=True)
@@ -125,6 +114,7 @@ class IotModel:
         self._ids = itertools.count(1)
         for name, (description, params) in DOMAIN_FAULTS.items():
             service.faults.register(name, description, params)
+        register_delivery_faults(service.faults, CALLBACK_FAULTS, "The outcome callback")
         service.reset_hooks.append(self.reset)
 
     def reset(self) -> None:
@@ -321,17 +311,12 @@ class IotModel:
     def _callback(self, vehicle: Vehicle, req: Request, status: str, error_code: str | None) -> None:
         vehicle.callbacks += 1
         entities = {"vin": req.vin, "serviceId": req.service_id, "requestId": req.id}
-        take = lambda action: self.service.domain_fault(action, entities=entities, correlation_id=req.correlation_id)
-        hooks = DeliveryHooks()
+        hooks = delivery_hooks(self.service.faults, CALLBACK_FAULTS, entities, req.correlation_id)
         magic = vehicle.profile.magic
-        if (rule := take("callback_lost")) or (magic == "callback_lost" and vehicle.callbacks == 1):
-            hooks.lost, hooks.rule_id = True, rule.id if rule else None
-        if rule := take("callback_duplicated"):
-            hooks.duplicates, hooks.rule_id = rule.params["copies"], rule.id
+        if magic == "callback_lost" and vehicle.callbacks == 1:
+            hooks.lost = True
         elif magic == "callback_duplicated":
-            hooks.duplicates = 1
-        if rule := take("callback_delayed"):
-            hooks.delay, hooks.rule_id = rule.params["seconds"], rule.id
+            hooks.duplicates = max(hooks.duplicates, 1)
         payload = {"requestId": req.id, "vin": req.vin, "serviceId": req.service_id, "status": status,
                    "errorCode": error_code, "timestamp": self.service.clock.now_iso()}
         self.service.webhooks.send(CALLBACK_EVENT, payload, correlation_id=req.correlation_id,

@@ -66,18 +66,13 @@ class RefundFailedParams(NoParams):
     reason: Literal[REFUND_FAILURES[:3]] = "DECLINED_BY_BANK"  # type: ignore[valid-type]
 
 
-class CopiesParams(NoParams):
-    copies: int = Field(default=1, ge=1, le=10)
-
-
-class DelayParams(NoParams):
-    seconds: float = Field(default=300, ge=0)
-
-
 class UnavailableParams(NoParams):
     retry_after: int = Field(default=30, ge=0)
 
 
+#: Registered through the kit (simulators/kit/delivery_faults.py); reordering is per payment.
+WEBHOOK_FAULTS = {"lost": "webhook_lost", "duplicated": "webhook_duplicated", "delayed": "webhook_delayed",
+                  "reordered": "webhook_reordered"}
 DOMAIN_FAULTS = {
     "authorization_declined": ("The issuer declines the authorization with reason (payment answered DECLINED)",
                                DeclineParams),
@@ -90,10 +85,6 @@ DOMAIN_FAULTS = {
     "chargeback": ("The customer disputes a settled payment: chargeback `seconds` (or chargeback_delay) later",
                    ChargebackParams),
     "refund_failed": ("A refund fails with reason (refundStatus FAILED)", RefundFailedParams),
-    "webhook_duplicated": ("A webhook is delivered `copies` more times (same webhook-id)", CopiesParams),
-    "webhook_reordered": ("A webhook is held back and delivered after the next one (or 10 min later)", NoParams),
-    "webhook_delayed": ("A webhook leaves `seconds` late", DelayParams),
-    "webhook_lost": ("A webhook is never sent", NoParams),
     "gateway_unavailable": ("The gateway answers 503 with Retry-After; matches method, path, operation, entities",
                             UnavailableParams),
 }

@@ -37,9 +37,9 @@ import hashlib
 import itertools
 
 from ..kit.clock import isoformat
+from ..kit.delivery_faults import delivery_hooks, register_delivery_faults
 from ..kit.errors import ProblemError
 from ..kit.service import Service
-from ..kit.webhooks import DeliveryHooks
 from . import cards
 from .cards import CARD, StoredMethod
 from .faults import (
@@ -47,6 +47,7 @@ from .faults import (
     DOMAIN_FAULTS,
     SYNCHRONOUS,
     WEBHOOK_CHARGEBACK,
+    WEBHOOK_FAULTS,
     WEBHOOK_REFUND,
     WEBHOOK_SETTLEMENT,
     SettlementDelayedParams,
@@ -70,6 +71,7 @@ class PaymentsModel:
         self.refunds: dict[str, Refund] = {}
         self.methods: dict[str, StoredMethod] = {}
         self._ids = itertools.count(1)
+        register_delivery_faults(service.faults, WEBHOOK_FAULTS)
         for name, (description, params) in DOMAIN_FAULTS.items():
             service.faults.register(name, description, params)
         service.reset_hooks.append(self.reset)
@@ -407,14 +409,5 @@ class PaymentsModel:
 
     def _send(self, p: Payment, webhook: str, payload: dict, correlation_id: str | None, **extra: str) -> None:
         entities = {**p.entities(), **extra, "event": webhook}
-        take = lambda action: self.service.domain_fault(action, entities=entities, correlation_id=correlation_id)
-        hooks = DeliveryHooks()
-        if rule := take("webhook_lost"):
-            hooks.lost, hooks.rule_id = True, rule.id
-        if rule := take("webhook_duplicated"):
-            hooks.duplicates, hooks.rule_id = rule.params["copies"], rule.id
-        if rule := take("webhook_delayed"):
-            hooks.delay, hooks.rule_id = rule.params["seconds"], rule.id
-        if rule := take("webhook_reordered"):
-            hooks.reorder, hooks.rule_id = True, rule.id
+        hooks = delivery_hooks(self.service.faults, WEBHOOK_FAULTS, entities, correlation_id, reorder_by="paymentId")
         self.service.webhooks.send(webhook, payload, correlation_id=correlation_id, entities=entities, hooks=hooks)

@@ -77,14 +77,18 @@ from pydantic import Field, create_model
 
 from ..iot.fleet import has_valid_check_digit, vin_check_digit
 from ..kit.clock import isoformat
+from ..kit.delivery_faults import delivery_hooks, register_delivery_faults
 from ..kit.errors import ProblemError
 from ..kit.faults import NoParams
 from ..kit.service import Service
-from ..kit.webhooks import DeliveryHooks
 from .plates import PlateIssuer, PlateRequest, PlateUnavailable
 
 # ------------------------------------------------------------------ vocabulary
 
+
+#: The status callbacks' delivery faults (simulators/kit/delivery_faults.py), for asynchronous registries.
+CALLBACK_FAULTS = {"lost": "callback_lost", "duplicated": "callback_duplicated", "delayed": "callback_delayed",
+                   "reordered": "webhook_reordered"}
 
 class Method(StrEnum):
     SYNCHRONOUS = "SYNCHRONOUS"
@@ -291,13 +295,6 @@ class DelayParams(NoParams):
     business_days: int = Field(default=5, ge=1, le=60)
 
 
-class CopiesParams(NoParams):
-    copies: int = Field(default=1, ge=1, le=10)
-
-
-class SecondsParams(NoParams):
-    seconds: float = Field(default=600, ge=0)
-
 
 def _info_params(country: Country) -> type[NoParams]:
     fields = tuple(VALUE_FIELDS) + tuple(f"documents.{t}" for t in country.document_types)
@@ -360,11 +357,7 @@ class Registry:
         register("invalid_data", "The submission fails validation on field with message (422)", InvalidDataParams)
         register("processing_delay", "Processing takes business_days more than published", DelayParams)
         if self.country.method is Method.ASYNCHRONOUS:
-            register("callback_lost", "The status callback is never sent", NoParams)
-            register("callback_duplicated", "The status callback is sent copies more times (same webhook-id)",
-                     CopiesParams)
-            register("callback_delayed", "The status callback leaves `seconds` late", SecondsParams)
-            register("webhook_reordered", "The status callback is held until a later one overtakes it", NoParams)
+            register_delivery_faults(self.service.faults, CALLBACK_FAULTS, "The status callback")
 
     def reset(self) -> None:
         self.registrations.clear()
@@ -691,16 +684,8 @@ class Registry:
 
     def _callback(self, reg: Registration) -> None:
         entities = reg.entities()
-        take = lambda action: self.service.domain_fault(action, entities=entities, correlation_id=reg.correlation_id)
-        hooks = DeliveryHooks()
-        if rule := take("callback_lost"):
-            hooks.lost, hooks.rule_id = True, rule.id
-        if rule := take("callback_duplicated"):
-            hooks.duplicates, hooks.rule_id = rule.params["copies"], rule.id
-        if rule := take("callback_delayed"):
-            hooks.delay, hooks.rule_id = rule.params["seconds"], rule.id
-        if rule := take("webhook_reordered"):
-            hooks.reorder, hooks.rule_id = True, rule.id
+        hooks = delivery_hooks(self.service.faults, CALLBACK_FAULTS, entities, reg.correlation_id,
+                               reorder_by="registrationId")
         view = self.view(reg)
         payload = {k: view[k] for k in ("registrationId", "reference", "vin", "status", "plateNumber",
                                         "registrationDate", "requiredInfo", "rejection")}
