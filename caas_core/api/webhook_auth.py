@@ -1,0 +1,57 @@
+"""Standard Webhooks verification of what the external systems send us.
+
+The signature is checked against the raw body (never a re-serialised one), and
+the timestamp against wall time: it is transport security, not domain time, so
+it ignores the core's (possibly virtual) clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from datetime import datetime, timezone
+
+import orjson
+from standardwebhooks.webhooks import Webhook
+
+from .problems import Problem
+
+
+def verify(raw: bytes, headers, secret: str, *, now: float, tolerance: float) -> tuple[str, dict]:
+    """(webhook id, payload) of a genuine, fresh webhook; a 400/401 Problem otherwise."""
+    webhook_id = headers.get("webhook-id")
+    timestamp = headers.get("webhook-timestamp")
+    signatures = headers.get("webhook-signature")
+    if not (webhook_id and timestamp and signatures):
+        raise Problem(401, "Unsigned webhook", "webhook-id, webhook-timestamp and webhook-signature are required",
+                      kind="webhook-signature")
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        raise Problem(401, "Invalid webhook timestamp", f"{timestamp!r} is not a Unix time",
+                      kind="webhook-signature") from None
+    if abs(now - sent) > tolerance:
+        age = "old" if sent < now else "far in the future"
+        raise Problem(401, "Stale webhook", f"signed {abs(now - sent):.0f} s ago" if age == "old"
+                      else f"timestamp is {sent - now:.0f} s {age}", kind="webhook-timestamp")
+    expected = Webhook(secret).sign(webhook_id, datetime.fromtimestamp(sent, tz=timezone.utc), raw.decode("utf-8",
+                                                                                                           "replace"))
+    wanted = base64.b64decode(expected.split(",", 1)[1])
+    for candidate in signatures.split(" "):
+        version, _, value = candidate.partition(",")
+        if version != "v1":
+            continue
+        try:
+            if hmac.compare_digest(wanted, base64.b64decode(value, validate=True)):
+                break
+        except ValueError:
+            continue
+    else:
+        raise Problem(401, "Invalid webhook signature", "no v1 signature matches the body", kind="webhook-signature")
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, "Invalid webhook body", f"not JSON: {exc}", kind="webhook-body") from None
+    if not isinstance(payload, dict):
+        raise Problem(400, "Invalid webhook body", "a JSON object is expected", kind="webhook-body")
+    return webhook_id, payload

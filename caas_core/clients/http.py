@@ -1,0 +1,92 @@
+"""One JSON-over-HTTP call to an external system, classified for the flows.
+
+Every call carries the correlation id and an Idempotency-Key where it creates
+something, and ends in one of three ways the retry policies understand: an
+answer, a rejection (4xx: retrying the same request cannot help) or
+unavailability (5xx, 429, timeout, connection refused: retry later).
+
+LIMITATION: timeouts are real time. In a virtual-time run, an upstream that
+holds a request on its clock answers when the coordinator moves that clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+CORRELATION_HEADER = "X-Correlation-Id"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+class UpstreamError(Exception):
+    def __init__(self, system: str, message: str, *, status: int | None = None, problem: dict | None = None,
+                 retry_after: float | None = None):
+        super().__init__(f"{system}: {message}")
+        self.system, self.status, self.problem, self.retry_after = system, status, problem, retry_after
+
+
+class Unavailable(UpstreamError):
+    """Worth retrying later: the system is down, overloaded or slow."""
+
+
+class Rejected(UpstreamError):
+    """The system understood and said no (4xx): the same request will not succeed."""
+
+
+class JsonClient:
+    def __init__(self, system: str, base_url: str, session: aiohttp.ClientSession, *, timeout: float):
+        self.system, self.base_url, self.session, self.timeout = system, base_url.rstrip("/"), session, timeout
+
+    async def call(self, method: str, path: str, *, json: Any = None, correlation_id: str | None = None,
+                   idempotency_key: str | None = None, timeout: float | None = None) -> Answer:
+        headers = {"Accept": "application/json"}
+        if correlation_id:
+            headers[CORRELATION_HEADER] = correlation_id
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        data = None
+        if json is not None:
+            data, headers["Content-Type"] = orjson.dumps(json), "application/json"
+        try:
+            async with self.session.request(method, self.base_url + path, data=data, headers=headers,
+                                            timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as r:
+                raw = await r.read()
+                status, resp_headers = r.status, dict(r.headers)
+        except asyncio.TimeoutError:
+            raise Unavailable(self.system, f"no answer to {method} {path} within {timeout or self.timeout:g} s") \
+                from None
+        except aiohttp.ClientError as exc:
+            raise Unavailable(self.system, f"{method} {path} failed: {type(exc).__name__}: {exc}") from None
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            if status < 400:  # a success we cannot read is no success (a malformed_body fault, say)
+                raise Unavailable(self.system, f"{method} {path} answered {status} with a body that is not JSON",
+                                  status=status) from None
+            body = None
+        if status >= 500 or status == 429:
+            raise Unavailable(self.system, f"{method} {path} answered {status}", status=status,
+                              problem=body if isinstance(body, dict) else None,
+                              retry_after=_retry_after(resp_headers.get("Retry-After")))
+        if status >= 400:
+            detail = body.get("detail") or body.get("title") if isinstance(body, dict) else None
+            raise Rejected(self.system, f"{method} {path} answered {status}" + (f": {detail}" if detail else ""),
+                           status=status, problem=body if isinstance(body, dict) else None)
+        return Answer(status, body, resp_headers)
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,62 @@
+"""Typed calls to the IoT API, VSS and the payment gateway, as their contracts define them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .http import JsonClient
+
+
+@dataclass(frozen=True, slots=True)
+class IotClient:
+    http: JsonClient
+
+    async def activate(self, vin: str, service_id: str, flags: list[str], parameters: dict, duration: dict, *,
+                       key: str, correlation_id: str, timeout: float) -> dict:
+        body = {"vin": vin, "serviceId": service_id, "duration": duration,
+                "configuration": {"featureFlags": flags, "parameters": parameters}}
+        answer = await self.http.call("POST", "/ota/activate", json=body, idempotency_key=key,
+                                      correlation_id=correlation_id, timeout=timeout)
+        return answer.body
+
+    async def deactivate(self, vin: str, service_id: str, *, key: str, correlation_id: str) -> dict:
+        answer = await self.http.call("POST", "/ota/deactivate", json={"vin": vin, "serviceId": service_id},
+                                      idempotency_key=key, correlation_id=correlation_id)
+        return answer.body
+
+    async def vehicle_status(self, vin: str, *, correlation_id: str) -> dict:
+        return (await self.http.call("GET", f"/vehicles/{vin}/status", correlation_id=correlation_id)).body
+
+
+@dataclass(frozen=True, slots=True)
+class VssClient:
+    http: JsonClient
+
+    async def maintenance_status(self, vin: str, *, correlation_id: str, timeout: float) -> dict:
+        answer = await self.http.call("GET", f"/vehicles/{vin}/maintenance-status", correlation_id=correlation_id,
+                                      timeout=timeout)
+        return answer.body
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentsClient:
+    http: JsonClient
+
+    async def initiate(self, payment_type: str, amount_minor: int, currency: str, method_type: str, token: str, *,
+                       customer_id: str, order_id: str, description: str, key: str, correlation_id: str) -> dict:
+        body = {"paymentType": payment_type, "amount": {"value": amount_minor, "currency": currency},
+                "paymentMethod": {"type": method_type, "token": token},
+                "metadata": {"customerId": customer_id, "orderId": order_id, "description": description}}
+        return (await self.http.call("POST", "/payments/initiate", json=body, idempotency_key=key,
+                                     correlation_id=correlation_id)).body
+
+    async def refund(self, payment_id: str, amount_minor: int | None, currency: str, reason: str, *, key: str,
+                     correlation_id: str) -> dict:
+        body: dict = {"reason": reason}
+        if amount_minor is not None:
+            body["amount"] = {"value": amount_minor, "currency": currency}
+        return (await self.http.call("POST", f"/payments/{payment_id}/refund", json=body, idempotency_key=key,
+                                     correlation_id=correlation_id)).body
+
+    async def payment(self, payment_id: str, *, correlation_id: str) -> dict:
+        return (await self.http.call("GET", f"/payments/{payment_id}", correlation_id=correlation_id)).body

@@ -1,0 +1,70 @@
+"""The core's settings: environment variables with a ``CAAS_`` prefix.
+
+Nested values are JSON (``CAAS_API_KEYS='{"key": {"role": "customer", "subject": "c-1"}}'``)
+or ``__``-separated (``CAAS_OTA__ATTEMPTS=5``). Defaults run the core against the
+simulators on their default ports with a SQLite file in the working directory.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The webhook secret the simulators use unless configured otherwise (development only).
+DEVELOPMENT_SECRET = "whsec_Y2Fhcy1zaW0tZGV2ZWxvcG1lbnQtc2VjcmV0LTAwMDA="
+
+
+class ApiKey(BaseModel):
+    role: Literal["dealership", "customer", "operator"]
+    subject: str = Field(min_length=1, max_length=128)  # the customer or dealership id the key acts for
+
+
+class OtaPolicy(BaseModel):
+    attempts: int = Field(default=4, ge=3, le=5)
+    backoff: tuple[float, ...] = (60.0, 300.0, 900.0, 1800.0)  # spec: 1, 5, 15, 30 minutes
+    attempt_timeout: float = Field(default=60.0, gt=0)  # spec: 60 s per attempt
+    api_down_deadline: float = Field(default=86400.0, gt=0)  # IoT API unreachable this long: final failure
+
+    @field_validator("backoff")
+    @classmethod
+    def _increasing(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(b <= 0 for b in value) or list(value) != sorted(value):
+            raise ValueError("backoff must be positive delays in increasing order, e.g. [60, 300, 900, 1800]")
+        return value
+
+
+class Upstreams(BaseModel):
+    factory: str = "http://127.0.0.1:8101"
+    vss: str = "http://127.0.0.1:8102"
+    iot: str = "http://127.0.0.1:8103"
+    payments: str = "http://127.0.0.1:8104"
+    registry_es: str = "http://127.0.0.1:8111"
+    registry_fr: str = "http://127.0.0.1:8112"
+    registry_de: str = "http://127.0.0.1:8113"
+    registry_uk: str = "http://127.0.0.1:8114"
+
+
+class CoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAAS_", env_nested_delimiter="__", extra="forbid")
+
+    database_url: str = "sqlite+aiosqlite:///caas.db"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    clock: str = "real"  # real | virtual | scaled:N
+    seed: int = 0
+    upstreams: Upstreams = Field(default_factory=Upstreams)
+    #: Secret per webhook source (factory, payments, iot, registry-uk); one secret for all by default.
+    webhook_secrets: dict[str, str] = Field(default_factory=dict)
+    webhook_tolerance: float = Field(default=300.0, gt=0)  # Standard Webhooks: 5 minutes
+    api_keys: dict[str, ApiKey] = Field(default_factory=dict)
+    admin_token: str | None = None
+    ota: OtaPolicy = Field(default_factory=OtaPolicy)
+    vss_timeout: float = Field(default=5.0, gt=0)
+    request_timeout: float = Field(default=30.0, gt=0)
+    #: Maintenance thresholds per service id and block, overriding the catalogue's.
+    maintenance_thresholds: dict[str, dict[str, int]] = Field(default_factory=dict)
+
+    def webhook_secret(self, source: str) -> str:
+        return self.webhook_secrets.get(source) or self.webhook_secrets.get("*") or DEVELOPMENT_SECRET
