@@ -19,7 +19,7 @@ from typing import Any, Callable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .clock import isoformat, parse_datetime
+from .clock import MAX_TIME, isoformat, parse_datetime
 from .durations import parse_duration
 
 TRANSPORT_ACTIONS = ("latency", "http_error", "timeout", "reset", "malformed_body")
@@ -310,11 +310,12 @@ def _instant(value: str | None, now: float, name: str) -> float | None:
     if value is None:
         return None
     try:
-        if value.startswith("+"):
-            return now + parse_duration(value[1:])
-        return parse_datetime(value)
-    except ValueError as exc:
+        instant = now + parse_duration(value[1:]) if value.startswith("+") else parse_datetime(value)
+    except (ValueError, OverflowError) as exc:
         raise FaultError(f"{name}: {value!r} is neither a date-time nor an offset like +1h ({exc})") from None
+    if not 0 <= instant <= MAX_TIME:
+        raise FaultError(f"{name}: {value!r} is outside the clock's range (1970 to 9999)")
+    return instant
 
 
 def _str_entities(entities: dict[str, Any] | None) -> dict[str, str] | None:

@@ -80,6 +80,7 @@ def test_domain_faults_are_registered_by_the_simulator():
     ({"action": {"type": "http_error", "params": {"status": 200}}}, "status"),
     ({"action": {"type": "latency", "params": {"ms": 1}}, "probability": 2}, "probability"),
     ({"action": {"type": "reset"}, "window": {"from": "tomorrow"}}, "window.from"),
+    ({"action": {"type": "reset"}, "window": {"until": "+99999999w"}}, "window.until"),
     ({"action": {"type": "reset"}, "bogus": 1}, "bogus"),
 ])
 def test_bad_rules_are_refused_with_the_reason(rule, message):

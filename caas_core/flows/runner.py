@@ -1,0 +1,119 @@
+"""Runs durable jobs as the core's clock passes their run-at time.
+
+In real and scaled time a loop wakes when the next job is due (or every poll
+interval, for jobs another core process enqueued). In virtual time nothing runs
+until the clock is moved: ``advance_to`` moves it job by job, running what is
+due at each step, as the simulators' clocks move event by event.
+
+A handler does its work and records its effects and ``jobs.complete`` in one
+transaction; if it crashes half-way the job's lease expires and it runs again,
+so handlers must be idempotent (they use Idempotency-Keys upstream and check
+state before acting). An unexpected error is retried a few times, then the job
+is failed and journaled in the audit log for an operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from ..clock import CoreClock
+from ..store import jobs
+from ..store.db import Database
+
+log = logging.getLogger("caas_core.jobs")
+
+#: Clock seconds before an unexpectedly failing job runs again, and how often.
+ERROR_RETRY_DELAY = 60.0
+ERROR_RETRIES = 5
+#: Real seconds between two looks at the queue in real/scaled time.
+POLL_INTERVAL = 1.0
+
+
+@dataclass
+class JobContext:
+    db: Database
+    clock: CoreClock
+
+
+Handler = Callable[[jobs.Job, JobContext], Awaitable[None]]
+
+
+class JobRunner:
+    def __init__(self, db: Database, clock: CoreClock, handlers: dict[str, Handler], *, worker: str,
+                 batch: int = 20):
+        self.db, self.clock, self.handlers = db, clock, handlers
+        self.worker, self.batch = worker, batch
+        self.busy = 0
+        self._context = JobContext(db, clock)
+        self._lock = asyncio.Lock()  # one pass over the queue at a time in this process
+        self._wake = asyncio.Event()
+
+    def kick(self) -> None:
+        """Something was enqueued for now: run it without waiting for the next poll."""
+        self._wake.set()
+
+    async def run_due(self) -> int:
+        """Run every job due now; returns how many ran."""
+        ran = 0
+        async with self._lock:
+            while True:
+                claimed = await jobs.claim_due(self.db, now=self.clock.now(), worker=self.worker, limit=self.batch)
+                if not claimed:
+                    return ran
+                for job in claimed:
+                    await self._run(job)
+                    ran += 1
+
+    async def _run(self, job: jobs.Job) -> None:
+        handler = self.handlers.get(job.kind)
+        self.busy += 1
+        try:
+            if handler is None:
+                raise LookupError(f"no handler for job kind {job.kind!r}")
+            await handler(job, self._context)
+        except Exception as exc:  # noqa: BLE001 - a job must never take the runner down
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            async with self.db.transaction() as conn:
+                if job.attempts + 1 >= ERROR_RETRIES:
+                    await jobs.fail(conn, job.id, f"{type(exc).__name__}: {exc}")
+                else:
+                    await jobs.retry(conn, job.id, run_at=self.clock.now() + ERROR_RETRY_DELAY,
+                                     error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self.busy -= 1
+
+    async def next_due(self) -> float | None:
+        return await jobs.next_due(self.db)
+
+    async def advance_to(self, target: float) -> int:
+        """Virtual/scaled time: move to ``target`` job by job; returns the jobs run."""
+        ran = await self.run_due()
+        while True:
+            due = await self.next_due()
+            if due is None or due > target:
+                break
+            if due > self.clock.now():
+                self.clock.move_to(due)
+            ran += await self.run_due()
+        if target > self.clock.now():
+            self.clock.move_to(target)
+        return ran + await self.run_due()
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Run jobs as they fall due until ``stop`` is set. In virtual time only what is due
+        now runs here (enqueued for now, or reached by ``advance_to``): the clock waits."""
+        while not stop.is_set():
+            self._wake.clear()
+            await self.run_due()
+            due = await self.next_due()
+            wait = POLL_INTERVAL
+            if due is not None and self.clock.mode != "virtual":
+                wait = min(wait, max(0.0, (due - self.clock.now()) / self.clock.scale))
+            stopping = asyncio.ensure_future(stop.wait())
+            waking = asyncio.ensure_future(self._wake.wait())
+            await asyncio.wait({stopping, waking}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            waking.cancel()

@@ -1,0 +1,275 @@
+"""Engines and transactions: a SQLite file by default, PostgreSQL by URL, same code.
+
+SQLite needs three adjustments to behave like a real transactional store under
+asyncio, all made here so that nothing above this module knows which database it has:
+
+1. **We emit BEGIN ourselves.** Python's sqlite3 (and so aiosqlite) starts transactions
+   lazily and only before DML, which breaks SAVEPOINT and lets a SELECT run outside the
+   transaction. The documented SQLAlchemy recipe: ``isolation_level = None`` on the
+   driver connection and a ``begin`` event that emits BEGIN.
+2. **Write transactions are BEGIN IMMEDIATE.** A deferred transaction that reads and
+   then writes can fail with SQLITE_BUSY at the write, immediately and regardless of the
+   busy timeout, when another connection committed in between (WAL snapshot conflict).
+   Taking the write lock up front makes writers queue on the busy timeout instead; that
+   is also what makes ``jobs.claim_due`` atomic on SQLite. ``transaction(readonly=True)``
+   opts out for pure reads, which WAL lets run beside a writer.
+3. **One writer at a time per process.** A ``:memory:`` database lives in a single
+   connection (StaticPool), so two coroutines would interleave statements in one
+   transaction; file databases would block a pool thread on the busy timeout. An
+   ``asyncio.Lock`` in ``Database`` serializes SQLite transactions in-process (for
+   ``:memory:`` reads too); across processes the busy timeout does the queueing.
+
+PostgreSQL needs none of that: READ COMMITTED, row locks and ``SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, Self
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from .schema import metadata
+
+DEFAULT_URL = "sqlite+aiosqlite:///caas.db"
+BUSY_TIMEOUT_MS = 10_000
+PG_CONNECT_TIMEOUT_S = 10.0
+
+# Plain scheme names are accepted and mapped onto the async drivers we ship.
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+# execution option read by the SQLite ``begin`` hook: "IMMEDIATE" or "DEFERRED"
+_BEGIN_OPTION = "caas_sqlite_begin"
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The URL names no database we can use, or the database cannot be reached.
+
+    Carries the URL with its password masked, so it is safe to log and to show.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"database unavailable at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL with any password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own message, without SQLAlchemy's 'background on this error' text."""
+    orig = getattr(exc, "orig", None)
+    message = str(orig if orig is not None else exc).strip() or type(exc).__name__
+    return message.splitlines()[0]
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUnavailable(safe_url(url), "not a database URL") from None
+    driver = _DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise DatabaseUnavailable(
+            safe_url(parsed),
+            f"unsupported scheme {parsed.drivername!r} "
+            "(use sqlite+aiosqlite:///path or postgresql+asyncpg://...)",
+        )
+    return parsed.set(drivername=driver)
+
+
+def _is_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:")
+
+
+def create_engine(
+    url: str = DEFAULT_URL, *, connect_args: dict[str, Any] | None = None, **kwargs: Any
+) -> AsyncEngine:
+    """An ``AsyncEngine`` for ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``.
+
+    Lazy: nothing connects until first use (see ``Database.open`` to check reachability).
+    Extra keyword arguments go to SQLAlchemy's ``create_async_engine``.
+    """
+    parsed = _parse(url)
+    connect_args = dict(connect_args or {})
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return _sqlite_engine(parsed, connect_args, kwargs)
+        connect_args.setdefault("timeout", PG_CONNECT_TIMEOUT_S)
+        # pre-ping: a pooled connection killed by a PostgreSQL restart is replaced
+        # instead of failing the next transaction.
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_async_engine(parsed, connect_args=connect_args, **kwargs)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise DatabaseUnavailable(safe_url(parsed), f"driver not installed: {exc}") from None
+
+
+def _sqlite_engine(url: URL, connect_args: dict, kwargs: dict) -> AsyncEngine:
+    memory = _is_memory(url)
+    if memory:
+        # one connection holds the whole in-memory database; every checkout must get it
+        kwargs.setdefault("poolclass", StaticPool)
+        connect_args.setdefault("check_same_thread", False)
+    connect_args.setdefault("timeout", BUSY_TIMEOUT_MS / 1000)
+    engine = create_async_engine(url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN (see module docstring)
+        cursor = dbapi_connection.cursor()
+        try:
+            if not memory:
+                # WAL: readers do not block the writer nor the writer the readers
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints in WAL
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    """Create the tables that do not exist yet (idempotent)."""
+    async with _guarded(engine) as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.commit()
+
+
+async def drop_schema(engine: AsyncEngine) -> None:
+    """Drop every table of the core (tests and ``/__admin/reset``)."""
+    async with _guarded(engine) as conn:
+        await conn.run_sync(metadata.drop_all)
+        await conn.commit()
+
+
+async def _connect(engine: AsyncEngine) -> AsyncConnection:
+    """Check out a connection, turning 'cannot reach it' into ``DatabaseUnavailable``.
+
+    Only the connect step is translated: errors of statements are the caller's.
+    """
+    try:
+        return await engine.connect()
+    except (OSError, DBAPIError) as exc:  # refused, DNS, timeout, auth, no such database
+        raise DatabaseUnavailable(safe_url(engine.url), _reason(exc)) from exc
+
+
+@contextlib.asynccontextmanager
+async def _guarded(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    conn = await _connect(engine)
+    try:
+        yield conn
+    except DBAPIError as exc:
+        if exc.connection_invalidated:  # the server went away mid-transaction
+            raise DatabaseUnavailable(safe_url(engine.url), _reason(exc)) from exc
+        raise
+    finally:
+        await conn.close()
+
+
+class Database:
+    """The core's handle on its database: an engine plus the transaction discipline."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._memory = self._sqlite and _is_memory(engine.url)
+        self._lock = asyncio.Lock() if self._sqlite else None
+        self._owner: asyncio.Task | None = None  # the task holding _lock
+
+    @classmethod
+    async def open(
+        cls, url: str = DEFAULT_URL, *, create: bool = True, **engine_kwargs: Any
+    ) -> Database:
+        """Build the engine, check the database answers, and create missing tables.
+
+        Raises ``DatabaseUnavailable`` right away rather than at the first request.
+        """
+        db = cls(create_engine(url, **engine_kwargs))
+        try:
+            await db.ping()
+            if create:
+                await create_schema(db.engine)
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    @property
+    def url(self) -> str:
+        """The URL with its password masked."""
+        return safe_url(self.engine.url)
+
+    async def ping(self) -> None:
+        async with self.transaction(readonly=True) as conn:
+            await conn.execute(text("SELECT 1"))
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, readonly: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection inside one transaction: commits on exit, rolls back on error.
+
+        ``readonly=True`` is a hint: on SQLite the transaction starts deferred (it does
+        not take the write lock); on PostgreSQL it changes nothing.
+        """
+        async with self._serialized(readonly), _guarded(self.engine) as conn:
+            if self._sqlite:
+                mode = "DEFERRED" if readonly else "IMMEDIATE"
+                conn = await conn.execution_options(**{_BEGIN_OPTION: mode})
+            async with conn.begin():
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def _serialized(self, readonly: bool) -> AsyncIterator[None]:
+        if self._lock is None or (readonly and not self._memory):
+            yield
+            return
+        task = asyncio.current_task()
+        if self._owner is task:
+            # would wait on itself forever: say so instead of hanging
+            raise RuntimeError(
+                "nested Database.transaction() in one task deadlocks on SQLite; "
+                "pass the open connection down instead"
+            )
+        async with self._lock:
+            self._owner = task
+            try:
+                yield
+            finally:
+                self._owner = None
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

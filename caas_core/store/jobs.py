@@ -1,0 +1,272 @@
+"""The durable job queue: work to do at a time on the core's clock.
+
+Why it is built this way:
+
+- ``enqueue`` runs on the *caller's* connection, inside the caller's transaction. The
+  state change and the job it causes commit together or not at all (transactional
+  outbox): a crash before the commit loses both, a crash after it keeps both.
+- ``claim_due`` leases jobs to a worker (``locked_by`` / ``locked_until``). A worker that
+  crashes simply never completes; once its lease lapses the job is claimable again. So
+  handlers must be idempotent, and a handler records its effects in the same transaction
+  as ``complete``: then either both happened or neither did, and a rerun repeats nothing.
+  Pass ``worker=`` to ``complete``/``retry``/``fail`` to fence a worker whose lease
+  lapsed: the call returns False, and the handler must roll its transaction back.
+- Times are the core's clock (virtual in scenarios), passed in by the caller: this
+  module never reads wall time.
+- On PostgreSQL several core processes share the queue: ``SELECT ... FOR UPDATE SKIP
+  LOCKED`` lets each claim different rows without waiting on each other. On SQLite the
+  claim runs in one ``BEGIN IMMEDIATE`` transaction (see ``db``), which excludes every
+  other writer for its duration. SQLite ignores ``FOR UPDATE``, so the statement is the
+  same on both.
+- A lease lapses at ``locked_until <= now`` (not ``<``), the same boundary as
+  ``run_at <= now``, so that ``next_due`` (which reports lease expiries too) names a time
+  at which the job really is claimable: otherwise a coordinator moving its clock to
+  ``next_due`` would find nothing to do there and stall.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .db import Database
+from .schema import jobs
+
+PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    run_at: float
+    attempts: int
+    correlation_id: str | None
+
+
+def new_job_id(kind: str) -> str:
+    """``<initials of the kind>_<uuid4 hex>``, e.g. ``ss_...`` for ``settle.sweep``.
+
+    Job ids need not be deterministic: nothing outside the core sees them.
+    """
+    words = [w for w in kind.replace(".", "_").replace("-", "_").split("_") if w]
+    initials = "".join(w[0] for w in words).lower() or "job"
+    return f"{initials}_{uuid.uuid4().hex}"
+
+
+def _insert(conn: AsyncConnection):
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(jobs)
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    kind: str,
+    payload: Mapping[str, Any],
+    *,
+    run_at: float,
+    now: float,
+    dedupe_key: str | None = None,
+    correlation_id: str | None = None,
+) -> str:
+    """Add a job inside the caller's transaction; return its id.
+
+    With a ``dedupe_key`` that already names a job (in any status, even done or
+    cancelled: a key names one job forever), return that job's id and insert nothing.
+    """
+    job_id = new_job_id(kind)
+    values = dict(
+        id=job_id, kind=kind, payload=dict(payload), run_at=run_at, status=PENDING,
+        attempts=0, created_at=now, updated_at=now, dedupe_key=dedupe_key,
+        correlation_id=correlation_id,
+    )
+    if dedupe_key is None:
+        await conn.execute(jobs.insert().values(**values))
+        return job_id
+    # ON CONFLICT DO NOTHING instead of catching IntegrityError: it leaves the
+    # transaction usable on PostgreSQL without a savepoint, and a concurrent enqueue of
+    # the same key waits for the other transaction and then inserts nothing.
+    stmt = _insert(conn).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    if (await conn.execute(stmt)).rowcount == 1:
+        return job_id
+    existing = await conn.scalar(select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key))
+    assert existing is not None, "dedupe_key conflict without a row"  # READ COMMITTED sees it
+    return existing
+
+
+def _claimable(now: float):
+    return or_(
+        and_(jobs.c.status == PENDING, jobs.c.run_at <= now),
+        # a lapsed lease: its worker crashed or stalled
+        and_(jobs.c.status == RUNNING, jobs.c.locked_until <= now),
+    )
+
+
+async def claim_due(
+    db: Database, *, now: float, worker: str, limit: int = 10, lease: float = 300.0
+) -> list[Job]:
+    """Lease up to ``limit`` due jobs to ``worker``, oldest ``run_at`` first, then id.
+
+    Commits before returning: the lease is durable, and the caller runs each job in a
+    transaction of its own that ends with ``complete``/``retry``/``fail``.
+    """
+    if limit <= 0:
+        return []
+    async with db.transaction() as conn:
+        ids = (
+            await conn.scalars(
+                select(jobs.c.id)
+                .where(_claimable(now))
+                .order_by(jobs.c.run_at, jobs.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)  # PostgreSQL; SQLite: BEGIN IMMEDIATE
+            )
+        ).all()
+        if not ids:
+            return []
+        rows = (
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(ids))
+                .values(status=RUNNING, locked_by=worker, locked_until=now + lease, updated_at=now)
+                .returning(
+                    jobs.c.id, jobs.c.kind, jobs.c.payload, jobs.c.run_at,
+                    jobs.c.attempts, jobs.c.correlation_id,
+                )
+            )
+        ).all()
+    # RETURNING has no defined order: restore the claim order
+    claimed = sorted((Job(*row) for row in rows), key=lambda j: (j.run_at, j.id))
+    return claimed
+
+
+def _held(job_id: str, worker: str | None):
+    """The job is still running (and, with ``worker``, still leased to that worker)."""
+    cond = and_(jobs.c.id == job_id, jobs.c.status == RUNNING)
+    return cond if worker is None else and_(cond, jobs.c.locked_by == worker)
+
+
+async def _finish(conn: AsyncConnection, where, values: dict, now: float | None) -> bool:
+    if now is not None:
+        values["updated_at"] = now
+    result = await conn.execute(update(jobs).where(where).values(**values))
+    return result.rowcount == 1
+
+
+async def complete(
+    conn: AsyncConnection, job_id: str, *, worker: str | None = None, now: float | None = None
+) -> bool:
+    """Mark a running job done. False if it is not running (or not leased to ``worker``):
+    the handler should then roll back the effects it recorded in this transaction."""
+    values = dict(status=DONE, locked_by=None, locked_until=None)
+    return await _finish(conn, _held(job_id, worker), values, now)
+
+
+async def retry(
+    conn: AsyncConnection,
+    job_id: str,
+    *,
+    run_at: float,
+    error: str,
+    worker: str | None = None,
+    now: float | None = None,
+) -> bool:
+    """Put a running job back to pending at ``run_at``, counting the failed attempt."""
+    values = dict(
+        status=PENDING, run_at=run_at, attempts=jobs.c.attempts + 1, last_error=error,
+        locked_by=None, locked_until=None,
+    )
+    return await _finish(conn, _held(job_id, worker), values, now)
+
+
+async def fail(
+    conn: AsyncConnection,
+    job_id: str,
+    error: str,
+    *,
+    worker: str | None = None,
+    now: float | None = None,
+) -> bool:
+    """Give up on a job for good (status failed), counting the failed attempt.
+
+    Accepts pending jobs too, so a flow can fail a job it decides not to run."""
+    where = or_(_held(job_id, worker), and_(jobs.c.id == job_id, jobs.c.status == PENDING))
+    values = dict(
+        status=FAILED, attempts=jobs.c.attempts + 1, last_error=error,
+        locked_by=None, locked_until=None,
+    )
+    return await _finish(conn, where, values, now)
+
+
+async def cancel(
+    conn: AsyncConnection,
+    *,
+    kind: str | None = None,
+    dedupe_key: str | None = None,
+    now: float | None = None,
+) -> int:
+    """Cancel pending jobs matching every filter given; return how many.
+
+    Running jobs are left alone (their worker decides); at least one filter is required
+    so that a bug cannot cancel the whole queue.
+    """
+    if kind is None and dedupe_key is None:
+        raise ValueError("cancel needs kind= or dedupe_key=")
+    where = [jobs.c.status == PENDING]
+    if kind is not None:
+        where.append(jobs.c.kind == kind)
+    if dedupe_key is not None:
+        where.append(jobs.c.dedupe_key == dedupe_key)
+    values: dict[str, Any] = dict(status=CANCELLED)
+    if now is not None:
+        values["updated_at"] = now
+    result = await conn.execute(update(jobs).where(*where).values(**values))
+    return result.rowcount
+
+
+async def _read(source: Database | AsyncConnection, stmt):
+    """Run one read on a connection the caller holds, or in a short read transaction."""
+    if isinstance(source, AsyncConnection):
+        return await source.scalar(stmt)
+    async with source.transaction(readonly=True) as conn:
+        return await conn.scalar(stmt)
+
+
+async def next_due(db: Database | AsyncConnection) -> float | None:
+    """The earliest time a job becomes claimable: the min ``run_at`` of pending jobs, or
+    the lease expiry of a running job if earlier (so a crashed worker's job is picked up
+    when the clock gets there). None when nothing is scheduled. For the admin health's
+    ``nextDue``."""
+    due_at = case((jobs.c.status == PENDING, jobs.c.run_at), else_=jobs.c.locked_until)
+    stmt = select(func.min(due_at)).where(jobs.c.status.in_((PENDING, RUNNING)))
+    return await _read(db, stmt)
+
+
+async def count(
+    db: Database | AsyncConnection, status: str | None = PENDING, *, kind: str | None = None
+) -> int:
+    """How many jobs have ``status`` (all statuses with None), optionally of one kind."""
+    stmt = select(func.count()).select_from(jobs)
+    if status is not None:
+        stmt = stmt.where(jobs.c.status == status)
+    if kind is not None:
+        stmt = stmt.where(jobs.c.kind == kind)
+    return int(await _read(db, stmt))
+
+
+async def get(db: Database | AsyncConnection, job_id: str) -> dict[str, Any] | None:
+    """Every column of one job (admin views and tests)."""
+    stmt = select(jobs).where(jobs.c.id == job_id)
+    if isinstance(db, AsyncConnection):
+        row = (await db.execute(stmt)).mappings().first()
+    else:
+        async with db.transaction(readonly=True) as conn:
+            row = (await conn.execute(stmt)).mappings().first()
+    return dict(row) if row is not None else None

@@ -1,0 +1,194 @@
+"""What the core tells people and keeps for the record: notifications, support tickets,
+and the audit log of risk decisions.
+
+All writes take the caller's connection, so a notification or an audit entry commits
+with the state change it describes (never "email sent" for a rolled-back purchase).
+Notifications are an outbox the API reads (the reference core delivers nothing itself).
+
+Ids default to ``<prefix>_<uuid4 hex>``. Callers that need ids stable across runs of the
+same seed (scenario reports compare them) pass ``id=`` derived from the entity, e.g.
+``f"ntf_{purchase_id}_activated"``. Listings order by ``created_at`` then id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .schema import CHANNELS, audit_log, notifications, support_tickets
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+# --- notifications ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: str
+    customer_id: str
+    channel: str
+    template: str
+    payload: dict[str, Any]
+    created_at: float
+    read_at: float | None
+
+
+async def notify(
+    conn: AsyncConnection,
+    customer_id: str,
+    channel: str,
+    template: str,
+    payload: Mapping[str, Any],
+    now: float,
+    *,
+    id: str | None = None,
+) -> str:
+    """Queue a notification on ``email``, ``push`` or ``in_vehicle``; return its id."""
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}; expected one of {CHANNELS}")
+    notification_id = id or _new_id("ntf")
+    await conn.execute(
+        notifications.insert().values(
+            id=notification_id, customer_id=customer_id, channel=channel,
+            template=template, payload=dict(payload), created_at=now,
+        )
+    )
+    return notification_id
+
+
+async def notifications_for(
+    conn: AsyncConnection,
+    customer_id: str,
+    *,
+    channel: str | None = None,
+    unread_only: bool = False,
+) -> list[Notification]:
+    """A customer's notifications, oldest first."""
+    stmt = select(notifications).where(notifications.c.customer_id == customer_id)
+    if channel is not None:
+        stmt = stmt.where(notifications.c.channel == channel)
+    if unread_only:
+        stmt = stmt.where(notifications.c.read_at.is_(None))
+    stmt = stmt.order_by(notifications.c.created_at, notifications.c.id)
+    return [Notification(**row) for row in (await conn.execute(stmt)).mappings()]
+
+
+async def mark_read(conn: AsyncConnection, notification_id: str, now: float) -> bool:
+    """Mark read (first read wins); False if unknown or already read."""
+    result = await conn.execute(
+        update(notifications)
+        .where(notifications.c.id == notification_id, notifications.c.read_at.is_(None))
+        .values(read_at=now)
+    )
+    return result.rowcount == 1
+
+
+# --- support tickets ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ticket:
+    id: str
+    customer_id: str
+    vin: str
+    purchase_id: str | None
+    subject: str
+    diagnostics: dict[str, Any]
+    status: str
+    created_at: float
+
+
+async def open_ticket(
+    conn: AsyncConnection,
+    customer_id: str,
+    vin: str,
+    subject: str,
+    diagnostics: Mapping[str, Any],
+    now: float,
+    *,
+    purchase_id: str | None = None,
+    status: str = "open",
+    id: str | None = None,
+) -> str:
+    """Open a support ticket (e.g. an activation that failed for good); return its id."""
+    ticket_id = id or _new_id("tkt")
+    await conn.execute(
+        support_tickets.insert().values(
+            id=ticket_id, customer_id=customer_id, vin=vin, purchase_id=purchase_id,
+            subject=subject, diagnostics=dict(diagnostics), status=status, created_at=now,
+        )
+    )
+    return ticket_id
+
+
+async def tickets_for(conn: AsyncConnection, customer_id: str) -> list[Ticket]:
+    """A customer's tickets, oldest first."""
+    stmt = (
+        select(support_tickets)
+        .where(support_tickets.c.customer_id == customer_id)
+        .order_by(support_tickets.c.created_at, support_tickets.c.id)
+    )
+    return [Ticket(**row) for row in (await conn.execute(stmt)).mappings()]
+
+
+async def set_ticket_status(conn: AsyncConnection, ticket_id: str, status: str) -> bool:
+    result = await conn.execute(
+        update(support_tickets).where(support_tickets.c.id == ticket_id).values(status=status)
+    )
+    return result.rowcount == 1
+
+
+# --- audit log of risk decisions ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: str
+    kind: str
+    subject: str
+    decision: str
+    detail: dict[str, Any]
+    created_at: float
+
+
+async def record_decision(
+    conn: AsyncConnection,
+    kind: str,
+    subject: str,
+    decision: str,
+    detail: Mapping[str, Any],
+    now: float,
+    *,
+    id: str | None = None,
+) -> str:
+    """Append a risk decision (e.g. kind="purchase_risk", decision="flag") to the audit
+    log; return its id. Append-only: there is no update or delete."""
+    decision_id = id or _new_id("aud")
+    await conn.execute(
+        audit_log.insert().values(
+            id=decision_id, kind=kind, subject=subject, decision=decision,
+            detail=dict(detail), created_at=now,
+        )
+    )
+    return decision_id
+
+
+async def decisions(
+    conn: AsyncConnection, *, subject: str | None = None, kind: str | None = None
+) -> list[Decision]:
+    """Audit entries, oldest first, optionally for one subject and/or kind."""
+    stmt = select(audit_log)
+    if subject is not None:
+        stmt = stmt.where(audit_log.c.subject == subject)
+    if kind is not None:
+        stmt = stmt.where(audit_log.c.kind == kind)
+    stmt = stmt.order_by(audit_log.c.created_at, audit_log.c.id)
+    return [Decision(**row) for row in (await conn.execute(stmt)).mappings()]
