@@ -7,6 +7,7 @@ job runner asks the database what is due and runs it as the clock passes it.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timezone
 
@@ -14,6 +15,24 @@ from datetime import datetime, timezone
 DEFAULT_EPOCH = 1767600000.0
 #: The end of representable time (9999-12-31T23:59:59Z).
 MAX_TIME = 253402300799.0
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: str | int | float) -> float:
+    """``90s``, ``15m``, ``1h30m``, ``3d`` or seconds, as the admin protocol writes durations."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    text = str(value).strip()
+    if not text or _PART.sub("", text):
+        raise ValueError(f"not a duration: {value!r} (examples: 90s, 15m, 1h30m, 3d)")
+    return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+
+
+def parse_instant(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 class ClockError(Exception):

@@ -46,6 +46,9 @@ def _importable(module: str) -> bool:
     except ModuleNotFoundError:  # its package is missing
         return False
 SINK_PORT = 8199
+#: Where the core receives each simulator's webhooks (contracts/core.yaml).
+CORE_WEBHOOK_PATHS = {"iot": "/caas/webhooks/ota-status", "payments": "/caas/webhooks/payments",
+                      "factory": "/caas/webhooks/factory", "registry-uk": "/caas/webhooks/registry-uk"}
 
 
 def parse_clock(spec: str) -> Clock:
@@ -79,6 +82,9 @@ class Stack:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     fault_profiles: dict[str, str] = field(default_factory=dict)
     with_sink: bool = True  # a webhook receiver standing in for the core
+    #: The reference core too, wired to these simulators (its webhooks replace the sink's);
+    #: settings overrides as CoreSettings fields, e.g. {"database_url": ..., "api_keys": {...}}.
+    core: dict[str, Any] | None = None
     admin_token: str | None = None
     running: dict[str, Running] = field(default_factory=dict)
     sink: WebhookSink | None = None
@@ -104,6 +110,24 @@ class Stack:
                                options=self.options.get(name, {}), fault_profile=self.fault_profiles.get(name),
                                webhook_url=f"{self.running['sink'].url}/webhooks/{name}" if self.sink else None)
             await self._serve(name, module.create_app(config), self.ports.get(name, 0))
+        if self.core is not None:
+            await self._start_core()
+
+    async def _start_core(self) -> None:
+        # Imported here: a stack of simulators alone needs nothing of the core.
+        from caas_core.api.app import create_app as create_core
+        from caas_core.clock import CoreClock
+        from caas_core.settings import CoreSettings
+
+        upstreams = {name.replace("-", "_"): self.url(name) for name in self.services}
+        settings = CoreSettings(**{"seed": self.seed, "upstreams": upstreams, **self.core})
+        clock = CoreClock("virtual" if self.clock.mode == "virtual" else "scaled", scale=self.clock.scale,
+                          start=self.clock.now())
+        await self._serve("core", create_core(settings, clock=clock), self.ports.get("core", 0))
+        for name in self.services:  # the simulators now call back the core, not the sink
+            path = CORE_WEBHOOK_PATHS.get(name)
+            if path:
+                self.service(name).webhooks.subscribe("*", self.url("core") + path)
 
     async def _serve(self, name: str, app: web.Application, port: int) -> None:
         runner = web.AppRunner(app, access_log=None)
@@ -134,7 +158,38 @@ class Stack:
 
     async def advance(self, duration: str | float) -> int:
         """Move every clock forward event by event; returns the number of events fired."""
-        return await self.clock.advance(parse_duration(duration))
+        target = self.clock.now() + parse_duration(duration)
+        if "core" not in self.running:
+            return await self.clock.advance_to(target)
+        # The core keeps its timers as durable jobs: step both clocks to whichever is due first.
+        from caas_core.api.app import CORE_KEY, RUNNER_KEY
+
+        core_app = self.running["core"].app
+        core_clock, jobs_runner = core_app[CORE_KEY].clock, core_app[RUNNER_KEY]
+        fired = 0
+        while True:
+            fired += await self._settle_with_core(jobs_runner)
+            due = [d for d in (self.clock.next_due(), await jobs_runner.next_due()) if d is not None]
+            if not due or min(due) > target:
+                break
+            step = max(min(due), self.clock.now())
+            fired += await self.clock.advance_to(step)
+            if step > core_clock.now():
+                core_clock.move_to(step)
+        fired += await self.clock.advance_to(target)
+        if target > core_clock.now():
+            core_clock.move_to(target)
+        return fired + await self._settle_with_core(jobs_runner)
+
+    async def _settle_with_core(self, jobs_runner) -> int:
+        ran = 0
+        while True:
+            await self.clock.settle()
+            now = await jobs_runner.run_due()
+            ran += now
+            await self.clock.settle()
+            if now == 0 and jobs_runner.busy == 0 and self.clock.busy == 0:
+                return ran
 
     async def settle(self) -> None:
         await self.clock.settle()

@@ -129,13 +129,11 @@ async def open_ticket(
     return ticket_id
 
 
-async def tickets_for(conn: AsyncConnection, customer_id: str) -> list[Ticket]:
-    """A customer's tickets, oldest first."""
-    stmt = (
-        select(support_tickets)
-        .where(support_tickets.c.customer_id == customer_id)
-        .order_by(support_tickets.c.created_at, support_tickets.c.id)
-    )
+async def tickets_for(conn: AsyncConnection, customer_id: str | None) -> list[Ticket]:
+    """A customer's tickets (every ticket for ``None``: the operators' view), oldest first."""
+    stmt = select(support_tickets).order_by(support_tickets.c.created_at, support_tickets.c.id)
+    if customer_id is not None:
+        stmt = stmt.where(support_tickets.c.customer_id == customer_id)
     return [Ticket(**row) for row in (await conn.execute(stmt)).mappings()]
 
 

@@ -30,7 +30,6 @@ from .common import (
     _port,
     _profile_arg,
     _service_list,
-    _simulator,
     _url,
 )
 from .control import (
@@ -96,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                                          "Ctrl-C or SIGTERM.")
     up.add_argument("--services", type=_service_list, metavar="NAME,...",
                     help=f"only these (default: every available one of {', '.join(stack_mod.SERVICES)})")
+    up.add_argument("--no-core", action="store_true",
+                    help="simulators only; their webhooks go to a sink standing in for the core")
+    up.add_argument("--database", metavar="URL", default=None,
+                    help="the core's database (default: $CAAS_DATABASE_URL or sqlite caas.db here)")
     up.add_argument("--faults", type=_profile_arg, nargs="+", action="extend", default=[],
                     metavar="SERVICE=PROFILE.yaml", help="load a fault profile into a service at start")
     up.set_defaults(handler=cmd_up)
@@ -103,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[server], formatter_class=fmt,
                                 help="start one simulator alone",
                                 description="Start one simulator (no webhook sink) until Ctrl-C or SIGTERM.")
-    serve.add_argument("name", type=_simulator, metavar="NAME", help=f"one of {', '.join(stack_mod.SERVICES)}")
+    serve.add_argument("name", type=_named, metavar="NAME",
+                       help=f"core, or one of {', '.join(stack_mod.SERVICES)}")
     serve.add_argument("--port", type=_port, help="port to listen on (default: the service's own)")
     serve.add_argument("--faults", metavar="PROFILE.yaml", help="load a fault profile at start")
     serve.add_argument("--webhook-url", type=_url, metavar="URL",

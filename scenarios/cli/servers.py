@@ -15,7 +15,14 @@ from simulators.kit.contract import CONTRACTS_DIR
 from simulators.kit.service import is_loopback
 
 from .. import stack as stack_mod
-from .common import EXIT_USAGE, TOKEN_ENV, CliError, _check_profile, render_table
+from .common import (
+    CORE_PORT,
+    EXIT_USAGE,
+    TOKEN_ENV,
+    CliError,
+    _check_profile,
+    render_table,
+)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -28,9 +35,12 @@ def cmd_up(args: argparse.Namespace) -> int:
                        EXIT_USAGE)
     for path in profiles.values():
         _check_profile(path)
-    ports = {name: stack_mod.SERVICES[name][1] for name in names} | {"sink": stack_mod.SINK_PORT}
+    ports = {name: stack_mod.SERVICES[name][1] for name in names} | {"sink": stack_mod.SINK_PORT,
+                                                                      "core": CORE_PORT}
+    core = None if args.no_core else ({"database_url": args.database} if args.database else {})
     stack = stack_mod.Stack(services=names, seed=args.seed, clock=stack_mod.parse_clock(args.clock),
-                            host=args.host, ports=ports, fault_profiles=profiles, admin_token=args.admin_token)
+                            host=args.host, ports=ports, fault_profiles=profiles, admin_token=args.admin_token,
+                            core=core)
     return _run_server(run_stack(stack))
 
 
@@ -39,6 +49,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.faults:
         _check_profile(args.faults)
     name = args.name
+    if name == "core":
+        return _run_server(serve_core(args))
     port = stack_mod.SERVICES[name][1] if args.port is None else args.port
     stack = stack_mod.Stack(services=[name], seed=args.seed, clock=stack_mod.parse_clock(args.clock),
                             host=args.host, ports={name: port}, with_sink=False, admin_token=args.admin_token,
@@ -137,6 +149,8 @@ def render_stack(stack: stack_mod.Stack) -> str:
     for name, running in stack.running.items():
         if name == "sink":
             rows.append([name, running.url, "-", "- (webhook receiver: POST /webhooks/{service})"])
+        elif name == "core":
+            rows.append([name, running.url, f"{running.url}/__admin", _relative(CONTRACTS_DIR / "core.yaml")])
         else:
             rows.append([name, running.url, f"{running.url}/__admin", _contract_file(stack, name)])
     return render_table(["SERVICE", "URL", "ADMIN", "CONTRACT"], rows)
@@ -144,8 +158,48 @@ def render_stack(stack: stack_mod.Stack) -> str:
 
 def _contract_file(stack: stack_mod.Stack, name: str) -> str:
     module = importlib.import_module(stack_mod.SERVICES[name][0])
-    path = CONTRACTS_DIR / getattr(module, "CONTRACT", f"{stack.service(name).contract.name}.yaml")
+    return _relative(CONTRACTS_DIR / getattr(module, "CONTRACT", f"{stack.service(name).contract.name}.yaml"))
+
+
+def _relative(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+async def serve_core(args: argparse.Namespace, *, stop: asyncio.Event | None = None) -> int:
+    """The reference core alone, configured by CAAS_* variables; the flags override them."""
+    from aiohttp import web
+
+    from caas_core.api.app import create_app
+    from caas_core.settings import CoreSettings
+    from caas_core.store.db import DatabaseUnavailable
+
+    overrides = {"host": args.host, "clock": args.clock, "seed": args.seed}
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.admin_token:
+        overrides["admin_token"] = args.admin_token
+    try:
+        settings = CoreSettings(**overrides)
+    except ValueError as exc:
+        raise CliError(f"core settings: {exc}", EXIT_USAGE) from None
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    try:
+        await runner.setup()
+    except DatabaseUnavailable as exc:
+        raise CliError(f"the core cannot open its database: {exc}") from None
+    site = web.TCPSite(runner, settings.host, settings.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise CliError(f"cannot listen on {settings.host}:{settings.port} for the core: {exc.strerror or exc}") from None
+    url = f"http://{settings.host}:{site._server.sockets[0].getsockname()[1]}"
+    print(render_table(["SERVICE", "URL", "ADMIN", "CONTRACT"],
+                       [["core", url, f"{url}/__admin", _relative(CONTRACTS_DIR / "core.yaml")]]), flush=True)
+    stop = stop or _stop_on_signals()
+    await stop.wait()
+    await runner.cleanup()
+    return 0

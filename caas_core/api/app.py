@@ -1,0 +1,237 @@
+"""The core's HTTP API: the customer-facing operations, the webhook receivers, the admin protocol.
+
+HTTP only: authenticate, parse, call a flow, serialise. Errors are problem+json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Literal
+
+import aiohttp
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..clients.http import JsonClient
+from ..clients.upstreams import IotClient, PaymentsClient, VssClient
+from ..clock import ClockError, CoreClock, isoformat, parse_duration, parse_instant
+from ..domain.catalogue import Catalogue
+from ..domain.ota_policy import RetryPolicy
+from ..flows import ota, purchases, webhooks
+from ..flows.core import Core
+from ..flows.runner import JobRunner
+from ..settings import CoreSettings
+from ..store import jobs, outbox
+from ..store.db import Database, create_schema, drop_schema
+from .auth import authenticate, require_owner, require_role
+from .problems import Problem
+from .webhook_auth import verify
+
+CORE_KEY: web.AppKey[Core] = web.AppKey("core")
+RUNNER_KEY: web.AppKey[JobRunner] = web.AppKey("runner")
+#: Path of each webhook receiver -> the source whose secret signs it.
+WEBHOOK_SOURCES = {"ota-status": "iot", "payments": "payments", "factory": "factory", "registry-uk": "registry-uk"}
+MAX_BODY = 256 * 1024
+
+
+class PaymentMethod(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["CARD", "BANK_TRANSFER"]
+    token: str = Field(pattern=r"^pm_[A-Za-z0-9_]{1,64}$")
+
+
+class PurchaseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    serviceId: str = Field(pattern=r"^[a-z][a-z0-9-]{1,63}$")
+    durationType: Literal["TEMPORARY", "PERMANENT", "SUBSCRIPTION"]
+    paymentMethod: PaymentMethod
+
+
+def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_problems])
+    clock = clock or CoreClock.parse(settings.clock)
+
+    async def start(app: web.Application) -> None:
+        db = await Database.open(settings.database_url)
+        session = aiohttp.ClientSession()
+        client = lambda name, url: JsonClient(name, url, session, timeout=settings.request_timeout)
+        up = settings.upstreams
+        core = Core(settings, clock, db, Catalogue.default(), RetryPolicy(
+            attempts=settings.ota.attempts, backoff=settings.ota.backoff, attempt_timeout=settings.ota.attempt_timeout,
+            deadline=settings.ota.api_down_deadline), IotClient(client("iot", up.iot)), VssClient(client("vss", up.vss)),
+            PaymentsClient(client("payments", up.payments)))
+        handlers = {**ota.handlers(core), ota.GIVE_UP: lambda job, ctx: ota.give_up(core, job, ctx),
+                    webhooks.PAYMENT_EVENT: lambda job, ctx: webhooks.on_payment_event(core, job, ctx)}
+        runner = JobRunner(db, clock, handlers, worker=f"core-{settings.port}-{id(app):x}")
+        core.kick = runner.kick
+        app[CORE_KEY], app[RUNNER_KEY] = core, runner
+        stop = asyncio.Event()
+        serving = asyncio.ensure_future(runner.serve(stop))
+
+        async def close(_: web.Application) -> None:
+            stop.set()
+            await serving
+            await session.close()
+            await db.close()
+
+        app.on_cleanup.append(close)
+
+    app.on_startup.append(start)
+    r = app.router
+    r.add_get("/catalogue/services", list_services)
+    r.add_post("/customers/{customerId}/vehicles/{vin}/purchases", purchase_service)
+    r.add_get("/customers/{customerId}/purchases", list_purchases)
+    r.add_get("/purchases/{purchaseId}", get_purchase)
+    r.add_get("/customers/{customerId}/notifications", list_notifications)
+    r.add_get("/support/tickets", list_tickets)
+    r.add_post("/caas/webhooks/{source}", receive_webhook)
+    r.add_get("/__admin/health", health)
+    r.add_get("/__admin/clock", get_clock)
+    r.add_post("/__admin/clock", move_clock)
+    r.add_post("/__admin/reset", reset)
+    return app
+
+
+@web.middleware
+async def _problems(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except Problem as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return Problem(exc.status, exc.reason).response()
+
+
+def _json(body, status: int = 200, headers: dict | None = None) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+
+
+def _principal(request: web.Request):
+    return authenticate(request.headers.get("Authorization"), request.app[CORE_KEY].settings.api_keys)
+
+
+def _cid(request: web.Request) -> str:
+    given = request.headers.get("X-Correlation-Id")
+    return given if given and len(given) <= 128 and given.isascii() and given.isprintable() else Core.new_id("cor")
+
+
+async def list_services(request: web.Request) -> web.Response:
+    _principal(request)
+    return _json({"services": [offer.to_dict() for offer in request.app[CORE_KEY].catalogue]})
+
+
+async def purchase_service(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    customer_id, vin = request.match_info["customerId"], request.match_info["vin"]
+    require_owner(principal, customer_id)
+    try:
+        body = PurchaseRequest.model_validate_json(await request.read())
+    except ValidationError as exc:
+        raise Problem(400, "Invalid request", "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()), kind="invalid-request")
+    view = await purchases.purchase(request.app[CORE_KEY], customer_id=customer_id, vin=vin,
+                                    service_id=body.serviceId, duration_type=body.durationType,
+                                    method_type=body.paymentMethod.type, token=body.paymentMethod.token,
+                                    correlation_id=_cid(request))
+    return _json(view, 201, {"Location": f"/purchases/{view['purchaseId']}"})
+
+
+async def get_purchase(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    core = request.app[CORE_KEY]
+    purchase_id = request.match_info["purchaseId"]
+    require_owner(principal, await purchases.owner_of(core, purchase_id))
+    return _json(await purchases.view(core, purchase_id))
+
+
+async def list_purchases(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    require_owner(principal, request.match_info["customerId"])
+    return _json({"purchases": await purchases.for_customer(request.app[CORE_KEY], request.match_info["customerId"])})
+
+
+async def list_notifications(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    customer_id = request.match_info["customerId"]
+    require_owner(principal, customer_id)
+    async with request.app[CORE_KEY].db.transaction(readonly=True) as conn:
+        found = await outbox.notifications_for(conn, customer_id)
+    return _json({"notifications": [{"notificationId": n.id, "channel": n.channel, "template": n.template,
+                                     "payload": n.payload, "createdAt": isoformat(n.created_at)} for n in found]})
+
+
+async def list_tickets(request: web.Request) -> web.Response:
+    require_role(_principal(request), "operator")
+    core = request.app[CORE_KEY]
+    async with core.db.transaction(readonly=True) as conn:
+        found = await outbox.tickets_for(conn, None)
+    return _json({"tickets": [{"ticketId": t.id, "customerId": t.customer_id, "vin": t.vin,
+                               "purchaseId": t.purchase_id, "subject": t.subject, "diagnostics": t.diagnostics,
+                               "status": t.status, "createdAt": isoformat(t.created_at)} for t in found]})
+
+
+async def receive_webhook(request: web.Request) -> web.Response:
+    source = WEBHOOK_SOURCES.get(request.match_info["source"])
+    if source is None:
+        raise Problem(404, "Not Found", f"no webhook receiver at {request.path}")
+    core = request.app[CORE_KEY]
+    raw = await request.read()
+    webhook_id, body = verify(raw, request.headers, core.settings.webhook_secret(source), now=time.time(),
+                              tolerance=core.settings.webhook_tolerance)
+    await webhooks.receive(core, source, webhook_id, body, request.headers.get("X-Correlation-Id"))
+    return web.Response(status=204)
+
+
+# --- the admin protocol (contracts/admin.yaml) --------------------------------------
+def _admin(request: web.Request) -> None:
+    token = request.app[CORE_KEY].settings.admin_token
+    if token:
+        if request.headers.get("Authorization", "") != f"Bearer {token}":
+            raise Problem(401, "Admin token required", kind="admin-unauthorised")
+    elif request.remote not in ("127.0.0.1", "::1"):
+        raise Problem(401, "Admin token required", "admin routes answer loopback callers only",
+                      kind="admin-unauthorised")
+
+
+async def health(request: web.Request) -> web.Response:
+    _admin(request)
+    runner, core = request.app[RUNNER_KEY], request.app[CORE_KEY]
+    due = await runner.next_due()
+    return _json({"service": "core", "status": "ok", "clock": core.clock.describe(), "busy": runner.busy,
+                  "nextDue": isoformat(due) if due is not None else None,
+                  "pendingTimers": await jobs.count(core.db)})
+
+
+async def get_clock(request: web.Request) -> web.Response:
+    _admin(request)
+    return _json(request.app[CORE_KEY].clock.describe())
+
+
+async def move_clock(request: web.Request) -> web.Response:
+    _admin(request)
+    core, runner = request.app[CORE_KEY], request.app[RUNNER_KEY]
+    try:
+        body = orjson.loads(await request.read())
+        target = core.clock.now() + parse_duration(body["advance"]) if "advance" in body \
+            else parse_instant(body["to"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Problem(400, "Invalid clock move", f"expected {{'advance': '15m'}} or {{'to': <date-time>}} ({exc})")
+    try:
+        if target < core.clock.now() or core.clock.mode == "real":
+            core.clock.move_to(target)  # raises the clear error
+        await runner.advance_to(target)
+    except ClockError as exc:
+        raise Problem(409, "Clock cannot move", str(exc), kind="clock-conflict") from None
+    return _json(core.clock.describe())
+
+
+async def reset(request: web.Request) -> web.Response:
+    _admin(request)
+    core = request.app[CORE_KEY]
+    await drop_schema(core.db.engine)
+    await create_schema(core.db.engine)
+    return _json({"reset": True, "service": "core"})

@@ -1,0 +1,35 @@
+"""What every flow works with: settings, clock, database, catalogue, upstream clients."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from ..clients.upstreams import IotClient, PaymentsClient, VssClient
+from ..clock import CoreClock
+from ..domain.catalogue import Catalogue
+from ..domain.ota_policy import RetryPolicy
+from ..settings import CoreSettings
+from ..store.db import Database
+
+
+@dataclass
+class Core:
+    settings: CoreSettings
+    clock: CoreClock
+    db: Database
+    catalogue: Catalogue
+    policy: RetryPolicy
+    iot: IotClient
+    vss: VssClient
+    payments: PaymentsClient
+    kick: object = None  # set by the app: wakes the job runner after an enqueue for now
+
+    @staticmethod
+    def new_id(prefix: str) -> str:
+        # Random, not seeded: a restarted core on the same database must never reuse an id.
+        return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+    def wake(self) -> None:
+        if callable(self.kick):
+            self.kick()

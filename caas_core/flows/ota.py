@@ -1,0 +1,209 @@
+"""OTA activation with the specification's retry policy, as durable jobs.
+
+``ota.activate`` pushes the configuration (one attempt); the IoT API's signed
+callback arrives as ``ota.outcome``; ``ota.timeout`` fires when no callback
+came within the attempt timeout. Each decision (activated, retry later, give
+up) comes from ``domain.ota_policy`` and is committed together with the jobs it
+causes. Giving up: query the vehicle, open a support ticket with its
+diagnostics, refund in full, tell the customer. The customer never pays for a
+service that was not delivered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import select, update
+
+from ..clients.http import Rejected, Unavailable
+from ..domain.money import Money
+from ..domain.notifications import CHANNELS, NoticeKind
+from ..domain.ota_policy import ActivationProgress, AttemptOutcome, Step
+from ..domain.purchase import PurchaseEvent, PurchaseState, transition
+from ..domain.support import Resolution, resolve_final_failure
+from ..store import jobs, outbox
+from ..store.schema import payments, purchases, refunds
+from .core import Core
+from .runner import JobContext
+
+ACTIVATE, OUTCOME, TIMEOUT = "ota.activate", "ota.outcome", "ota.timeout"
+
+
+def handlers(core: Core) -> dict:
+    async def activate(job: jobs.Job, ctx: JobContext) -> None:
+        await _activate(core, job)
+
+    async def outcome(job: jobs.Job, ctx: JobContext) -> None:
+        await _on_callback(core, job)
+
+    async def timeout(job: jobs.Job, ctx: JobContext) -> None:
+        await _on_timeout(core, job)
+
+    return {ACTIVATE: activate, OUTCOME: outcome, TIMEOUT: timeout}
+
+
+async def _load(conn, purchase_id: str):
+    return (await conn.execute(select(purchases).where(purchases.c.id == purchase_id))).mappings().first()
+
+
+def _progress(row, payload: dict) -> ActivationProgress:
+    return ActivationProgress(queued_at=row["created_at"], vehicle_attempts=row["attempts"],
+                              unavailable_retries=payload.get("unavailable", 0),
+                              delay_notified=payload.get("delayNotified", False))
+
+
+async def _activate(core: Core, job: jobs.Job) -> None:
+    purchase_id = job.payload["purchaseId"]
+    async with core.db.transaction(readonly=True) as conn:
+        row = await _load(conn, purchase_id)
+    if row is None or row["status"] != PurchaseState.ACTIVATION_QUEUED.value:
+        async with core.db.transaction() as conn:
+            await jobs.complete(conn, job.id)  # withdrawn, or already decided: nothing to push
+        return
+    offer = core.catalogue.get(row["service_id"])
+    duration = offer.ota_duration(row["duration_type"], row["created_at"])
+    attempt = job.payload["attempt"]
+    try:
+        accepted = await core.iot.activate(row["vin"], row["service_id"], list(offer.feature_flags),
+                                           dict(offer.parameters), duration, key=f"{purchase_id}:ota:{attempt}",
+                                           correlation_id=job.correlation_id or purchase_id,
+                                           timeout=core.policy.attempt_timeout)
+    except Unavailable as exc:
+        outcome = AttemptOutcome.http(exc.status, exc.retry_after) if exc.status else AttemptOutcome.timeout()
+        return await _decide(core, job, purchase_id, outcome, str(exc))
+    except Rejected as exc:
+        return await _decide(core, job, purchase_id, AttemptOutcome.http(exc.status), str(exc))
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        state = transition(PurchaseState(row["status"]), PurchaseEvent.ACTIVATION_ATTEMPT_STARTED)
+        await conn.execute(update(purchases).where(purchases.c.id == purchase_id).values(
+            status=state.value, activation_request_id=accepted["requestId"], updated_at=now))
+        await jobs.enqueue(conn, TIMEOUT, {**job.payload, "requestId": accepted["requestId"]},
+                           run_at=now + core.policy.attempt_timeout, now=now,
+                           dedupe_key=f"{TIMEOUT}:{accepted['requestId']}", correlation_id=job.correlation_id)
+        await jobs.complete(conn, job.id)
+
+
+async def _on_callback(core: Core, job: jobs.Job) -> None:
+    body = job.payload["body"]
+    async with core.db.transaction(readonly=True) as conn:
+        purchase_id = await conn.scalar(select(purchases.c.id).where(
+            purchases.c.activation_request_id == body.get("requestId")))
+    if purchase_id is None or body.get("status") not in ("ACTIVATED", "FAILED"):
+        async with core.db.transaction() as conn:  # not ours, or DEACTIVATED/EXPIRED: nothing to decide
+            await jobs.complete(conn, job.id)
+        return
+    outcome = AttemptOutcome.activated() if body["status"] == "ACTIVATED" else \
+        AttemptOutcome.failed(body.get("errorCode"))
+    await _decide(core, job, purchase_id, outcome, body.get("errorCode") or body["status"],
+                  request_id=body["requestId"])
+
+
+async def _on_timeout(core: Core, job: jobs.Job) -> None:
+    await _decide(core, job, job.payload["purchaseId"], AttemptOutcome.no_callback(), "no callback in time",
+                  request_id=job.payload["requestId"])
+
+
+async def _decide(core: Core, job: jobs.Job, purchase_id: str, outcome: AttemptOutcome, reason: str, *,
+                  request_id: str | None = None) -> None:
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        row = await _load(conn, purchase_id)
+        state = PurchaseState(row["status"])
+        # Only the attempt in flight may decide: a late callback of an earlier attempt, or a
+        # timeout after the callback came, changes nothing.
+        stale = request_id is not None and request_id != row["activation_request_id"]
+        if stale or state not in (PurchaseState.ACTIVATION_QUEUED, PurchaseState.ACTIVATING):
+            await jobs.complete(conn, job.id)
+            return
+        decision = core.policy.decide(_progress(row, job.payload), outcome, now)
+        progress = decision.progress
+        values: dict[str, Any] = {"attempts": progress.vehicle_attempts, "updated_at": now}
+        if decision.step is Step.ACTIVATED:
+            values.update(status=transition(state, PurchaseEvent.ACTIVATED).value, delivered_at=now)
+            await _notify(conn, row, NoticeKind.SERVICE_ACTIVATED, now)
+            await jobs.cancel(conn, dedupe_key=f"{TIMEOUT}:{row['activation_request_id']}", now=now)
+        elif decision.step is Step.RETRY:
+            if state is PurchaseState.ACTIVATING:
+                values["status"] = transition(state, PurchaseEvent.ACTIVATION_ATTEMPT_FAILED).value
+            values["activation_request_id"] = None
+            for notice in decision.notices:
+                await _notify(conn, row, notice, now)
+            attempt = job.payload["attempt"] + 1
+            await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": attempt,
+                                                "unavailable": progress.unavailable_retries,
+                                                "delayNotified": progress.delay_notified},
+                               run_at=decision.retry_at, now=now, dedupe_key=f"{ACTIVATE}:{purchase_id}:{attempt}",
+                               correlation_id=job.correlation_id)
+            await jobs.cancel(conn, dedupe_key=f"{TIMEOUT}:{row['activation_request_id']}", now=now)
+        else:
+            await jobs.enqueue(conn, GIVE_UP, {"purchaseId": purchase_id, "reason": f"{decision.reason} ({reason})",
+                                               "attempts": progress.vehicle_attempts},
+                               run_at=now, now=now, dedupe_key=f"{GIVE_UP}:{purchase_id}",
+                               correlation_id=job.correlation_id)
+            await jobs.cancel(conn, dedupe_key=f"{TIMEOUT}:{row['activation_request_id']}", now=now)
+        await conn.execute(update(purchases).where(purchases.c.id == purchase_id).values(**values))
+        await jobs.complete(conn, job.id)
+    core.wake()
+
+
+GIVE_UP = "ota.give_up"
+
+
+async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
+    """After the last failure: vehicle status, ticket with diagnostics, full refund, email and push."""
+    purchase_id = job.payload["purchaseId"]
+    async with core.db.transaction(readonly=True) as conn:
+        row = await _load(conn, purchase_id)
+        payment = (await conn.execute(select(payments).where(payments.c.purchase_id == purchase_id))
+                   ).mappings().first()
+    if row["status"] not in (PurchaseState.ACTIVATION_QUEUED.value, PurchaseState.ACTIVATING.value):
+        async with core.db.transaction() as conn:
+            await jobs.complete(conn, job.id)
+        return
+    status, status_error = None, None
+    try:
+        status = await core.iot.vehicle_status(row["vin"], correlation_id=job.correlation_id or purchase_id)
+    except (Unavailable, Rejected) as exc:
+        status_error = str(exc)
+    charged = Money(payment["amount_minor"] if payment else 0, row["currency"])
+    offer = core.catalogue.get(row["service_id"])
+    now = core.clock.now()
+    plan = resolve_final_failure(
+        purchase_id=purchase_id, vin=row["vin"], offer=offer,
+        progress=replace(_progress(row, {}), last_error=job.payload["reason"]), failure_reason=job.payload["reason"],
+        vehicle_status=status, vehicle_status_error=status_error, charged=charged,
+        already_refunded=Money(row["refunded_minor"], row["currency"]), now=now)
+    refund_answer = None
+    if plan.refund is not None and plan.refund.call_gateway and payment is not None:
+        refund_answer = await core.payments.refund(payment["gateway_payment_id"], plan.refund.amount.minor,
+                                                   plan.refund.amount.currency, "OTA_ACTIVATION_FAILURE",
+                                                   key=f"{purchase_id}:refund",
+                                                   correlation_id=job.correlation_id or purchase_id)
+    async with core.db.transaction() as conn:
+        state = transition(PurchaseState(row["status"]), plan.purchase_event)
+        values: dict[str, Any] = {"status": state.value, "updated_at": now}
+        if plan.resolution is Resolution.DELIVERED:
+            values["delivered_at"] = now
+        if plan.ticket is not None:
+            await outbox.open_ticket(conn, row["customer_id"], row["vin"], plan.ticket.summary,
+                                     {"vehicleStatus": status, "vehicleStatusError": status_error,
+                                      "attempts": plan.ticket.attempts, "lastError": plan.ticket.last_error,
+                                      "priority": plan.ticket.priority.value}, now, purchase_id=purchase_id)
+        if refund_answer is not None:
+            await conn.execute(refunds.insert().values(
+                id=refund_answer["refundId"], payment_id=payment["id"], amount_minor=plan.refund.amount.minor,
+                currency=plan.refund.amount.currency, status=refund_answer["status"],
+                reason="OTA_ACTIVATION_FAILURE", created_at=now))
+            values["refunded_minor"] = row["refunded_minor"] + plan.refund.amount.minor
+        for notice in plan.notices:
+            await _notify(conn, row, notice, now)
+        await conn.execute(update(purchases).where(purchases.c.id == purchase_id).values(**values))
+        await jobs.complete(conn, job.id)
+
+
+async def _notify(conn, row, notice: NoticeKind, now: float) -> None:
+    for channel in CHANNELS[notice]:
+        await outbox.notify(conn, row["customer_id"], channel.value.lower(), notice.value,
+                            {"purchaseId": row["id"], "serviceId": row["service_id"], "vin": row["vin"]}, now)

@@ -1,0 +1,126 @@
+"""The service purchase to OTA activation path, end to end, in virtual time:
+the core against the running IoT, VSS and payment simulators."""
+
+import os
+import uuid
+
+import aiohttp
+import asyncpg
+import pytest
+
+from scenarios.stack import Stack
+from simulators.iot.api import MODEL_KEY as IOT_MODEL
+from simulators.vss.api import MODEL_KEY as VSS_MODEL
+
+POSTGRES_URL = os.environ.get("CAAS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+KEYS = {"k-c1": {"role": "customer", "subject": "c-1"}, "k-c2": {"role": "customer", "subject": "c-2"},
+        "k-ops": {"role": "operator", "subject": "ops"}}
+CARD = {"type": "CARD", "token": "pm_card_visa"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'core.db'}"
+        return
+    name = f"caas_{uuid.uuid4().hex[:12]}"
+    admin = POSTGRES_URL.replace("postgresql+asyncpg", "postgresql")
+    try:
+        conn = await asyncpg.connect(admin)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"PostgreSQL is required at {POSTGRES_URL} ({exc})", pytrace=False)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+@pytest.fixture
+async def world(database_url):
+    stack = Stack(services=["iot", "vss", "payments"], seed=0, core={"database_url": database_url, "api_keys": KEYS})
+    async with stack, aiohttp.ClientSession(stack.url("core")) as http:
+        iot_magic = stack.running["iot"].app[IOT_MODEL].fleet.magic_vins()
+        vss_magic = stack.running["vss"].app[VSS_MODEL].magic_vins()
+        yield stack, http, iot_magic, vss_magic
+        assert stack.violations() == []  # the core broke no simulator's contract
+
+
+def as_(key):
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def buy(http, vin, service="heated-seats", duration="PERMANENT", customer="c-1", key="k-c1"):
+    async with http.post(f"/customers/{customer}/vehicles/{vin}/purchases", headers=as_(key),
+                         json={"serviceId": service, "durationType": duration, "paymentMethod": CARD}) as r:
+        return r.status, await r.json()
+
+
+async def purchase(http, purchase_id, key="k-c1"):
+    async with http.get(f"/purchases/{purchase_id}", headers=as_(key)) as r:
+        return await r.json()
+
+
+async def test_purchase_is_delivered_at_once_and_the_customer_told_on_every_channel(world):
+    stack, http, iot, _ = world
+    status, bought = await buy(http, iot["healthy"])
+    assert status == 201 and bought["status"] == "ACTIVATION_QUEUED" and bought["price"]["currency"] == "EUR"
+    await stack.advance("1m")
+    done = await purchase(http, bought["purchaseId"])
+    assert done["status"] == "ACTIVE" and done["attempts"] == 1 and done["deliveredAt"]
+    async with http.get("/customers/c-1/notifications", headers=as_("k-c1")) as r:
+        channels = {n["channel"] for n in (await r.json())["notifications"] if n["template"] == "SERVICE_ACTIVATED"}
+    assert channels == {"email", "push", "in_vehicle"}
+
+
+async def test_a_customer_reaches_only_its_own_purchases(world):
+    stack, http, iot, _ = world
+    _, bought = await buy(http, iot["healthy"])
+    async with http.get(f"/purchases/{bought['purchaseId']}", headers=as_("k-c2")) as r:
+        assert r.status == 403
+    async with http.get(f"/purchases/{bought['purchaseId']}") as r:
+        assert r.status == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
+    status, _ = await buy(http, iot["healthy"], customer="c-1", key="k-c2")
+    assert status == 403
+
+
+async def test_maintenance_below_threshold_blocks_the_purchase(world):
+    stack, http, _, vss = world
+    status, problem = await buy(http, vss["several_blocks_low"], service="performance-boost")
+    assert status == 422 and problem["title"] == "Maintenance required"
+    assert problem["shortfalls"] and all(s["actualPercent"] < s["requiredPercent"] for s in problem["shortfalls"])
+
+
+async def test_vss_down_allows_the_purchase_and_records_the_risk(world):
+    stack, http, _, vss = world
+    stack.service("vss").faults.add({"action": {"type": "vss_unavailable"}})
+    status, bought = await buy(http, vss["fully_compliant"], service="performance-boost")
+    assert status == 201 and bought["riskDecision"] and "MAINTENANCE_UNVERIFIED" in bought["warnings"]
+
+
+async def test_activation_succeeds_on_the_third_attempt(world):
+    stack, http, iot, _ = world
+    _, bought = await buy(http, iot["flaky_twice"])
+    await stack.advance("30m")
+    done = await purchase(http, bought["purchaseId"])
+    assert done["status"] == "ACTIVE" and done["attempts"] == 3
+
+
+async def test_all_attempts_failing_means_ticket_refund_notice_and_no_charge(world):
+    stack, http, iot, _ = world
+    _, bought = await buy(http, iot["always_offline"])
+    await stack.advance("2h")
+    failed = await purchase(http, bought["purchaseId"])
+    assert failed["status"] == "ACTIVATION_FAILED" and failed["refunded"] == failed["price"]
+    async with http.get("/support/tickets", headers=as_("k-ops")) as r:
+        [ticket] = (await r.json())["tickets"]
+    assert ticket["purchaseId"] == bought["purchaseId"] and ticket["diagnostics"]["vehicleStatus"]["vin"]
+    async with http.get("/support/tickets", headers=as_("k-c1")) as r:
+        assert r.status == 403
+    async with http.get("/customers/c-1/notifications", headers=as_("k-c1")) as r:
+        failed_notices = {n["channel"] for n in (await r.json())["notifications"]
+                          if n["template"] == "ACTIVATION_FAILED_REFUNDED"}
+    assert failed_notices == {"email", "push"}
+    await stack.advance("3d")  # the refund is paid out of settled funds, then confirmed by webhook
+    assert (await purchase(http, bought["purchaseId"]))["status"] == "REFUNDED"
