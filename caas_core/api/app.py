@@ -19,12 +19,13 @@ from ..clients.upstreams import IotClient, PaymentsClient, VssClient
 from ..clock import ClockError, CoreClock, isoformat, parse_duration, parse_instant
 from ..domain.catalogue import Catalogue
 from ..domain.ota_policy import RetryPolicy
-from ..flows import ota, purchases, webhooks
+from ..flows import lifecycle, ota, purchases, webhooks
 from ..flows.core import Core
 from ..flows.runner import JobRunner
 from ..settings import CoreSettings
 from ..store import jobs, outbox
 from ..store.db import Database, create_schema, drop_schema
+from . import validation
 from .auth import authenticate, require_owner, require_role
 from .problems import Problem
 from .webhook_auth import verify
@@ -39,7 +40,7 @@ MAX_BODY = 256 * 1024
 class PaymentMethod(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["CARD", "BANK_TRANSFER"]
-    token: str = Field(pattern=r"^pm_[A-Za-z0-9_]{1,64}$")
+    token: str = Field(pattern=r"^pm_[A-Za-z0-9_]{1,61}$")  # the gateway's tokens: 64 characters at most
 
 
 class PurchaseRequest(BaseModel):
@@ -63,7 +64,9 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
             deadline=settings.ota.api_down_deadline), IotClient(client("iot", up.iot)), VssClient(client("vss", up.vss)),
             PaymentsClient(client("payments", up.payments)))
         handlers = {**ota.handlers(core), ota.GIVE_UP: lambda job, ctx: ota.give_up(core, job, ctx),
-                    webhooks.PAYMENT_EVENT: lambda job, ctx: webhooks.on_payment_event(core, job, ctx)}
+                    webhooks.PAYMENT_EVENT: lambda job, ctx: webhooks.on_payment_event(core, job, ctx),
+                    lifecycle.EXPIRE: lambda job, ctx: lifecycle.expire(core, job, ctx),
+                    lifecycle.DEACTIVATE: lambda job, ctx: lifecycle.deactivate(core, job, ctx)}
         runner = JobRunner(db, clock, handlers, worker=f"core-{settings.port}-{id(app):x}")
         core.kick = runner.kick
         app[CORE_KEY], app[RUNNER_KEY] = core, runner
@@ -84,6 +87,7 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
     r.add_post("/customers/{customerId}/vehicles/{vin}/purchases", purchase_service)
     r.add_get("/customers/{customerId}/purchases", list_purchases)
     r.add_get("/purchases/{purchaseId}", get_purchase)
+    r.add_post("/purchases/{purchaseId}/withdrawal", withdraw_purchase)
     r.add_get("/customers/{customerId}/notifications", list_notifications)
     r.add_get("/support/tickets", list_tickets)
     r.add_post("/caas/webhooks/{source}", receive_webhook)
@@ -97,13 +101,17 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
 @web.middleware
 async def _problems(request: web.Request, handler):
     try:
+        # Webhooks answer their signature first, admin routes their own protocol.
+        if not request.path.startswith(("/caas/webhooks/", "/__admin/")):
+            await validation.check(request)
         return await handler(request)
     except Problem as exc:
         return exc.response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return Problem(exc.status, exc.reason).response()
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return Problem(exc.status, exc.reason, headers=allow).response()
 
 
 def _json(body, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -121,7 +129,16 @@ def _cid(request: web.Request) -> str:
 
 async def list_services(request: web.Request) -> web.Response:
     _principal(request)
-    return _json({"services": [offer.to_dict() for offer in request.app[CORE_KEY].catalogue]})
+    return _json({"services": [_offer(offer) for offer in request.app[CORE_KEY].catalogue]})
+
+
+def _offer(offer) -> dict:
+    return {"serviceId": offer.service_id, "name": offer.name, "description": offer.description,
+            "featureFlags": list(offer.feature_flags),
+            "prices": {d.value: price.to_json() for d, price in offer.prices.items()},
+            "temporaryDays": offer.temporary_days,
+            "maintenanceRequirements": [{"block": r.block.display_name, "minPercent": r.min_pct}
+                                        for r in offer.requirements]}
 
 
 async def purchase_service(request: web.Request) -> web.Response:
@@ -146,6 +163,14 @@ async def get_purchase(request: web.Request) -> web.Response:
     purchase_id = request.match_info["purchaseId"]
     require_owner(principal, await purchases.owner_of(core, purchase_id))
     return _json(await purchases.view(core, purchase_id))
+
+
+async def withdraw_purchase(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    core = request.app[CORE_KEY]
+    purchase_id = request.match_info["purchaseId"]
+    require_owner(principal, await purchases.owner_of(core, purchase_id))
+    return _json(await lifecycle.withdraw(core, purchase_id, _cid(request)))
 
 
 async def list_purchases(request: web.Request) -> web.Response:

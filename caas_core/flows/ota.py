@@ -18,13 +18,15 @@ from sqlalchemy import select, update
 
 from ..clients.http import Rejected, Unavailable
 from ..domain.money import Money
-from ..domain.notifications import CHANNELS, NoticeKind
+from ..domain.notifications import NoticeKind
 from ..domain.ota_policy import ActivationProgress, AttemptOutcome, Step
 from ..domain.purchase import PurchaseEvent, PurchaseState, transition
 from ..domain.support import Resolution, resolve_final_failure
 from ..store import jobs, outbox
 from ..store.schema import payments, purchases, refunds
 from .core import Core
+from .lifecycle import schedule_expiry
+from .notices import notify
 from .runner import JobContext
 
 ACTIVATE, OUTCOME, TIMEOUT = "ota.activate", "ota.outcome", "ota.timeout"
@@ -122,14 +124,15 @@ async def _decide(core: Core, job: jobs.Job, purchase_id: str, outcome: AttemptO
         values: dict[str, Any] = {"attempts": progress.vehicle_attempts, "updated_at": now}
         if decision.step is Step.ACTIVATED:
             values.update(status=transition(state, PurchaseEvent.ACTIVATED).value, delivered_at=now)
-            await _notify(conn, row, NoticeKind.SERVICE_ACTIVATED, now)
+            await notify(conn, row, NoticeKind.SERVICE_ACTIVATED, now)
+            await schedule_expiry(conn, row, now)
             await jobs.cancel(conn, dedupe_key=f"{TIMEOUT}:{row['activation_request_id']}", now=now)
         elif decision.step is Step.RETRY:
             if state is PurchaseState.ACTIVATING:
                 values["status"] = transition(state, PurchaseEvent.ACTIVATION_ATTEMPT_FAILED).value
             values["activation_request_id"] = None
             for notice in decision.notices:
-                await _notify(conn, row, notice, now)
+                await notify(conn, row, notice, now)
             attempt = job.payload["attempt"] + 1
             await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": attempt,
                                                 "unavailable": progress.unavailable_retries,
@@ -184,8 +187,9 @@ async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
     async with core.db.transaction() as conn:
         state = transition(PurchaseState(row["status"]), plan.purchase_event)
         values: dict[str, Any] = {"status": state.value, "updated_at": now}
-        if plan.resolution is Resolution.DELIVERED:
+        if plan.resolution is Resolution.DELIVERED:  # a lost callback: the vehicle has it after all
             values["delivered_at"] = now
+            await schedule_expiry(conn, row, now)
         if plan.ticket is not None:
             await outbox.open_ticket(conn, row["customer_id"], row["vin"], plan.ticket.summary,
                                      {"vehicleStatus": status, "vehicleStatusError": status_error,
@@ -198,12 +202,6 @@ async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
                 reason="OTA_ACTIVATION_FAILURE", created_at=now))
             values["refunded_minor"] = row["refunded_minor"] + plan.refund.amount.minor
         for notice in plan.notices:
-            await _notify(conn, row, notice, now)
+            await notify(conn, row, notice, now)
         await conn.execute(update(purchases).where(purchases.c.id == purchase_id).values(**values))
         await jobs.complete(conn, job.id)
-
-
-async def _notify(conn, row, notice: NoticeKind, now: float) -> None:
-    for channel in CHANNELS[notice]:
-        await outbox.notify(conn, row["customer_id"], channel.value.lower(), notice.value,
-                            {"purchaseId": row["id"], "serviceId": row["service_id"], "vin": row["vin"]}, now)

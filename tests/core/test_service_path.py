@@ -7,7 +7,10 @@ import uuid
 import aiohttp
 import asyncpg
 import pytest
+from sqlalchemy import select
 
+from caas_core.api.app import CORE_KEY
+from caas_core.store.schema import collection_cases
 from scenarios.stack import Stack
 from simulators.iot.api import MODEL_KEY as IOT_MODEL
 from simulators.vss.api import MODEL_KEY as VSS_MODEL
@@ -124,3 +127,63 @@ async def test_all_attempts_failing_means_ticket_refund_notice_and_no_charge(wor
     assert failed_notices == {"email", "push"}
     await stack.advance("3d")  # the refund is paid out of settled funds, then confirmed by webhook
     assert (await purchase(http, bought["purchaseId"]))["status"] == "REFUNDED"
+
+
+async def test_a_temporary_service_expires_and_is_deactivated(world):
+    stack, http, iot, _ = world
+    _, bought = await buy(http, iot["healthy"], duration="TEMPORARY")
+    await stack.advance("1m")
+    active = await purchase(http, bought["purchaseId"])
+    assert active["status"] == "ACTIVE" and active["expiresAt"]
+    await stack.advance("40d")
+    assert (await purchase(http, bought["purchaseId"]))["status"] == "EXPIRED"
+    deactivations = [e for e in stack.service("iot").journal.entries()
+                     if e["kind"] == "request" and e.get("operation") == "deactivateService"]
+    assert len(deactivations) == 1  # asked once (the vehicle may already have switched it off: 422 is fine)
+
+
+async def test_withdrawal_inside_14_days_refunds_and_deactivates_after_it_is_refused(world):
+    stack, http, iot, _ = world
+    _, early = await buy(http, iot["healthy"])
+    _, late = await buy(http, iot["healthy"], service="premium-audio")
+    await stack.advance("3d")
+    async with http.post(f"/purchases/{early['purchaseId']}/withdrawal", headers=as_("k-c1")) as r:
+        withdrawn = await r.json()
+        assert r.status == 200, withdrawn
+    assert withdrawn["status"] == "WITHDRAWN" and withdrawn["refunded"] == withdrawn["price"]
+    await stack.advance("1m")
+    assert any(e.get("operation") == "deactivateService" for e in stack.service("iot").journal.entries())
+    await stack.advance("12d")  # 15 days after the second purchase
+    async with http.post(f"/purchases/{late['purchaseId']}/withdrawal", headers=as_("k-c1")) as r:
+        assert r.status == 422 and (await r.json())["title"] == "Withdrawal period over"
+    assert (await purchase(http, late["purchaseId"]))["status"] == "ACTIVE"
+
+
+async def test_a_failed_settlement_opens_a_collection_case_and_the_service_stays(world):
+    stack, http, iot, _ = world
+    async with http.post(f"/customers/c-1/vehicles/{iot['healthy']}/purchases", headers=as_("k-c1"),
+                         json={"serviceId": "heated-seats", "durationType": "PERMANENT",
+                               "paymentMethod": {"type": "CARD", "token": "pm_card_settlement_fails"}}) as r:
+        bought = await r.json()
+    await stack.advance("3d")
+    assert (await purchase(http, bought["purchaseId"]))["status"] == "ACTIVE"
+    core_db = stack.running["core"].app[CORE_KEY].db
+    async with core_db.transaction(readonly=True) as conn:
+        cases = (await conn.execute(select(collection_cases))).mappings().all()
+    assert [(c["amount_minor"], c["status"]) for c in cases] == [(bought["price"]["value"], "open")]
+
+
+async def test_iot_api_down_then_recovering_delays_and_then_delivers(world):
+    stack, http, iot, _ = world
+    stack.service("iot").faults.add({"id": "down", "match": {"operation": "activateService"},
+                                     "action": {"type": "http_error", "params": {"status": 503, "retry_after": 120}},
+                                     "window": {"until": "+20m"}})
+    _, bought = await buy(http, iot["healthy"])
+    await stack.advance("10m")
+    waiting = await purchase(http, bought["purchaseId"])
+    assert waiting["status"] == "ACTIVATION_QUEUED" and waiting["attempts"] == 0
+    async with http.get("/customers/c-1/notifications", headers=as_("k-c1")) as r:
+        delayed = [n for n in (await r.json())["notifications"] if n["template"] == "ACTIVATION_DELAYED"]
+    assert {n["channel"] for n in delayed} == {"email", "push"}  # told once, on both channels
+    await stack.advance("1h")
+    assert (await purchase(http, bought["purchaseId"]))["status"] == "ACTIVE"
