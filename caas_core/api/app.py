@@ -153,8 +153,12 @@ async def purchase_service(request: web.Request) -> web.Response:
     view = await purchases.purchase(request.app[CORE_KEY], customer_id=customer_id, vin=vin,
                                     service_id=body.serviceId, duration_type=body.durationType,
                                     method_type=body.paymentMethod.type, token=body.paymentMethod.token,
-                                    correlation_id=_cid(request))
-    return _json(view, 201, {"Location": f"/purchases/{view['purchaseId']}"})
+                                    correlation_id=_cid(request),
+                                    idempotency_key=request.headers.get("Idempotency-Key"))
+    headers = {"Location": f"/purchases/{view['purchaseId']}"}
+    if view.pop("replayed", False):
+        headers["Idempotent-Replayed"] = "true"
+    return _json(view, 201, headers)
 
 
 async def get_purchase(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ answer goes back before the vehicle is touched.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy import select
@@ -26,7 +27,23 @@ ACTIVATE = "ota.activate"
 
 
 async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, duration_type: str,
-                   method_type: str, token: str, correlation_id: str) -> dict[str, Any]:
+                   method_type: str, token: str, correlation_id: str,
+                   idempotency_key: str | None = None) -> dict[str, Any]:
+    purchase_id = core.new_id("pur")
+    if idempotency_key is not None:
+        # The key names the purchase: a retry after a lost answer (or a crash) finds it,
+        # and every upstream call keyed by the purchase id replays instead of repeating.
+        digest = hashlib.blake2b(f"{customer_id}\n{idempotency_key}".encode(), digest_size=10).hexdigest()
+        purchase_id = f"pur_{digest}"
+        async with core.db.transaction(readonly=True) as conn:
+            existing = (await conn.execute(select(purchases).where(purchases.c.id == purchase_id))
+                        ).mappings().first()
+        if existing is not None:
+            if (existing["vin"], existing["service_id"], existing["duration_type"]) != (vin, service_id,
+                                                                                        duration_type):
+                raise Problem(422, "Idempotency key reused", f"Idempotency-Key {idempotency_key!r} was first "
+                              "used for another purchase", kind="idempotency-mismatch")
+            return {**await view(core, purchase_id), "replayed": True}
     try:
         offer = core.catalogue.get(service_id)
         duration = DurationType(duration_type)
@@ -43,7 +60,6 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
                       shortfalls=[{"block": s.block.display_name, "actualPercent": s.actual_pct,
                                    "requiredPercent": s.required_pct} for s in eligibility.shortfalls],
                       warnings=warnings)
-    purchase_id = core.new_id("pur")
     now = core.clock.now()
     gateway_payment = None
     if duration is not DurationType.SUBSCRIPTION:  # subscriptions are post-paid: billed at month end

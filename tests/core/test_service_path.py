@@ -187,3 +187,20 @@ async def test_iot_api_down_then_recovering_delays_and_then_delivers(world):
     assert {n["channel"] for n in delayed} == {"email", "push"}  # told once, on both channels
     await stack.advance("1h")
     assert (await purchase(http, bought["purchaseId"]))["status"] == "ACTIVE"
+
+
+async def test_a_retried_purchase_with_the_same_key_is_the_same_purchase(world):
+    stack, http, iot, _ = world
+    body = {"serviceId": "heated-seats", "durationType": "PERMANENT", "paymentMethod": CARD}
+    url = f"/customers/c-1/vehicles/{iot['healthy']}/purchases"
+    headers = {**as_("k-c1"), "Idempotency-Key": "buy-1"}
+    async with http.post(url, json=body, headers=headers) as r:
+        first = await r.json()
+    async with http.post(url, json=body, headers=headers) as r:
+        assert r.status == 201 and r.headers["Idempotent-Replayed"] == "true"
+        assert (await r.json())["purchaseId"] == first["purchaseId"]
+    async with http.post(url, json={**body, "serviceId": "premium-audio"}, headers=headers) as r:
+        assert r.status == 422
+    await stack.advance("1m")
+    payments = [e for e in stack.service("payments").journal.entries() if e.get("operation") == "initiatePayment"]
+    assert len(payments) == 1
