@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import errno
 import importlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -38,10 +39,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     ports = {name: stack_mod.SERVICES[name][1] for name in names} | {"sink": stack_mod.SINK_PORT,
                                                                       "core": CORE_PORT}
     core = None if args.no_core else ({"database_url": args.database} if args.database else {})
+    if core is not None and "CAAS_API_KEYS" not in os.environ:
+        core["api_keys"] = DEVELOPMENT_KEYS  # printed at start; set CAAS_API_KEYS for real ones
     stack = stack_mod.Stack(services=names, seed=args.seed, clock=stack_mod.parse_clock(args.clock),
                             host=args.host, ports=ports, fault_profiles=profiles, admin_token=args.admin_token,
                             core=core)
     return _run_server(run_stack(stack))
+
+
+#: API keys of a local `caas-sim up` when CAAS_API_KEYS is not set.
+DEVELOPMENT_KEYS = {"dev-operator": {"role": "operator", "subject": "operator"},
+                    "dev-customer": {"role": "customer", "subject": "c-1"},
+                    "dev-dealership": {"role": "dealership", "subject": "d-1"}}
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -105,6 +114,9 @@ async def run_stack(stack: stack_mod.Stack, *, configure: Callable[[stack_mod.St
         if configure:
             configure(stack)
         print(render_stack(stack), file=out)
+        if stack.core is not None and stack.core.get("api_keys") is DEVELOPMENT_KEYS:
+            print("\ncore API keys (development): " + ", ".join(
+                f"{key} ({grant['role']} {grant['subject']})" for key, grant in DEVELOPMENT_KEYS.items()), file=out)
         clock = stack.clock
         hint = "; move it with `caas-sim clock advance 15m`" if clock.mode != "real" else ""
         print(f"\nclock {clock.mode} at {clock.now_iso()}, seed {stack.seed}{hint}. Ctrl-C to stop.",
