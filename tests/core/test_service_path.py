@@ -204,3 +204,42 @@ async def test_a_retried_purchase_with_the_same_key_is_the_same_purchase(world):
     await stack.advance("1m")
     payments = [e for e in stack.service("payments").journal.entries() if e.get("operation") == "initiatePayment"]
     assert len(payments) == 1
+
+
+async def test_webhook_receivers_verify_signatures_and_dedupe_durably(world):
+    import time
+    from datetime import datetime, timezone
+
+    import orjson
+    from standardwebhooks.webhooks import Webhook
+
+    from caas_core.settings import DEVELOPMENT_SECRET
+
+    stack, http, iot, _ = world
+    body = orjson.dumps({"requestId": "ota_unknown", "vin": iot["healthy"], "serviceId": "x", "status": "ACTIVATED",
+                         "errorCode": None, "timestamp": "2026-01-05T08:00:00.000Z"})
+
+    def signed(at, webhook_id="msg_test"):
+        stamp = datetime.fromtimestamp(int(at), tz=timezone.utc)
+        return {"webhook-id": webhook_id, "webhook-timestamp": str(int(at)), "content-type": "application/json",
+                "webhook-signature": Webhook(DEVELOPMENT_SECRET).sign(webhook_id, stamp, body.decode())}
+
+    async with http.post("/caas/webhooks/ota-status", data=body, headers=signed(time.time())) as r:
+        assert r.status == 204
+    async with http.post("/caas/webhooks/ota-status", data=body, headers=signed(time.time())) as r:
+        assert r.status == 204  # the same webhook-id again: acknowledged, not processed twice
+    async with http.post("/caas/webhooks/ota-status", data=body + b" ", headers=signed(time.time())) as r:
+        assert r.status == 401  # the body is not what was signed
+    async with http.post("/caas/webhooks/ota-status", data=body, headers=signed(time.time() - 600, "m2")) as r:
+        assert r.status == 401 and (await r.json())["type"].endswith("webhook-timestamp")
+    async with http.post("/caas/webhooks/payments", data=body, headers={"content-type": "application/json"}) as r:
+        assert r.status == 401
+    await stack.advance("1s")
+    core_db = stack.running["core"].app[CORE_KEY].db
+    async with core_db.transaction(readonly=True) as conn:
+        from caas_core.store.schema import jobs as jobs_table
+        from caas_core.store.schema import webhook_inbox
+
+        inbox = (await conn.execute(select(webhook_inbox))).mappings().all()
+        outcome_jobs = (await conn.execute(select(jobs_table).where(jobs_table.c.kind == "ota.outcome"))).all()
+    assert [(row["webhook_id"]) for row in inbox] == ["msg_test"] and len(outcome_jobs) == 1
