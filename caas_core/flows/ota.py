@@ -22,7 +22,7 @@ from ..domain.notifications import NoticeKind
 from ..domain.ota_policy import ActivationProgress, AttemptOutcome, Step
 from ..domain.purchase import PurchaseEvent, PurchaseState, transition
 from ..domain.support import Resolution, resolve_final_failure
-from ..store import jobs, outbox
+from ..store import inbox, jobs, outbox
 from ..store.schema import payments, purchases, refunds
 from .core import Core
 from .lifecycle import schedule_expiry
@@ -45,6 +45,13 @@ def handlers(core: Core) -> dict:
     return {ACTIVATE: activate, OUTCOME: outcome, TIMEOUT: timeout}
 
 
+async def _done(conn, job: jobs.Job, now: float) -> None:
+    """Complete the job; for a callback, also note in the inbox that it was handled."""
+    await jobs.complete(conn, job.id)
+    if "webhookId" in job.payload:
+        await inbox.mark_processed(conn, job.payload["source"], job.payload["webhookId"], "processed", now)
+
+
 async def _load(conn, purchase_id: str):
     return (await conn.execute(select(purchases).where(purchases.c.id == purchase_id))).mappings().first()
 
@@ -61,7 +68,7 @@ async def _activate(core: Core, job: jobs.Job) -> None:
         row = await _load(conn, purchase_id)
     if row is None or row["status"] != PurchaseState.ACTIVATION_QUEUED.value:
         async with core.db.transaction() as conn:
-            await jobs.complete(conn, job.id)  # withdrawn, or already decided: nothing to push
+            await _done(conn, job, core.clock.now())  # withdrawn, or already decided: nothing to push
         return
     offer = core.catalogue.get(row["service_id"])
     duration = offer.ota_duration(row["duration_type"], row["created_at"])
@@ -84,7 +91,7 @@ async def _activate(core: Core, job: jobs.Job) -> None:
         await jobs.enqueue(conn, TIMEOUT, {**job.payload, "requestId": accepted["requestId"]},
                            run_at=now + core.policy.attempt_timeout, now=now,
                            dedupe_key=f"{TIMEOUT}:{accepted['requestId']}", correlation_id=job.correlation_id)
-        await jobs.complete(conn, job.id)
+        await _done(conn, job, core.clock.now())
 
 
 async def _on_callback(core: Core, job: jobs.Job) -> None:
@@ -94,7 +101,7 @@ async def _on_callback(core: Core, job: jobs.Job) -> None:
             purchases.c.activation_request_id == body.get("requestId")))
     if purchase_id is None or body.get("status") not in ("ACTIVATED", "FAILED"):
         async with core.db.transaction() as conn:  # not ours, or DEACTIVATED/EXPIRED: nothing to decide
-            await jobs.complete(conn, job.id)
+            await _done(conn, job, core.clock.now())
         return
     outcome = AttemptOutcome.activated() if body["status"] == "ACTIVATED" else \
         AttemptOutcome.failed(body.get("errorCode"))
@@ -117,7 +124,7 @@ async def _decide(core: Core, job: jobs.Job, purchase_id: str, outcome: AttemptO
         # timeout after the callback came, changes nothing.
         stale = request_id is not None and request_id != row["activation_request_id"]
         if stale or state not in (PurchaseState.ACTIVATION_QUEUED, PurchaseState.ACTIVATING):
-            await jobs.complete(conn, job.id)
+            await _done(conn, job, core.clock.now())
             return
         decision = core.policy.decide(_progress(row, job.payload), outcome, now)
         progress = decision.progress
@@ -147,7 +154,7 @@ async def _decide(core: Core, job: jobs.Job, purchase_id: str, outcome: AttemptO
                                correlation_id=job.correlation_id)
             await jobs.cancel(conn, dedupe_key=f"{TIMEOUT}:{row['activation_request_id']}", now=now)
         await conn.execute(update(purchases).where(purchases.c.id == purchase_id).values(**values))
-        await jobs.complete(conn, job.id)
+        await _done(conn, job, core.clock.now())
     core.wake()
 
 
@@ -163,7 +170,7 @@ async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
                    ).mappings().first()
     if row["status"] not in (PurchaseState.ACTIVATION_QUEUED.value, PurchaseState.ACTIVATING.value):
         async with core.db.transaction() as conn:
-            await jobs.complete(conn, job.id)
+            await _done(conn, job, core.clock.now())
         return
     status, status_error = None, None
     try:
@@ -204,4 +211,4 @@ async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
         for notice in plan.notices:
             await notify(conn, row, notice, now)
         await conn.execute(update(purchases).where(purchases.c.id == purchase_id).values(**values))
-        await jobs.complete(conn, job.id)
+        await _done(conn, job, core.clock.now())

@@ -243,3 +243,4 @@ async def test_webhook_receivers_verify_signatures_and_dedupe_durably(world):
         inbox = (await conn.execute(select(webhook_inbox))).mappings().all()
         outcome_jobs = (await conn.execute(select(jobs_table).where(jobs_table.c.kind == "ota.outcome"))).all()
     assert [(row["webhook_id"]) for row in inbox] == ["msg_test"] and len(outcome_jobs) == 1
+    assert inbox[0]["processed_at"] is not None  # handled (here: a request id the core never made)
