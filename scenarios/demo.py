@@ -1,143 +1,107 @@
-"""``make demo``: OTA activations on a simulated fleet, with faults, in virtual time.
+"""``make demo``: customers buy optional services from the reference core, in virtual time.
 
-The stack runs the IoT simulator and a webhook receiver standing in for the
-core. A small driver plays the core's part of the specification: it activates
-services, retries a FAILED activation with exponential backoff (1, 5, 15, 30
-min), and after the last failure queries the vehicle's status (where the core
-would open a support ticket and refund). Then it prints what happened.
-The scenario runner replaces this later.
+The stack runs the core against the IoT, VSS and payment simulators, with a
+SQLite database in a temporary folder. Customers buy services for healthy,
+sleeping, weakly connected, flaky, failing and offline vehicles, one with poor
+maintenance, one while VSS is down; the world then lives three virtual days and
+the demo prints what the core did: activations and their attempts, refusals,
+risk decisions, support tickets, refunds and what each customer was told.
+The scenario runner replaces it later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
-from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 
-from simulators.iot.fleet import Fleet
+from simulators.iot.api import MODEL_KEY as IOT_MODEL
 from simulators.kit.clock import Clock, isoformat
 from simulators.kit.durations import format_duration
+from simulators.vss.api import MODEL_KEY as VSS_MODEL
 
 from .stack import Stack
 
-BACKOFF = (60, 300, 900, 1800)  # the specification's example retry delays
-
-
-@dataclass
-class Purchase:
-    label: str
-    vin: str
-    service_id: str
-    flags: list[str]
-    duration: dict = field(default_factory=lambda: {"type": "PERMANENT"})
-    attempts: int = 0
-    outcome: str = "pending"
-    finished_at: float | None = None
-    history: list[str] = field(default_factory=list)
-
-
-class Driver:
-    """The core's OTA retry policy, in miniature."""
-
-    def __init__(self, stack: Stack, http: aiohttp.ClientSession):
-        self.stack, self.http, self.clock = stack, http, stack.clock
-        self.start = self.clock.now()
-        self.by_request: dict[str, Purchase] = {}
-        self.timeline: list[tuple[float, str]] = []
-        stack.sink.listeners.append(self.on_callback)
-
-    def log(self, text: str) -> None:
-        self.timeline.append((self.clock.now(), text))
-
-    async def activate(self, p: Purchase) -> None:
-        p.attempts += 1
-        body = {"vin": p.vin, "serviceId": p.service_id,
-                "configuration": {"featureFlags": p.flags, "parameters": {}}, "duration": p.duration}
-        async with self.http.post("/ota/activate", json=body,
-                                  headers={"X-Correlation-Id": f"demo-{p.service_id}-{p.attempts}"}) as r:
-            answer = await r.json()
-        if r.status != 202:
-            p.outcome = f"refused {r.status}: {answer.get('detail')}"
-            self.log(f"{p.label:<22} refused {r.status}: {answer.get('title')}")
-            return
-        self.by_request[answer["requestId"]] = p
-        self.log(f"{p.label:<22} attempt {p.attempts}: {answer['status']}")
-
-    def on_callback(self, received) -> None:
-        payload = received.payload
-        p = self.by_request.get(payload["requestId"])
-        if p is None:
-            return
-        if payload["status"] == "ACTIVATED":
-            p.outcome, p.finished_at = "ACTIVATED", self.clock.now()
-            self.log(f"{p.label:<22} ACTIVATED (customer notified)")
-        elif payload["status"] == "FAILED":
-            if p.attempts <= len(BACKOFF):
-                delay = BACKOFF[p.attempts - 1]
-                self.log(f"{p.label:<22} FAILED {payload['errorCode']}: retry in {format_duration(delay)}")
-                self.clock.call_later(delay, lambda: self.clock.spawn(self.activate(p), "demo"))
-            else:
-                self.log(f"{p.label:<22} FAILED {payload['errorCode']}: retries exhausted")
-                self.clock.spawn(self.give_up(p), "demo")
-
-    async def give_up(self, p: Purchase) -> None:
-        async with self.http.get(f"/vehicles/{p.vin}/status") as r:
-            status = await r.json()
-        p.outcome, p.finished_at = "NOT DELIVERED", self.clock.now()
-        codes = ",".join(status["diagnostics"]["errorCodes"]) or "none"
-        self.log(f"{p.label:<22} vehicle {status['connectivity']}, error codes {codes}: "
-                 "support ticket + refund (never charged)")
+KEY = "demo-customer"
+OPERATOR = "demo-operator"
+CARD = {"type": "CARD", "token": "pm_card_visa"}
 
 
 async def run(seed: int = 2026) -> int:
     wall = time.perf_counter()
-    stack = Stack(services=["iot"], seed=seed, clock=Clock("virtual"))
-    async with stack, aiohttp.ClientSession(stack.url("iot")) as http:
-        magic = (await (await http.get("/fleet/magic-vins")).json())["vins"]
-        fleet = Fleet(seed)
-        ordinary = fleet.vin_at(4242)
-        purchases = [
-            Purchase("healthy car", magic["healthy"], "performance-boost", ["performance_boost", "sport_mode"]),
-            Purchase("ordinary car", ordinary, "heated-seats", ["heated_seats"],
-                     {"type": "TEMPORARY", "expiryDate": isoformat(stack.clock.now() + 2 * 86400)}),
-            Purchase("sleeping car", magic["sleeping"], "winter-package", ["winter_package"]),
-            Purchase("limited signal", magic["limited"], "premium-audio", ["premium_audio"]),
-            Purchase("fails twice", magic["flaky_twice"], "track-mode", ["track_mode"]),
-            Purchase("callback duplicated", magic["callback_duplicated"], "matrix-lights", ["matrix_headlights"]),
-            Purchase("ECU error", magic["activation_fails"], "autopilot-plus", ["autopilot_plus"]),
-            Purchase("always offline", magic["always_offline"], "launch-control", ["launch_control"]),
-            Purchase("unknown feature", magic["healthy"], "warp", ["warp_drive"]),
-        ]
-        # A fault rule as a developer would post it: the first two pushes to the
-        # ordinary car find it offline.
-        await http.post("/__admin/faults", json={"id": "ordinary-offline", "action": {"type": "vehicle_offline"},
-                                                 "match": {"selectors": {"vin": ordinary}}, "times": 2})
-        driver = Driver(stack, http)
-        for p in purchases:
-            await driver.activate(p)
-        events = await stack.advance("3d")
-        journal = stack.service("iot").journal.entries()
+    with tempfile.TemporaryDirectory() as folder:
+        stack = Stack(services=["iot", "vss", "payments"], seed=seed, clock=Clock("virtual"), core={
+            "database_url": f"sqlite+aiosqlite:///{Path(folder) / 'core.db'}",
+            "api_keys": {KEY: {"role": "customer", "subject": "c-1"},
+                         OPERATOR: {"role": "operator", "subject": "ops"}}})
+        async with stack, aiohttp.ClientSession(stack.url("core"),
+                                                headers={"Authorization": f"Bearer {KEY}"}) as http:
+            start = stack.clock.now()
+            iot = stack.running["iot"].app[IOT_MODEL].fleet.magic_vins()
+            vss = stack.running["vss"].app[VSS_MODEL].magic_vins()
+            orders = [
+                ("healthy car", iot["healthy"], "heated-seats", "PERMANENT"),
+                ("a weekend of power", iot["healthy"], "performance-boost", "TEMPORARY"),
+                ("sleeping car", iot["sleeping"], "winter-package", "PERMANENT"),
+                ("weak signal", iot["limited"], "premium-audio", "PERMANENT"),
+                ("fails twice", iot["flaky_twice"], "matrix-headlights", "PERMANENT"),
+                ("ECU error", iot["activation_fails"], "autopilot-plus", "PERMANENT"),
+                ("always offline", iot["always_offline"], "sport-mode", "PERMANENT"),
+                ("poor maintenance", vss["several_blocks_low"], "performance-boost", "PERMANENT"),
+                ("VSS down", vss["fully_compliant"], "track-mode", "PERMANENT"),
+            ]
+            print(f"CaaS demo: the reference core and its simulators (seed {seed}), virtual time from "
+                  f"{isoformat(start)}\n")
+            bought = {}
+            for label, vin, service, duration in orders:
+                if label == "VSS down":
+                    stack.service("vss").faults.add({"id": "vss-down", "action": {"type": "vss_unavailable"}})
+                async with http.post(f"/customers/c-1/vehicles/{vin}/purchases",
+                                     json={"serviceId": service, "durationType": duration,
+                                           "paymentMethod": CARD}) as r:
+                    answer = await r.json()
+                if r.status == 201:
+                    bought[label] = answer["purchaseId"]
+                    extra = f", risk: {answer['riskDecision']}" if answer["riskDecision"] else ""
+                    print(f"  {label:<20} {service:<18} accepted, activation queued{extra}")
+                else:
+                    print(f"  {label:<20} {service:<18} refused {r.status}: {answer.get('detail', answer['title'])}")
+            stack.service("vss").faults.clear()
+            events = await stack.advance("3d")
 
-    print(f"CaaS simulator demo: OTA activations on a fleet of {len(fleet):,} vehicles (seed {seed}), "
-          f"virtual time from {isoformat(driver.start)}\n")
-    for at, text in driver.timeline:
-        print(f"  +{format_duration(at - driver.start):>8}  {text}")
-    print(f"\n{'purchase':<22}{'vehicle':<19}{'attempts':>9}  {'outcome':<15}{'after':>8}")
-    for p in purchases:
-        after = format_duration(p.finished_at - driver.start) if p.finished_at else "-"
-        print(f"{p.label:<22}{p.vin:<19}{p.attempts:>9}  {p.outcome.split(':')[0]:<15}{after:>8}")
-    webhooks = [e for e in journal if e["kind"] == "webhook"]
-    duplicates = sum(1 for r in stack.sink.received if r.duplicate)
-    expired = [r for r in stack.sink.received if r.payload["status"] == "EXPIRED"]
-    print(f"\ncallbacks: {len(webhooks)} deliveries, all signed and verified; {duplicates} duplicate(s) recognised "
-          f"by webhook-id; {len(expired)} temporary service(s) expired on the clock")
-    print(f"faults applied: {sum(1 for e in journal if e['kind'] == 'fault')}; contract violations: "
-          f"{sum(1 for e in journal if e['kind'] == 'violation')}")
-    print(f"{format_duration(stack.clock.now() - driver.start)} of virtual time, {events} timed events, "
-          f"in {time.perf_counter() - wall:.2f} s of wall time")
-    return 0
+            print(f"\n{'purchase':<20}{'service':<19}{'status':<19}{'attempts':>8}  {'refunded':>9}  delivered after")
+            for label, purchase_id in bought.items():
+                async with http.get(f"/purchases/{purchase_id}") as r:
+                    p = await r.json()
+                after = "-"
+                if p["deliveredAt"]:
+                    after = format_duration(_seconds(p["deliveredAt"]) - start)
+                refunded = f"{p['refunded']['value'] / 100:.2f} {p['refunded']['currency']}"
+                print(f"{label:<20}{p['serviceId']:<19}{p['status']:<19}{p['attempts']:>8}  {refunded:>9}  {after}")
+            async with http.get("/customers/c-1/notifications") as r:
+                notices = (await r.json())["notifications"]
+            async with http.get("/support/tickets", headers={"Authorization": f"Bearer {OPERATOR}"}) as r:
+                tickets = (await r.json())["tickets"]
+            told: dict[str, set[str]] = {}
+            for n in notices:
+                told.setdefault(n["template"], set()).add(n["channel"])
+            print("\nthe customer was told: " + "; ".join(
+                f"{template} ({', '.join(sorted(channels))})" for template, channels in sorted(told.items())))
+            print(f"support tickets: {len(tickets)} (" + "; ".join(t["subject"] for t in tickets) + ")")
+            violations = stack.violations()
+            print(f"contract violations between the core and the simulators: {len(violations)}")
+            print(f"{format_duration(stack.clock.now() - start)} of virtual time, {events} timed events, "
+                  f"in {time.perf_counter() - wall:.2f} s of wall time")
+            return 1 if violations else 0
+
+
+def _seconds(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def main(seed: int = 2026) -> int:

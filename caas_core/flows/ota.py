@@ -25,11 +25,14 @@ from ..domain.support import Resolution, resolve_final_failure
 from ..store import inbox, jobs, outbox
 from ..store.schema import payments, purchases, refunds
 from .core import Core
-from .lifecycle import schedule_expiry
+from .lifecycle import DEACTIVATE, schedule_expiry
 from .notices import notify
 from .runner import JobContext
 
 ACTIVATE, OUTCOME, TIMEOUT = "ota.activate", "ota.outcome", "ota.timeout"
+GIVE_UP = "ota.give_up"
+IN_PROGRESS = (PurchaseState.ACTIVATION_QUEUED, PurchaseState.ACTIVATING)
+GAVE_UP = (PurchaseState.ACTIVATION_FAILED, PurchaseState.REFUNDED)
 
 
 def handlers(core: Core) -> dict:
@@ -56,10 +59,14 @@ async def _load(conn, purchase_id: str):
     return (await conn.execute(select(purchases).where(purchases.c.id == purchase_id))).mappings().first()
 
 
-def _progress(row, payload: dict) -> ActivationProgress:
+def _progress(row) -> ActivationProgress:
     return ActivationProgress(queued_at=row["created_at"], vehicle_attempts=row["attempts"],
-                              unavailable_retries=payload.get("unavailable", 0),
-                              delay_notified=payload.get("delayNotified", False))
+                              unavailable_retries=row["unavailable_retries"], delay_notified=row["delay_notified"])
+
+
+def attempt_label(progress: ActivationProgress) -> str:
+    """Names one push, uniquely: every decision moves one of the two counters."""
+    return f"{progress.vehicle_attempts}.{progress.unavailable_retries}"
 
 
 async def _activate(core: Core, job: jobs.Job) -> None:
@@ -96,17 +103,26 @@ async def _activate(core: Core, job: jobs.Job) -> None:
 
 async def _on_callback(core: Core, job: jobs.Job) -> None:
     body = job.payload["body"]
+    status = body.get("status")
     async with core.db.transaction(readonly=True) as conn:
         purchase_id = await conn.scalar(select(purchases.c.id).where(
             purchases.c.activation_request_id == body.get("requestId")))
-    if purchase_id is None or body.get("status") not in ("ACTIVATED", "FAILED"):
+        if purchase_id is None and status == "ACTIVATED":
+            # An earlier attempt (timed out on our side) got through after all: it delivers
+            # this vehicle's service just as well, whatever attempt is in flight now.
+            purchase_id = await conn.scalar(select(purchases.c.id).where(
+                purchases.c.vin == body.get("vin"), purchases.c.service_id == body.get("serviceId"),
+                purchases.c.status.in_([s.value for s in (*IN_PROGRESS, *GAVE_UP)]))
+                .order_by(purchases.c.created_at.desc()).limit(1))
+    if purchase_id is None or status not in ("ACTIVATED", "FAILED"):
         async with core.db.transaction() as conn:  # not ours, or DEACTIVATED/EXPIRED: nothing to decide
             await _done(conn, job, core.clock.now())
         return
-    outcome = AttemptOutcome.activated() if body["status"] == "ACTIVATED" else \
-        AttemptOutcome.failed(body.get("errorCode"))
-    await _decide(core, job, purchase_id, outcome, body.get("errorCode") or body["status"],
-                  request_id=body["requestId"])
+    if status == "ACTIVATED":
+        await _decide(core, job, purchase_id, AttemptOutcome.activated(), status)
+    else:  # only the attempt in flight may fail the activation
+        await _decide(core, job, purchase_id, AttemptOutcome.failed(body.get("errorCode")),
+                      body.get("errorCode") or status, request_id=body["requestId"])
 
 
 async def _on_timeout(core: Core, job: jobs.Job) -> None:
@@ -123,12 +139,20 @@ async def _decide(core: Core, job: jobs.Job, purchase_id: str, outcome: AttemptO
         # Only the attempt in flight may decide: a late callback of an earlier attempt, or a
         # timeout after the callback came, changes nothing.
         stale = request_id is not None and request_id != row["activation_request_id"]
-        if stale or state not in (PurchaseState.ACTIVATION_QUEUED, PurchaseState.ACTIVATING):
+        if state in GAVE_UP and outcome == AttemptOutcome.activated():
+            # Activated after we gave up and refunded: the customer does not keep (nor pay for)
+            # what was not delivered in time, so the vehicle is told to switch it off.
+            await jobs.enqueue(conn, DEACTIVATE, {"purchaseId": purchase_id}, run_at=now, now=now,
+                               dedupe_key=f"{DEACTIVATE}:{purchase_id}", correlation_id=job.correlation_id)
+        if stale or state not in IN_PROGRESS:
             await _done(conn, job, core.clock.now())
+            core.wake()
             return
-        decision = core.policy.decide(_progress(row, job.payload), outcome, now)
+        decision = core.policy.decide(_progress(row), outcome, now)
         progress = decision.progress
-        values: dict[str, Any] = {"attempts": progress.vehicle_attempts, "updated_at": now}
+        values: dict[str, Any] = {"attempts": progress.vehicle_attempts, "updated_at": now,
+                                  "unavailable_retries": progress.unavailable_retries,
+                                  "delay_notified": progress.delay_notified}
         if decision.step is Step.ACTIVATED:
             values.update(status=transition(state, PurchaseEvent.ACTIVATED).value, delivered_at=now)
             await notify(conn, row, NoticeKind.SERVICE_ACTIVATED, now)
@@ -140,14 +164,14 @@ async def _decide(core: Core, job: jobs.Job, purchase_id: str, outcome: AttemptO
             values["activation_request_id"] = None
             for notice in decision.notices:
                 await notify(conn, row, notice, now)
-            attempt = job.payload["attempt"] + 1
-            await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": attempt,
-                                                "unavailable": progress.unavailable_retries,
-                                                "delayNotified": progress.delay_notified},
+            attempt = attempt_label(progress)
+            await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": attempt},
                                run_at=decision.retry_at, now=now, dedupe_key=f"{ACTIVATE}:{purchase_id}:{attempt}",
                                correlation_id=job.correlation_id)
             await jobs.cancel(conn, dedupe_key=f"{TIMEOUT}:{row['activation_request_id']}", now=now)
         else:
+            # The attempt is over: its callback or timeout, arriving later, must not count again.
+            values["activation_request_id"] = None
             await jobs.enqueue(conn, GIVE_UP, {"purchaseId": purchase_id, "reason": f"{decision.reason} ({reason})",
                                                "attempts": progress.vehicle_attempts},
                                run_at=now, now=now, dedupe_key=f"{GIVE_UP}:{purchase_id}",
@@ -157,8 +181,6 @@ async def _decide(core: Core, job: jobs.Job, purchase_id: str, outcome: AttemptO
         await _done(conn, job, core.clock.now())
     core.wake()
 
-
-GIVE_UP = "ota.give_up"
 
 
 async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
@@ -182,7 +204,7 @@ async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
     now = core.clock.now()
     plan = resolve_final_failure(
         purchase_id=purchase_id, vin=row["vin"], offer=offer,
-        progress=replace(_progress(row, {}), last_error=job.payload["reason"]), failure_reason=job.payload["reason"],
+        progress=replace(_progress(row), last_error=job.payload["reason"]), failure_reason=job.payload["reason"],
         vehicle_status=status, vehicle_status_error=status_error, charged=charged,
         already_refunded=Money(row["refunded_minor"], row["currency"]), now=now)
     refund_answer = None

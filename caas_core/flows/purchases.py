@@ -82,8 +82,8 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
             await outbox.record_decision(conn, "maintenance", purchase_id, eligibility.risk_decision,
                                          {"vin": vin, "serviceId": service_id, "reason": eligibility.risk_reason,
                                           "warnings": warnings}, now)
-        await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": 1}, run_at=now, now=now,
-                           dedupe_key=f"{ACTIVATE}:{purchase_id}:1", correlation_id=correlation_id)
+        await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": "0.0"}, run_at=now, now=now,
+                           dedupe_key=f"{ACTIVATE}:{purchase_id}:0.0", correlation_id=correlation_id)
     core.wake()
     return await view(core, purchase_id, warnings=warnings)
 

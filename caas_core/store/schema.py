@@ -85,6 +85,9 @@ jobs = Table(
     Column("status", String(16), nullable=False, server_default="pending"),
     # failed attempts so far (retry() increments it); a claim does not.
     Column("attempts", Integer, nullable=False, server_default=text("0")),
+    # the rest of the OTA activation's progress (domain.ota_policy.ActivationProgress)
+    Column("unavailable_retries", Integer, nullable=False, server_default=text("0")),
+    Column("delay_notified", Boolean, nullable=False, server_default=false()),
     Column("last_error", Text),
     # the lease: who runs it and until when (core clock); a lapsed lease is claimable.
     Column("locked_by", String(200)),
@@ -151,6 +154,9 @@ purchases = Table(
     # the OTA activation's id, looked up when the fleet's callback arrives
     Column("activation_request_id", String(100), index=True),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
+    # the rest of the OTA activation's progress (domain.ota_policy.ActivationProgress)
+    Column("unavailable_retries", Integer, nullable=False, server_default=text("0")),
+    Column("delay_notified", Boolean, nullable=False, server_default=false()),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("delivered_at", Float),

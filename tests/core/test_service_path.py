@@ -244,3 +244,13 @@ async def test_webhook_receivers_verify_signatures_and_dedupe_durably(world):
         outcome_jobs = (await conn.execute(select(jobs_table).where(jobs_table.c.kind == "ota.outcome"))).all()
     assert [(row["webhook_id"]) for row in inbox] == ["msg_test"] and len(outcome_jobs) == 1
     assert inbox[0]["processed_at"] is not None  # handled (here: a request id the core never made)
+
+
+async def test_an_attempt_that_times_out_on_our_side_but_succeeds_later_counts(world):
+    stack, http, iot, _ = world
+    _, bought = await buy(http, iot["sleeping"])  # waking it takes longer than our 60 s per attempt
+    await stack.advance("30m")
+    done = await purchase(http, bought["purchaseId"])
+    assert done["status"] == "ACTIVE" and done["refunded"]["value"] == 0
+    activations = [r for r in stack.running["iot"].app[IOT_MODEL].requests.values() if r.vin == iot["sleeping"]]
+    assert len(activations) >= 2  # we retried meanwhile; the first to get through delivered it
