@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 #: 2026-01-05T08:00:00Z, the simulators' default start of virtual time.
 DEFAULT_EPOCH = 1767600000.0
@@ -21,7 +21,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 6048
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
-def parse_duration(value: str | int | float) -> float:
+def parse_duration(value: str | float) -> float:
     """``90s``, ``15m``, ``1h30m``, ``3d`` or seconds, as the admin protocol writes durations."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
         return float(value)
@@ -32,7 +32,7 @@ def parse_duration(value: str | int | float) -> float:
 
 
 def parse_instant(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(value).timestamp()
 
 
 class ClockError(Exception):
@@ -40,7 +40,7 @@ class ClockError(Exception):
 
 
 def isoformat(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class CoreClock:
@@ -55,7 +55,7 @@ class CoreClock:
         self._anchor = time.monotonic()
 
     @classmethod
-    def parse(cls, spec: str) -> "CoreClock":
+    def parse(cls, spec: str) -> CoreClock:
         """``real`` | ``virtual`` | ``scaled:N``."""
         mode, _, factor = spec.partition(":")
         if mode == "scaled":

@@ -151,9 +151,9 @@ def main(duration: float = 5.0, connections: int = 32, rounds: int = 3) -> int:
           f"load from {'wrk' if use_wrk else 'aiohttp client (install wrk for a load generator that is not the bottleneck)'}")
     results: dict[str, list[Round]] = {"echo": [], "bare": [], "kit": []}
     for n in range(rounds):
-        for kind in results:
+        for kind, rounds_of_kind in results.items():
             r = _round(kind, duration, connections, bodies, use_wrk)
-            results[kind].append(r)
+            rounds_of_kind.append(r)
             print(f"  round {n + 1} {kind:5}: {r.rps:9.0f} req/s  {r.cpu_us_per_request:7.1f} µs CPU/req  "
                   f"errors {r.errors}", flush=True)
     if any(r.errors for rs in results.values() for r in rs):

@@ -101,7 +101,7 @@ async def run(seed: int = 2026) -> int:
 def _seconds(iso: str) -> float:
     from datetime import datetime
 
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(iso).timestamp()
 
 
 def main(seed: int = 2026) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -89,7 +89,7 @@ class Stack:
     running: dict[str, Running] = field(default_factory=dict)
     sink: WebhookSink | None = None
 
-    async def start(self) -> "Stack":
+    async def start(self) -> Stack:
         unknown = [s for s in self.services if s not in SERVICES]
         if unknown:
             raise ValueError(f"unknown service(s) {unknown}; available: {', '.join(SERVICES)}")
@@ -144,10 +144,10 @@ class Stack:
             await running.runner.cleanup()
         self.running.clear()
 
-    async def __aenter__(self) -> "Stack":
+    async def __aenter__(self) -> Self:
         return await self.start()
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
     def url(self, name: str) -> str:

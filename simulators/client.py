@@ -8,9 +8,8 @@ reached at all raises ``AdminUnreachable`` (the usual "is it running?" case).
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -71,12 +70,12 @@ class AdminClient:
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout or 10, 10))
 
-    async def __aenter__(self) -> "AdminClient":
+    async def __aenter__(self) -> Self:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def close(self) -> None:
@@ -155,7 +154,7 @@ class AdminClient:
                 status, reason, ctype = resp.status, resp.reason, resp.content_type
         except aiohttp.ClientConnectorError as exc:
             raise AdminUnreachable(self.base_url, _reason(exc)) from None
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise AdminUnreachable(self.base_url, _reason(exc) or "no answer in time") from None
         body = _decode(raw, ctype)
         if 200 <= status < 300:

@@ -155,7 +155,7 @@ async def test_clock_commands_default_to_the_simulators_that_answer(iot, monkeyp
     assert await cli("clock", "advance", "15m") == 0
     assert capsys.readouterr().out.startswith("2026-01-05T08:15:00.000Z  virtual clock of iot")
     assert await cli("clock", "show") == 0
-    header, row = capsys.readouterr().out.strip().splitlines()
+    _header, row = capsys.readouterr().out.strip().splitlines()
     assert row.split() == ["iot", "2026-01-05T08:15:00.000Z", "virtual", "0", "-", "0"]
 
 

@@ -118,9 +118,8 @@ async def test_webhook_subscriptions_are_replaced(stack, admin):
 
 async def test_reset_drops_rules_and_journal(stack, admin):
     await admin.add_fault(LATENCY)
-    async with aiohttp.ClientSession(stack.url("iot")) as http:
-        async with http.get("/fleet/magic-vins"):
-            pass
+    async with aiohttp.ClientSession(stack.url("iot")) as http, http.get("/fleet/magic-vins"):
+        pass
     assert await admin.reset() == {"reset": True, "service": "iot"}
     assert (await admin.faults())["rules"] == []
     assert (await admin.journal())["entries"] == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import hmac
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 from standardwebhooks.webhooks import Webhook
@@ -34,7 +34,7 @@ def verify(raw: bytes, headers, secret: str, *, now: float, tolerance: float) ->
         age = "old" if sent < now else "far in the future"
         raise Problem(401, "Stale webhook", f"signed {abs(now - sent):.0f} s ago" if age == "old"
                       else f"timestamp is {sent - now:.0f} s {age}", kind="webhook-timestamp")
-    expected = Webhook(secret).sign(webhook_id, datetime.fromtimestamp(sent, tz=timezone.utc), raw.decode("utf-8",
+    expected = Webhook(secret).sign(webhook_id, datetime.fromtimestamp(sent, tz=UTC), raw.decode("utf-8",
                                                                                                            "replace"))
     wanted = base64.b64decode(expected.split(",", 1)[1])
     for candidate in signatures.split(" "):

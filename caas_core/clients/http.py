@@ -11,7 +11,6 @@ holds a request on its clock answers when the coordinator moves that clock.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +61,7 @@ class JsonClient:
                                             timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as r:
                 raw = await r.read()
                 status, resp_headers = r.status, dict(r.headers)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise Unavailable(self.system, f"no answer to {method} {path} within {timeout or self.timeout:g} s") \
                 from None
         except aiohttp.ClientError as exc:

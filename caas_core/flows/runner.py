@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from ..clock import CoreClock
 from ..store import jobs
@@ -74,7 +74,7 @@ class JobRunner:
             if handler is None:
                 raise LookupError(f"no handler for job kind {job.kind!r}")
             await handler(job, self._context)
-        except Exception as exc:  # noqa: BLE001 - a job must never take the runner down
+        except Exception as exc:
             log.exception("job %s (%s) failed", job.id, job.kind)
             async with self.db.transaction() as conn:
                 if job.attempts + 1 >= ERROR_RETRIES:

@@ -82,11 +82,11 @@ async def enqueue(
     cancelled: a key names one job forever), return that job's id and insert nothing.
     """
     job_id = new_job_id(kind)
-    values = dict(
-        id=job_id, kind=kind, payload=dict(payload), run_at=run_at, status=PENDING,
-        attempts=0, created_at=now, updated_at=now, dedupe_key=dedupe_key,
-        correlation_id=correlation_id,
-    )
+    values = {
+        "id": job_id, "kind": kind, "payload": dict(payload), "run_at": run_at, "status": PENDING,
+        "attempts": 0, "created_at": now, "updated_at": now, "dedupe_key": dedupe_key,
+        "correlation_id": correlation_id,
+    }
     if dedupe_key is None:
         await conn.execute(jobs.insert().values(**values))
         return job_id
@@ -165,7 +165,7 @@ async def complete(
 ) -> bool:
     """Mark a running job done. False if it is not running (or not leased to ``worker``):
     the handler should then roll back the effects it recorded in this transaction."""
-    values = dict(status=DONE, locked_by=None, locked_until=None)
+    values = {"status": DONE, "locked_by": None, "locked_until": None}
     return await _finish(conn, _held(job_id, worker), values, now)
 
 
@@ -179,10 +179,10 @@ async def retry(
     now: float | None = None,
 ) -> bool:
     """Put a running job back to pending at ``run_at``, counting the failed attempt."""
-    values = dict(
-        status=PENDING, run_at=run_at, attempts=jobs.c.attempts + 1, last_error=error,
-        locked_by=None, locked_until=None,
-    )
+    values = {
+        "status": PENDING, "run_at": run_at, "attempts": jobs.c.attempts + 1, "last_error": error,
+        "locked_by": None, "locked_until": None,
+    }
     return await _finish(conn, _held(job_id, worker), values, now)
 
 
@@ -198,10 +198,10 @@ async def fail(
 
     Accepts pending jobs too, so a flow can fail a job it decides not to run."""
     where = or_(_held(job_id, worker), and_(jobs.c.id == job_id, jobs.c.status == PENDING))
-    values = dict(
-        status=FAILED, attempts=jobs.c.attempts + 1, last_error=error,
-        locked_by=None, locked_until=None,
-    )
+    values = {
+        "status": FAILED, "attempts": jobs.c.attempts + 1, "last_error": error,
+        "locked_by": None, "locked_until": None,
+    }
     return await _finish(conn, where, values, now)
 
 
@@ -224,7 +224,7 @@ async def cancel(
         where.append(jobs.c.kind == kind)
     if dedupe_key is not None:
         where.append(jobs.c.dedupe_key == dedupe_key)
-    values: dict[str, Any] = dict(status=CANCELLED)
+    values: dict[str, Any] = {"status": CANCELLED}
     if now is not None:
         values["updated_at"] = now
     result = await conn.execute(update(jobs).where(*where).values(**values))

@@ -7,7 +7,8 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any, Awaitable, Callable, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 import aiohttp
 

@@ -9,8 +9,9 @@ import importlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from simulators.kit.contract import CONTRACTS_DIR
 from simulators.kit.service import is_loopback

@@ -42,12 +42,27 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
-    "VIN_ALPHABET", "vin_check_digit", "is_well_formed_vin", "has_valid_check_digit",
-    "OPTIONAL_FEATURES", "MODELS", "MAGIC_SERIALS", "DEFAULT_EPOCH", "MAX_FLEET_SIZE",
-    "ONLINE", "OFFLINE", "LIMITED",
-    "ConnectivityKind", "VehicleProfile", "Fleet",
-    "connectivity_at", "last_seen", "next_online", "signal_strength",
-    "flaky_attempt_fails", "activation_latency",
+    "DEFAULT_EPOCH",
+    "LIMITED",
+    "MAGIC_SERIALS",
+    "MAX_FLEET_SIZE",
+    "MODELS",
+    "OFFLINE",
+    "ONLINE",
+    "OPTIONAL_FEATURES",
+    "VIN_ALPHABET",
+    "ConnectivityKind",
+    "Fleet",
+    "VehicleProfile",
+    "activation_latency",
+    "connectivity_at",
+    "flaky_attempt_fails",
+    "has_valid_check_digit",
+    "is_well_formed_vin",
+    "last_seen",
+    "next_online",
+    "signal_strength",
+    "vin_check_digit",
 ]
 
 # --------------------------------------------------------------------------- VINs
@@ -186,7 +201,7 @@ class VehicleProfile:
 class Fleet:
     """``Fleet(seed, size)``: vehicles 0..size-1, computed on demand (O(1) memory)."""
 
-    __slots__ = ("seed", "size", "epoch", "_wmi", "_plant")
+    __slots__ = ("_plant", "_wmi", "epoch", "seed", "size")
 
     def __init__(self, seed: int, size: int = MAX_FLEET_SIZE, epoch: float = DEFAULT_EPOCH):
         if not 1 <= size <= MAX_FLEET_SIZE:

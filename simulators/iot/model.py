@@ -248,15 +248,13 @@ class IotModel:
         if state == "FORCED_OFFLINE" or (magic == "flaky_twice" and vehicle.commands <= 2):
             return self._later(self.command_ttl, req, "FAILED", "VEHICLE_OFFLINE")
         delay = 0.0
-        if state == fl.OFFLINE:
-            # A sleeping car is woken by a shoulder tap (wake-up time is in its
-            # activation latency); any other unreachable car must come back
-            # within the command TTL or the command fails.
-            if profile.connectivity != fl.ConnectivityKind.SLEEPS:
-                reachable = fl.next_online(profile, now)
-                if reachable - now > self.command_ttl:
-                    return self._later(self.command_ttl, req, "FAILED", "VEHICLE_OFFLINE")
-                delay = reachable - now
+        # A sleeping car is woken by a shoulder tap (wake-up time is in its activation
+        # latency); any other unreachable car must come back within the command TTL.
+        if state == fl.OFFLINE and profile.connectivity != fl.ConnectivityKind.SLEEPS:
+            reachable = fl.next_online(profile, now)
+            if reachable - now > self.command_ttl:
+                return self._later(self.command_ttl, req, "FAILED", "VEHICLE_OFFLINE")
+            delay = reachable - now
         req.status = "IN_PROGRESS"
         latency = fl.activation_latency(profile, now + delay, vehicle.commands)
         if state == fl.LIMITED and profile.connectivity != fl.ConnectivityKind.LIMITED:

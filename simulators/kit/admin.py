@@ -130,7 +130,7 @@ def _handlers(service: Service) -> dict:
         for sub in subs:
             try:
                 service.webhooks.subscribe(sub["event"], sub["url"], sub["secret"])
-            except Exception as exc:  # the library's own secret errors vary
+            except (ValueError, TypeError, RuntimeError) as exc:  # binascii.Error is a ValueError
                 raise ProblemError(400, "Invalid webhook secret", str(exc)) from None
         return 200, {"subscriptions": [s.to_dict() for s in service.webhooks.subscriptions]}
 

@@ -12,8 +12,9 @@ import asyncio
 import socket
 import struct
 import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterator, Sequence
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -26,7 +27,7 @@ from .journal import CORRELATION_HEADER
 from .problems import from_error, problem
 from .service import Service
 
-SERVICE_KEY: web.AppKey["Service"] = web.AppKey("service")
+SERVICE_KEY: web.AppKey[Service] = web.AppKey("service")
 #: Largest request body any simulator accepts.
 MAX_BODY = 1024 * 1024
 

@@ -21,9 +21,10 @@ import contextvars
 import heapq
 import itertools
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -42,7 +43,7 @@ class ClockError(Exception):
 
 
 def to_datetime(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
+    return datetime.fromtimestamp(ts, tz=UTC)
 
 
 def isoformat(ts: float) -> str:
@@ -50,7 +51,7 @@ def isoformat(ts: float) -> str:
 
 
 def parse_datetime(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(value).timestamp()
 
 
 @dataclass(slots=True)
@@ -198,7 +199,7 @@ class Clock:
                 return await task
         except asyncio.CancelledError:
             if timed_out:
-                raise asyncio.TimeoutError(f"no answer within {timeout:g} s of clock time") from None
+                raise TimeoutError(f"no answer within {timeout:g} s of clock time") from None
             raise
         finally:
             timer.cancel()

@@ -8,7 +8,7 @@ to inbound requests, outbound responses and outbound webhooks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +181,7 @@ class Contract:
         return node
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> Contract:
     """The compiled contract of ``contracts/<name>``, parsed once per process (it never changes)."""
     return Contract(name)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -142,9 +143,9 @@ class FaultRule:
         # request, say) does not filter: selectors do the targeting there.
         if self.method and method and not fnmatch.fnmatchcase(method.upper(), self.method.upper()):
             return False
-        if self.path and (path or template):
-            if not any(p and (p == self.path or fnmatch.fnmatchcase(p, self.path)) for p in (template, path)):
-                return False
+        if self.path and (path or template) and not any(
+                p and (p == self.path or fnmatch.fnmatchcase(p, self.path)) for p in (template, path)):
+            return False
         if self.operation and operation and not fnmatch.fnmatchcase(operation, self.operation):
             return False
         for key, pattern in self.selectors.items():

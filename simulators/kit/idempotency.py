@@ -8,8 +8,8 @@ day of clock time.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 KEY_TTL = 86400.0
 

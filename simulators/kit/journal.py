@@ -10,8 +10,9 @@ from __future__ import annotations
 import collections
 import itertools
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 import orjson
 
@@ -28,7 +29,8 @@ class Journal:
         self._entries: collections.deque[dict] = collections.deque(maxlen=capacity)
         self._next_seq = 1
         self._cleared_through = 0  # entries up to this seq were cleared on purpose, not dropped
-        self._sink: IO[bytes] | None = open(jsonl_path, "ab") if jsonl_path else None
+        # Open for the journal's lifetime; close() ends it (the app's cleanup calls it).
+        self._sink: IO[bytes] | None = open(jsonl_path, "ab") if jsonl_path else None  # noqa: SIM115
 
     def record(self, kind: str, direction: str, **fields: Any) -> None:
         self.append(kind, direction, {key: value for key, value in fields.items() if value is not None})

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import itertools
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from .clock import Clock, isoformat
 from .contract import Contract

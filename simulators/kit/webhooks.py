@@ -9,13 +9,12 @@ simulator lose, duplicate, delay or reorder a delivery on purpose.
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import hashlib
 import itertools
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import aiohttp
 import orjson
@@ -152,7 +151,7 @@ class WebhookDispatcher:
 
     async def _attempt(self, delivery: Delivery) -> None:
         delivery.attempt += 1
-        timestamp = datetime.now(timezone.utc)
+        timestamp = datetime.now(UTC)
         headers = {
             "content-type": "application/json",
             "webhook-id": delivery.webhook_id,
@@ -166,7 +165,7 @@ class WebhookDispatcher:
         error: str | None = None
         try:
             status = await self.clock.wait_for(self._post(delivery.url, delivery.body, headers), self.attempt_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             error = f"no answer within {self.attempt_timeout:g} s"
         except (aiohttp.ClientError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"

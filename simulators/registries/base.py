@@ -66,11 +66,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, create_model
@@ -538,8 +539,8 @@ class Registry:
         if date.fromisoformat(purchase["date"]) > today:
             errors.append(("purchase.date", f"the purchase date is after today ({today})"))
         if date.fromisoformat(insurance["validFrom"]) > registration_day:
-            errors.append(("insurance.validFrom", f"the insurance must be in force on the registration date "
-                                                  f"({registration_day})"))
+            errors.append(("insurance.validFrom", (f"the insurance must be in force on the registration date "
+                                                  f"({registration_day})")))
         types = [d["type"] for d in body.get("documents", [])]
         for duplicated in sorted({t for t in types if types.count(t) > 1}):
             errors.append(("documents", f"{duplicated} is given more than once"))

@@ -50,8 +50,8 @@ def national_holidays(year: int) -> frozenset[date]:
 def _check_owner(body: dict) -> list[tuple[str, str]]:
     for document in body.get("documents", []):
         if document["type"] == "INSURANCE_PROOF" and not EVB.fullmatch(document["reference"]):
-            return [("documents", f"INSURANCE_PROOF {document['reference']!r} is not an eVB number "
-                                  "(7 upper-case letters and digits)")]
+            return [("documents", (f"INSURANCE_PROOF {document['reference']!r} is not an eVB number "
+                                  "(7 upper-case letters and digits)"))]
     return []
 
 

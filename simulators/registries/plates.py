@@ -36,9 +36,22 @@ from dataclasses import dataclass
 from datetime import date
 
 __all__ = [
-    "PlateRequest", "PlateIssuer", "PlateUnavailable", "SpainPlates", "FrancePlates", "GermanPlates", "UkPlates",
-    "ES_PATTERN", "FR_PATTERN", "DE_PATTERN", "UK_PATTERN", "de_plate_length", "de_district", "uk_age_identifier",
-    "uk_region", "DE_DISTRICTS",
+    "DE_DISTRICTS",
+    "DE_PATTERN",
+    "ES_PATTERN",
+    "FR_PATTERN",
+    "UK_PATTERN",
+    "FrancePlates",
+    "GermanPlates",
+    "PlateIssuer",
+    "PlateRequest",
+    "PlateUnavailable",
+    "SpainPlates",
+    "UkPlates",
+    "de_district",
+    "de_plate_length",
+    "uk_age_identifier",
+    "uk_region",
 ]
 
 ES_PATTERN = re.compile(r"^[0-9]{4} [BCDFGHJKLMNPRSTVWXYZ]{3}$")

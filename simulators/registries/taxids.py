@@ -32,10 +32,25 @@ import re
 from datetime import date
 
 __all__ = [
-    "es_control_letter", "check_es_dni", "check_es_nie", "check_es_cif", "check_es",
-    "fr_numero_fiscal_key", "check_fr_numero_fiscal", "luhn_valid", "check_fr_siren", "check_fr_siret", "check_fr",
-    "mod_11_10_check_digit", "check_de_steuer_id", "check_de_vat", "check_de",
-    "check_uk_nino", "check_uk_vat", "check_uk_driving_licence", "check_uk",
+    "check_de",
+    "check_de_steuer_id",
+    "check_de_vat",
+    "check_es",
+    "check_es_cif",
+    "check_es_dni",
+    "check_es_nie",
+    "check_fr",
+    "check_fr_numero_fiscal",
+    "check_fr_siren",
+    "check_fr_siret",
+    "check_uk",
+    "check_uk_driving_licence",
+    "check_uk_nino",
+    "check_uk_vat",
+    "es_control_letter",
+    "fr_numero_fiscal_key",
+    "luhn_valid",
+    "mod_11_10_check_digit",
 ]
 
 # ------------------------------------------------------------------------ Spain
@@ -207,10 +222,10 @@ def check_uk_driving_licence(value: str, date_of_birth: date | None = None) -> s
     month_of_birth = int(month) % 50  # women's months are +50
     if not 1 <= month_of_birth <= 12 or not 1 <= int(day) <= 31:
         return f"driving licence {value}: characters 6-11 are not a date of birth"
-    if date_of_birth is not None:
-        if (int(decade), int(year)) != divmod(date_of_birth.year % 100, 10) \
-                or (month_of_birth, int(day)) != (date_of_birth.month, date_of_birth.day):
-            return f"driving licence {value}: the date of birth it encodes is not the owner's ({date_of_birth})"
+    if date_of_birth is not None and (
+            (int(decade), int(year)) != divmod(date_of_birth.year % 100, 10)
+            or (month_of_birth, int(day)) != (date_of_birth.month, date_of_birth.day)):
+        return f"driving licence {value}: the date of birth it encodes is not the owner's ({date_of_birth})"
     return None
 
 

@@ -38,9 +38,10 @@ import calendar
 import hashlib
 import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -219,7 +220,7 @@ class Vehicle:
 
 def add_years(ts: float, years: int) -> float:
     """The same calendar instant ``years`` later (29 February becomes 28 February)."""
-    d = datetime.fromtimestamp(ts, tz=timezone.utc)
+    d = datetime.fromtimestamp(ts, tz=UTC)
     year = d.year + years
     day = min(d.day, calendar.monthrange(year, d.month)[1])
     return d.replace(year=year, day=day).timestamp()
@@ -310,8 +311,8 @@ class VssModel:
         s = self.fleet.seed
         year = _YEAR_CODES.get(vin[9], 2025)
         latest = self.epoch - 14 * DAY
-        lo = min(datetime(year - 1, 7, 1, tzinfo=timezone.utc).timestamp(), latest)
-        hi = min(datetime(year, 12, 31, tzinfo=timezone.utc).timestamp(), latest)
+        lo = min(datetime(year - 1, 7, 1, tzinfo=UTC).timestamp(), latest)
+        hi = min(datetime(year, 12, 31, tzinfo=UTC).timestamp(), latest)
         if hi - lo < 30 * DAY:  # that model year is not on sale yet: a recent delivery
             lo, hi = latest - 180 * DAY, latest
         delivered = _between(lo, hi, s, "vss", index, "delivered")

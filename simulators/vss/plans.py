@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Iterable
 
 DAY = 86400.0
 
@@ -161,7 +161,7 @@ class Odometer:
     ``km_per_day`` after the last one. Readings must not decrease with time
     (workshop records are validated so), which makes the curve monotonic."""
 
-    __slots__ = ("km_per_second", "_at", "_km")
+    __slots__ = ("_at", "_km", "km_per_second")
 
     def __init__(self, delivered: float, km_per_day: float, readings: Iterable[Reading] = ()):
         if km_per_day <= 0:

@@ -43,12 +43,12 @@ async def test_a_killed_core_activates_exactly_once_after_restart(tmp_path):
         stack.service("iot").faults.add({"id": "down", "match": {"operation": "activateService"},
                                          "action": {"type": "http_error", "params": {"status": 503}}})
         core = await start_core(env, port)
-        async with aiohttp.ClientSession(core_url, headers={"Authorization": "Bearer k"}) as http:
-            async with http.post(f"/customers/c-1/vehicles/{vin}/purchases",
-                                 json={"serviceId": "heated-seats", "durationType": "PERMANENT",
-                                       "paymentMethod": {"type": "CARD", "token": "pm_card_visa"}}) as r:
-                assert r.status == 201
-                purchase_id = (await r.json())["purchaseId"]
+        body = {"serviceId": "heated-seats", "durationType": "PERMANENT",
+                "paymentMethod": {"type": "CARD", "token": "pm_card_visa"}}
+        async with aiohttp.ClientSession(core_url, headers={"Authorization": "Bearer k"}) as http, \
+                http.post(f"/customers/c-1/vehicles/{vin}/purchases", json=body) as r:
+            assert r.status == 201
+            purchase_id = (await r.json())["purchaseId"]
         # Kill it once it has tried (and met the 503): the retry is only in its database now.
         journal = stack.service("iot").journal
         for _ in range(100):

@@ -3,6 +3,7 @@ the core against the running IoT, VSS and payment simulators."""
 
 import os
 import uuid
+from datetime import UTC
 
 import aiohttp
 import asyncpg
@@ -78,7 +79,7 @@ async def test_purchase_is_delivered_at_once_and_the_customer_told_on_every_chan
 
 
 async def test_a_customer_reaches_only_its_own_purchases(world):
-    stack, http, iot, _ = world
+    _stack, http, iot, _ = world
     _, bought = await buy(http, iot["healthy"])
     async with http.get(f"/purchases/{bought['purchaseId']}", headers=as_("k-c2")) as r:
         assert r.status == 403
@@ -89,7 +90,7 @@ async def test_a_customer_reaches_only_its_own_purchases(world):
 
 
 async def test_maintenance_below_threshold_blocks_the_purchase(world):
-    stack, http, _, vss = world
+    _stack, http, _, vss = world
     status, problem = await buy(http, vss["several_blocks_low"], service="performance-boost")
     assert status == 422 and problem["title"] == "Maintenance required"
     assert problem["shortfalls"] and all(s["actualPercent"] < s["requiredPercent"] for s in problem["shortfalls"])
@@ -208,7 +209,7 @@ async def test_a_retried_purchase_with_the_same_key_is_the_same_purchase(world):
 
 async def test_webhook_receivers_verify_signatures_and_dedupe_durably(world):
     import time
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import orjson
     from standardwebhooks.webhooks import Webhook
@@ -220,7 +221,7 @@ async def test_webhook_receivers_verify_signatures_and_dedupe_durably(world):
                          "errorCode": None, "timestamp": "2026-01-05T08:00:00.000Z"})
 
     def signed(at, webhook_id="msg_test"):
-        stamp = datetime.fromtimestamp(int(at), tz=timezone.utc)
+        stamp = datetime.fromtimestamp(int(at), tz=UTC)
         return {"webhook-id": webhook_id, "webhook-timestamp": str(int(at)), "content-type": "application/json",
                 "webhook-signature": Webhook(DEVELOPMENT_SECRET).sign(webhook_id, stamp, body.decode())}
 

@@ -48,7 +48,7 @@ async def test_healthy_vehicle_activates_and_callback_arrives_after_realistic_la
     assert [(s["serviceId"], s["status"]) for s in status["activeServices"]] == [("perf-boost", "ACTIVE")]
     request = await (await http.get(f"/ota/activations/{accepted['requestId']}")).json()
     assert (request["status"], request["outcome"]) == ("COMPLETED", "ACTIVATED")
-    webhook = [e for e in stack.service("iot").journal.entries() if e["kind"] == "webhook"][0]
+    webhook = next(e for e in stack.service("iot").journal.entries() if e["kind"] == "webhook")
     assert webhook["correlationId"] == "c-1"
 
 

@@ -20,7 +20,7 @@ from simulators.registries.de import NAME, national_holidays
 from simulators.registries.plates import DE_PATTERN, de_plate_length
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _examples():
     doc = yaml.load((CONTRACTS_DIR / "registry-de.yaml").read_text(), Loader=yaml.CSafeLoader)
     return doc["paths"]["/registrations"]["post"]["requestBody"]["content"]["application/json"]["examples"]
@@ -170,7 +170,7 @@ async def test_the_district_comes_from_the_city_else_from_the_postcode_zone(kba)
 
 
 async def test_company_vat_and_evb(kba):
-    stack, http = kba
+    _stack, http = kba
     bad_vat, _ = await post(http, "/registrations", example("company", taxId="DE136695978"), 422)
     assert "check digit should be 6" in bad_vat["detail"]
     body = example("company")

@@ -20,7 +20,7 @@ from simulators.registries.es import NAME, national_holidays
 from simulators.registries.plates import ES_PATTERN
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _examples():
     doc = yaml.load((CONTRACTS_DIR / "registry-es.yaml").read_text(), Loader=yaml.CSafeLoader)
     return doc["paths"]["/registrations"]["post"]["requestBody"]["content"]["application/json"]["examples"]
@@ -95,7 +95,7 @@ async def test_happy_path_answers_with_the_plate_and_issues_the_permiso_two_busi
 
 
 async def test_plates_follow_the_national_sequence_and_are_never_reused(dgt):
-    stack, http = dgt
+    _stack, http = dgt
     plates = []
     for i in range(12):
         reg, _ = await post(http, "/registrations", example(vehicle__vin=f"VSSZZZK1ZSR{i:06d}"), 201)
@@ -106,7 +106,7 @@ async def test_plates_follow_the_national_sequence_and_are_never_reused(dgt):
 
 @pytest.mark.parametrize("dgt", [{"processing_days": [2, 5], "plate_start": "9998 BZZ"}], indirect=True)
 async def test_processing_days_are_drawn_in_the_range_from_seed_and_vin(dgt):
-    stack, http = dgt
+    _stack, http = dgt
     seen = set()
     for i in range(30):
         reg, _ = await post(http, "/registrations", example(vehicle__vin=f"VSSZZZK1ZSR{i:06d}"), 201)
@@ -237,13 +237,13 @@ async def test_slow_processing_completes_after_the_published_date(dgt):
 
 
 async def test_unknown_registration_is_404(dgt):
-    stack, http = dgt
+    _stack, http = dgt
     async with http.get("/registrations/reg_es_0000000000000000") as r:
         assert r.status == 404 and (await r.json())["type"].endswith("/unknown-registration")
 
 
 async def test_the_vin_check_digit_is_not_enforced_unless_asked(dgt):
-    stack, http = dgt
+    _stack, http = dgt
     european = "WVWZZZ1JZ3W386752"  # a real Golf: a filler where North America puts the check digit
     ok, _ = await post(http, "/registrations", example(vehicle__vin=european), 201)
     assert ok["vin"] == european
@@ -251,7 +251,7 @@ async def test_the_vin_check_digit_is_not_enforced_unless_asked(dgt):
 
 @pytest.mark.parametrize("dgt", [{"processing_days": [2, 2], "enforce_vin_check_digit": True}], indirect=True)
 async def test_the_vin_check_digit_can_be_enforced(dgt):
-    stack, http = dgt
+    _stack, http = dgt
     problem, _ = await post(http, "/registrations", example(vehicle__vin="WVWZZZ1JZ3W386752"), 422)
     assert problem["errors"] == [{"field": "vehicle.vin", "message": "check digit (position 9) should be 9"}]
     ok, _ = await post(http, "/registrations", example(vehicle__vin="1M8GDM9AXKP042788"), 201)

@@ -18,7 +18,7 @@ from simulators.registries.fr import NAME, national_holidays
 from simulators.registries.plates import FR_PATTERN
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _examples():
     doc = yaml.load((CONTRACTS_DIR / "registry-fr.yaml").read_text(), Loader=yaml.CSafeLoader)
     return doc["paths"]["/registrations"]["post"]["requestBody"]["content"]["application/json"]["examples"]
@@ -91,7 +91,7 @@ async def test_business_days_skip_the_may_holidays(ants):
 
 @pytest.mark.parametrize("ants", [{"processing_days": [3, 7], "plate_start": "SR-998-ZZ"}], indirect=True)
 async def test_the_siv_series_skips_ss_and_stays_in_format(ants):
-    stack, http = ants
+    _stack, http = ants
     plates = [(await post(http, "/registrations", example(vin=f"VF1RCB00X7{i:07d}"), 201))["plateNumber"]
               for i in range(3)]
     assert plates == ["SR-998-ZZ", "SR-999-ZZ", "ST-001-AA"]
@@ -145,7 +145,7 @@ async def test_numero_fiscal_key(ants, tax_id, message):
 
 
 async def test_company_identifiers(ants):
-    stack, http = ants
+    _stack, http = ants
     siren = example("company", taxId="732829320")
     assert (await post(http, "/registrations", siren, 201))["status"] == "APPROVED"
     bad = await post(http, "/registrations", example("company", taxId="73282932000079"), 422)

@@ -76,7 +76,7 @@ def test_germany_in_format_at_most_8_characters_and_unique(requests, seed):
     for plate, ((city, postcode), electric) in zip(plates, requests):
         assert DE_PATTERN.match(plate) and de_plate_length(plate) <= 8
         district, rest = plate.split("-")
-        letters, number = rest.rstrip("E").split(" ")
+        letters, _number = rest.rstrip("E").split(" ")
         assert district == de_district(city, postcode)
         assert plate.endswith("E") == electric
         assert letters not in ("HJ", "KZ", "NS", "SA", "SD", "SS")

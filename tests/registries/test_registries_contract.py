@@ -75,7 +75,7 @@ def test_no_outbound_contract_violation(threaded_stack):
 
 # --- the contracts themselves --------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _doc(code):
     return yaml.load((CONTRACTS_DIR / f"registry-{code}.yaml").read_text(), Loader=yaml.CSafeLoader)
 

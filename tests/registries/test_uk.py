@@ -22,7 +22,7 @@ from simulators.registries.uk import DEFAULT_WEBHOOK_URL, NAME, bank_holidays
 EPOCH = parse_datetime("2026-01-05T08:00:00Z")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _examples():
     doc = yaml.load((CONTRACTS_DIR / "registry-uk.yaml").read_text(), Loader=yaml.CSafeLoader)
     return doc["paths"]["/registrations"]["post"]["requestBody"]["content"]["application/json"]["examples"]
@@ -202,7 +202,7 @@ async def test_bank_holidays_lengthen_the_processing(dvla):
     ({"address": {"postalCode": "BT1 1AA", "city": "Belfast"}}, "owner.address.postalCode", "Northern Ireland"),
 ])
 async def test_owner_checks(dvla, owner, field, message):
-    stack, http = dvla
+    _stack, http = dvla
     problem = await post(http, "/registrations", example(address=owner.pop("address", None), **owner), 422)
     assert problem["errors"][0]["field"] == field and message in problem["errors"][0]["message"]
 

@@ -1,5 +1,5 @@
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -34,7 +34,7 @@ def test_not_yours_is_403():
 
 
 def signed(body: bytes, *, at: float, secret: str = DEVELOPMENT_SECRET, webhook_id: str = "msg_1") -> dict:
-    ts = datetime.fromtimestamp(int(at), tz=timezone.utc)
+    ts = datetime.fromtimestamp(int(at), tz=UTC)
     return {"webhook-id": webhook_id, "webhook-timestamp": str(int(at)),
             "webhook-signature": Webhook(secret).sign(webhook_id, ts, body.decode())}
 

@@ -155,10 +155,9 @@ async def test_sqlite_memory_works_and_serializes_concurrent_transactions():
 
 
 async def test_a_nested_transaction_on_sqlite_is_an_error_not_a_hang():
-    async with await Database.open("sqlite+aiosqlite:///:memory:") as db:
-        async with db.transaction():
-            with pytest.raises(RuntimeError, match="pass the open connection"):
-                await jobs.count(db)  # same task: detected (pytest-timeout backs this up)
+    async with await Database.open("sqlite+aiosqlite:///:memory:") as db, db.transaction():
+        with pytest.raises(RuntimeError, match="pass the open connection"):
+            await jobs.count(db)  # same task: detected (pytest-timeout backs this up)
 
 
 def test_the_store_never_imports_simulators_or_scenarios():
