@@ -274,9 +274,17 @@ class FaultEngine:
         """The first live rule of one of ``actions`` matching this context; consumes its scope."""
         return self._find(actions, context, consume=True)
 
+    def take_all(self, actions: tuple[str, ...] | str, **context: Any) -> list[FaultRule]:
+        """Every live rule matching (each consumed and journaled): for faults that stack,
+        such as one ``low_compliance`` rule per block."""
+        return list(self._matching(actions, context, consume=True))
+
     def _find(self, actions: tuple[str, ...] | str, context: dict[str, Any], consume: bool) -> FaultRule | None:
+        return next(self._matching(actions, context, consume), None)
+
+    def _matching(self, actions: tuple[str, ...] | str, context: dict[str, Any], consume: bool):
         if not self.rules:
-            return None
+            return
         if isinstance(actions, str):
             actions = (actions,)
         now = self._now()
@@ -293,7 +301,8 @@ class FaultEngine:
                                 context.get("operation"), context.get("entities")):
                 continue
             if not consume:
-                return rule
+                yield rule
+                continue
             if rule.probability is not None and rule.rng.random() >= rule.probability:
                 continue
             rule.hits += 1
@@ -303,8 +312,7 @@ class FaultEngine:
                              correlationId=context.get("correlation_id"),
                              entities=_str_entities(context.get("entities")),
                              detail={"action": rule.action, **rule.params})
-            return rule
-        return None
+            yield rule
 
 
 def _instant(value: str | None, now: float, name: str) -> float | None:

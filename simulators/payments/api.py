@@ -52,7 +52,7 @@ def create_app(config: SimConfig) -> web.Application:
             op = service.contract.operations[call.operation]
             model.admit(operation=call.operation, method=op.method, path=op.path.format(**call.path),
                         template=op.path, client=call.headers.get(CLIENT_HEADER),
-                        entities=_entities(call), correlation_id=call.correlation_id)
+                        entities=call.entities, correlation_id=call.correlation_id)
             return await handler(call)
         return run
 
@@ -63,18 +63,3 @@ def create_app(config: SimConfig) -> web.Application:
     app[MODEL_KEY] = model
     config.finish(service)
     return app
-
-
-def _entities(call: Call) -> dict[str, str]:
-    """What fault selectors can name: the kit's (path, top-level strings) plus the nested ids of a payment."""
-    entities = dict(call.entities)
-    body = call.body if isinstance(call.body, dict) else {}
-    for key, value in (body.get("metadata") or {}).items():
-        if key in ("customerId", "orderId"):
-            entities[key] = value
-    method = body.get("paymentMethod") or {}
-    if "token" in method:
-        entities["token"] = method["token"]
-    if isinstance(body.get("amount"), dict):
-        entities["currency"] = body["amount"]["currency"]
-    return entities

@@ -405,7 +405,7 @@ class VssModel:
         method, template = self.routes.get(operation, (None, None))
         context = {"method": method, "template": template, "operation": operation, "entities": {"vin": vin},
                    "correlation_id": correlation_id}
-        for rule in _take_all(self.service, "low_compliance", context):
+        for rule in self.service.faults.take_all("low_compliance", **context):
             block = _block_key(rule.params["block"])
             forced.setdefault(block, rule.params["pct"])
         return forced
@@ -518,28 +518,6 @@ def _block_key(value: str) -> Block:
     if value in Block.__members__:
         return Block(value)
     return next(b for b, name in pl.BLOCK_NAMES.items() if name == value)
-
-
-def _take_all(service: Service, action: str, context: dict[str, Any]) -> list[FaultRule]:
-    """Every live rule of ``action`` matching, each consumed and journaled once.
-
-    The kit's ``FaultEngine.take`` returns the first match only, and several
-    ``low_compliance`` rules (one per block, say) must all apply. Offering the
-    engine one candidate rule at a time keeps its own scope, probability draw
-    and journaling for each, with exactly one draw per rule and query."""
-    faults = service.faults
-    candidates = [r for r in faults.rules if r.action == action]
-    if not candidates:
-        return []
-    saved, taken = faults.rules, []
-    try:
-        for rule in candidates:
-            faults.rules = [rule]
-            if faults.take(action, **context):
-                taken.append(rule)
-    finally:
-        faults.rules = saved
-    return taken
 
 
 def options_policy(options: dict[str, Any]) -> pl.Policy:

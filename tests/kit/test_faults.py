@@ -96,3 +96,14 @@ def test_a_rejected_batch_adds_nothing(tmp_path):
     profile = tmp_path / "p.yaml"
     profile.write_text("rules:\n  - id: slow\n    action: {type: latency, params: {ms: 100}}\n    times: 3\n")
     assert [r.id for r in faults.load_profile(profile)] == ["slow"]
+
+
+def test_take_all_applies_every_matching_rule_once():
+    journal = []
+    faults = engine(journal=journal)
+    faults.add({"id": "a", "action": {"type": "latency", "params": {"ms": 1}}, "times": 1})
+    faults.add({"id": "b", "action": {"type": "latency", "params": {"ms": 2}}})
+    faults.add({"id": "c", "action": {"type": "reset"}})
+    assert [r.id for r in faults.take_all("latency")] == ["a", "b"]
+    assert [r.id for r in faults.take_all("latency")] == ["b"]  # a was for one time only
+    assert [e["ruleId"] for e in journal] == ["a", "b", "b"]
