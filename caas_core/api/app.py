@@ -26,6 +26,7 @@ from ..settings import CoreSettings
 from ..store import jobs, outbox
 from ..store.db import Database, create_schema, drop_schema
 from . import validation
+from .audit import get_audit
 from .auth import authenticate, require_owner, require_role
 from .problems import Problem
 from .webhook_auth import verify
@@ -95,6 +96,7 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
     r.add_get("/__admin/clock", get_clock)
     r.add_post("/__admin/clock", move_clock)
     r.add_post("/__admin/reset", reset)
+    r.add_get("/__admin/audit", get_audit)
     return app
 
 

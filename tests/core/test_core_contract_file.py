@@ -24,7 +24,7 @@ OPERATIONS = {
     "listServices", "purchaseService", "getPurchase", "listPurchases", "withdrawPurchase",
     "listNotifications", "listTickets",
     "receiveOtaStatus", "receivePaymentEvent", "receiveFactoryEvent", "receiveRegistryEvent",
-    "getHealth", "getClock", "moveClock", "reset",
+    "getHealth", "getClock", "moveClock", "reset", "getAudit",
 }
 WEBHOOK_HEADERS = {"webhook-id", "webhook-timestamp", "webhook-signature"}
 #: Receiver operation -> the sender's contract and the webhooks it may send there.

@@ -1,0 +1,21 @@
+"""``GET /__admin/audit``: the invariant audit (flows.audit) as an admin route.
+
+Admin-protected like the rest of the core's admin protocol. Always 200 when the audit
+ran: ``ok`` says whether the invariants hold, ``settled`` whether anything was still in
+flight (callers settle first, then audit).
+"""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from ..flows import audit
+
+
+async def get_audit(request: web.Request) -> web.Response:
+    from .app import CORE_KEY, _admin  # the app module registers this handler: import at call time
+
+    _admin(request)
+    report = await audit.run(request.app[CORE_KEY].db)
+    return web.Response(body=orjson.dumps(report), content_type="application/json")
