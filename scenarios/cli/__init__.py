@@ -41,6 +41,7 @@ from .control import (
     cmd_fault_list,
     cmd_journal,
 )
+from . import audit
 from .servers import cmd_serve, cmd_up
 
 
@@ -168,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     journal.add_argument("--limit", type=int, default=1000, help="entries per request (default 1000)")
     journal.add_argument("--follow", "-f", action="store_true", help="keep printing new entries until Ctrl-C")
     journal.set_defaults(handler=cmd_journal)
+
+    audit.add_parser(commands, [admin])
 
     demo = commands.add_parser("demo", help="run the demonstration scenario")
     demo.add_argument("--seed", type=int, default=2026, help="seed of the fleet and every choice (default 2026)")

@@ -96,3 +96,42 @@ async def test_in_flight_work_is_reported_not_judged(db):
 @pytest.mark.parametrize("name", list(audit.INVARIANTS))
 def test_every_invariant_is_documented(name):
     assert audit.INVARIANTS[name].__doc__
+
+
+async def test_the_route_and_the_cli_audit_a_running_core(tmp_path):
+    """A real journey mix, settled: the route and `caas-sim audit` agree that all holds;
+    a breach made behind the core's back turns both red."""
+    import asyncio
+
+    import aiohttp
+
+    from caas_core.api.app import CORE_KEY
+    from scenarios.cli import main
+    from scenarios.stack import Stack
+    from simulators.iot.api import MODEL_KEY
+
+    keys = {"k": {"role": "customer", "subject": "c-1"}}
+    stack = Stack(services=["iot", "vss", "payments"], seed=0,
+                  core={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'core.db'}", "api_keys": keys})
+    async with stack, aiohttp.ClientSession(stack.url("core"), headers={"Authorization": "Bearer k"}) as http:
+        magic = stack.running["iot"].app[MODEL_KEY].fleet.magic_vins()
+        for vin, token in ((magic["healthy"], "pm_card_visa"), (magic["always_offline"], "pm_card_visa"),
+                           (magic["flaky_twice"], "pm_card_settlement_fails")):
+            async with http.post(f"/customers/c-1/vehicles/{vin}/purchases", json={
+                    "serviceId": "heated-seats", "durationType": "PERMANENT",
+                    "paymentMethod": {"type": "CARD", "token": token}}) as r:
+                assert r.status == 201, await r.text()
+        await stack.advance("3d")
+        async with http.get("/__admin/audit") as r:
+            assert r.status == 200
+            report = await r.json()
+        assert report["violations"] == [] and report["settled"], report
+        assert report["checked"]["purchases"] == 3 and report["checked"]["webhooks"] >= 5
+        assert await asyncio.to_thread(main, ["audit", "--target", stack.url("core")]) == 0
+
+        async with stack.running["core"].app[CORE_KEY].db.transaction() as conn:
+            await conn.execute(payments.update().values(status="FAILED"))  # settlements "failed" unnoticed
+        assert await asyncio.to_thread(main, ["audit", "--target", stack.url("core")]) == 1
+        async with http.get("/__admin/audit") as r:
+            found = by_invariant(await r.json())
+        assert len(found["failed_settlement_has_collection_case"]) == 1  # the delivered one without a case
