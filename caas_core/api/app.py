@@ -103,6 +103,8 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
 @web.middleware
 async def _problems(request: web.Request, handler):
     try:
+        if request.body_exists:  # the size limit (413) holds on every route, not only on those that read
+            await request.read()
         # Webhooks answer their signature first, admin routes their own protocol.
         if not request.path.startswith(("/caas/webhooks/", "/__admin/")):
             await validation.check(request)
