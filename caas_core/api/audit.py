@@ -17,5 +17,6 @@ async def get_audit(request: web.Request) -> web.Response:
     from .app import CORE_KEY, _admin  # the app module registers this handler: import at call time
 
     _admin(request)
-    report = await audit.run(request.app[CORE_KEY].db)
+    core = request.app[CORE_KEY]
+    report = await audit.run(core.db, core.clock.now())
     return web.Response(body=orjson.dumps(report), content_type="application/json")

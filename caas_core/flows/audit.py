@@ -197,10 +197,12 @@ INVARIANTS: dict[str, Check] = {
 }
 
 
-async def in_flight(conn: AsyncConnection) -> dict[str, int]:
-    """What has not settled yet: a non-zero count means some invariants may still change."""
+async def in_flight(conn: AsyncConnection, now: float) -> dict[str, int]:
+    """What has not settled yet: a non-zero count means some invariants may still change.
+    Jobs due later (a temporary service's expiry next month) are scheduled, not in flight."""
     return {
-        "jobs": await conn.scalar(select(func.count()).select_from(jobs).where(jobs.c.status.in_(OPEN_JOBS))),
+        "jobs": await conn.scalar(select(func.count()).select_from(jobs).where(
+            or_(jobs.c.status == "running", and_(jobs.c.status == "pending", jobs.c.run_at <= now)))),
         "webhooks": await conn.scalar(select(func.count()).select_from(webhook_inbox)
                                       .where(webhook_inbox.c.processed_at.is_(None))),
         "purchases": await conn.scalar(select(func.count()).select_from(purchases)
@@ -208,13 +210,16 @@ async def in_flight(conn: AsyncConnection) -> dict[str, int]:
     }
 
 
-async def run(db) -> dict[str, Any]:
-    """Every invariant over one read-only snapshot: the report the audit route serves."""
+async def run(db, now: float) -> dict[str, Any]:
+    """Every invariant over one read-only snapshot at ``now`` (the core's clock): the report
+    the audit route serves."""
     async with db.transaction(readonly=True) as conn:
         violations = [v for check in INVARIANTS.values() for v in await check(conn)]
-        pending = await in_flight(conn)
+        pending = await in_flight(conn, now)
         totals = {"purchases": await conn.scalar(select(func.count()).select_from(purchases)),
                   "payments": await conn.scalar(select(func.count()).select_from(payments)),
-                  "webhooks": await conn.scalar(select(func.count()).select_from(webhook_inbox))}
+                  "webhooks": await conn.scalar(select(func.count()).select_from(webhook_inbox)),
+                  "scheduledJobs": await conn.scalar(select(func.count()).select_from(jobs).where(
+                      jobs.c.status == "pending", jobs.c.run_at > now))}
     return {"ok": not violations, "invariants": list(INVARIANTS), "checked": totals, "inFlight": pending,
             "settled": not any(pending.values()), "violations": [v.to_json() for v in violations]}

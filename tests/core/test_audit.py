@@ -46,10 +46,10 @@ async def test_a_clean_store_passes(db):
                                                             status="open", created_at=NOW))
         await inbox.accept(conn, "iot", "msg-1", {}, NOW)
         await inbox.mark_processed(conn, "iot", "msg-1", "processed", NOW)
-    report = await audit.run(db)
+    report = await audit.run(db, NOW)
     assert report["violations"] == []
     assert report["ok"] and report["settled"]
-    assert report["checked"] == {"purchases": 3, "payments": 3, "webhooks": 1}
+    assert report["checked"] == {"purchases": 3, "payments": 3, "webhooks": 1, "scheduledJobs": 0}
 
 
 async def test_each_invariant_names_what_breaks_it(db):
@@ -70,7 +70,7 @@ async def test_each_invariant_names_what_breaks_it(db):
                            customer="c-2")
         await add_purchase(conn, "pur-over", status="REFUNDED", delivered=False, refunded=900, customer="c-3")
         await add_purchase(conn, "pur-coll", pay_status="FAILED", customer="c-4")
-    found = by_invariant(await audit.run(db))
+    found = by_invariant(await audit.run(db, NOW))
     assert {"source": "payments", "webhookId": "msg-lost"} in found["webhooks_processed_once"]
     assert {"source": "iot", "webhookId": "msg-dead", "jobId": dead} in found["webhooks_processed_once"]
     assert {"jobId": dead} in found["no_abandoned_jobs"]
@@ -87,10 +87,12 @@ async def test_each_invariant_names_what_breaks_it(db):
 async def test_in_flight_work_is_reported_not_judged(db):
     async with db.transaction() as conn:
         await add_purchase(conn, "pur-busy", status="ACTIVATING", delivered=False)
-        await jobs.enqueue(conn, "ota.timeout", {"purchaseId": "pur-busy"}, run_at=NOW + 60, now=NOW)
-    report = await audit.run(db)
+        await jobs.enqueue(conn, "ota.activate", {"purchaseId": "pur-busy"}, run_at=NOW, now=NOW)
+        await jobs.enqueue(conn, "service.expire", {"purchaseId": "pur-busy"}, run_at=NOW + 60, now=NOW)
+    report = await audit.run(db, NOW)
     assert report["ok"] and not report["settled"]
     assert report["inFlight"] == {"jobs": 1, "webhooks": 0, "purchases": 1}
+    assert report["checked"]["scheduledJobs"] == 1  # due later: scheduled, not in flight
 
 
 @pytest.mark.parametrize("name", list(audit.INVARIANTS))
