@@ -112,6 +112,7 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
     r.add_get("/customers/{customerId}/purchases", list_purchases)
     r.add_get("/purchases/{purchaseId}", get_purchase)
     r.add_post("/purchases/{purchaseId}/withdrawal", withdraw_purchase)
+    r.add_get("/purchases/{purchaseId}/invoices", list_invoices)
     r.add_get("/customers/{customerId}/notifications", list_notifications)
     r.add_get("/support/tickets", list_tickets)
     sales_api.routes(app, CORE_KEY, _principal, _cid)
@@ -206,6 +207,14 @@ async def withdraw_purchase(request: web.Request) -> web.Response:
     purchase_id = request.match_info["purchaseId"]
     require_owner(principal, await purchases.owner_of(core, purchase_id))
     return _json(await lifecycle.withdraw(core, purchase_id, _cid(request)))
+
+
+async def list_invoices(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    core = request.app[CORE_KEY]
+    purchase_id = request.match_info["purchaseId"]
+    require_owner(principal, await purchases.owner_of(core, purchase_id))
+    return _json({"invoices": await billing.invoices_for(core, purchase_id)})
 
 
 async def list_purchases(request: web.Request) -> web.Response:

@@ -161,3 +161,12 @@ async def _tell(conn, row, template: str, invoice, now: float, **extra) -> None:
                          "invoiceId": invoice["id"], "periodStart": isoformat(invoice["period_start"]),
                          "amount": {"value": invoice["amount_minor"], "currency": invoice["currency"]}, **extra},
                         now)
+
+
+async def invoices_for(core: Core, purchase_id: str) -> list[dict]:
+    async with core.db.transaction(readonly=True) as conn:
+        rows = (await conn.execute(select(invoices).where(invoices.c.purchase_id == purchase_id)
+                                   .order_by(invoices.c.period_start))).mappings().all()
+    return [{"invoiceId": r["id"], "periodStart": isoformat(r["period_start"]), "periodEnd": isoformat(r["period_end"]),
+             "amount": {"value": r["amount_minor"], "currency": r["currency"]}, "status": r["status"],
+             "failedAttempts": r["failures"]} for r in rows]

@@ -176,8 +176,20 @@ async def refund_sale(core: Core, sale_id: str, reason: str, correlation_id: str
         due = payment["amount_minor"] - done.get(payment["id"], 0)
         if due <= 0:
             continue
-        answer = await core.payments.refund(payment["gateway_payment_id"], due, payment["currency"], reason,
-                                            key=f"{payment['id']}:refund", correlation_id=correlation_id)
+        try:
+            answer = await core.payments.refund(payment["gateway_payment_id"], due, payment["currency"], reason,
+                                                key=f"{payment['id']}:refund", correlation_id=correlation_id)
+        except (Unavailable, Rejected) as exc:  # the gateway cannot now: an operator refunds by hand
+            async with core.db.transaction() as conn:
+                sale = await rec.load(conn, sale_id)
+                await outbox.open_ticket(conn, sale["customer_id"], sale["vin"] or "", f"Refund {due} "
+                                         f"{payment['currency']} by hand ({reason})",
+                                         {"saleId": sale_id, "paymentId": payment["gateway_payment_id"],
+                                          "error": str(exc)}, core.clock.now())
+                await rec.record(conn, sale_id, "REFUND_DEFERRED", {"paymentId": payment["gateway_payment_id"],
+                                                                    "amount": due, "error": str(exc)},
+                                 core.clock.now())
+            continue
         now = core.clock.now()
         async with core.db.transaction() as conn:
             await conn.execute(refunds.insert().values(
@@ -236,7 +248,8 @@ async def cancel(core: Core, sale_id: str, reason: str, correlation_id: str) -> 
     if sale["status"] == S.REGISTRATION.value and sale["registration_status"] not in NEEDS_STAFF:
         raise Problem(409, "Registration in progress", f"the registration is {sale['registration_status']}; a sale "
                       "is cancelled only when the registration cannot be resolved", kind="sale-conflict")
-    refunded = await refund_sale(core, sale_id, "SALE_CANCELLED", correlation_id)
+    refunded = await refund_sale(core, sale_id, "REGISTRATION_FAILED" if sale["status"] == S.REGISTRATION.value
+                                 else "CUSTOMER_REQUEST", correlation_id)
     now = core.clock.now()
     async with core.db.transaction() as conn:
         await rec.change(conn, sale_id, now, status=S.CANCELLED.value, registration_status="CANCELLED"
