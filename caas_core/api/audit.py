@@ -14,7 +14,10 @@ from ..flows import audit
 
 
 async def get_audit(request: web.Request) -> web.Response:
-    from .app import CORE_KEY, _admin  # the app module registers this handler: import at call time
+    from .app import (  # the app module registers this handler: import at call time
+        CORE_KEY,
+        _admin,
+    )
 
     _admin(request)
     core = request.app[CORE_KEY]

@@ -20,7 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.notifications import NoticeKind
 from ..domain.purchase import PurchaseState
-from ..store.schema import collection_cases, jobs, notifications, payments, purchases, refunds, webhook_inbox
+from ..store.schema import (
+    collection_cases,
+    jobs,
+    notifications,
+    payments,
+    purchases,
+    refunds,
+    sales,
+    webhook_inbox,
+)
 
 _S = PurchaseState
 #: The service reached the vehicle and the customer keeps it (or consumed it).
@@ -184,7 +193,16 @@ async def money_adds_up_per_customer(conn: AsyncConnection) -> list[Violation]:
             for cid, currency, c, r, d in rows]
 
 
-#: name -> check, in report order. Issue 6 adds orders, registrations and billing.
+async def one_factory_order_per_sale(conn: AsyncConnection) -> list[Violation]:
+    """A paid reservation leads to one factory order: no order id is shared by two sales
+    (a retried or replayed order placement must find the first order, not make another)."""
+    shared = await conn.execute(select(sales.c.order_id, func.count()).where(sales.c.order_id.is_not(None))
+                                .group_by(sales.c.order_id).having(func.count() > 1))
+    return [Violation("one_factory_order_per_sale", {"orderId": order_id}, f"{n} sales share this factory order")
+            for order_id, n in shared]
+
+
+#: name -> check, in report order.
 INVARIANTS: dict[str, Check] = {
     "webhooks_processed_once": webhooks_processed_once,
     "no_abandoned_jobs": no_abandoned_jobs,
@@ -194,6 +212,7 @@ INVARIANTS: dict[str, Check] = {
     "refunds_within_payment": refunds_within_payment,
     "failed_settlement_has_collection_case": failed_settlement_has_collection_case,
     "money_adds_up_per_customer": money_adds_up_per_customer,
+    "one_factory_order_per_sale": one_factory_order_per_sale,
 }
 
 

@@ -17,6 +17,7 @@ from simulators.client import AdminError, AdminUnreachable
 from simulators.kit.durations import parse_duration
 
 from .. import stack as stack_mod
+from . import audit
 from .common import (
     LOCALHOST,
     TOKEN_ENV,
@@ -41,7 +42,6 @@ from .control import (
     cmd_fault_list,
     cmd_journal,
 )
-from . import audit
 from .servers import cmd_serve, cmd_up
 
 

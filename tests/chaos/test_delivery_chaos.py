@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from caas_core.api.app import CORE_KEY
-from caas_core.store.schema import collection_cases, notifications, payments, purchases, refunds
+from caas_core.store.schema import (
+    collection_cases,
+    notifications,
+    payments,
+    purchases,
+    refunds,
+)
 from scenarios.stack import Stack
 from simulators.iot.api import MODEL_KEY
 

@@ -11,11 +11,16 @@ from caas_core.domain.money import Money
 from caas_core.domain.purchase import PurchaseEvent as E
 from caas_core.domain.purchase import PurchaseState as S
 from caas_core.domain.purchase import run
-from caas_core.domain.settlement import PaymentStatus, SettlementEvent, SettlementKind, decide
+from caas_core.domain.settlement import (
+    PaymentStatus,
+    SettlementEvent,
+    SettlementKind,
+    decide,
+)
 
 EXAMPLES = int(os.environ.get("CAAS_CHAOS_EXAMPLES", "150"))
 CHAOS = settings(max_examples=EXAMPLES, derandomize=True, deadline=None)
-EUR = lambda minor: Money(minor, "EUR")  # noqa: E731
+EUR = lambda minor: Money(minor, "EUR")
 
 #: What a gateway may say about one payment, in its order (sequence 1, 2, ...).
 HISTORIES = [[SettlementKind.SETTLED], [SettlementKind.FAILED], [SettlementKind.SETTLED, SettlementKind.FAILED],

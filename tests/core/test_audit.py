@@ -5,7 +5,14 @@ import pytest
 
 from caas_core.flows import audit
 from caas_core.store import inbox, jobs
-from caas_core.store.schema import collection_cases, notifications, payments, purchases, refunds
+from caas_core.store.schema import (
+    collection_cases,
+    notifications,
+    payments,
+    purchases,
+    refunds,
+    sales,
+)
 from caas_core.store.schema import jobs as jobs_table
 
 NOW = 1_767_600_000.0
@@ -70,6 +77,11 @@ async def test_each_invariant_names_what_breaks_it(db):
                            customer="c-2")
         await add_purchase(conn, "pur-over", status="REFUNDED", delivered=False, refunded=900, customer="c-3")
         await add_purchase(conn, "pur-coll", pay_status="FAILED", customer="c-4")
+        for sale in ("sale-1", "sale-2"):  # one factory order for two sales
+            await conn.execute(sales.insert().values(
+                id=sale, dealership_id="d-1", customer_id="c-5", plan={}, country="ES", model="M", price_minor=1,
+                currency="EUR", reservation_minor=1, status="ORDERED", order_id="ord-1", created_at=NOW,
+                updated_at=NOW))
     found = by_invariant(await audit.run(db, NOW))
     assert {"source": "payments", "webhookId": "msg-lost"} in found["webhooks_processed_once"]
     assert {"source": "iot", "webhookId": "msg-dead", "jobId": dead} in found["webhooks_processed_once"]
@@ -80,6 +92,7 @@ async def test_each_invariant_names_what_breaks_it(db):
     assert found["refunds_within_payment"] == [{"paymentId": "pay-pur-over", "purchaseId": "pur-over"}]
     assert found["failed_settlement_has_collection_case"] == [{"paymentId": "pay-pur-coll", "purchaseId": "pur-coll"}]
     # c-2 kept 500 for nothing; c-3 got 400 more than it paid
+    assert found["one_factory_order_per_sale"] == [{"orderId": "ord-1"}]
     customers = {e["customerId"] for e in found["money_adds_up_per_customer"]}
     assert customers == {"c-2", "c-3"}
 

@@ -19,8 +19,8 @@ import sys
 import aiohttp
 
 from scenarios.stack import CORE_WEBHOOK_PATHS, Stack
-from tests.chaos.external_core import kill_at_random
 from simulators.iot.api import MODEL_KEY
+from tests.chaos.external_core import kill_at_random
 
 
 def free_port() -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Self
 
 from caas_core.api.app import CORE_KEY
 from scenarios.stack import Stack
@@ -31,7 +31,7 @@ class LiveCore:
     def call(self, coro: Coroutine, timeout: float = 60) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout)
 
-    def __enter__(self) -> LiveCore:
+    def __enter__(self) -> Self:
         self.thread.start()
         self.call(self.stack.start())
         return self
