@@ -286,6 +286,7 @@ async def get_clock(request: web.Request) -> web.Response:
 
 async def move_clock(request: web.Request) -> web.Response:
     _admin(request)
+    await validation.check(request)  # ClockMove: exactly one of advance or to, within their formats
     core, runner = request.app[CORE_KEY], request.app[RUNNER_KEY]
     try:
         body = orjson.loads(await request.read())
