@@ -71,7 +71,7 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
         core.kick = runner.kick
         app[CORE_KEY], app[RUNNER_KEY] = core, runner
         stop = asyncio.Event()
-        serving = asyncio.ensure_future(runner.serve(stop))
+        serving = asyncio.ensure_future(runner.serve(stop) if settings.run_jobs else stop.wait())
 
         async def close(_: web.Application) -> None:
             stop.set()
