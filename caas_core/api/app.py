@@ -211,7 +211,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
     raw = await request.read()
     webhook_id, body = verify(raw, request.headers, core.settings.webhook_secret(source), now=time.time(),
                               tolerance=core.settings.webhook_tolerance)
-    await webhooks.receive(core, source, webhook_id, body, request.headers.get("X-Correlation-Id"))
+    await webhooks.receive(core, source, webhook_id, body, request.headers.get("X-Correlation-Id"), raw)
     return web.Response(status=204)
 
 
