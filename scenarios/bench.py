@@ -40,6 +40,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Self
 
 import orjson
 
@@ -155,7 +156,7 @@ class Servers:
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    def __enter__(self) -> Servers:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -325,7 +326,7 @@ class PostgresDatabase:
         finally:
             await engine.dispose()
 
-    def __enter__(self) -> PostgresDatabase:
+    def __enter__(self) -> Self:
         asyncio.run(self._admin(f'CREATE DATABASE "{self.name}"'))
         return self
 
