@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import random
 import re
-import sre_constants
-import sre_parse
 import string
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
+from re import _constants as sre_constants  # the regex parser (sre_parse is deprecated)
+from re import _parser as sre_parse
 from typing import Any
 
 import jsonschema_rs

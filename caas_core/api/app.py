@@ -6,6 +6,7 @@ HTTP only: authenticate, parse, call a flow, serialise. Errors are problem+json.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Literal
 
@@ -67,7 +68,7 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
                     webhooks.PAYMENT_EVENT: lambda job, ctx: webhooks.on_payment_event(core, job, ctx),
                     lifecycle.EXPIRE: lambda job, ctx: lifecycle.expire(core, job, ctx),
                     lifecycle.DEACTIVATE: lambda job, ctx: lifecycle.deactivate(core, job, ctx)}
-        runner = JobRunner(db, clock, handlers, worker=f"core-{settings.port}-{id(app):x}")
+        runner = JobRunner(db, clock, handlers, worker=f"core-{os.getpid()}-{id(app):x}")  # unique per process
         core.kick = runner.kick
         app[CORE_KEY], app[RUNNER_KEY] = core, runner
         stop = asyncio.Event()
