@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(90)
 def _load(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict[str, dict]]:
     report = tmp_path / "report"
     done = subprocess.run([sys.executable, "-m", "scenarios.cli", "load", *args, "--report", str(report),
-                           "--slo-error-ratio", "0"], capture_output=True, text=True, timeout=80, cwd=tmp_path)
+                           "--slo-error-ratio", "0"], check=False, capture_output=True, text=True, timeout=80, cwd=tmp_path)
     kind = args[0]
     stats = report / f"{kind}_stats.csv"
     assert stats.exists(), done.stdout[-2000:] + done.stderr[-3000:]
@@ -26,7 +26,7 @@ def _load(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict[str, 
 
 
 def test_webhooks_distributed(tmp_path):
-    done, rows = _load(tmp_path, "webhooks", "--users", "3", "--duration", "4s", "--processes", "2",
+    done, rows = _load(tmp_path, "webhooks", "--users", "3", "--duration", "3s", "--processes", "2",
                        "--duplicate-share", "0.3", "--reorder-share", "0.3")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "master + 1 workers" in done.stdout
@@ -37,20 +37,7 @@ def test_webhooks_distributed(tmp_path):
     assert (tmp_path / "report" / "webhooks.html").exists()
 
 
-def test_ota_reports_activation_latency(tmp_path):
-    done, rows = _load(tmp_path, "ota", "--users", "2", "--duration", "5s", "--fault-rate", "0.2")
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert int(rows["activation (core clock)"]["Request Count"]) > 0
-    assert int(rows["purchase"]["Failure Count"]) == 0
-
-
-def test_day_runs_every_user_class(tmp_path):
-    done, rows = _load(tmp_path, "day", "--users", "4", "--duration", "4s")
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "catalogue" in rows and "purchase" in rows and any(n.startswith("webhook ") for n in rows)
-
-
 def test_missed_slo_fails(tmp_path):
-    done, _ = _load(tmp_path, "webhooks", "--users", "1", "--duration", "2s", "--slo-p95-ms", "0.001")
+    done, _ = _load(tmp_path, "webhooks", "--users", "1", "--duration", "1s", "--slo-p95-ms", "0.001")
     assert done.returncode == 1
     assert "SLO missed: p95" in done.stderr
