@@ -54,14 +54,14 @@ async def test_concurrent_deliveries_are_recorded_once_with_one_job(db):
     ids = [f"msg_{n}" for n in range(60)]
     # every id three times, interleaved, all in flight together: some repeats share a batch
     calls = [group.submit("iot", i, f'{{"requestId": "{i}"}}', None) for _ in range(3) for i in ids]
-    calls += [group.submit("registry-uk", "msg_0", "{}", None)]  # ids are per source; no processor: recorded
+    calls += [group.submit("elsewhere", "msg_0", "{}", None)]  # ids are per source; no processor: recorded
     results = await asyncio.gather(*calls)
     assert sum(results) == len(ids) + 1  # exactly one delivery of each is "new"
     async with db.transaction(readonly=True) as conn:
         assert await conn.scalar(select(func.count()).select_from(webhook_inbox)) == len(ids) + 1
         assert await conn.scalar(select(func.count()).select_from(jobs)) == len(ids)
         payload = await conn.scalar(select(jobs.c.payload).where(jobs.c.dedupe_key == "webhook:iot:msg_7"))
-        recorded = await inbox.get(conn, "registry-uk", "msg_0")
+        recorded = await inbox.get(conn, "elsewhere", "msg_0")
     assert payload == {"source": "iot", "webhookId": "msg_7", "body": {"requestId": "msg_7"}}
     assert recorded["outcome"] == "recorded" and recorded["processed_at"] == 1000.0
     assert woken
