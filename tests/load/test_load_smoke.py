@@ -38,6 +38,6 @@ def test_webhooks_distributed(tmp_path):
 
 
 def test_missed_slo_fails(tmp_path):
-    done, _ = _load(tmp_path, "webhooks", "--users", "1", "--duration", "2s", "--slo-p95-ms", "0.001")
+    done, _ = _load(tmp_path, "webhooks", "--users", "1", "--duration", "4s", "--slo-p95-ms", "0.001")
     assert done.returncode == 1
     assert "SLO missed: p95" in done.stderr
