@@ -41,6 +41,7 @@ from .control import (
     cmd_fault_list,
     cmd_journal,
 )
+from .scenario import add_parser as add_scenario_parser
 from .servers import cmd_serve, cmd_up
 
 
@@ -169,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     journal.add_argument("--follow", "-f", action="store_true", help="keep printing new entries until Ctrl-C")
     journal.set_defaults(handler=cmd_journal)
 
-    demo = commands.add_parser("demo", help="run the demonstration scenario")
+    add_scenario_parser(commands, fmt)
+
+    demo = commands.add_parser("demo", help="run the scenario catalogue, print the summary, write the report")
     demo.add_argument("--seed", type=int, default=2026, help="seed of the fleet and every choice (default 2026)")
     demo.set_defaults(handler=cmd_demo)
 
