@@ -77,7 +77,7 @@ class World(_Strict):
 class Call(_Strict):
     call: str = Field(description="`METHOD /path`, e.g. `POST /customers/c-1/vehicles/${vins.iot.healthy}/purchases`")
     as_: str | None = Field(default=None, alias="as", description="the actor whose key is sent (core calls)")
-    on: Target = "core"
+    service: Target = Field(default="core", description="where the call goes: the core or a simulator")
     body: Any = None
     headers: dict[str, str] = Field(default_factory=dict)
     status: int | list[int] | None = Field(default=None, description="expected status(es); default: any 2xx")
@@ -92,10 +92,10 @@ class Advance(_Strict):
 
 
 class Check(_Strict):
-    """A condition on the state an API answers: GET ``get`` (as ``as`` on ``on``) and match."""
+    """A condition on the state an API answers: GET ``get`` (as ``as`` on ``service``) and match."""
     get: str
     as_: str | None = Field(default=None, alias="as")
-    on: Target = "core"
+    service: Target = Field(default="core", description="where the call goes: the core or a simulator")
     status: int = 200
     match: dict[str, Any] | list[Any] | None = None
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -106,9 +106,14 @@ class Until(_Strict):
     within: Duration = Field(description="virtual-time limit; the step fails past it")
 
 
+class Assert(_Strict):
+    assert_: Check = Field(alias="assert", description="a condition that must hold now, mid-journey")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
 class FaultStep(_Strict):
     fault: Literal["add", "remove", "clear"]
-    on: Literal["factory", "vss", "iot", "payments", "registry-es", "registry-fr", "registry-de", "registry-uk"]
+    service: Literal["factory", "vss", "iot", "payments", "registry-es", "registry-fr", "registry-de", "registry-uk"]
     rule: FaultRule | None = None
     rules: list[FaultRule] | None = None
     profile: str | None = Field(default=None, description="a fault profile file, relative to the scenario")
@@ -139,12 +144,12 @@ class Note(_Strict):
 
 
 def _step_kind(value: Any) -> str | None:
-    return _kind(value, ("call", "advance", "until", "fault", "workshop", "repeat", "note"))
+    return _kind(value, ("call", "advance", "until", "assert", "fault", "workshop", "repeat", "note"))
 
 
 def _kind(value: Any, keys: tuple[str, ...]) -> str | None:
     if isinstance(value, BaseModel):  # its tag is its first field
-        return next(iter(type(value).model_fields))
+        return next(iter(type(value).model_fields)).rstrip("_")
     if isinstance(value, dict):
         for key in keys:
             if key in value:
@@ -154,10 +159,10 @@ def _kind(value: Any, keys: tuple[str, ...]) -> str | None:
 
 Step = Annotated[
     Annotated[Call, Tag("call")] | Annotated[Advance, Tag("advance")] | Annotated[Until, Tag("until")]
-    | Annotated[FaultStep, Tag("fault")] | Annotated[Workshop, Tag("workshop")]
+    | Annotated[Assert, Tag("assert")] | Annotated[FaultStep, Tag("fault")] | Annotated[Workshop, Tag("workshop")]
     | Annotated[Repeat, Tag("repeat")] | Annotated[Note, Tag("note")],
     Discriminator(_step_kind, custom_error_type="unknown_step",
-                  custom_error_message="a step is one of call, advance, until, fault, workshop, repeat, note"),
+                  custom_error_message="a step is one of call, advance, until, assert, fault, workshop, repeat, note"),
 ]
 
 

@@ -25,6 +25,7 @@ from . import timeline
 from .coordinator import Coordinator, RemoteCoordinator, StackCoordinator
 from .model import (
     Advance,
+    Assert,
     Call,
     Check,
     CollectionExpectation,
@@ -193,6 +194,11 @@ class Play:
             await self.world.advance_to(self.world.now() + parse_duration(str(step.advance)))
         elif isinstance(step, Until):
             await self._until(step, where)
+        elif isinstance(step, Assert):
+            wrong = await self._check(step.assert_, where)
+            if wrong:
+                path = self._resolve(step.assert_.get)
+                raise Failed(f"{where} (assert GET {path})", "; ".join(wrong), _words(path))
         elif isinstance(step, FaultStep):
             await self._fault(step, where)
         elif isinstance(step, Workshop):
@@ -236,9 +242,9 @@ class Play:
     async def _call(self, step: Call, where: str) -> None:
         method, _, path = self._resolve(step.call).partition(" ")
         method, path = method.upper(), path.strip()
-        what = f"{where} ({method} {path} on {step.on})"
-        headers = self._headers(step.as_, step.on, step.headers, what)
-        status, answer = await self._request(method, step.on, path, step.as_, self._resolve(step.body), headers,
+        what = f"{where} ({method} {path} on {step.service})"
+        headers = self._headers(step.as_, step.service, step.headers, what)
+        status, answer = await self._request(method, step.service, path, step.as_, self._resolve(step.body), headers,
                                              what)
         allowed = [step.status] if isinstance(step.status, int) else step.status
         if (allowed is None and not 200 <= status < 300) or (allowed is not None and status not in allowed):
@@ -256,8 +262,8 @@ class Play:
 
     async def _check(self, check: Check, where: str) -> list[str]:
         path = self._resolve(check.get)
-        headers = self._headers(check.as_, check.on, {}, where)
-        status, answer = await self._request("GET", check.on, path, check.as_, None, headers, where, poll=True)
+        headers = self._headers(check.as_, check.service, {}, where)
+        status, answer = await self._request("GET", check.service, path, check.as_, None, headers, where, poll=True)
         if status != check.status:
             return [f"GET {path} answered {status}, expected {check.status}: {_brief(answer)}"]
         return mismatches(answer, self._resolve(check.match)) if check.match is not None else []
@@ -282,22 +288,22 @@ class Play:
             self._record({"kind": "note", "text": f"fault {rule['id']} ({rule['action']['type']}) on {service}"})
 
     async def _fault(self, step: FaultStep, where: str) -> None:
-        admin = self.world.admin(step.on)
+        admin = self.world.admin(step.service)
         if step.fault == "add":
             rules = [r.model_dump(exclude_none=True) for r in ([step.rule] if step.rule else []) + (step.rules or [])]
             if step.profile:
                 rules += load_fault_profile(self.folder / step.profile)
             if not rules:
                 raise Failed(where, "fault add needs rule, rules or profile")
-            await self._add_faults(step.on, rules)
+            await self._add_faults(step.service, rules)
         elif step.fault == "remove":
             if not step.id:
                 raise Failed(where, "fault remove needs the rule's id")
             await admin.delete_fault(self._resolve(step.id))
-            self._record({"kind": "note", "text": f"fault {step.id} removed from {step.on}"})
+            self._record({"kind": "note", "text": f"fault {step.id} removed from {step.service}"})
         else:
             await admin.clear_faults()
-            self._record({"kind": "note", "text": f"faults cleared on {step.on}"})
+            self._record({"kind": "note", "text": f"faults cleared on {step.service}"})
 
     async def _workshop(self, step: Workshop, where: str) -> None:
         record = self._resolve(step.workshop.model_dump(exclude_none=True))

@@ -3,7 +3,7 @@
 ``match`` compares an API's answer with what a scenario expects: a mapping
 matches when each of its keys matches (other keys are ignored), a list or a
 scalar must be equal, and a mapping with one ``$`` key is an operator:
-``$in``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``, ``$exists``,
+``$in``, ``$ne``, ``$matches`` (a regular expression found in a string), ``$gt``, ``$gte``, ``$lt``, ``$lte``, ``$exists``,
 ``$len`` (a number or a match), ``$contains`` (some item matches),
 ``$every`` (every item matches), ``$none`` (no item matches).
 """
@@ -98,6 +98,8 @@ def _operator(actual: Any, op: str, arg: Any, at: str) -> list[str]:
             ok = {"$gt": actual > arg, "$gte": actual >= arg, "$lt": actual < arg, "$lte": actual <= arg}[op]
         except TypeError:
             ok = False
+    elif op == "$matches":
+        ok = isinstance(actual, str) and re.search(arg, actual) is not None
     elif op == "$exists":
         ok = (actual is not None) == bool(arg)
     elif op == "$len":
