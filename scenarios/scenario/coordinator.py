@@ -66,6 +66,7 @@ class StackCoordinator(_AdminMixin):
         from ..stack import Stack
 
         self.stack = Stack(services=list(services), seed=seed, clock=Clock("virtual"), options=options or {},
+                           shutdown_timeout=0.5,  # a handler parked on the clock when the scenario ends
                            core={"database_url": f"sqlite+aiosqlite:///{folder / 'core.db'}",
                                  "api_keys": api_keys, **(core_settings or {})})
         self._admins = {}

@@ -13,7 +13,7 @@ from .runner import Outcome
 
 #: Arrows per diagram: a month of traffic would not render; the rest is counted.
 MAX_ARROWS = 160
-_SYMBOL = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP"}
+_SYMBOL = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP", "xfail": "XFAIL", "xpass": "XPASS"}
 
 
 def summary(outcomes: list[Outcome], wall: float) -> str:
@@ -24,8 +24,9 @@ def summary(outcomes: list[Outcome], wall: float) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     counts = {k: sum(o.result == k for o in outcomes) for k in _SYMBOL}
     virtual = sum(o.virtual_seconds for o in outcomes)
-    lines.append(f"\n{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors, "
-                 f"{counts['skipped']} skipped; {_virtual(virtual)} of virtual time in {wall:.1f} s of wall time")
+    lines.append(f"\n{counts['passed']} passed, {counts['failed'] + counts['xpass']} failed, {counts['error']} errors, "
+                 f"{counts['skipped']} skipped, {counts['xfail']} known issues (XFAIL); "
+                 f"{_virtual(virtual)} of virtual time in {wall:.1f} s of wall time")
     return "\n".join(lines)
 
 
@@ -146,19 +147,19 @@ def _line(e: dict, actors: list[str], services: list[str]) -> str | None:
 
 def junit(outcomes: list[Outcome], path: str | Path) -> None:
     suite = ET.Element("testsuite", name="caas-scenarios", tests=str(len(outcomes)),
-                       failures=str(sum(o.result == "failed" for o in outcomes)),
+                       failures=str(sum(o.result in ("failed", "xpass") for o in outcomes)),
                        errors=str(sum(o.result == "error" for o in outcomes)),
                        skipped=str(sum(o.result == "skipped" for o in outcomes)),
                        time=f"{sum(o.wall_seconds for o in outcomes):.3f}")
     for o in outcomes:
         case = ET.SubElement(suite, "testcase", classname="scenarios.catalogue", name=o.name,
                              time=f"{o.wall_seconds:.3f}")
-        if o.result in ("failed", "error"):
-            element = ET.SubElement(case, "failure" if o.result == "failed" else "error",
+        if o.result in ("failed", "error", "xpass"):
+            element = ET.SubElement(case, "error" if o.result == "error" else "failure",
                                     message=(o.failure or "").splitlines()[0][:500])
             element.text = failure_text(o)
-        elif o.result == "skipped":
-            ET.SubElement(case, "skipped", message=o.failure or "")
+        elif o.result in ("skipped", "xfail"):
+            ET.SubElement(case, "skipped", message=(o.failure or "").splitlines()[0][:500])
         ET.SubElement(case, "system-out").text = f"virtual time: {_virtual(o.virtual_seconds)}; proves: {o.proves}"
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)

@@ -60,7 +60,7 @@ class Failed(Exception):
 class Outcome:
     name: str
     proves: str
-    result: str  # passed | failed | skipped | error
+    result: str  # passed | failed | skipped | error | xfail (known issue) | xpass (known issue gone)
     virtual_seconds: float = 0.0
     wall_seconds: float = 0.0
     failure: str | None = None       # the step or expectation that broke, and why
@@ -71,7 +71,7 @@ class Outcome:
 
     @property
     def passed(self) -> bool:
-        return self.result in ("passed", "skipped")
+        return self.result in ("passed", "skipped", "xfail")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,6 +168,12 @@ class Play:
             out.result = "error" if out.result == "error" else "failed"
             out.failure = f"{failure.what}: {failure.why}"
             out.context = timeline.around(out.journal, failure.words)
+        known = self.scenario.known_issue
+        if known and out.result == "failed":
+            out.result, out.failure = "xfail", f"known issue: {known}\n{out.failure}"
+        elif known and out.result == "passed":
+            out.result = "xpass"
+            out.failure = f"known issue no longer reproduces ({known}): remove known_issue from the scenario"
         out.virtual_seconds = self.world.now() - start
         out.wall_seconds = time.perf_counter() - wall
         return out

@@ -65,7 +65,7 @@ async def run_against(paths: list[Path], urls: dict[str, str], *, seed: int | No
 
 def print_progress(outcome: Outcome, done: int, total: int, out=None) -> None:
     out = out or sys.stdout
-    mark = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP"}[outcome.result]
+    mark = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP", "xfail": "XFAIL", "xpass": "XPASS"}[outcome.result]
     print(f"[{done:>{len(str(total))}}/{total}] {mark:<5} {outcome.name} ({outcome.wall_seconds:.2f} s)",
           file=out, flush=True)
 

@@ -81,6 +81,10 @@ def mismatches(actual: Any, expected: Any, at: str = "") -> list[str]:
                 continue
             out.extend(mismatches(None if got is _MISSING else got, want, f"{at}{key}."))
         return out
+    if isinstance(expected, list):
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            return [f"{at.rstrip('.') or 'body'}: expected {len(expected)} items {_show(expected)}, got {_show(actual)}"]
+        return [m for i, (a, e) in enumerate(zip(actual, expected)) for m in mismatches(a, e, f"{at}{i}.")]
     if actual != expected:
         return [f"{at.rstrip('.') or 'body'}: expected {_show(expected)}, got {_show(actual)}"]
     return []
