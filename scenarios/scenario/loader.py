@@ -74,8 +74,16 @@ def parse(text: str, path: str | Path = "<scenario>") -> Scenario:
 def _locate(loc: tuple, lines: dict[tuple, int]) -> tuple[str, int | None]:
     """The loc as a readable path, and the line of the deepest node of it that exists."""
     at = _deepest((), tuple(loc), lines)
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in at).lstrip(".")
+    named = at
+    if loc and (not at or loc[-1] != at[-1]) and isinstance(loc[-1], str) and loc[-1] not in _TAGS:
+        named = (*at, loc[-1])  # a missing field: named, on the line of its parent
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in named).lstrip(".")
     return where, lines.get(at)
+
+
+#: Union tags pydantic puts in a location (a step's or an expectation's kind).
+_TAGS = {"call", "advance", "until", "assert", "fault", "workshop", "repeat", "note", "state", "notifications",
+         "tickets", "journal", "sequence", "collection_cases", "violations"}
 
 
 def _deepest(at: tuple, rest: tuple, lines: dict[tuple, int]) -> tuple:

@@ -14,9 +14,8 @@ value's type (a number stays a number).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
-
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag
 

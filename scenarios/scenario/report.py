@@ -47,8 +47,8 @@ def _virtual(seconds: float) -> str:
 
 def markdown(outcomes: list[Outcome], wall: float, seed: int | None) -> str:
     out = ["# Scenario report", "",
-           f"Seed: {seed if seed is not None else 'each scenario its own'}. "
-           f"{sum(o.result == 'passed' for o in outcomes)} of {len(outcomes)} passed in {wall:.1f} s of wall time.",
+           (f"Seed: {seed if seed is not None else 'each scenario its own'}. "
+            f"{sum(o.result == 'passed' for o in outcomes)} of {len(outcomes)} passed in {wall:.1f} s of wall time."),
            "", "| scenario | result | virtual time | wall | proves |", "|---|---|---|---|---|"]
     for o in outcomes:
         out.append(f"| [{o.name}](#{o.name}) | {_SYMBOL[o.result]} | {_virtual(o.virtual_seconds)} | "

@@ -103,7 +103,7 @@ async def run_in_process(scenario: Scenario, seed: int | None = None) -> Outcome
         wall = time.perf_counter()
         try:
             await coordinator.start()
-        except Exception as exc:  # a world that cannot start is this scenario's error, not the run's
+        except Exception as exc:  # noqa: BLE001  (one scenario's crash is its outcome, the run goes on)
             await coordinator.stack.stop()
             return Outcome(scenario.name, scenario.proves, "error", failure=f"world: {exc}", spec=scenario.spec,
                            seed=seed, wall_seconds=time.perf_counter() - wall)
@@ -159,14 +159,14 @@ class Play:
             failure = exc
         except (MissingValue, AdminError, aiohttp.ClientError, ValueError) as exc:
             failure = Failed("run", f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # report it with the scenario, keep the others running
+        except Exception as exc:  # noqa: BLE001  (one scenario's crash is its outcome, the run goes on)
             out.result = "error"
             failure = Failed("run", "".join(traceback.format_exception_only(exc)).strip()
                              + "\n" + "".join(traceback.format_tb(exc.__traceback__)[-3:]))
         if not out.journal:
             try:
                 out.journal = await self._merged_journal()
-            except Exception:  # the world itself is broken: keep what the runner saw
+            except Exception:  # noqa: BLE001  (one scenario's crash is its outcome, the run goes on)
                 out.journal = timeline.merged(self.journal)
         if failure is not None:
             out.result = "error" if out.result == "error" else "failed"
@@ -425,8 +425,8 @@ class Play:
                 else timeline.is_subsequence(wanted, seen)
             if ok:
                 return [], set()
-            return [f"the events of {entity} were {seen}, expected {'exactly' if spec.exactly else 'in order'} "
-                    f"{wanted}"], {str(v) for v in entity.values()}
+            return [(f"the events of {entity} were {seen}, expected {'exactly' if spec.exactly else 'in order'} "
+                     f"{wanted}")], {str(v) for v in entity.values()}
         if isinstance(e, CollectionExpectation):
             cases = await self.world.collection_cases()
             if cases is None:
@@ -434,8 +434,8 @@ class Play:
             spec = e.collection_cases
             chosen = [c for c in cases if spec.status is None or c["status"] == spec.status]
             if len(chosen) != spec.count:
-                return [f"{len(chosen)} collection cases{' ' + spec.status if spec.status else ''}, expected "
-                        f"{spec.count} (all: {[(c['amount_minor'], c['status']) for c in cases]})"], set()
+                return [(f"{len(chosen)} collection cases{' ' + spec.status if spec.status else ''}, expected "
+                         f"{spec.count} (all: {[(c['amount_minor'], c['status']) for c in cases]})")], set()
             return [], set()
         if isinstance(e, ViolationsExpectation):
             found = [x for x in journal if x.get("kind") == "violation"]
