@@ -35,6 +35,20 @@ class OtaPolicy(BaseModel):
         return value
 
 
+class FactoryPolicy(BaseModel):
+    placement_timeout: float = Field(default=30.0, gt=0)  # spec: 30 s timeout
+    backoff_base: float = Field(default=60.0, gt=0)       # exponential: 1, 2, 4, 8 min... capped
+    backoff_cap: float = Field(default=3600.0, gt=0)
+    #: Factory unreachable this long: new sales are suspended and dealerships told
+    #: (the specification's acceptable factory downtime: 4 hours a month).
+    suspend_sales_after: float = Field(default=4 * 3600.0, gt=0)
+
+
+class BillingPolicy(BaseModel):
+    retries: int = Field(default=3, ge=0, le=10)               # spec: up to 3 attempts
+    backoff: tuple[float, ...] = (86400.0, 2 * 86400.0, 4 * 86400.0)  # 1, 2, 4 days
+
+
 class Upstreams(BaseModel):
     factory: str = "http://127.0.0.1:8101"
     vss: str = "http://127.0.0.1:8102"
@@ -61,6 +75,8 @@ class CoreSettings(BaseSettings):
     api_keys: dict[str, ApiKey] = Field(default_factory=dict)
     admin_token: str | None = None
     ota: OtaPolicy = Field(default_factory=OtaPolicy)
+    factory: FactoryPolicy = Field(default_factory=FactoryPolicy)
+    billing: BillingPolicy = Field(default_factory=BillingPolicy)
     vss_timeout: float = Field(default=5.0, gt=0)
     request_timeout: float = Field(default=30.0, gt=0)
     #: Maintenance thresholds per service id and block, overriding the catalogue's.

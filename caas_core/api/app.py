@@ -15,16 +15,33 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..clients.http import JsonClient
-from ..clients.upstreams import IotClient, PaymentsClient, VssClient
+from ..clients.upstreams import (
+    FactoryClient,
+    IotClient,
+    PaymentsClient,
+    RegistryClient,
+    VssClient,
+)
 from ..clock import ClockError, CoreClock, isoformat, parse_duration, parse_instant
 from ..domain.catalogue import Catalogue
 from ..domain.ota_policy import RetryPolicy
-from ..flows import lifecycle, ota, purchases, webhooks
+from ..flows import (
+    billing,
+    delivery,
+    lifecycle,
+    manufacturing,
+    ota,
+    purchases,
+    registration,
+    sales,
+    webhooks,
+)
 from ..flows.core import Core
 from ..flows.runner import JobRunner
 from ..settings import CoreSettings
 from ..store import jobs, outbox
 from ..store.db import Database, create_schema, drop_schema
+from . import sales as sales_api
 from . import validation
 from .auth import authenticate, require_owner, require_role
 from .problems import Problem
@@ -62,11 +79,18 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
         core = Core(settings, clock, db, Catalogue.default(), RetryPolicy(
             attempts=settings.ota.attempts, backoff=settings.ota.backoff, attempt_timeout=settings.ota.attempt_timeout,
             deadline=settings.ota.api_down_deadline), IotClient(client("iot", up.iot)), VssClient(client("vss", up.vss)),
-            PaymentsClient(client("payments", up.payments)))
-        handlers = {**ota.handlers(core), ota.GIVE_UP: lambda job, ctx: ota.give_up(core, job, ctx),
-                    webhooks.PAYMENT_EVENT: lambda job, ctx: webhooks.on_payment_event(core, job, ctx),
-                    lifecycle.EXPIRE: lambda job, ctx: lifecycle.expire(core, job, ctx),
-                    lifecycle.DEACTIVATE: lambda job, ctx: lifecycle.deactivate(core, job, ctx)}
+            PaymentsClient(client("payments", up.payments)),
+            FactoryClient(JsonClient("factory", up.factory, session, timeout=settings.factory.placement_timeout)),
+            {country: RegistryClient(client(f"registry-{name}", getattr(up, f"registry_{name}")))
+             for country, name in (("ES", "es"), ("FR", "fr"), ("DE", "de"), ("GB", "uk"))})
+        handlers = {**ota.handlers(core)} | {kind: _bound(core, handler) for kind, handler in (
+            (ota.GIVE_UP, ota.give_up), (webhooks.PAYMENT_EVENT, webhooks.on_payment_event),
+            (lifecycle.EXPIRE, lifecycle.expire), (lifecycle.DEACTIVATE, lifecycle.deactivate),
+            (sales.PLACE_ORDER, sales.place_order_job), (manufacturing.FACTORY_EVENT, manufacturing.on_factory_event),
+            (registration.SUBMIT, registration.submit), (registration.POLL, registration.poll),
+            (registration.SUBMIT_INFO, registration.submit_info),
+            (webhooks.REGISTRY_EVENT, registration.on_registry_event),
+            (registration.DELIVER, delivery.schedule), (billing.CHARGE, billing.charge))}
         runner = JobRunner(db, clock, handlers, worker=f"core-{settings.port}-{id(app):x}")
         core.kick = runner.kick
         app[CORE_KEY], app[RUNNER_KEY] = core, runner
@@ -88,14 +112,22 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
     r.add_get("/customers/{customerId}/purchases", list_purchases)
     r.add_get("/purchases/{purchaseId}", get_purchase)
     r.add_post("/purchases/{purchaseId}/withdrawal", withdraw_purchase)
+    r.add_get("/purchases/{purchaseId}/invoices", list_invoices)
     r.add_get("/customers/{customerId}/notifications", list_notifications)
     r.add_get("/support/tickets", list_tickets)
+    sales_api.routes(app, CORE_KEY, _principal, _cid)
     r.add_post("/caas/webhooks/{source}", receive_webhook)
     r.add_get("/__admin/health", health)
     r.add_get("/__admin/clock", get_clock)
     r.add_post("/__admin/clock", move_clock)
     r.add_post("/__admin/reset", reset)
     return app
+
+
+def _bound(core: Core, handler):
+    async def run(job, ctx):
+        await handler(core, job, ctx)
+    return run
 
 
 @web.middleware
@@ -175,6 +207,14 @@ async def withdraw_purchase(request: web.Request) -> web.Response:
     purchase_id = request.match_info["purchaseId"]
     require_owner(principal, await purchases.owner_of(core, purchase_id))
     return _json(await lifecycle.withdraw(core, purchase_id, _cid(request)))
+
+
+async def list_invoices(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    core = request.app[CORE_KEY]
+    purchase_id = request.match_info["purchaseId"]
+    require_owner(principal, await purchases.owner_of(core, purchase_id))
+    return _json({"invoices": await billing.invoices_for(core, purchase_id)})
 
 
 async def list_purchases(request: web.Request) -> web.Response:

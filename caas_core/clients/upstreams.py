@@ -60,3 +60,37 @@ class PaymentsClient:
 
     async def payment(self, payment_id: str, *, correlation_id: str) -> dict:
         return (await self.http.call("GET", f"/payments/{payment_id}", correlation_id=correlation_id)).body
+
+
+@dataclass(frozen=True, slots=True)
+class FactoryClient:
+    http: JsonClient
+
+    async def place_order(self, order: dict, *, key: str, correlation_id: str) -> dict:
+        return (await self.http.call("POST", "/orders", json=order, idempotency_key=key,
+                                     correlation_id=correlation_id)).body
+
+    async def orders_for(self, reference: str, *, correlation_id: str) -> list[dict]:
+        answer = await self.http.call("GET", f"/orders?reference={reference}", correlation_id=correlation_id)
+        return answer.body["orders"]
+
+    async def schedule_delivery(self, order_id: str, request: dict, *, key: str, correlation_id: str) -> dict:
+        return (await self.http.call("POST", f"/orders/{order_id}/delivery", json=request, idempotency_key=key,
+                                     correlation_id=correlation_id)).body
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryClient:
+    """One national registry; they share one API shape (contracts/registry-*.yaml)."""
+    http: JsonClient
+
+    async def submit(self, request: dict, *, key: str, correlation_id: str) -> dict:
+        return (await self.http.call("POST", "/registrations", json=request, idempotency_key=key,
+                                     correlation_id=correlation_id)).body
+
+    async def get(self, registration_id: str, *, correlation_id: str) -> dict:
+        return (await self.http.call("GET", f"/registrations/{registration_id}", correlation_id=correlation_id)).body
+
+    async def additional_info(self, registration_id: str, info: dict, *, key: str, correlation_id: str) -> dict:
+        return (await self.http.call("POST", f"/registrations/{registration_id}/additional-info", json=info,
+                                     idempotency_key=key, correlation_id=correlation_id)).body

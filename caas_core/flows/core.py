@@ -5,7 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from ..clients.upstreams import IotClient, PaymentsClient, VssClient
+from ..clients.upstreams import (
+    FactoryClient,
+    IotClient,
+    PaymentsClient,
+    RegistryClient,
+    VssClient,
+)
 from ..clock import CoreClock
 from ..domain.catalogue import Catalogue
 from ..domain.ota_policy import RetryPolicy
@@ -23,6 +29,8 @@ class Core:
     iot: IotClient
     vss: VssClient
     payments: PaymentsClient
+    factory: FactoryClient
+    registries: dict[str, RegistryClient]  # by owner country: ES, FR, DE, GB
     kick: object = None  # set by the app: wakes the job runner after an enqueue for now
 
     @staticmethod

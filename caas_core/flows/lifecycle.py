@@ -26,6 +26,7 @@ from ..domain.purchase import (
 from ..domain.refunds import WithdrawalOutcome, withdrawal
 from ..store import jobs
 from ..store.schema import payments, purchases, refunds
+from . import billing
 from .core import Core
 from .notices import notify
 from .purchases import view
@@ -100,7 +101,10 @@ async def withdraw(core: Core, purchase_id: str, correlation_id: str) -> dict[st
                                                    decision.refund.currency, decision.reason.value,
                                                    key=f"{purchase_id}:withdrawal", correlation_id=correlation_id)
     async with core.db.transaction() as conn:
-        values: dict[str, Any] = {"status": transition(state, PurchaseEvent.WITHDRAWN).value, "updated_at": now}
+        event = decision.purchase_event or PurchaseEvent.WITHDRAWN
+        values: dict[str, Any] = {"status": transition(state, event).value, "updated_at": now}
+        if row["duration_type"] == "SUBSCRIPTION":  # post-paid: bill the partial month unless waived
+            await billing.close(conn, row, now, waive=decision.waive_unbilled or not decision.final_billing)
         if refund_answer is not None:
             await conn.execute(refunds.insert().values(
                 id=refund_answer["refundId"], payment_id=payment["id"], amount_minor=decision.refund.minor,
@@ -108,7 +112,8 @@ async def withdraw(core: Core, purchase_id: str, correlation_id: str) -> dict[st
                 created_at=now))
             values["refunded_minor"] = row["refunded_minor"] + decision.refund.minor
         await conn.execute(update(purchases).where(purchases.c.id == purchase_id).values(**values))
-        await notify(conn, row, NoticeKind.WITHDRAWAL_CONFIRMED, now)
+        await notify(conn, row, NoticeKind.WITHDRAWAL_CONFIRMED if event is PurchaseEvent.WITHDRAWN
+                     else NoticeKind.SUBSCRIPTION_CANCELLED, now)
         await jobs.cancel(conn, dedupe_key=f"{EXPIRE}:{purchase_id}", now=now)
         if decision.deactivate and state in (PurchaseState.ACTIVE, PurchaseState.ACTIVATING):
             await jobs.enqueue(conn, DEACTIVATE, {"purchaseId": purchase_id}, run_at=now, now=now,

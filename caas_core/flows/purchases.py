@@ -21,6 +21,7 @@ from ..domain.maintenance import assess, needs_vss
 from ..domain.purchase import PurchaseState
 from ..store import jobs, outbox
 from ..store.schema import payments, purchases
+from . import billing
 from .core import Core
 
 ACTIVATE = "ota.activate"
@@ -77,7 +78,10 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
             id=purchase_id, customer_id=customer_id, vin=vin, service_id=service_id, duration_type=duration.value,
             expiry=offer.expiry_for(duration, now), price_minor=price.minor, currency=price.currency,
             status=PurchaseState.ACTIVATION_QUEUED.value, payment_id=payment_id, attempts=0, created_at=now,
-            updated_at=now, risk_flag=eligibility.risk_decision is not None))
+            updated_at=now, risk_flag=eligibility.risk_decision is not None,
+            **({"method_type": method_type, "method_token": token} if gateway_payment is None else {})))
+        if gateway_payment is None:  # post-paid: the first month is charged when it ends
+            await billing.schedule_month_end(conn, purchase_id, now, now)
         if eligibility.risk_decision:
             await outbox.record_decision(conn, "maintenance", purchase_id, eligibility.risk_decision,
                                          {"vin": vin, "serviceId": service_id, "reason": eligibility.risk_reason,

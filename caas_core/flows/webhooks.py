@@ -14,12 +14,14 @@ from ..domain.purchase import PurchaseEvent, PurchaseState, transition
 from ..store import inbox, jobs
 from ..store.schema import collection_cases, payments, purchases, refunds
 from .core import Core
+from .manufacturing import FACTORY_EVENT
 from .ota import OUTCOME
 from .runner import JobContext
 
 PAYMENT_EVENT = "payments.event"
-#: The job that processes each source's webhooks (factory and registries: issue 6).
-PROCESSORS = {"iot": OUTCOME, "payments": PAYMENT_EVENT}
+REGISTRY_EVENT = "registry.event"
+#: The job that processes each source's webhooks.
+PROCESSORS = {"iot": OUTCOME, "payments": PAYMENT_EVENT, "factory": FACTORY_EVENT, "registry-uk": REGISTRY_EVENT}
 
 
 async def receive(core: Core, source: str, webhook_id: str, body: dict, correlation_id: str | None) -> bool:

@@ -12,6 +12,7 @@ same seed (scenario reports compare them) pass ``id=`` derived from the entity, 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from .schema import CHANNELS, audit_log, notifications, support_tickets
 
 
 def _new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+    # Time-ordered (as a ULID): rows written at the same clock instant list in the order
+    # they were written, since readers sort by (created_at, id).
+    return f"{prefix}_{time.time_ns():016x}{uuid.uuid4().hex[:12]}"
 
 
 # --- notifications ------------------------------------------------------------------

@@ -36,6 +36,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
     text,
 )
@@ -162,7 +163,83 @@ purchases = Table(
     Column("delivered_at", Float),
     Column("refunded_minor", BigInteger, nullable=False, server_default=text("0")),
     Column("risk_flag", Boolean, nullable=False, server_default=false()),
+    # a subscription's payment method on file (the gateway's token), charged at month end
+    Column("method_type", String(16)),
+    Column("method_token", String(64)),
+    Column("cancelled_at", Float),
     _currency_check("purchases"),
+)
+
+# --- vehicle sales: reservation, factory order, final payment, registration, delivery --
+
+sales = Table(
+    "sales",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("dealership_id", String(32), nullable=False, index=True),
+    Column("customer_id", ID, nullable=False, index=True),
+    # the commercial plan: customer data, model and options, insurance (as registered)
+    Column("plan", JSON, nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("model", String(32), nullable=False),
+    *_money("price"),
+    Column("reservation_minor", BigInteger, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("order_id", String(64), index=True),
+    Column("order_attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_sequence", Integer, nullable=False, server_default=text("0")),  # factory notifications
+    Column("estimated_date", String(10)),
+    Column("vin", String(17), index=True),
+    Column("registration_id", String(64), index=True),
+    Column("registration_status", String(32), nullable=False, server_default="NOT_STARTED"),
+    Column("registration_attempts", Integer, nullable=False, server_default=text("0")),
+    # what the authority or staff need: required fields, errors, rejection, manual package
+    Column("registration_detail", JSON),
+    Column("plate_number", String(16)),
+    Column("delivery_id", String(64)),
+    Column("delivery_attempts", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    _currency_check("sales"),
+)
+
+#: The customer's file (expediente): everything that happened to a sale, in order.
+sale_events = Table(
+    "sale_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sale_id", ID, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Index(None, "sale_id", "id"),
+)
+
+#: Month-end invoices of post-paid subscriptions (one per subscription and month).
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("purchase_id", ID, nullable=False, index=True),
+    Column("period_start", Float, nullable=False),
+    Column("period_end", Float, nullable=False),
+    *_money(),
+    Column("status", String(16), nullable=False),  # OPEN | PAID | UNPAID | NOTHING_DUE
+    Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column("payment_id", ID),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("purchase_id", "period_start"),
+    _currency_check("invoices"),
+)
+
+#: Small shared facts every core process must agree on (the factory outage, sales suspension).
+system_state = Table(
+    "system_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )
 
 payments = Table(
@@ -170,6 +247,7 @@ payments = Table(
     metadata,
     Column("id", ID, primary_key=True),
     Column("purchase_id", ID, index=True),
+    Column("sale_id", ID, index=True),
     # the gateway's id: unique so a replayed gateway webhook maps to one payment
     Column("gateway_payment_id", String(100), unique=True),
     Column("kind", String(32), nullable=False),

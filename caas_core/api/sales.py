@@ -1,0 +1,228 @@
+"""HTTP for vehicle sales: the dealership registers, the customer pays, the staff resolve.
+
+Parse, authorise, call a flow, serialise; contracts/core.yaml (tag ``sales``) is the API.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Literal, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..clock import isoformat
+from ..domain.registration import SPECS
+from ..flows import delivery, registration, sales
+from ..flows.core import Core
+from ..store import outbox
+from .auth import Principal, require_role
+from .problems import Problem
+
+DEALERSHIP_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,31}$")  # the factory's dealership ids
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Money(_Strict):
+    value: int = Field(gt=0, le=10**10)
+    currency: Literal["EUR", "GBP", "USD"]
+
+
+class Address(_Strict):
+    line1: str = Field(min_length=1, max_length=140)
+    line2: str | None = Field(default=None, max_length=140)
+    city: str = Field(min_length=1, max_length=80)
+    postalCode: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]{1,9}$")
+    country: Literal["ES", "FR", "DE", "GB"]
+
+
+class Customer(_Strict):
+    customerId: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+    firstName: str = Field(min_length=1, max_length=60)
+    lastName: str = Field(min_length=1, max_length=60)
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    type: Literal["INDIVIDUAL", "COMPANY"] = "INDIVIDUAL"
+    companyName: str | None = Field(default=None, min_length=1, max_length=140)
+    taxId: str = Field(pattern=r"^[A-Z0-9]{5,20}$")
+    dateOfBirth: date | None = None
+    driverLicense: str | None = Field(default=None, pattern=r"^[A-Z0-9]{5,20}$")
+    address: Address
+
+    @model_validator(mode="after")
+    def _owner_kind(self):
+        if self.type == "INDIVIDUAL" and self.dateOfBirth is None:
+            raise ValueError("an INDIVIDUAL customer needs dateOfBirth (the registries require it)")
+        if self.type == "COMPANY" and not self.companyName:
+            raise ValueError("a COMPANY customer needs companyName")
+        return self
+
+
+class Insurance(_Strict):
+    provider: str = Field(min_length=1, max_length=80)
+    policyNumber: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")
+    validFrom: date
+
+
+class DealershipInfo(_Strict):
+    city: str = Field(min_length=1, max_length=100)
+
+
+class SaleRequest(_Strict):
+    customer: Customer
+    model: str = Field(pattern=r"^[A-Z][A-Z0-9-]{1,31}$")
+    options: list[str] = Field(default_factory=list, max_length=20)
+    price: Money
+    reservation: Money
+    insurance: Insurance
+    dealership: DealershipInfo
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.model not in SPECS:
+            raise ValueError(f"unknown model {self.model}; known: {', '.join(sorted(SPECS))}")
+        if self.reservation.currency != self.price.currency:
+            raise ValueError("reservation and price must be in the same currency")
+        if self.reservation.value >= self.price.value:
+            raise ValueError("the reservation signal must be less than the price")
+        return self
+
+
+class PaymentMethod(_Strict):
+    type: Literal["CARD", "BANK_TRANSFER"]
+    token: str = Field(pattern=r"^pm_[A-Za-z0-9_]{1,61}$")
+
+
+class PaymentRequest(_Strict):
+    paymentMethod: PaymentMethod
+
+
+class InfoValues(_Strict):
+    values: dict[Literal["owner.driverLicense", "owner.dateOfBirth", "vehicle.typeApprovalNumber"],
+                 str] = Field(default_factory=dict)
+
+
+class Corrections(_Strict):
+    customer: dict[Literal["firstName", "lastName", "companyName", "taxId", "dateOfBirth", "driverLicense",
+                           "address"], object] = Field(default_factory=dict)
+    insurance: dict[Literal["provider", "policyNumber", "validFrom"], str] = Field(default_factory=dict)
+
+
+class ManualCompletion(_Strict):
+    plateNumber: str = Field(pattern=r"^[A-Z0-9][A-Z0-9 -]{1,15}$")
+    registrationDate: date
+
+
+class Cancellation(_Strict):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+def _parse(model: type[M], raw: bytes) -> M:
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        raise Problem(400, "Invalid request", "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()),
+            kind="invalid-request") from None
+
+
+def routes(app: web.Application, key: web.AppKey[Core], principal, correlation) -> None:
+    """Add the sale operations; ``principal`` and ``correlation`` are the app's helpers."""
+
+    async def allowed(request: web.Request, *, customer: bool, dealership: bool) -> tuple[Core, str]:
+        who: Principal = principal(request)
+        core, sale_id = request.app[key], request.match_info["saleId"]
+        customer_id, dealership_id = await sales.owners(core, sale_id)
+        if not (who.role == "operator" or (customer and who.role == "customer" and who.subject == customer_id)
+                or (dealership and who.role == "dealership" and who.subject == dealership_id)):
+            raise Problem(403, "Forbidden", "this sale belongs to another customer or dealership", kind="forbidden")
+        return core, sale_id
+
+    def answer(body, status: int = 200, headers=None) -> web.Response:
+        return web.json_response(body, status=status, headers=headers)
+
+    async def register(request: web.Request) -> web.Response:
+        who = principal(request)
+        require_role(who, "dealership")
+        if not DEALERSHIP_ID.match(who.subject):
+            raise Problem(422, "Dealership id not accepted by the factory", f"{who.subject!r} is not a factory "
+                          "dealership id (upper-case letters, digits and dashes, 3 to 32)", kind="invalid-dealership")
+        plan = _parse(SaleRequest, await request.read()).model_dump(mode="json", exclude_none=True)
+        view = await sales.register(request.app[key], who.subject, plan, correlation(request))
+        return answer(view, 201, {"Location": f"/sales/{view['saleId']}"})
+
+    async def get_sale(request: web.Request) -> web.Response:
+        core, sale_id = await allowed(request, customer=True, dealership=True)
+        return answer(await sales.view(core, sale_id))
+
+    async def sale_file(request: web.Request) -> web.Response:
+        core, sale_id = await allowed(request, customer=True, dealership=True)
+        return answer(await sales.file(core, sale_id))
+
+    async def reserve(request: web.Request) -> web.Response:
+        core, sale_id = await allowed(request, customer=True, dealership=False)
+        body = _parse(PaymentRequest, await request.read())
+        return answer(await sales.pay_reservation(core, sale_id, body.paymentMethod.model_dump(), correlation(request)))
+
+    async def final_payment(request: web.Request) -> web.Response:
+        core, sale_id = await allowed(request, customer=True, dealership=False)
+        body = _parse(PaymentRequest, await request.read())
+        return answer(await sales.pay_final(core, sale_id, body.paymentMethod.model_dump(), correlation(request)))
+
+    async def additional_info(request: web.Request) -> web.Response:
+        core, sale_id = await allowed(request, customer=False, dealership=True)
+        body = _parse(InfoValues, await request.read())
+        await registration.provide_info(core, sale_id, body.values, correlation(request))
+        return answer(await sales.view(core, sale_id))
+
+    async def resubmission(request: web.Request) -> web.Response:
+        core, sale_id = await allowed(request, customer=False, dealership=True)
+        body = _parse(Corrections, await request.read())
+        await registration.resubmit(core, sale_id, body.model_dump(mode="json"), correlation(request))
+        return answer(await sales.view(core, sale_id), 202)
+
+    async def manual_completion(request: web.Request) -> web.Response:
+        core, sale_id = await allowed(request, customer=False, dealership=True)
+        body = _parse(ManualCompletion, await request.read())
+        await registration.record_manual(core, sale_id, body.plateNumber, body.registrationDate.isoformat())
+        return answer(await sales.view(core, sale_id))
+
+    async def cancel(request: web.Request) -> web.Response:
+        core, sale_id = await allowed(request, customer=False, dealership=True)
+        body = _parse(Cancellation, await request.read())
+        return answer(await sales.cancel(core, sale_id, body.reason, correlation(request)))
+
+    async def handover(request: web.Request) -> web.Response:
+        core, sale_id = await allowed(request, customer=False, dealership=True)
+        await delivery.hand_over(core, sale_id)
+        return answer(await sales.view(core, sale_id))
+
+    async def dealership_notifications(request: web.Request) -> web.Response:
+        who = principal(request)
+        dealership_id = request.match_info["dealershipId"]
+        if not (who.role == "operator" or (who.role == "dealership" and who.subject == dealership_id)):
+            raise Problem(403, "Forbidden", "these are another dealership's notifications", kind="forbidden")
+        async with request.app[key].db.transaction(readonly=True) as conn:
+            found = await outbox.notifications_for(conn, dealership_id)
+        return answer({"notifications": [{"notificationId": n.id, "template": n.template, "payload": n.payload,
+                                          "createdAt": isoformat(n.created_at)} for n in found]})
+
+    r = app.router
+    r.add_post("/sales", register)
+    r.add_get("/sales/{saleId}", get_sale)
+    r.add_get("/sales/{saleId}/file", sale_file)
+    r.add_post("/sales/{saleId}/reservation", reserve)
+    r.add_post("/sales/{saleId}/final-payment", final_payment)
+    r.add_post("/sales/{saleId}/registration/additional-info", additional_info)
+    r.add_post("/sales/{saleId}/registration/resubmission", resubmission)
+    r.add_post("/sales/{saleId}/registration/manual-completion", manual_completion)
+    r.add_post("/sales/{saleId}/cancellation", cancel)
+    r.add_post("/sales/{saleId}/handover", handover)
+    r.add_get("/dealerships/{dealershipId}/notifications", dealership_notifications)
+

@@ -1,0 +1,362 @@
+"""Selling a vehicle: the sale, the reservation signal, the factory order, the final payment.
+
+The reservation payment is confirmed synchronously and places the factory order at
+once (30 s timeout). The order job is enqueued in the same transaction as the payment,
+so that a factory that is down, slow or a crash in between leaves a queued order that
+is retried with exponential backoff, always under the same Idempotency-Key (one factory
+order per paid reservation). The factory unreachable longer than the configured limit
+suspends new sales and tells the dealerships; its first success lifts the suspension.
+
+The final payment is synchronous and blocking: declined, the vehicle goes back to stock
+unassigned and the customer loses the reservation; paid, registration starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from ..api.problems import Problem
+from ..clients.http import Rejected, Unavailable
+from ..clock import isoformat
+from ..domain.sale import SaleConflict, SaleStatus, require
+from ..store import jobs, outbox
+from ..store.schema import invoices, payments, purchases, refunds, sale_events, sales
+from . import sale_records as rec
+from .core import Core
+from .runner import JobContext
+
+PLACE_ORDER = "factory.place_order"
+SUSPENSION, OUTAGE = "sales_suspended", "factory_outage"
+S = SaleStatus
+
+
+async def register(core: Core, dealership_id: str, plan: dict, correlation_id: str) -> dict[str, Any]:
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        suspended = await rec.get_state(conn, SUSPENSION)
+        if suspended:
+            raise Problem(503, "Sales suspended", "the factory has been unreachable since "
+                          f"{isoformat(suspended['outageSince'])}; new sales are suspended until it is back",
+                          kind="sales-suspended", headers={"Retry-After": "3600"})
+        sale_id = core.new_id("sale")
+        customer = plan["customer"]
+        await conn.execute(sales.insert().values(
+            id=sale_id, dealership_id=dealership_id, customer_id=customer["customerId"], plan=plan,
+            country=customer["address"]["country"], model=plan["model"], price_minor=plan["price"]["value"],
+            currency=plan["price"]["currency"], reservation_minor=plan["reservation"]["value"],
+            status=S.AWAITING_RESERVATION.value, created_at=now, updated_at=now))
+        await rec.record(conn, sale_id, "SALE_REGISTERED", {"dealershipId": dealership_id, "model": plan["model"],
+                                                            "options": plan["options"]}, now)
+        sale = await rec.load(conn, sale_id)
+        await rec.tell_customer(conn, sale, "RESERVATION_REQUESTED", now,
+                                amount={"value": plan["reservation"]["value"], "currency": plan["price"]["currency"]})
+    return await view(core, sale_id)
+
+
+async def pay_reservation(core: Core, sale_id: str, method: dict, correlation_id: str) -> dict[str, Any]:
+    async with core.db.transaction(readonly=True) as conn:
+        sale = await rec.load(conn, sale_id)
+    _require(sale, "pay the reservation of", S.AWAITING_RESERVATION)
+    answer = await _charge(core, sale, "RESERVATION", sale["reservation_minor"], method, correlation_id)
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        sale = await rec.load(conn, sale_id, lock=True)
+        _require(sale, "pay the reservation of", S.AWAITING_RESERVATION)  # a concurrent payment won
+        await _insert_payment(core, conn, sale, "RESERVATION", sale["reservation_minor"], answer, now)
+        await rec.change(conn, sale_id, now, status=S.ORDER_QUEUED.value)
+        await rec.record(conn, sale_id, "RESERVATION_PAID", {"paymentId": answer["paymentId"]}, now)
+        # The safety net: if the call below fails or we crash, this job places the order.
+        await jobs.enqueue(conn, PLACE_ORDER, {"saleId": sale_id}, run_at=now + core.settings.factory.backoff_base,
+                           now=now, dedupe_key=f"{PLACE_ORDER}:{sale_id}", correlation_id=correlation_id)
+    await place_order(core, sale_id, correlation_id)
+    return await view(core, sale_id)
+
+
+async def place_order_job(core: Core, job: jobs.Job, ctx: JobContext) -> None:
+    outcome = await place_order(core, job.payload["saleId"], job.correlation_id or job.payload["saleId"])
+    async with core.db.transaction() as conn:
+        if outcome == "unavailable":
+            delay = min(core.settings.factory.backoff_base * 2 ** job.attempts, core.settings.factory.backoff_cap)
+            await jobs.retry(conn, job.id, run_at=core.clock.now() + delay, error="factory unavailable")
+        else:
+            await jobs.complete(conn, job.id)
+
+
+async def place_order(core: Core, sale_id: str, correlation_id: str) -> str:
+    """One attempt at the factory order; returns placed, rejected, unavailable or skipped."""
+    async with core.db.transaction() as conn:
+        sale = await rec.load(conn, sale_id, lock=True)
+        if sale["status"] != S.ORDER_QUEUED.value:
+            return "skipped"
+        await rec.change(conn, sale_id, core.clock.now(), order_attempts=sale["order_attempts"] + 1)
+    plan = sale["plan"]
+    customer = plan["customer"]
+    order = {"reference": sale_id, "model": sale["model"], "options": plan["options"],
+             "customer": {"customerId": sale["customer_id"], "firstName": customer["firstName"],
+                          "lastName": customer["lastName"], **({"email": customer["email"]} if customer.get("email")
+                                                               else {})},
+             "dealership": {"id": sale["dealership_id"], "city": plan["dealership"]["city"],
+                            "country": sale["country"]}}
+    try:
+        answer = await core.factory.place_order(order, key=f"{sale_id}:order", correlation_id=correlation_id)
+    except Unavailable as exc:
+        await _factory_unavailable(core, sale, str(exc))
+        return "unavailable"
+    except Rejected as exc:
+        if exc.status == 409:  # the same key still in flight at the factory: try again later
+            await _factory_unavailable(core, sale, str(exc))
+            return "unavailable"
+        await _order_rejected(core, sale, exc, correlation_id)
+        return "rejected"
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        await rec.change(conn, sale_id, now, status=S.ORDER_PLACED.value, order_id=answer["orderId"],
+                         estimated_date=answer["estimatedDate"])
+        await rec.record(conn, sale_id, "ORDER_PLACED", {"orderId": answer["orderId"],
+                                                         "estimatedDate": answer["estimatedDate"]}, now)
+        await rec.tell_customer(conn, sale, "ORDER_CONFIRMED", now, orderId=answer["orderId"],
+                                estimatedDate=answer["estimatedDate"])
+        await _factory_back(conn, now)
+    return "placed"
+
+
+async def _factory_unavailable(core: Core, sale, reason: str) -> None:
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        await rec.record(conn, sale["id"], "ORDER_DEFERRED", {"reason": reason, "attempt": sale["order_attempts"] + 1},
+                         now)
+        if sale["order_attempts"] == 0:
+            await rec.tell_customer(conn, sale, "ORDER_QUEUED", now)
+        outage = await rec.get_state(conn, OUTAGE)
+        if outage is None:
+            outage = {"since": now}
+            await rec.set_state(conn, OUTAGE, outage, now)
+        if now - outage["since"] >= core.settings.factory.suspend_sales_after \
+                and await rec.get_state(conn, SUSPENSION) is None:
+            await rec.set_state(conn, SUSPENSION, {"outageSince": outage["since"], "at": now}, now)
+            for dealership in await _dealerships(conn):
+                await rec.alert_dealership(conn, dealership, "SALES_SUSPENDED", now,
+                                           outageSince=isoformat(outage["since"]))
+
+
+async def _factory_back(conn, now: float) -> None:
+    await rec.set_state(conn, OUTAGE, None, now)
+    if await rec.get_state(conn, SUSPENSION) is not None:
+        await rec.set_state(conn, SUSPENSION, None, now)
+        for dealership in await _dealerships(conn):
+            await rec.alert_dealership(conn, dealership, "SALES_RESUMED", now)
+
+
+async def _dealerships(conn) -> list[str]:
+    return list((await conn.scalars(select(sales.c.dealership_id).distinct().order_by(sales.c.dealership_id))).all())
+
+
+async def _order_rejected(core: Core, sale, exc: Rejected, correlation_id: str) -> None:
+    reason = (exc.problem or {}).get("reason") or (exc.problem or {}).get("detail") or str(exc)
+    refunded = await refund_sale(core, sale["id"], "ORDER_REJECTED", correlation_id)
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        await rec.change(conn, sale["id"], now, status=S.ORDER_REJECTED.value)
+        await rec.record(conn, sale["id"], "ORDER_REJECTED", {"reason": reason}, now)
+        await rec.tell_customer(conn, sale, "ORDER_REJECTED_RESERVATION_REFUNDED", now, reason=reason,
+                                refunded={"value": refunded, "currency": sale["currency"]})
+
+
+async def refund_sale(core: Core, sale_id: str, reason: str, correlation_id: str) -> int:
+    """Refund what is left of every payment of the sale; returns the amount refunded now."""
+    async with core.db.transaction(readonly=True) as conn:
+        paid = (await conn.execute(select(payments).where(payments.c.sale_id == sale_id)
+                                   .order_by(payments.c.created_at))).mappings().all()
+        done = {r["payment_id"]: r["amount_minor"] for r in (await conn.execute(
+            select(refunds).where(refunds.c.payment_id.in_([p["id"] for p in paid])))).mappings().all()}
+    total = 0
+    for payment in paid:
+        due = payment["amount_minor"] - done.get(payment["id"], 0)
+        if due <= 0:
+            continue
+        try:
+            answer = await core.payments.refund(payment["gateway_payment_id"], due, payment["currency"], reason,
+                                                key=f"{payment['id']}:refund", correlation_id=correlation_id)
+        except (Unavailable, Rejected) as exc:  # the gateway cannot now: an operator refunds by hand
+            async with core.db.transaction() as conn:
+                sale = await rec.load(conn, sale_id)
+                await outbox.open_ticket(conn, sale["customer_id"], sale["vin"] or "", f"Refund {due} "
+                                         f"{payment['currency']} by hand ({reason})",
+                                         {"saleId": sale_id, "paymentId": payment["gateway_payment_id"],
+                                          "error": str(exc)}, core.clock.now())
+                await rec.record(conn, sale_id, "REFUND_DEFERRED", {"paymentId": payment["gateway_payment_id"],
+                                                                    "amount": due, "error": str(exc)},
+                                 core.clock.now())
+            continue
+        now = core.clock.now()
+        async with core.db.transaction() as conn:
+            await conn.execute(refunds.insert().values(
+                id=answer["refundId"], payment_id=payment["id"], amount_minor=due, currency=payment["currency"],
+                status=answer["status"], reason=reason, created_at=now))
+            await rec.record(conn, sale_id, "REFUND_REQUESTED", {"paymentId": payment["gateway_payment_id"],
+                                                                 "amount": due, "refundId": answer["refundId"]}, now)
+        total += due
+    return total
+
+
+async def pay_final(core: Core, sale_id: str, method: dict, correlation_id: str) -> dict[str, Any]:
+    """Synchronous and blocking. Declined: the vehicle returns to stock, the reservation is lost."""
+    from .registration import SUBMIT  # the next step of the journey
+
+    async with core.db.transaction(readonly=True) as conn:
+        sale = await rec.load(conn, sale_id)
+    _require(sale, "take the final payment of", S.AWAITING_FINAL_PAYMENT)
+    amount = sale["price_minor"] - sale["reservation_minor"]
+    try:
+        answer = await _charge(core, sale, "FINAL", amount, method, correlation_id)
+    except Problem as problem:
+        if problem.status != 422:
+            raise  # the gateway is down: nothing happened, the customer may try again
+        now = core.clock.now()
+        async with core.db.transaction() as conn:
+            await rec.change(conn, sale_id, now, status=S.RETURNED_TO_STOCK.value)
+            await rec.record(conn, sale_id, "FINAL_PAYMENT_FAILED", {"reason": problem.detail}, now)
+            await rec.tell_customer(conn, sale, "FINAL_PAYMENT_FAILED_RESERVATION_LOST", now, reason=problem.detail)
+            await rec.alert_dealership(conn, sale["dealership_id"], "VEHICLE_UNASSIGNED_IN_STOCK", now,
+                                       sale_id=sale_id, vin=sale["vin"], model=sale["model"])
+        raise Problem(422, "Final payment declined", f"{problem.detail}; the vehicle returns to stock and the "
+                      "reservation is lost", kind="final-payment-declined", saleStatus=S.RETURNED_TO_STOCK.value) \
+            from None
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        sale = await rec.load(conn, sale_id, lock=True)
+        _require(sale, "take the final payment of", S.AWAITING_FINAL_PAYMENT)
+        await _insert_payment(core, conn, sale, "FINAL", amount, answer, now)
+        await rec.change(conn, sale_id, now, status=S.REGISTRATION.value)
+        await rec.record(conn, sale_id, "FINAL_PAYMENT_RECEIVED", {"paymentId": answer["paymentId"]}, now)
+        await rec.tell_customer(conn, sale, "FINAL_PAYMENT_RECEIVED_REGISTRATION_STARTED", now)
+        await jobs.enqueue(conn, SUBMIT, {"saleId": sale_id}, run_at=now, now=now,
+                           dedupe_key=f"{SUBMIT}:{sale_id}:0", correlation_id=correlation_id)
+    core.wake()
+    return await view(core, sale_id)
+
+
+async def cancel(core: Core, sale_id: str, reason: str, correlation_id: str) -> dict[str, Any]:
+    """The dealership cannot resolve the issue: cancel the sale and refund what was paid."""
+    from .registration import NEEDS_STAFF
+
+    async with core.db.transaction(readonly=True) as conn:
+        sale = await rec.load(conn, sale_id)
+    _require(sale, "cancel", S.ORDER_QUEUED, S.REGISTRATION)
+    if sale["status"] == S.REGISTRATION.value and sale["registration_status"] not in NEEDS_STAFF:
+        raise Problem(409, "Registration in progress", f"the registration is {sale['registration_status']}; a sale "
+                      "is cancelled only when the registration cannot be resolved", kind="sale-conflict")
+    refunded = await refund_sale(core, sale_id, "REGISTRATION_FAILED" if sale["status"] == S.REGISTRATION.value
+                                 else "CUSTOMER_REQUEST", correlation_id)
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        await rec.change(conn, sale_id, now, status=S.CANCELLED.value, registration_status="CANCELLED"
+                         if sale["status"] == S.REGISTRATION.value else sale["registration_status"])
+        await jobs.cancel(conn, dedupe_key=f"{PLACE_ORDER}:{sale_id}", now=now)
+        await rec.record(conn, sale_id, "SALE_CANCELLED", {"reason": reason, "refunded": refunded}, now)
+        await rec.tell_customer(conn, sale, "SALE_CANCELLED_REFUNDED", now, reason=reason,
+                                refunded={"value": refunded, "currency": sale["currency"]})
+    return await view(core, sale_id)
+
+
+def _require(sale, operation: str, *allowed: SaleStatus) -> None:
+    try:
+        require(sale["status"], operation, *allowed)
+    except SaleConflict as exc:
+        raise Problem(409, "Sale not in that state", str(exc), kind="sale-conflict", saleStatus=exc.status) from None
+
+
+async def _charge(core: Core, sale, kind: str, amount: int, method: dict, correlation_id: str) -> dict:
+    try:
+        answer = await core.payments.initiate(
+            kind, amount, sale["currency"], method["type"], method["token"], customer_id=sale["customer_id"],
+            order_id=sale["id"], description=f"{kind.title()} payment, {sale['model']}",
+            key=f"{sale['id']}:{kind.lower()}:{method['token']}", correlation_id=correlation_id)
+    except Unavailable as exc:
+        raise Problem(503, "Payment gateway unavailable", f"nothing was charged ({exc}); try again later",
+                      kind="payments-unavailable", headers={"Retry-After": str(int(exc.retry_after or 60))}) from None
+    except Rejected as exc:
+        raise Problem(422, "Payment refused", (exc.problem or {}).get("detail") or str(exc),
+                      kind="payment-refused") from None
+    if answer["status"] == "DECLINED":
+        raise Problem(422, "Payment declined", f"the payment was declined ({answer.get('declineReason')})",
+                      kind="payment-declined")
+    return answer
+
+
+async def _insert_payment(core: Core, conn, sale, kind: str, amount: int, answer: dict, now: float) -> None:
+    await conn.execute(payments.insert().values(
+        id=core.new_id("pay"), sale_id=sale["id"], gateway_payment_id=answer["paymentId"], kind=kind,
+        amount_minor=amount, currency=sale["currency"], status=answer["status"], created_at=now))
+
+
+# --- reading ------------------------------------------------------------------------
+
+async def view(core: Core, sale_id: str) -> dict[str, Any]:
+    async with core.db.transaction(readonly=True) as conn:
+        return render(await rec.load(conn, sale_id))
+
+
+def render(sale) -> dict[str, Any]:
+    plan = sale["plan"]
+    detail = sale["registration_detail"] or {}
+    return {
+        "saleId": sale["id"], "dealershipId": sale["dealership_id"], "customerId": sale["customer_id"],
+        "country": sale["country"], "model": sale["model"], "options": plan["options"],
+        "price": {"value": sale["price_minor"], "currency": sale["currency"]},
+        "reservation": {"value": sale["reservation_minor"], "currency": sale["currency"]},
+        "status": sale["status"], "orderId": sale["order_id"], "orderAttempts": sale["order_attempts"],
+        "estimatedDate": sale["estimated_date"], "vin": sale["vin"],
+        "registration": {"status": sale["registration_status"], "registrationId": sale["registration_id"],
+                         "plateNumber": sale["plate_number"], "attempts": sale["registration_attempts"],
+                         **{k: detail[k] for k in ("requiredFields", "missingValues", "errors", "rejection",
+                                                   "manualSubmission") if detail.get(k) is not None}},
+        "deliveryId": sale["delivery_id"], "deliveryAttempts": sale["delivery_attempts"],
+        "createdAt": isoformat(sale["created_at"]), "updatedAt": isoformat(sale["updated_at"]),
+    }
+
+
+async def owners(core: Core, sale_id: str) -> tuple[str, str]:
+    """(customer id, dealership id) of a sale, for authorisation."""
+    async with core.db.transaction(readonly=True) as conn:
+        sale = await rec.load(conn, sale_id)
+    return sale["customer_id"], sale["dealership_id"]
+
+
+async def file(core: Core, sale_id: str) -> dict[str, Any]:
+    """The customer's file (expediente): the vehicle's whole history in one document."""
+    async with core.db.transaction(readonly=True) as conn:
+        sale = await rec.load(conn, sale_id)
+        events = (await conn.execute(select(sale_events).where(sale_events.c.sale_id == sale_id)
+                                     .order_by(sale_events.c.id))).mappings().all()
+        paid = (await conn.execute(select(payments).where(payments.c.sale_id == sale_id)
+                                   .order_by(payments.c.created_at))).mappings().all()
+        back = (await conn.execute(select(refunds).where(refunds.c.payment_id.in_([p["id"] for p in paid]))
+                                   .order_by(refunds.c.created_at))).mappings().all()
+        services = []
+        if sale["vin"]:
+            services = (await conn.execute(select(purchases).where(purchases.c.vin == sale["vin"])
+                                           .order_by(purchases.c.created_at))).mappings().all()
+        bills = (await conn.execute(select(invoices).where(invoices.c.purchase_id.in_([s["id"] for s in services]))
+                                    .order_by(invoices.c.period_start))).mappings().all()
+        notices = [n for n in await outbox.notifications_for(conn, sale["customer_id"])
+                   if n.payload.get("saleId") == sale_id or (sale["vin"] and n.payload.get("vin") == sale["vin"])]
+    return {
+        "sale": render(sale),
+        "history": [{"at": isoformat(e["at"]), "event": e["kind"], "detail": e["detail"]} for e in events],
+        "payments": [{"paymentId": p["gateway_payment_id"], "kind": p["kind"],
+                      "amount": {"value": p["amount_minor"], "currency": p["currency"]}, "status": p["status"],
+                      "createdAt": isoformat(p["created_at"])} for p in paid],
+        "refunds": [{"refundId": r["id"], "amount": {"value": r["amount_minor"], "currency": r["currency"]},
+                     "status": r["status"], "reason": r["reason"], "createdAt": isoformat(r["created_at"])}
+                    for r in back],
+        "services": [{"purchaseId": s["id"], "serviceId": s["service_id"], "durationType": s["duration_type"],
+                      "status": s["status"], "createdAt": isoformat(s["created_at"])} for s in services],
+        "invoices": [{"invoiceId": i["id"], "purchaseId": i["purchase_id"], "periodStart": isoformat(i["period_start"]),
+                      "amount": {"value": i["amount_minor"], "currency": i["currency"]}, "status": i["status"]}
+                     for i in bills],
+        "notifications": [{"template": n.template, "channel": n.channel, "createdAt": isoformat(n.created_at)}
+                          for n in notices],
+    }

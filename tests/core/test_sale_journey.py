@@ -1,0 +1,347 @@
+"""A vehicle sale end to end, in virtual time: the core against the running factory,
+payment gateway and national registry simulators (issue 6)."""
+
+import time
+
+import aiohttp
+import pytest
+
+from scenarios.stack import Stack
+from tests.core.test_service_path import POSTGRES_URL, database_url  # noqa: F401  (fixture)
+
+KEYS = {"k-c1": {"role": "customer", "subject": "c-1"}, "k-c2": {"role": "customer", "subject": "c-2"},
+        "k-ops": {"role": "operator", "subject": "ops"}, "k-mad": {"role": "dealership", "subject": "ES-MAD-001"}}
+for magic in ("REJECT", "UNAVAILABLE", "QC-FAIL", "WEBHOOK-DUP", "WEBHOOK-REORDER", "WEBHOOK-LOST"):
+    KEYS[f"k-{magic.lower()}"] = {"role": "dealership", "subject": f"TEST-{magic}"}
+CARD = {"type": "CARD", "token": "pm_card_visa"}
+SERVICES = ["factory", "payments", "registry-es", "registry-fr", "registry-de", "registry-uk", "iot", "vss"]
+#: A valid owner per country: address and a tax id with nothing magic about it.
+OWNERS = {
+    "ES": ({"line1": "Calle de Alcalá 123", "city": "Madrid", "postalCode": "28009", "country": "ES"}, "12345678Z"),
+    "FR": ({"line1": "12 rue de Rivoli", "city": "Paris", "postalCode": "75001", "country": "FR"}, "1234567890066"),
+    "DE": ({"line1": "Marienplatz 1", "city": "München", "postalCode": "80331", "country": "DE"}, "86095742719"),
+    "GB": ({"line1": "10 Downing Street", "city": "London", "postalCode": "SW1A 2AA", "country": "GB"}, "AB123456C"),
+}
+
+
+def as_(key):
+    return {"Authorization": f"Bearer {key}"}
+
+
+def plan(country="ES", *, tax_id=None, last_name="García", customer="c-1", **extra):
+    address, valid_tax_id = OWNERS[country]
+    currency = "GBP" if country == "GB" else "EUR"
+    return {"customer": {"customerId": customer, "firstName": "Lucía", "lastName": last_name,
+                         "email": "lucia@example.com", "taxId": tax_id or valid_tax_id, "dateOfBirth": "1985-04-12",
+                         "address": address},
+            "model": "ZEPHYR-EV", "options": ["PAINT-GLACIER-BLUE", "WHEELS-18"],
+            "price": {"value": 3_850_000, "currency": currency}, "reservation": {"value": 150_000, "currency": currency},
+            "insurance": {"provider": "Mapfre", "policyNumber": "POL-2026-0001", "validFrom": "2026-01-01"},
+            "dealership": {"city": "Madrid"}, **extra}
+
+
+@pytest.fixture
+async def world(tmp_path):
+    stack = Stack(services=SERVICES, seed=0, core={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'core.db'}",
+                                                   "api_keys": KEYS})
+    async with stack, aiohttp.ClientSession(stack.url("core")) as http:
+        yield stack, Api(http)
+        assert stack.violations() == []  # the core broke no simulator's contract
+
+
+class Api:
+    def __init__(self, http):
+        self.http = http
+
+    async def call(self, method, path, key, body=None):
+        async with self.http.request(method, path, headers=as_(key), json=body) as r:
+            return r.status, await r.json()
+
+    async def sell(self, dealership="k-mad", **kwargs):
+        status, sale = await self.call("POST", "/sales", dealership, plan(**kwargs))
+        assert status == 201, sale
+        return sale["saleId"]
+
+    async def reserve(self, sale_id, token="pm_card_visa", key="k-c1"):
+        return await self.call("POST", f"/sales/{sale_id}/reservation", key,
+                               {"paymentMethod": {"type": "CARD", "token": token}})
+
+    async def pay_final(self, sale_id, token="pm_card_visa", key="k-c1"):
+        return await self.call("POST", f"/sales/{sale_id}/final-payment", key,
+                               {"paymentMethod": {"type": "CARD", "token": token}})
+
+    async def sale(self, sale_id, key="k-c1"):
+        status, body = await self.call("GET", f"/sales/{sale_id}", key)
+        assert status == 200, body
+        return body
+
+    async def file(self, sale_id, key="k-c1"):
+        return (await self.call("GET", f"/sales/{sale_id}/file", key))[1]
+
+    async def templates(self, customer="c-1", key="k-c1"):
+        status, body = await self.call("GET", f"/customers/{customer}/notifications", key)
+        return [n["template"] for n in body["notifications"] if n["channel"] == "email"]
+
+
+async def until(stack, api, sale_id, status, *, within="90d", step="1d"):
+    """Advance the world day by day until the sale reaches ``status``."""
+    from simulators.kit.durations import parse_duration
+
+    deadline = stack.clock.now() + parse_duration(within)
+    while stack.clock.now() < deadline:
+        sale = await api.sale(sale_id)
+        if sale["status"] == status:
+            return sale
+        await stack.advance(step)
+    raise AssertionError(f"sale {sale_id} never reached {status}: {await api.sale(sale_id)}")
+
+
+async def to_final_payment(stack, api, **kwargs):
+    sale_id = await api.sell(**kwargs)
+    status, sale = await api.reserve(sale_id)
+    assert status == 200 and sale["status"] == "ORDER_PLACED", sale
+    await until(stack, api, sale_id, "AWAITING_FINAL_PAYMENT")
+    return sale_id
+
+
+async def test_full_journey_from_sale_to_delivery_in_virtual_time(world):
+    stack, api = world
+    wall, start = time.perf_counter(), stack.clock.now()
+    sale_id = await to_final_payment(stack, api)
+    status, sale = await api.pay_final(sale_id)
+    assert status == 200 and sale["status"] == "REGISTRATION", sale
+    sale = await until(stack, api, sale_id, "DELIVERED", within="30d", step="6h")
+    assert sale["registration"]["status"] == "PLATE_ASSIGNED" and sale["registration"]["plateNumber"]
+    days = (stack.clock.now() - start) / 86400
+    assert 20 < days < 90, days
+    told = await api.templates()
+    assert told[:2] == ["RESERVATION_REQUESTED", "ORDER_CONFIRMED"]
+    for template in ("VEHICLE_SHIPPED", "VEHICLE_AVAILABLE_FINAL_PAYMENT_REQUESTED",
+                     "FINAL_PAYMENT_RECEIVED_REGISTRATION_STARTED", "VEHICLE_REGISTERED_READY_FOR_DELIVERY",
+                     "HOME_DELIVERY_SCHEDULED", "DELIVERED_MOBILE_APP_LINKING"):
+        assert template in told, (template, told)
+    file = await api.file(sale_id)
+    assert [p["kind"] for p in file["payments"]] == ["RESERVATION", "FINAL"]
+    assert sum(p["amount"]["value"] for p in file["payments"]) == 3_850_000
+    events = [e["event"] for e in file["history"]]
+    assert events.index("ORDER_PLACED") < events.index("FINAL_PAYMENT_RECEIVED") < events.index("DELIVERED")
+    print(f"sale to delivery: {days:.1f} virtual days in {time.perf_counter() - wall:.2f} s of wall time")
+
+
+async def dealership_templates(api, dealership="ES-MAD-001", key="k-mad"):
+    status, body = await api.call("GET", f"/dealerships/{dealership}/notifications", key)
+    assert status == 200, body
+    return [n["template"] for n in body["notifications"]]
+
+
+# --- the factory -----------------------------------------------------------------------
+
+async def test_factory_down_at_reservation_the_order_is_queued_and_placed_when_it_recovers(world):
+    stack, api = world
+    sale_id = await api.sell(dealership="k-unavailable")  # 503 on the first two attempts
+    status, sale = await api.reserve(sale_id)
+    assert status == 200 and sale["status"] == "ORDER_QUEUED" and sale["orderAttempts"] == 1
+    sale = await until(stack, api, sale_id, "ORDER_PLACED", within="1h", step="1m")
+    assert sale["orderAttempts"] == 3 and sale["orderId"]
+    assert (await api.templates())[:3] == ["RESERVATION_REQUESTED", "ORDER_QUEUED", "ORDER_CONFIRMED"]
+    orders = stack.running["factory"].app  # one order for the paid reservation, however many attempts
+    placed = [e for e in stack.journal() if e.get("service") == "factory" and e.get("method") == "POST"
+              and e.get("path") == "/orders" and e.get("status") == 201]
+    assert len(placed) == 1, (orders, placed)
+
+
+async def test_factory_down_longer_than_the_limit_suspends_sales_until_it_is_back(world):
+    stack, api = world
+    sale_id = await api.sell()
+    stack.service("factory").faults.add({"id": "down", "action": {"type": "factory_unavailable"}})
+    status, sale = await api.reserve(sale_id)
+    assert sale["status"] == "ORDER_QUEUED"
+    await stack.advance("5h")  # past the 4 h the specification accepts
+    status, refused = await api.call("POST", "/sales", "k-mad", plan())
+    assert status == 503 and refused["type"].endswith("sales-suspended"), refused
+    assert "SALES_SUSPENDED" in await dealership_templates(api)
+    stack.service("factory").faults.clear()
+    await until(stack, api, sale_id, "ORDER_PLACED", within="2h", step="10m")
+    assert "SALES_RESUMED" in await dealership_templates(api)
+    await api.sell()  # sales are open again
+
+
+async def test_order_rejected_tells_the_customer_and_refunds_the_reservation(world):
+    stack, api = world
+    sale_id = await api.sell(dealership="k-reject")
+    status, sale = await api.reserve(sale_id)
+    assert status == 200 and sale["status"] == "ORDER_REJECTED"
+    file = await api.file(sale_id)
+    assert [r["amount"]["value"] for r in file["refunds"]] == [150_000]
+    assert "ORDER_REJECTED_RESERVATION_REFUNDED" in await api.templates()
+
+
+async def test_quality_control_rework_loop_is_followed(world):
+    stack, api = world
+    sale_id = await to_final_payment(stack, api, dealership="k-qc-fail")
+    statuses = [e["detail"]["status"] for e in (await api.file(sale_id))["history"]
+                if e["event"] == "FACTORY_NOTIFICATION" and e["detail"]["notification"] == "STATUS_CHANGED"]
+    qc = statuses.index("QUALITY_CONTROL")
+    assert statuses[qc + 1] == "PRODUCTION_IN_PROGRESS" and "QUALITY_CONTROL" in statuses[qc + 2:]
+
+
+@pytest.mark.parametrize("dealership", ["k-webhook-dup", "k-webhook-reorder", "k-webhook-lost"])
+async def test_duplicated_reordered_or_late_status_webhooks_never_move_the_sale_back(world, dealership):
+    stack, api = world
+    sale_id = await api.sell(dealership=dealership)
+    await api.reserve(sale_id)
+    seen = []
+    for _ in range(60):
+        seen.append((await api.sale(sale_id))["status"])
+        if seen[-1] == "AWAITING_FINAL_PAYMENT":
+            break
+        await stack.advance("12h")
+    flow = ["ORDER_PLACED", "PRODUCTION_SCHEDULED", "PRODUCTION_IN_PROGRESS", "QUALITY_CONTROL", "READY_FOR_SHIPMENT",
+            "IN_TRANSIT", "AWAITING_FINAL_PAYMENT"]
+    ranks = [flow.index(s) for s in seen]
+    assert ranks == sorted(ranks) and seen[-1] == "AWAITING_FINAL_PAYMENT", seen
+    outcomes = [e["detail"]["outcome"] for e in (await api.file(sale_id))["history"]
+                if e["event"] == "FACTORY_NOTIFICATION"]
+    if dealership == "k-webhook-reorder":  # duplicates never get this far: the inbox drops them
+        assert "stale" in outcomes, outcomes
+
+
+# --- the final payment ------------------------------------------------------------------
+
+async def test_final_payment_declined_returns_the_vehicle_to_stock_and_the_reservation_is_lost(world):
+    stack, api = world
+    sale_id = await to_final_payment(stack, api)
+    status, problem = await api.pay_final(sale_id, token="pm_card_insufficient_funds")
+    assert status == 422 and problem["saleStatus"] == "RETURNED_TO_STOCK", problem
+    assert (await api.sale(sale_id))["status"] == "RETURNED_TO_STOCK"
+    assert (await api.file(sale_id))["refunds"] == []  # the customer loses the reservation
+    assert "FINAL_PAYMENT_FAILED_RESERVATION_LOST" in await api.templates()
+    assert "VEHICLE_UNASSIGNED_IN_STOCK" in await dealership_templates(api)
+    status, again = await api.pay_final(sale_id)
+    assert status == 409, again
+
+
+# --- registration, per country ----------------------------------------------------------
+
+async def registered(stack, api, country, tax_id=None, **kwargs):
+    sale_id = await to_final_payment(stack, api, country=country, tax_id=tax_id, **kwargs)
+    status, sale = await api.pay_final(sale_id)
+    assert status == 200, sale
+    await stack.advance("1h")
+    return sale_id
+
+
+@pytest.mark.parametrize("country", ["ES", "FR", "DE", "GB"])
+async def test_each_country_registers_the_vehicle_and_it_is_delivered(world, country):
+    stack, api = world
+    sale_id = await registered(stack, api, country)
+    sale = await until(stack, api, sale_id, "DELIVERED", within="30d", step="12h")
+    assert sale["registration"]["status"] == "PLATE_ASSIGNED" and sale["registration"]["plateNumber"]
+
+
+MAGIC = {"ES": ("00000001R", "00000002W", "00000003A"), "FR": ("0000000001001", "0000000002002", "0000000003003"),
+         "DE": ("12345678911", "12345678920", "12345678938"), "GB": ("AA000001A", "AA000002A", "AA000003A")}
+
+
+@pytest.mark.parametrize("country", ["ES", "DE", "GB"])
+async def test_additional_information_is_supplied_and_the_registration_goes_on(world, country):
+    stack, api = world
+    sale_id = await registered(stack, api, country, tax_id=MAGIC[country][0])
+    sale = await until(stack, api, sale_id, "DELIVERED", within="30d", step="12h")
+    events = [e["event"] for e in (await api.file(sale_id))["history"]]
+    assert "REGISTRATION_INFO_PROVIDED" in events and sale["registration"]["status"] == "PLATE_ASSIGNED"
+    assert "REGISTRATION_ADDITIONAL_INFO_REQUESTED" in await api.templates()
+
+
+async def test_a_value_only_the_customer_has_goes_through_the_dealership_staff(world):
+    stack, api = world
+    stack.service("registry-fr").faults.add({"id": "licence", "times": 1, "action": {
+        "type": "additional_info_required", "params": {"fields": ["owner.driverLicense"]}}})
+    sale_id = await registered(stack, api, "FR")
+    sale = await until(stack, api, sale_id, "REGISTRATION", within="1d")
+    sale = await api.sale(sale_id)
+    assert sale["registration"]["status"] == "ADDITIONAL_INFO_REQUIRED", sale
+    assert sale["registration"]["missingValues"] == ["owner.driverLicense"]
+    assert "REGISTRATION_INFO_REQUIRED" in await dealership_templates(api)
+    status, problem = await api.call("POST", f"/sales/{sale_id}/registration/additional-info", "k-mad", {"values": {}})
+    assert status == 422 and problem["missing"] == ["owner.driverLicense"]
+    status, sale = await api.call("POST", f"/sales/{sale_id}/registration/additional-info", "k-mad",
+                                  {"values": {"owner.driverLicense": "123456789012"}})
+    assert status == 200, sale
+    await until(stack, api, sale_id, "DELIVERED", within="30d", step="12h")
+
+
+@pytest.mark.parametrize("country", ["ES", "GB"])
+async def test_rejected_registration_is_corrected_and_resubmitted(world, country):
+    stack, api = world
+    sale_id = await registered(stack, api, country, tax_id=MAGIC[country][1])
+    for _ in range(30):
+        sale = await api.sale(sale_id)
+        if sale["registration"]["status"] == "REJECTED":
+            break
+        await stack.advance("12h")
+    assert sale["registration"]["rejection"]["code"], sale
+    assert "REGISTRATION_REJECTED" in await dealership_templates(api)
+    assert "REGISTRATION_ISSUE_DEALERSHIP_WILL_CONTACT" in await api.templates()
+    status, sale = await api.call("POST", f"/sales/{sale_id}/registration/resubmission", "k-mad",
+                                  {"customer": {"taxId": OWNERS[country][1]}})
+    assert status == 202, sale
+    await until(stack, api, sale_id, "DELIVERED", within="30d", step="12h")
+
+
+async def test_rejection_that_cannot_be_resolved_cancels_the_sale_with_a_full_refund(world):
+    stack, api = world
+    sale_id = await registered(stack, api, "ES", tax_id=MAGIC["ES"][1])
+    assert (await api.sale(sale_id))["registration"]["status"] == "REJECTED"
+    status, problem = await api.call("POST", f"/sales/{sale_id}/cancellation", "k-c1", {"reason": "customer"})
+    assert status == 403, problem  # the staff decide, not the customer
+    status, sale = await api.call("POST", f"/sales/{sale_id}/cancellation", "k-mad",
+                                  {"reason": "the owner's traffic fines cannot be cleared"})
+    assert status == 200 and sale["status"] == "CANCELLED", sale
+    file = await api.file(sale_id)
+    assert sum(r["amount"]["value"] for r in file["refunds"]) == 3_850_000
+    assert "SALE_CANCELLED_REFUNDED" in await api.templates()
+
+
+@pytest.mark.parametrize("country", ["FR", "DE"])
+async def test_registry_unavailable_falls_back_to_manual_submission(world, country):
+    stack, api = world
+    sale_id = await registered(stack, api, country, tax_id=MAGIC[country][2])
+    for _ in range(12):
+        sale = await api.sale(sale_id)
+        if sale["registration"]["status"] == "MANUAL_SUBMISSION":
+            break
+        await stack.advance("1h")
+    manual = sale["registration"]["manualSubmission"]
+    assert sale["registration"]["attempts"] == 4 and manual["channel"] and len(manual["documents"]) == 2, sale
+    assert "REGISTRATION_MANUAL_SUBMISSION_REQUIRED" in await dealership_templates(api)
+    assert "REGISTRATION_DELAYED_MANUAL_PROCESS" in await api.templates()
+    status, sale = await api.call("POST", f"/sales/{sale_id}/registration/manual-completion", "k-mad",
+                                  {"plateNumber": "AB-123-CD", "registrationDate": "2026-02-20"})
+    assert status == 200 and sale["status"] == "READY_FOR_DELIVERY", sale
+    await until(stack, api, sale_id, "DELIVERED", within="10d", step="12h")
+
+
+# --- delivery ---------------------------------------------------------------------------
+
+async def test_customer_absent_the_vehicle_returns_and_is_collected_at_the_dealership(world):
+    stack, api = world
+    sale_id = await registered(stack, api, "ES", last_name="Absent")
+    await until(stack, api, sale_id, "AWAITING_COLLECTION", within="30d", step="12h")
+    assert "VEHICLE_RETURNED_PICKUP_REQUIRED" in await api.templates()
+    status, sale = await api.call("POST", f"/sales/{sale_id}/handover", "k-mad")
+    assert status == 200 and sale["status"] == "DELIVERED", sale
+    assert (await api.templates())[-1] == "DELIVERED_MOBILE_APP_LINKING"
+
+
+async def test_sales_are_private_to_their_customer_and_dealership(world):
+    stack, api = world
+    sale_id = await api.sell()
+    assert (await api.call("GET", f"/sales/{sale_id}", "k-c2"))[0] == 403
+    assert (await api.call("GET", f"/sales/{sale_id}", "k-reject"))[0] == 403
+    assert (await api.call("GET", f"/sales/{sale_id}", "k-mad"))[0] == 200
+    assert (await api.call("GET", f"/sales/{sale_id}/file", "k-ops"))[0] == 200
+    assert (await api.call("POST", "/sales", "k-c1", plan()))[0] == 403
+    assert (await api.call("GET", "/dealerships/ES-MAD-001/notifications", "k-reject"))[0] == 403
+    status, problem = await api.call("POST", "/sales", "k-mad", plan(model="NOPE"))
+    assert status == 400 and "unknown model" in problem["detail"]
