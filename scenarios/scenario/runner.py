@@ -193,6 +193,18 @@ class Play:
                     vins[service] = (await r.json())["vins"]
         self.values["vins"] = vins
 
+    def _journey_words(self) -> set[str]:
+        """The ids this journey saved and the magic VINs it uses: what its journal lines name."""
+        used = references(self.scenario.model_dump(by_alias=True))
+        words = {str(v) for k, v in self.values.items() if isinstance(v, str) and k != "vins"}
+        for name in used:
+            if name.startswith("vins."):
+                try:
+                    words.add(str(resolve("${" + name + "}", self.values)))
+                except MissingValue:
+                    pass
+        return words
+
     def _resolve(self, value: Any) -> Any:
         return resolve(value, self.values)
 
@@ -365,7 +377,7 @@ class Play:
     async def _expectation(self, e: Any, journal: list[dict]) -> tuple[list[str], set[str]]:
         if isinstance(e, StateExpectation):
             path = self._resolve(e.state.get)
-            return await self._check(e.state, "expect"), _words(path)
+            return await self._check(e.state, "expect"), _words(path) | self._journey_words()
         if isinstance(e, NotificationsExpectation):
             spec = e.notifications
             customer = self._resolve(spec.customer)
