@@ -10,10 +10,10 @@ from datetime import date
 from typing import Literal, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..clock import isoformat
-from ..domain.registration import SPECS
+from ..domain.registration import OPTION_CODES, SPECS
 from ..flows import delivery, registration, sales
 from ..flows.core import Core
 from ..store import outbox
@@ -21,6 +21,7 @@ from .auth import Principal, require_role
 from .problems import Problem
 
 DEALERSHIP_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,31}$")  # the factory's dealership ids
+PERSON_NAME = r"^\S(.*\S)?$"  # the factory's PersonName
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -45,23 +46,15 @@ class Address(_Strict):
 
 class Customer(_Strict):
     customerId: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-    firstName: str = Field(min_length=1, max_length=60)
-    lastName: str = Field(min_length=1, max_length=60)
-    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    firstName: str = Field(min_length=1, max_length=60, pattern=PERSON_NAME)
+    lastName: str = Field(min_length=1, max_length=60, pattern=PERSON_NAME)
+    email: str | None = Field(default=None, max_length=254)  # format: email, checked by the contract
     type: Literal["INDIVIDUAL", "COMPANY"] = "INDIVIDUAL"
     companyName: str | None = Field(default=None, min_length=1, max_length=140)
     taxId: str = Field(pattern=r"^[A-Z0-9]{5,20}$")
     dateOfBirth: date | None = None
     driverLicense: str | None = Field(default=None, pattern=r"^[A-Z0-9]{5,20}$")
     address: Address
-
-    @model_validator(mode="after")
-    def _owner_kind(self):
-        if self.type == "INDIVIDUAL" and self.dateOfBirth is None:
-            raise ValueError("an INDIVIDUAL customer needs dateOfBirth (the registries require it)")
-        if self.type == "COMPANY" and not self.companyName:
-            raise ValueError("a COMPANY customer needs companyName")
-        return self
 
 
 class Insurance(_Strict):
@@ -71,6 +64,7 @@ class Insurance(_Strict):
 
 
 class DealershipInfo(_Strict):
+    id: str | None = Field(default=None, pattern=DEALERSHIP_ID.pattern)
     city: str = Field(min_length=1, max_length=100)
 
 
@@ -83,15 +77,24 @@ class SaleRequest(_Strict):
     insurance: Insurance
     dealership: DealershipInfo
 
-    @model_validator(mode="after")
-    def _consistent(self):
-        if self.model not in SPECS:
-            raise ValueError(f"unknown model {self.model}; known: {', '.join(sorted(SPECS))}")
-        if self.reservation.currency != self.price.currency:
-            raise ValueError("reservation and price must be in the same currency")
-        if self.reservation.value >= self.price.value:
-            raise ValueError("the reservation signal must be less than the price")
-        return self
+
+def plan_errors(plan: SaleRequest) -> list[str]:
+    """Rules across fields (422): the shape is the contract's (400)."""
+    errors = []
+    if plan.model not in SPECS:
+        errors.append(f"unknown model {plan.model}; known: {', '.join(sorted(SPECS))}")
+    unknown = [o for o in plan.options if o not in OPTION_CODES]
+    if unknown or len(set(plan.options)) != len(plan.options):
+        errors.append(f"options must be distinct factory option codes; unknown: {', '.join(unknown) or '-'}")
+    if plan.reservation.currency != plan.price.currency:
+        errors.append("reservation and price must be in the same currency")
+    if plan.reservation.value >= plan.price.value:
+        errors.append("the reservation signal must be less than the price")
+    if plan.customer.type == "INDIVIDUAL" and plan.customer.dateOfBirth is None:
+        errors.append("an INDIVIDUAL customer needs dateOfBirth (the registries require it)")
+    if plan.customer.type == "COMPANY" and not plan.customer.companyName:
+        errors.append("a COMPANY customer needs companyName")
+    return errors
 
 
 class PaymentMethod(_Strict):
@@ -108,10 +111,25 @@ class InfoValues(_Strict):
                  str] = Field(default_factory=dict)
 
 
+class CustomerCorrections(_Strict):
+    firstName: str | None = Field(default=None, min_length=1, max_length=60, pattern=PERSON_NAME)
+    lastName: str | None = Field(default=None, min_length=1, max_length=60, pattern=PERSON_NAME)
+    companyName: str | None = Field(default=None, min_length=1, max_length=140)
+    taxId: str | None = Field(default=None, pattern=r"^[A-Z0-9]{5,20}$")
+    dateOfBirth: date | None = None
+    driverLicense: str | None = Field(default=None, pattern=r"^[A-Z0-9]{5,20}$")
+    address: Address | None = None
+
+
+class InsuranceCorrections(_Strict):
+    provider: str | None = Field(default=None, min_length=1, max_length=80)
+    policyNumber: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")
+    validFrom: date | None = None
+
+
 class Corrections(_Strict):
-    customer: dict[Literal["firstName", "lastName", "companyName", "taxId", "dateOfBirth", "driverLicense",
-                           "address"], object] = Field(default_factory=dict)
-    insurance: dict[Literal["provider", "policyNumber", "validFrom"], str] = Field(default_factory=dict)
+    customer: CustomerCorrections = Field(default_factory=CustomerCorrections)
+    insurance: InsuranceCorrections = Field(default_factory=InsuranceCorrections)
 
 
 class ManualCompletion(_Strict):
@@ -149,12 +167,22 @@ def routes(app: web.Application, key: web.AppKey[Core], principal, correlation) 
 
     async def register(request: web.Request) -> web.Response:
         who = principal(request)
-        require_role(who, "dealership")
-        if not DEALERSHIP_ID.match(who.subject):
-            raise Problem(422, "Dealership id not accepted by the factory", f"{who.subject!r} is not a factory "
-                          "dealership id (upper-case letters, digits and dashes, 3 to 32)", kind="invalid-dealership")
-        plan = _parse(SaleRequest, await request.read()).model_dump(mode="json", exclude_none=True)
-        view = await sales.register(request.app[key], who.subject, plan, correlation(request))
+        require_role(who, "dealership", "operator")
+        body = _parse(SaleRequest, await request.read())
+        errors = plan_errors(body)
+        if errors:
+            raise Problem(422, "Sale refused", "; ".join(errors), kind="invalid-plan", errors=errors)
+        plan = body.model_dump(mode="json", exclude_none=True)
+        dealership_id = plan["dealership"].pop("id", None)
+        if who.role == "dealership":
+            if dealership_id not in (None, who.subject):
+                raise Problem(403, "Forbidden", "a dealership registers its own sales only", kind="forbidden")
+            dealership_id = who.subject
+        if dealership_id is None or not DEALERSHIP_ID.match(dealership_id):
+            raise Problem(422, "Dealership id not accepted by the factory", f"{dealership_id!r} is not a factory "
+                          "dealership id (upper-case letters, digits and dashes, 3 to 32); an operator names it in "
+                          "dealership.id", kind="invalid-dealership")
+        view = await sales.register(request.app[key], dealership_id, plan, correlation(request))
         return answer(view, 201, {"Location": f"/sales/{view['saleId']}"})
 
     async def get_sale(request: web.Request) -> web.Response:
@@ -184,7 +212,8 @@ def routes(app: web.Application, key: web.AppKey[Core], principal, correlation) 
     async def resubmission(request: web.Request) -> web.Response:
         core, sale_id = await allowed(request, customer=False, dealership=True)
         body = _parse(Corrections, await request.read())
-        await registration.resubmit(core, sale_id, body.model_dump(mode="json"), correlation(request))
+        await registration.resubmit(core, sale_id, body.model_dump(mode="json", exclude_none=True),
+                                    correlation(request))
         return answer(await sales.view(core, sale_id), 202)
 
     async def manual_completion(request: web.Request) -> web.Response:

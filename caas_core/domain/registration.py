@@ -98,6 +98,29 @@ SPECS = {
     "ORION": Spec(MAKE, "Orion", "DIESEL", 139, 120, 1650, "e9*2018/858*00099*01"),
 }
 
+#: The factory's option codes (contracts/factory.yaml, OptionCode): a sale names only these.
+OPTION_CODES = frozenset({
+    "PAINT-POLAR-WHITE",
+    "PAINT-MIDNIGHT-BLACK",
+    "PAINT-VOLCANO-RED",
+    "PAINT-GLACIER-BLUE",
+    "PAINT-TITANIUM-GREY",
+    "WHEELS-17",
+    "WHEELS-18",
+    "WHEELS-19",
+    "WHEELS-20",
+    "INTERIOR-CLOTH",
+    "INTERIOR-LEATHER",
+    "INTERIOR-VEGAN",
+    "TOWBAR",
+    "PANORAMIC-ROOF",
+    "HEAT-PUMP",
+    "SPORT-SEATS",
+    "HEAD-UP-DISPLAY",
+    "ROOF-RAILS",
+    "SPARE-WHEEL",
+})
+
 _PAINT_NAMES = {"POLAR-WHITE": "White", "MIDNIGHT-BLACK": "Black", "VOLCANO-RED": "Red",
                 "GLACIER-BLUE": "Blue", "TITANIUM-GREY": "Grey"}
 

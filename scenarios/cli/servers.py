@@ -53,7 +53,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 #: API keys of a local `caas-sim up` when CAAS_API_KEYS is not set.
 DEVELOPMENT_KEYS = {"dev-operator": {"role": "operator", "subject": "operator"},
                     "dev-customer": {"role": "customer", "subject": "c-1"},
-                    "dev-dealership": {"role": "dealership", "subject": "d-1"}}
+                    "dev-dealership": {"role": "dealership", "subject": "ES-MAD-001"}}
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

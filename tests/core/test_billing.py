@@ -7,7 +7,11 @@ from sqlalchemy import select
 
 from caas_core.api.app import CORE_KEY
 from caas_core.store.schema import collection_cases
-from tests.core.test_service_path import as_, buy, database_url, purchase, world  # noqa: F401  (fixtures)
+from tests.core import test_service_path as service_path
+from tests.core.test_service_path import as_, buy, purchase
+
+# the service path's world: the core against the IoT, VSS and payment simulators, on both databases
+database_url, world = service_path.database_url, service_path.world
 
 MONTHLY = 499  # heated-seats, per month
 
@@ -95,6 +99,6 @@ async def test_cancelling_charges_the_partial_month_unless_within_the_withdrawal
         assert cancelled["status"] == "WITHDRAWN" and billed == []
         return
     assert cancelled["status"] == "CANCELLED"
-    january, february = billed  # cancelled on 14 February: 13 days 8 hours of 28, billed at once
+    _january, february = billed  # cancelled on 14 February: 13 days 8 hours of 28, billed at once
     assert february["periodStart"].startswith("2026-02-01") and february["status"] == "PAID"
     assert february["amount"]["value"] == round(MONTHLY * (13 * 24 + 8) / (28 * 24))

@@ -24,7 +24,10 @@ OPERATIONS = {
     "listServices", "purchaseService", "getPurchase", "listPurchases", "withdrawPurchase",
     "listNotifications", "listTickets",
     "receiveOtaStatus", "receivePaymentEvent", "receiveFactoryEvent", "receiveRegistryEvent",
-    "getHealth", "getClock", "moveClock", "reset",
+    "getHealth", "getClock", "moveClock", "reset", "listInvoices",
+    "registerSale", "getSale", "getSaleFile", "payReservation", "payFinal", "provideRegistrationInfo",
+    "resubmitRegistration", "completeRegistrationManually", "cancelSale", "handOverVehicle",
+    "listDealershipNotifications",
 }
 WEBHOOK_HEADERS = {"webhook-id", "webhook-timestamp", "webhook-signature"}
 #: Receiver operation -> the sender's contract and the webhooks it may send there.
@@ -140,6 +143,12 @@ def test_object_schemas_are_closed(doc):
     for name, schema in doc["components"]["schemas"].items():
         if name not in OPEN_SCHEMAS:
             walk(schema, name)
+
+
+def test_sale_status_enum_is_the_domain_one(doc):
+    from caas_core.domain.sale import SaleStatus
+
+    assert doc["components"]["schemas"]["SaleStatus"]["enum"] == [s.value for s in SaleStatus]
 
 
 def test_purchase_status_enum_is_the_domain_state_machine(contract, doc):

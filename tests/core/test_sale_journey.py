@@ -7,7 +7,9 @@ import aiohttp
 import pytest
 
 from scenarios.stack import Stack
-from tests.core.test_service_path import POSTGRES_URL, database_url  # noqa: F401  (fixture)
+from tests.core import test_service_path as service_path
+
+database_url = service_path.database_url  # a SQLite file, then a fresh PostgreSQL database
 
 KEYS = {"k-c1": {"role": "customer", "subject": "c-1"}, "k-c2": {"role": "customer", "subject": "c-2"},
         "k-ops": {"role": "operator", "subject": "ops"}, "k-mad": {"role": "dealership", "subject": "ES-MAD-001"}}
@@ -40,13 +42,23 @@ def plan(country="ES", *, tax_id=None, last_name="García", customer="c-1", **ex
             "dealership": {"city": "Madrid"}, **extra}
 
 
-@pytest.fixture
-async def world(tmp_path):
-    stack = Stack(services=SERVICES, seed=0, core={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'core.db'}",
-                                                   "api_keys": KEYS})
+async def _world(url):
+    stack = Stack(services=SERVICES, seed=0, core={"database_url": url, "api_keys": KEYS})
     async with stack, aiohttp.ClientSession(stack.url("core")) as http:
         yield stack, Api(http)
         assert stack.violations() == []  # the core broke no simulator's contract
+
+
+@pytest.fixture
+async def world(tmp_path):
+    async for w in _world(f"sqlite+aiosqlite:///{tmp_path / 'core.db'}"):
+        yield w
+
+
+@pytest.fixture
+async def any_db_world(database_url):
+    async for w in _world(database_url):
+        yield w
 
 
 class Api:
@@ -79,7 +91,7 @@ class Api:
         return (await self.call("GET", f"/sales/{sale_id}/file", key))[1]
 
     async def templates(self, customer="c-1", key="k-c1"):
-        status, body = await self.call("GET", f"/customers/{customer}/notifications", key)
+        _status, body = await self.call("GET", f"/customers/{customer}/notifications", key)
         return [n["template"] for n in body["notifications"] if n["channel"] == "email"]
 
 
@@ -104,8 +116,8 @@ async def to_final_payment(stack, api, **kwargs):
     return sale_id
 
 
-async def test_full_journey_from_sale_to_delivery_in_virtual_time(world):
-    stack, api = world
+async def test_full_journey_from_sale_to_delivery_in_virtual_time(any_db_world):
+    stack, api = any_db_world
     wall, start = time.perf_counter(), stack.clock.now()
     sale_id = await to_final_payment(stack, api)
     status, sale = await api.pay_final(sale_id)
@@ -167,7 +179,7 @@ async def test_factory_down_longer_than_the_limit_suspends_sales_until_it_is_bac
 
 
 async def test_order_rejected_tells_the_customer_and_refunds_the_reservation(world):
-    stack, api = world
+    _stack, api = world
     sale_id = await api.sell(dealership="k-reject")
     status, sale = await api.reserve(sale_id)
     assert status == 200 and sale["status"] == "ORDER_REJECTED"
@@ -335,7 +347,7 @@ async def test_customer_absent_the_vehicle_returns_and_is_collected_at_the_deale
 
 
 async def test_sales_are_private_to_their_customer_and_dealership(world):
-    stack, api = world
+    _stack, api = world
     sale_id = await api.sell()
     assert (await api.call("GET", f"/sales/{sale_id}", "k-c2"))[0] == 403
     assert (await api.call("GET", f"/sales/{sale_id}", "k-reject"))[0] == 403
@@ -344,4 +356,10 @@ async def test_sales_are_private_to_their_customer_and_dealership(world):
     assert (await api.call("POST", "/sales", "k-c1", plan()))[0] == 403
     assert (await api.call("GET", "/dealerships/ES-MAD-001/notifications", "k-reject"))[0] == 403
     status, problem = await api.call("POST", "/sales", "k-mad", plan(model="NOPE"))
-    assert status == 400 and "unknown model" in problem["detail"]
+    assert status == 400, problem  # not a factory model: the contract's enum
+    status, problem = await api.call("POST", "/sales", "k-mad", plan(options=["WHEELS-18", "WHEELS-18"]))
+    assert status == 400, problem  # uniqueItems
+    bad = plan()
+    bad["reservation"]["value"] = bad["price"]["value"]
+    status, problem = await api.call("POST", "/sales", "k-mad", bad)
+    assert status == 422 and "less than the price" in problem["detail"], problem

@@ -22,7 +22,7 @@ from caas_core.store.schema import metadata, purchases
 T = 1_767_600_000.0
 TABLES = {
     "jobs", "webhook_inbox", "customers", "vehicles", "purchases", "payments", "refunds",
-    "collection_cases", "notifications", "support_tickets", "audit_log",
+    "collection_cases", "notifications", "support_tickets", "audit_log", "sales", "sale_events", "invoices", "system_state",
 }
 
 
