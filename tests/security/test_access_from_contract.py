@@ -9,7 +9,7 @@ from tests.security.contract_ops import of_kind, operations
 from tests.security.live import KEY_OF, KEYS, LiveCore
 
 ROLES = {"customer", "dealership", "operator"}
-OWNER_KINDS = {"customerId", "purchase"}
+OWNER_KINDS = {"customerId", "purchase", "sale"}
 
 
 def test_every_operation_says_who_may_call_it():
@@ -21,7 +21,7 @@ def test_every_operation_says_who_may_call_it():
             assert set(access) <= {"roles", "owner"}, op
             if "owner" in access:
                 assert access["owner"] in OWNER_KINDS, op
-                assert access["owner"] == "purchase" or "{" + access["owner"] + "}" in op.path, op
+                assert access["owner"] in ("purchase", "sale") or "{" + access["owner"] + "}" in op.path, op
         else:
             assert access in ("webhook", "admin"), op
             assert op.path.startswith("/caas/webhooks/" if access == "webhook" else "/__admin/"), op
@@ -31,7 +31,7 @@ def test_every_operation_says_who_may_call_it():
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     db = tmp_path_factory.mktemp("core") / "core.db"
-    with LiveCore(services=["iot", "vss", "payments"], seed=0,
+    with LiveCore(services=["iot", "vss", "payments", "factory"], seed=0,
                   core={"database_url": f"sqlite+aiosqlite:///{db}", "api_keys": KEYS}) as live:
         from simulators.iot.api import MODEL_KEY
 
@@ -45,8 +45,24 @@ def live(tmp_path_factory):
                                     "paymentMethod": {"type": "CARD", "token": "pm_card_visa"}})
             assert r.status_code == 201, r.text
             live.purchases[customer] = r.json()["purchaseId"]
+        # and one sale each (sold by the test dealership), for `sale`-owned operations
+        live.sales = {}
+        for customer in ("c-1", "c-2"):
+            r = requests.post(f"{live.url}/sales", headers=bearer(KEY_OF["dealership", "ES-MAD-001"]), timeout=30,
+                              json=SALE | {"customer": {**SALE["customer"], "customerId": customer}})
+            assert r.status_code == 201, r.text
+            live.sales[customer] = r.json()["saleId"]
         live.vin = vin
         yield live
+
+
+SALE = {"customer": {"customerId": "c-1", "firstName": "Ana", "lastName": "Ruiz", "taxId": "12345678Z",
+                     "dateOfBirth": "1990-01-01",
+                     "address": {"line1": "Calle Mayor 1", "city": "Madrid", "postalCode": "28013", "country": "ES"}},
+        "model": "CIRRUS", "price": {"value": 2_500_000, "currency": "EUR"},
+        "reservation": {"value": 100_000, "currency": "EUR"},
+        "insurance": {"provider": "Mapfre", "policyNumber": "POL-1", "validFrom": "2026-01-01"},
+        "dealership": {"city": "Madrid"}}
 
 
 def bearer(key: str) -> dict:
@@ -56,7 +72,8 @@ def bearer(key: str) -> dict:
 def call(live, op, *, key: str | None, owner: str = "c-1", raw_auth: str | None = None):
     """Call ``op`` on resources of customer ``owner`` with a valid body (the contract is checked
     before authorisation: a bad body would hide the answer we look for)."""
-    values = {"customerId": owner, "vin": live.vin, "purchaseId": live.purchases[owner]}
+    values = {"customerId": owner, "vin": live.vin, "purchaseId": live.purchases[owner], "saleId": live.sales[owner],
+              "dealershipId": "ES-MAD-001"}
     path = op.path.format(**{k: v for k, v in values.items() if "{" + k + "}" in op.path})
     headers = bearer(key) if key else {}
     if raw_auth is not None:
