@@ -102,6 +102,10 @@ class AdminClient:
     async def reset(self) -> dict:
         return await self._call("POST", "/__admin/reset")
 
+    async def audit(self) -> dict:
+        """The core's invariant audit (``GET /__admin/audit``, contracts/core.yaml): cores only."""
+        return await self._call("GET", "/__admin/audit")
+
     # --- faults -----------------------------------------------------------
     async def faults(self) -> dict:
         """``{"rules": [...], "actions": [...]}``: the rules in force and the actions the service knows."""

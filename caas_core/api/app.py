@@ -44,6 +44,7 @@ from ..store import jobs, outbox
 from ..store.db import Database, create_schema, drop_schema
 from . import sales as sales_api
 from . import validation
+from .audit import get_audit
 from .auth import authenticate, require_owner, require_role
 from .problems import Problem
 from .webhook_auth import verify
@@ -122,6 +123,7 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
     r.add_get("/__admin/clock", get_clock)
     r.add_post("/__admin/clock", move_clock)
     r.add_post("/__admin/reset", reset)
+    r.add_get("/__admin/audit", get_audit)
     return app
 
 
@@ -134,6 +136,8 @@ def _bound(core: Core, handler):
 @web.middleware
 async def _problems(request: web.Request, handler):
     try:
+        if request.body_exists:  # the size limit (413) holds on every route, not only on those that read
+            await request.read()
         # Webhooks answer their signature first, admin routes their own protocol.
         if not request.path.startswith(("/caas/webhooks/", "/__admin/")):
             await validation.check(request)
@@ -283,6 +287,7 @@ async def get_clock(request: web.Request) -> web.Response:
 
 async def move_clock(request: web.Request) -> web.Response:
     _admin(request)
+    await validation.check(request)  # ClockMove: exactly one of advance or to, within their formats
     core, runner = request.app[CORE_KEY], request.app[RUNNER_KEY]
     try:
         body = orjson.loads(await request.read())

@@ -17,6 +17,7 @@ from simulators.client import AdminError, AdminUnreachable
 from simulators.kit.durations import parse_duration
 
 from .. import stack as stack_mod
+from . import audit
 from .common import (
     LOCALHOST,
     TOKEN_ENV,
@@ -42,6 +43,7 @@ from .control import (
     cmd_journal,
 )
 from .load import add_parser as add_load_parser
+from .scenario import add_parser as add_scenario_parser
 from .servers import cmd_serve, cmd_up
 
 
@@ -100,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="simulators only; their webhooks go to a sink standing in for the core")
     up.add_argument("--database", metavar="URL", default=None,
                     help="the core's database (default: $CAAS_DATABASE_URL or sqlite caas.db here)")
+    up.add_argument("--ephemeral", action="store_true",
+                    help="every service on a free port (printed at start) instead of its default one")
     up.add_argument("--faults", type=_profile_arg, nargs="+", action="extend", default=[],
                     metavar="SERVICE=PROFILE.yaml", help="load a fault profile into a service at start")
     up.set_defaults(handler=cmd_up)
@@ -175,8 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     journal.add_argument("--follow", "-f", action="store_true", help="keep printing new entries until Ctrl-C")
     journal.set_defaults(handler=cmd_journal)
 
-    demo = commands.add_parser("demo", help="run the demonstration scenario")
-    demo.add_argument("--seed", type=int, default=2026, help="seed of the fleet and every choice (default 2026)")
+    audit.add_parser(commands, [admin])
+
+    add_scenario_parser(commands, fmt)
+
+    demo = commands.add_parser("demo", help="run the scenario catalogue, print the summary, write the report")
+    demo.add_argument("--seed", type=int, default=None, help="override every scenario's seed")
+    demo.add_argument("--report", default="build/scenarios", metavar="DIR",
+                      help="where report.md and junit.xml go (default build/scenarios)")
+    demo.add_argument("--jobs", "-j", type=int, default=None, help="scenarios at a time (default: CPU count)")
     demo.set_defaults(handler=cmd_demo)
 
     add_load_parser(commands, fmt)
@@ -202,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .. import demo  # imported when asked for: it pulls in the whole stack
 
-    return int(demo.main(seed=args.seed))
+    return int(demo.main(seed=args.seed, report_dir=args.report, jobs=args.jobs))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

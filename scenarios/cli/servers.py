@@ -39,6 +39,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         _check_profile(path)
     ports = {name: stack_mod.SERVICES[name][1] for name in names} | {"sink": stack_mod.SINK_PORT,
                                                                       "core": CORE_PORT}
+    if args.ephemeral:
+        ports = {}  # the stack binds port 0 for whatever has none
     core = None if args.no_core else ({"database_url": args.database} if args.database else {})
     if core is not None and "CAAS_API_KEYS" not in os.environ:
         core["api_keys"] = DEVELOPMENT_KEYS  # printed at start; set CAAS_API_KEYS for real ones

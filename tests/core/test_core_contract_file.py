@@ -24,7 +24,7 @@ OPERATIONS = {
     "listServices", "purchaseService", "getPurchase", "listPurchases", "withdrawPurchase",
     "listNotifications", "listTickets",
     "receiveOtaStatus", "receivePaymentEvent", "receiveFactoryEvent", "receiveRegistryEvent",
-    "getHealth", "getClock", "moveClock", "reset", "listInvoices",
+    "getHealth", "getClock", "moveClock", "reset", "getAudit", "listInvoices",
     "registerSale", "getSale", "getSaleFile", "payReservation", "payFinal", "provideRegistrationInfo",
     "resubmitRegistration", "completeRegistrationManually", "cancelSale", "handOverVehicle",
     "listDealershipNotifications",
