@@ -27,7 +27,7 @@ test: $(DEV)
 	$(BIN)/pytest -n auto -q
 
 bench: $(RUNTIME)
-	$(BIN)/caas-sim bench sim
+	$(BIN)/caas-sim bench
 
 clean:
 	rm -rf $(VENV)

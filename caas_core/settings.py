@@ -74,6 +74,9 @@ class CoreSettings(BaseSettings):
     webhook_tolerance: float = Field(default=300.0, gt=0)  # Standard Webhooks: 5 minutes
     api_keys: dict[str, ApiKey] = Field(default_factory=dict)
     admin_token: str | None = None
+    #: False: an API-only process (it accepts requests and webhooks and enqueues their jobs;
+    #: other core processes on the same PostgreSQL run the queue).
+    run_jobs: bool = True
     ota: OtaPolicy = Field(default_factory=OtaPolicy)
     factory: FactoryPolicy = Field(default_factory=FactoryPolicy)
     billing: BillingPolicy = Field(default_factory=BillingPolicy)

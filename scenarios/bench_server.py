@@ -5,7 +5,13 @@ generator does not share its core:
   fault matching, idempotency, journal, busy accounting, the model);
 - ``bare``: a plain aiohttp handler of the same shape: parse the JSON body, call
   the same model, serialise its answer; none of the kit's HTTP pipeline;
-- ``echo``: a plain handler that only parses and answers (no model): the floor.
+- ``echo``: a plain handler that only parses and answers (no model): the floor;
+- ``post``: the bare aiohttp JSON POST handler (parse the body, answer 204): what the
+  core's webhook ingestion and OTA throughput are compared with;
+- ``stack``: the core with the IoT, payments and VSS simulators in this process, the
+  core on ``--port`` (the other services on ephemeral ports), for end-to-end figures;
+- ``core``: the reference core as it ships, on ``--database`` (``--no-jobs``: an
+  ingestion-only node that leaves the job queue to other processes).
 """
 
 from __future__ import annotations
@@ -50,6 +56,23 @@ def echo_app() -> web.Application:
     return app
 
 
+def post_app() -> web.Application:
+    async def receive(request: web.Request) -> web.Response:
+        orjson.loads(await request.read())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receive)
+    return app
+
+
+def core_app(database: str, run_jobs: bool = True, clock: str = "real") -> web.Application:
+    from caas_core.api.app import create_app
+    from caas_core.settings import CoreSettings
+
+    return create_app(CoreSettings(database_url=database, run_jobs=run_jobs, clock=clock))
+
+
 def kit_app() -> web.Application:
     from simulators.iot.api import create_app
     from simulators.kit.config import SimConfig
@@ -57,17 +80,42 @@ def kit_app() -> web.Application:
     return create_app(SimConfig(seed=0))
 
 
+async def serve_stack(port: int, database: str, clock: str) -> None:
+    import asyncio
+
+    from scenarios.bench import BENCH_KEY
+    from scenarios.stack import Stack, parse_clock
+
+    stack = Stack(services=["iot", "payments", "vss"], clock=parse_clock(clock), with_sink=False,
+                  ports={"core": port},
+                  core={"database_url": database, "api_keys": {BENCH_KEY: {"role": "customer", "subject": "c-1"}}})
+    async with stack:
+        await asyncio.Event().wait()  # until terminated
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--kind", choices=["echo", "bare", "kit"], required=True)
+    parser.add_argument("--kind", choices=["echo", "bare", "kit", "post", "core", "stack"], required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--database", default="sqlite+aiosqlite:///bench-caas.db")
+    parser.add_argument("--no-jobs", action="store_true")
+    parser.add_argument("--clock", default="real")
+    parser.add_argument("--reuse-port", action="store_true", help="several servers on one port (SO_REUSEPORT)")
     args = parser.parse_args()
     try:
         import uvloop
     except ImportError:
         uvloop = None
-    app = {"echo": echo_app, "bare": bare_app, "kit": kit_app}[args.kind]()
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None,
+    if args.kind == "stack":
+        import asyncio
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None) as runner:
+            runner.run(serve_stack(args.port, args.database, args.clock))
+        return
+    makers = {"echo": echo_app, "bare": bare_app, "kit": kit_app, "post": post_app,
+              "core": lambda: core_app(args.database, run_jobs=not args.no_jobs)}
+    web.run_app(makers[args.kind](), host="127.0.0.1", port=args.port, access_log=None, print=None,
+                reuse_port=args.reuse_port or None,
                 loop=uvloop.new_event_loop() if uvloop else None)
 
 

@@ -86,6 +86,9 @@ class Stack:
     #: settings overrides as CoreSettings fields, e.g. {"database_url": ..., "api_keys": {...}}.
     core: dict[str, Any] | None = None
     admin_token: str | None = None
+    #: Real seconds a stop waits for handlers still running (e.g. parked on a clock that
+    #: will not move again): aiohttp's 60 s default is for real servers, not throwaway worlds.
+    shutdown_timeout: float = 60.0
     running: dict[str, Running] = field(default_factory=dict)
     sink: WebhookSink | None = None
 
@@ -130,7 +133,7 @@ class Stack:
                 self.service(name).webhooks.subscribe("*", self.url("core") + path)
 
     async def _serve(self, name: str, app: web.Application, port: int) -> None:
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.shutdown_timeout)
         await runner.setup()
         site = web.TCPSite(runner, self.host, port)
         await site.start()

@@ -6,6 +6,7 @@ HTTP only: authenticate, parse, call a flow, serialise. Errors are problem+json.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Literal
 
@@ -92,11 +93,11 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
             (registration.SUBMIT_INFO, registration.submit_info),
             (webhooks.REGISTRY_EVENT, registration.on_registry_event),
             (registration.DELIVER, delivery.schedule), (billing.CHARGE, billing.charge))}
-        runner = JobRunner(db, clock, handlers, worker=f"core-{settings.port}-{id(app):x}")
+        runner = JobRunner(db, clock, handlers, worker=f"core-{os.getpid()}-{id(app):x}")  # unique per process
         core.kick = runner.kick
         app[CORE_KEY], app[RUNNER_KEY] = core, runner
         stop = asyncio.Event()
-        serving = asyncio.ensure_future(runner.serve(stop))
+        serving = asyncio.ensure_future(runner.serve(stop) if settings.run_jobs else stop.wait())
 
         async def close(_: web.Application) -> None:
             stop.set()
@@ -257,7 +258,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
     raw = await request.read()
     webhook_id, body = verify(raw, request.headers, core.settings.webhook_secret(source), now=time.time(),
                               tolerance=core.settings.webhook_tolerance)
-    await webhooks.receive(core, source, webhook_id, body, request.headers.get("X-Correlation-Id"))
+    await webhooks.receive(core, source, webhook_id, body, request.headers.get("X-Correlation-Id"), raw)
     return web.Response(status=204)
 
 

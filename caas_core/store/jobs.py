@@ -27,7 +27,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +99,31 @@ async def enqueue(
     existing = await conn.scalar(select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key))
     assert existing is not None, "dedupe_key conflict without a row"  # READ COMMITTED sees it
     return existing
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job for ``enqueue_many``: ``payload`` is already JSON text."""
+    kind: str
+    payload: str
+    dedupe_key: str
+    correlation_id: str | None = None
+
+
+async def enqueue_many(conn: AsyncConnection, new: Sequence[NewJob], *, run_at: float, now: float) -> None:
+    """Add many jobs with one ``executemany`` inside the caller's transaction (the
+    group-commit path of webhook ingestion). Each has a ``dedupe_key``; one that already
+    names a job inserts nothing, as in ``enqueue``. Plain driver SQL in key order, for
+    the reasons given in ``inbox.accept_many``."""
+    if not new:
+        return
+    mark = (lambda n: "?") if conn.dialect.paramstyle == "qmark" else (lambda n: f"${n}")
+    await conn.exec_driver_sql(
+        "INSERT INTO jobs (id, kind, payload, run_at, status, attempts, created_at, updated_at, dedupe_key, "
+        f"correlation_id) VALUES ({', '.join(mark(i + 1) for i in range(10))}) "
+        "ON CONFLICT (dedupe_key) DO NOTHING",
+        [(new_job_id(job.kind), job.kind, job.payload, run_at, PENDING, 0, now, now, job.dedupe_key,
+          job.correlation_id) for job in sorted(new, key=lambda j: j.dedupe_key)])
 
 
 def _claimable(now: float):

@@ -42,6 +42,8 @@ from .control import (
     cmd_fault_list,
     cmd_journal,
 )
+from .load import add_parser as add_load_parser
+from .scenario import add_parser as add_scenario_parser
 from .servers import cmd_serve, cmd_up
 
 
@@ -100,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="simulators only; their webhooks go to a sink standing in for the core")
     up.add_argument("--database", metavar="URL", default=None,
                     help="the core's database (default: $CAAS_DATABASE_URL or sqlite caas.db here)")
+    up.add_argument("--ephemeral", action="store_true",
+                    help="every service on a free port (printed at start) instead of its default one")
     up.add_argument("--faults", type=_profile_arg, nargs="+", action="extend", default=[],
                     metavar="SERVICE=PROFILE.yaml", help="load a fault profile into a service at start")
     up.set_defaults(handler=cmd_up)
@@ -114,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--webhook-url", type=_url, metavar="URL",
                        help="deliver every webhook of the service to this URL (default: the core's endpoint "
                             "for it on 127.0.0.1:8000, as the simulator's module names it in DEFAULT_WEBHOOK_URL)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="core only: N processes on one port and one PostgreSQL (default 1)")
+    serve.add_argument("--database", metavar="URL", default=None,
+                       help="core only: its database (default: $CAAS_DATABASE_URL or sqlite caas.db here)")
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_serve)
 
     admin = _Parser(add_help=False)
@@ -172,26 +181,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit.add_parser(commands, [admin])
 
-    demo = commands.add_parser("demo", help="run the demonstration scenario")
-    demo.add_argument("--seed", type=int, default=2026, help="seed of the fleet and every choice (default 2026)")
+    add_scenario_parser(commands, fmt)
+
+    demo = commands.add_parser("demo", help="run the scenario catalogue, print the summary, write the report")
+    demo.add_argument("--seed", type=int, default=None, help="override every scenario's seed")
+    demo.add_argument("--report", default="build/scenarios", metavar="DIR",
+                      help="where report.md and junit.xml go (default build/scenarios)")
+    demo.add_argument("--jobs", "-j", type=int, default=None, help="scenarios at a time (default: CPU count)")
     demo.set_defaults(handler=cmd_demo)
 
-    bench = commands.add_parser("bench", help="measure throughput")
-    benches = bench.add_subparsers(dest="action", metavar="TARGET", required=True)
-    sim = benches.add_parser("sim", help="load a simulator (OTA and webhooks)")
-    sim.add_argument("--duration", type=_duration, default="10s", help="how long to load (default 10s)")
-    sim.add_argument("--connections", type=int, default=64, help="concurrent connections (default 64)")
-    sim.set_defaults(handler=cmd_bench_sim)
+    add_load_parser(commands, fmt)
+
+    bench = commands.add_parser("bench", formatter_class=fmt, help="measure throughput against bare aiohttp",
+                                description="Measure, in one run, against a bare aiohttp baseline: webhook "
+                                            "ingestion of one core process (target 0.5), the IoT activation "
+                                            "endpoint (0.7), end-to-end OTA activations/s (0.1), and two core "
+                                            "processes on PostgreSQL against one. Exit 1 when a target is missed.")
+    bench.add_argument("which", nargs="?", default="all", choices=["all", "webhooks", "sim", "ota", "scaleout"],
+                       help="one measure only (default: all)")
+    bench.add_argument("--duration", type=_duration, default="5s", help="how long each round loads (default 5s)")
+    bench.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
+    bench.add_argument("--rounds", type=int, default=3, help="alternating rounds per variant (default 3)")
+    bench.add_argument("--postgres", default=os.environ.get("CAAS_BENCH_POSTGRES", "postgresql+asyncpg://postgres@"
+                                                            "127.0.0.1:5432/test"),
+                       help="PostgreSQL server (a throw-away database is created there) for ota and scaleout")
+    bench.add_argument("--purchases", type=int, default=1000, help="purchases of the ota measure (default 1000)")
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .. import demo  # imported when asked for: it pulls in the whole stack
 
-    return int(demo.main(seed=args.seed))
+    return int(demo.main(seed=args.seed, report_dir=args.report, jobs=args.jobs))
 
 
-def cmd_bench_sim(args: argparse.Namespace) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:
     from .. import bench
 
-    return int(bench.main(duration=parse_duration(args.duration), connections=args.connections))
+    return int(bench.main(args.which, duration=parse_duration(args.duration), connections=args.connections,
+                          rounds=args.rounds, postgres=args.postgres, purchases=args.purchases))

@@ -39,6 +39,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         _check_profile(path)
     ports = {name: stack_mod.SERVICES[name][1] for name in names} | {"sink": stack_mod.SINK_PORT,
                                                                       "core": CORE_PORT}
+    if args.ephemeral:
+        ports = {}  # the stack binds port 0 for whatever has none
     core = None if args.no_core else ({"database_url": args.database} if args.database else {})
     if core is not None and "CAAS_API_KEYS" not in os.environ:
         core["api_keys"] = DEVELOPMENT_KEYS  # printed at start; set CAAS_API_KEYS for real ones
@@ -59,6 +61,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.faults:
         _check_profile(args.faults)
     name = args.name
+    if name != "core" and getattr(args, "workers", 1) != 1:
+        raise CliError("--workers is for the core only", EXIT_USAGE)
+    if name == "core" and args.workers > 1:
+        return serve_core_processes(args)
     if name == "core":
         return _run_server(serve_core(args))
     port = stack_mod.SERVICES[name][1] if args.port is None else args.port
@@ -190,6 +196,8 @@ async def serve_core(args: argparse.Namespace, *, stop: asyncio.Event | None = N
     from caas_core.store.db import DatabaseUnavailable
 
     overrides = {"host": args.host, "clock": args.clock, "seed": args.seed}
+    if getattr(args, "database", None):
+        overrides["database_url"] = args.database
     if args.port is not None:
         overrides["port"] = args.port
     if args.admin_token:
@@ -198,21 +206,83 @@ async def serve_core(args: argparse.Namespace, *, stop: asyncio.Event | None = N
         settings = CoreSettings(**overrides)
     except ValueError as exc:
         raise CliError(f"core settings: {exc}", EXIT_USAGE) from None
+    reuse_port = getattr(args, "reuse_port", False)
     runner = web.AppRunner(create_app(settings), access_log=None)
     try:
         await runner.setup()
     except DatabaseUnavailable as exc:
         raise CliError(f"the core cannot open its database: {exc}") from None
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
         raise CliError(f"cannot listen on {settings.host}:{settings.port} for the core: {exc.strerror or exc}") from None
     url = f"http://{settings.host}:{site._server.sockets[0].getsockname()[1]}"
-    print(render_table(["SERVICE", "URL", "ADMIN", "CONTRACT"],
-                       [["core", url, f"{url}/__admin", _relative(CONTRACTS_DIR / "core.yaml")]]), flush=True)
+    if not reuse_port:  # one of serve_core_processes' children: the parent prints
+        print(render_table(["SERVICE", "URL", "ADMIN", "CONTRACT"],
+                           [["core", url, f"{url}/__admin", _relative(CONTRACTS_DIR / "core.yaml")]]), flush=True)
     stop = stop or _stop_on_signals()
     await stop.wait()
     await runner.cleanup()
     return 0
+
+
+def serve_core_processes(args: argparse.Namespace) -> int:
+    """``serve core --workers N``: N core processes on one port (SO_REUSEPORT: the kernel
+    spreads connections) and one PostgreSQL. They share the job queue, whose claims
+    (``FOR UPDATE SKIP LOCKED`` with leases) run each job once, and the webhook inbox,
+    whose primary key records each webhook once whichever process it reaches."""
+    import socket
+    import subprocess
+    import time
+
+    from caas_core.settings import CoreSettings
+
+    try:
+        database = CoreSettings(**({"database_url": args.database} if args.database else {})).database_url
+    except ValueError as exc:
+        raise CliError(f"core settings: {exc}", EXIT_USAGE) from None
+    if not database.startswith(("postgresql", "postgres")):
+        raise CliError("--workers needs PostgreSQL (--database or CAAS_DATABASE_URL postgresql://...): several "
+                       "processes share its job queue; SQLite is for one process", EXIT_USAGE)
+    # Hold the port with a bound, non-listening SO_REUSEPORT socket: an ephemeral port is
+    # then chosen once, and no other program takes it between the children's binds.
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((args.host, CORE_PORT if args.port is None else args.port))
+    port = holder.getsockname()[1]
+    command = [sys.executable, "-m", "scenarios.cli", "serve", "core", "--reuse-port", "--port", str(port),
+               "--host", args.host, "--clock", args.clock, "--seed", str(args.seed), "--database", database]
+    env = dict(os.environ, **({"CAAS_SIM_ADMIN_TOKEN": args.admin_token} if args.admin_token else {}))
+    children = [subprocess.Popen(command, env=env) for _ in range(args.workers)]
+    url = f"http://{args.host}:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and all(c.poll() is None for c in children):
+            try:
+                socket.create_connection((args.host, port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        print(render_table(["SERVICE", "URL", "ADMIN", "CONTRACT"],
+                           [[f"core ({args.workers} processes, pids {' '.join(str(c.pid) for c in children)})",
+                             url, f"{url}/__admin", _relative(CONTRACTS_DIR / "core.yaml")]]), flush=True)
+        signals = {signal.SIGINT: None, signal.SIGTERM: None}
+        stopping = []
+        for sig in signals:
+            signals[sig] = signal.signal(sig, lambda *_: stopping.append(True))
+        while not stopping and all(c.poll() is None for c in children):
+            time.sleep(0.2)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        holder.close()
+    failed = [c.returncode for c in children if c.returncode not in (0, -signal.SIGTERM)]
+    return 1 if failed and not stopping else 0

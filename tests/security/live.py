@@ -14,10 +14,10 @@ from scenarios.stack import Stack
 #: Who is who in the security tests.
 KEYS = {"key-cust-1-s3cr3t": {"role": "customer", "subject": "c-1"},
         "key-cust-2-s3cr3t": {"role": "customer", "subject": "c-2"},
-        "key-dealer-s3cr3t": {"role": "dealership", "subject": "d-1"},
+        "key-dealer-s3cr3t": {"role": "dealership", "subject": "ES-MAD-001"},
         "key-ops-s3cr3t": {"role": "operator", "subject": "ops"}}
 KEY_OF = {("customer", "c-1"): "key-cust-1-s3cr3t", ("customer", "c-2"): "key-cust-2-s3cr3t",
-          ("dealership", "d-1"): "key-dealer-s3cr3t", ("operator", "ops"): "key-ops-s3cr3t"}
+          ("dealership", "ES-MAD-001"): "key-dealer-s3cr3t", ("operator", "ops"): "key-ops-s3cr3t"}
 WEBHOOK_SECRET = "whsec_" + "c2VjdXJpdHktdGVzdC13ZWJob29rLXNlY3JldC0wMQ=="  # security-test-webhook-secret-01
 ADMIN_TOKEN = "admin-t0ken-s3cr3t"
 

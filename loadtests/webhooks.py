@@ -1,0 +1,78 @@
+"""Webhook load: factory status, payment settlement and OTA status callbacks, validly signed.
+
+Measures the core's acknowledgement latency and throughput at its receivers
+(``/caas/webhooks/{factory,payments,ota-status}``). Bodies come from the senders'
+contracts (``loadtests.bodies``); a share is delivered twice (``--caas-duplicate-share``:
+the same webhook-id, re-signed, as a retry is) and a share out of order
+(``--caas-reorder-share``: held back, sent after the next). Duplicates are reported
+under their own name, so the dedupe path's latency shows separately.
+
+    locust -f loadtests/webhooks.py --host http://127.0.0.1:8000
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import locust  # noqa: F401  first: gevent must patch ssl before anything imports it
+from locust import FastHttpUser, constant, task
+
+from loadtests import common
+from loadtests.bodies import BodyFactory
+
+POOL = 32  # bodies generated per user and receiver at start; each send gets a fresh webhook-id
+
+
+class WebhookSender(FastHttpUser):
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        self.secret = options.caas_webhook_secret if options else common.DEVELOPMENT_SECRET
+        self.duplicate_share = options.caas_duplicate_share if options else 0.05
+        self.reorder_share = options.caas_reorder_share if options else 0.05
+        seed = (options.caas_seed if options else 0) * 1000 + id(self) % 1000
+        self.rng = random.Random(seed)
+        factory = BodyFactory(seed)
+        self.bodies = {
+            "ota-status": [common.dumps(factory.webhook("iot", "otaStatus", requestId=f"ota_load{n}",
+                                                        status=self.rng.choice(["ACTIVATED", "FAILED"])))
+                           for n in range(POOL)],
+            "payments": [common.dumps(factory.webhook("payments", "paymentSettlement",
+                                                      paymentId=f"pay_load{uuid.uuid4().hex[:16]}"))
+                         for _ in range(POOL)],
+            "factory": [common.dumps(factory.webhook("factory", "orderStatus")) for _ in range(POOL)],
+        }
+        self.sent: list[tuple[str, str, bytes]] = []  # recent (receiver, id, body), for duplicates
+        self.held: tuple[str, str, bytes] | None = None  # a webhook overtaken by the next one
+
+    def _post(self, receiver: str, webhook_id: str, body: bytes, name: str) -> None:
+        self.client.post(f"/caas/webhooks/{receiver}", data=body, name=name,
+                         headers=common.sign(self.secret, webhook_id, body))
+
+    def _send(self, receiver: str) -> None:
+        message = (receiver, f"msg_{uuid.uuid4().hex}", self.rng.choice(self.bodies[receiver]))
+        if self.held is None and self.rng.random() < self.reorder_share:
+            self.held = message  # goes after the next one
+            return
+        self._post(*message, name=f"webhook {receiver}")
+        if self.held is not None:
+            held, self.held = self.held, None
+            self._post(*held, name=f"webhook {held[0]} (reordered)")
+        self.sent = [*self.sent[-15:], message]
+        if self.rng.random() < self.duplicate_share:
+            again = self.rng.choice(self.sent)
+            self._post(*again, name=f"webhook {again[0]} (duplicate)")
+
+    @task(3)
+    def ota_status(self) -> None:
+        self._send("ota-status")
+
+    @task(2)
+    def payment_settlement(self) -> None:
+        self._send("payments")
+
+    @task(1)
+    def factory_status(self) -> None:
+        self._send("factory")

@@ -1,0 +1,137 @@
+"""`caas-sim scenario list|run`: the catalogue of customer journeys, in virtual time."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from .common import EXIT_USAGE, CliError, render_table
+
+
+def add_parser(commands, fmt) -> None:
+    scenario = commands.add_parser("scenario", help="run the scenario catalogue (customer journeys with faults)",
+                                   description="Customer journeys with faults, in virtual time: "
+                                               "scenarios/catalogue/*.yaml.")
+    actions = scenario.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="the scenarios and what each proves")
+    listing.add_argument("--catalogue", metavar="DIR", help="another folder of scenarios")
+    listing.set_defaults(handler=cmd_list)
+    run = actions.add_parser("run", formatter_class=fmt, help="run scenarios, print the summary, write reports",
+                             description="Run scenarios by name (or file), or --all. In-process by default: "
+                                         "each scenario gets its own world (every simulator and the core, one "
+                                         "virtual clock, a SQLite file), several at a time. With --target, "
+                                         "against services started elsewhere (`caas-sim up`), one at a time.",
+                             epilog="examples:\n"
+                                    "  caas-sim scenario run --all --report build/scenarios --junit build/junit.xml\n"
+                                    "  caas-sim scenario run activation-succeeds-on-the-third-attempt --seed 7\n"
+                                    "  caas-sim scenario run --all --target default      # caas-sim up on its "
+                                    "default ports")
+    run.add_argument("names", nargs="*", metavar="NAME", help="scenario names or YAML files")
+    run.add_argument("--all", action="store_true", help="every scenario of the catalogue")
+    run.add_argument("--catalogue", metavar="DIR", help="another folder of scenarios")
+    run.add_argument("--seed", type=int, default=None, help="override every scenario's seed")
+    run.add_argument("--report", metavar="DIR", help="write DIR/report.md (Mermaid sequence diagrams)")
+    run.add_argument("--junit", metavar="FILE", help="write JUnit XML")
+    run.add_argument("--jobs", "-j", type=int, default=None, help="scenarios at a time (default: CPU count)")
+    run.add_argument("--target", action="append", default=[], metavar="NAME=URL|default",
+                     help="run against services started elsewhere: core=URL, iot=URL, ... (repeatable, or "
+                          "comma-separated); `default` is every service on its default port on 127.0.0.1")
+    run.add_argument("--token", default=None, help="admin token of the --target services")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    run.set_defaults(handler=cmd_run)
+
+
+def _catalogue(args: argparse.Namespace) -> dict[str, Path]:
+    from ..scenario.loader import CATALOGUE, catalogue
+
+    return catalogue(args.catalogue or CATALOGUE)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ..scenario.loader import CATALOGUE, ScenarioError, load_catalogue
+
+    try:
+        scenarios = load_catalogue(args.catalogue or CATALOGUE)
+    except ScenarioError as exc:
+        raise CliError(str(exc)) from None
+    print(render_table(["SCENARIO", "TAGS", "PROVES"], [[s.name, ",".join(s.tags), s.proves] for s in scenarios]))
+    print(f"\n{len(scenarios)} scenarios")
+    return 0
+
+
+def parse_targets(values: list[str]) -> dict[str, str]:
+    from .. import stack as stack_mod
+    from .common import CORE_PORT
+
+    urls: dict[str, str] = {}
+    for value in values:
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            if item == "default":
+                urls.update({name: f"http://127.0.0.1:{port}" for name, (_, port) in stack_mod.SERVICES.items()})
+                urls["core"] = f"http://127.0.0.1:{CORE_PORT}"
+                continue
+            name, sep, url = item.partition("=")
+            if not sep or not url.startswith(("http://", "https://")):
+                raise CliError(f"--target {item!r}: expected NAME=URL (e.g. core=http://127.0.0.1:8000) or default",
+                               EXIT_USAGE)
+            if name != "core" and name not in stack_mod.SERVICES:
+                raise CliError(f"--target {name}: unknown service (core, {', '.join(stack_mod.SERVICES)})",
+                               EXIT_USAGE)
+            urls[name] = url
+    if urls and "core" not in urls:
+        raise CliError("--target needs the core's URL too (core=http://...)", EXIT_USAGE)
+    return urls
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..scenario.loader import ScenarioError, load
+    from ..scenario.suite import print_progress, run_against, run_files, wall_clock
+
+    known = _catalogue(args)
+    if args.all == bool(args.names):
+        raise CliError("name scenarios or pass --all (`caas-sim scenario list` shows them)", EXIT_USAGE)
+    paths = list(known.values()) if args.all else []
+    for name in args.names:
+        if name in known:
+            paths.append(known[name])
+        elif Path(name).is_file():
+            paths.append(Path(name))
+        else:
+            raise CliError(f"no scenario {name!r} (`caas-sim scenario list` shows them)", EXIT_USAGE)
+    try:
+        for path in paths:  # every file valid before anything runs
+            load(path)
+    except ScenarioError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    urls = parse_targets(args.target)
+    progress = None if args.quiet else print_progress
+    started = wall_clock()
+    if urls:
+        outcomes = asyncio.run(run_against(paths, urls, seed=args.seed, token=args.token, progress=progress))
+    else:
+        outcomes = run_files(paths, seed=args.seed, jobs=args.jobs, progress=progress)
+    wall = wall_clock() - started
+    return finish(outcomes, wall, seed=args.seed, report_dir=args.report, junit_file=args.junit)
+
+
+def finish(outcomes, wall: float, *, seed: int | None, report_dir: str | None, junit_file: str | None,
+           out=None) -> int:
+    """Print failures and the summary, write the reports; exit 1 when anything failed."""
+    from ..scenario import report
+
+    out = out or sys.stdout
+    for outcome in outcomes:
+        if outcome.result != "passed":
+            print("\n" + report.failure_text(outcome), file=out)
+    print("\n" + report.summary(outcomes, wall), file=out)
+    if report_dir:
+        folder = Path(report_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "report.md").write_text(report.markdown(outcomes, wall, seed), encoding="utf-8")
+        print(f"report: {folder / 'report.md'}", file=out)
+    if junit_file:
+        report.junit(outcomes, junit_file)
+        print(f"junit: {junit_file}", file=out)
+    return 0 if all(o.passed for o in outcomes) else 1

@@ -1,0 +1,193 @@
+"""One virtual clock for the whole world, in-process or across processes.
+
+Both coordinators speak the admin protocol (contracts/admin.yaml) for faults
+and journals; they differ in how time moves:
+
+- ``StackCoordinator`` owns a ``Stack`` (every simulator and the core in this
+  process) and lets ``Stack.advance`` step the simulators' clock and the
+  core's durable jobs together, event by event;
+- ``RemoteCoordinator`` drives services started elsewhere (``caas-sim up``,
+  another team's core) by URL: it waits until every service is settled
+  (busy 0, and a short real quiet period, since bytes may be in flight between
+  processes), moves every clock to the earliest next-due time with
+  ``POST /__admin/clock``, and repeats until the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+
+from simulators.client import AdminClient, AdminError
+from simulators.kit.clock import Clock, isoformat, parse_datetime
+
+#: Real-time quiet period across processes: this many polls in a row with
+#: nothing busy and nothing newly due, this far apart.
+QUIET_POLLS = 3
+QUIET_INTERVAL = 0.01
+
+
+class Coordinator(Protocol):
+    """What the runner needs of a world."""
+
+    session: aiohttp.ClientSession
+
+    def url(self, service: str) -> str: ...
+    def services(self) -> list[str]: ...
+    def now(self) -> float: ...
+    async def next_due(self) -> float | None: ...
+    async def advance_to(self, target: float) -> None: ...
+    def admin(self, service: str) -> AdminClient: ...
+    async def collection_cases(self) -> list[dict] | None: ...
+    async def close(self) -> None: ...
+
+
+class _AdminMixin:
+    session: aiohttp.ClientSession
+    _admins: dict[str, AdminClient]
+
+    def url(self, service: str) -> str:
+        raise NotImplementedError
+
+    def admin(self, service: str) -> AdminClient:
+        if service not in self._admins:
+            self._admins[service] = AdminClient(self.url(service), session=self.session, timeout=None)
+        return self._admins[service]
+
+
+class StackCoordinator(_AdminMixin):
+    """Every service in this process on one clock, the core on a SQLite file in ``folder``."""
+
+    def __init__(self, *, services: list[str], seed: int, folder: Path, api_keys: dict[str, dict],
+                 core_settings: dict[str, Any] | None = None, options: dict[str, dict] | None = None):
+        from ..stack import Stack
+
+        self.stack = Stack(services=list(services), seed=seed, clock=Clock("virtual"), options=options or {},
+                           shutdown_timeout=0.5,  # a handler parked on the clock when the scenario ends
+                           core={"database_url": f"sqlite+aiosqlite:///{folder / 'core.db'}",
+                                 "api_keys": api_keys, **(core_settings or {})})
+        self._admins = {}
+
+    async def start(self) -> StackCoordinator:
+        await self.stack.start()
+        self.session = aiohttp.ClientSession()
+        return self
+
+    def url(self, service: str) -> str:
+        return self.stack.url(service)
+
+    def services(self) -> list[str]:
+        return list(self.stack.services)
+
+    def now(self) -> float:
+        return self.stack.clock.now()
+
+    async def next_due(self) -> float | None:
+        from caas_core.api.app import RUNNER_KEY
+
+        runner = self.stack.running["core"].app[RUNNER_KEY]
+        due = [d for d in (self.stack.clock.next_due(), await runner.next_due()) if d is not None]
+        return min(due) if due else None
+
+    async def advance_to(self, target: float) -> None:
+        await self.stack.advance(max(0.0, target - self.now()))
+
+    async def collection_cases(self) -> list[dict] | None:
+        from sqlalchemy import select
+
+        from caas_core.api.app import CORE_KEY
+        from caas_core.store.schema import collection_cases
+
+        db = self.stack.running["core"].app[CORE_KEY].db
+        async with db.transaction(readonly=True) as conn:
+            return [dict(row) for row in (await conn.execute(select(collection_cases))).mappings().all()]
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.stack.stop()
+
+
+class RemoteCoordinator(_AdminMixin):
+    """Services started elsewhere, by URL (``{"core": ..., "iot": ...}``)."""
+
+    def __init__(self, urls: dict[str, str], *, token: str | None = None):
+        self.urls = {name: url.rstrip("/") for name, url in urls.items()}
+        self.token = token
+        self._admins = {}
+        self._now = 0.0
+
+    async def start(self) -> RemoteCoordinator:
+        self.session = aiohttp.ClientSession()
+        for name, url in self.urls.items():
+            self._admins[name] = AdminClient(url, token=self.token, session=self.session, timeout=None)
+        await self._healths()
+        return self
+
+    async def reset(self) -> None:
+        """A fresh world for the next scenario: state, rules and journals (clocks never go back)."""
+        for name in self.urls:
+            await self._admins[name].reset()
+            if name != "core":
+                await self._admins[name].clear_faults()
+                await self._admins[name].clear_journal()
+        await self._quiet()
+
+    def url(self, service: str) -> str:
+        return self.urls[service]
+
+    def services(self) -> list[str]:
+        return [name for name in self.urls if name != "core"]
+
+    def now(self) -> float:
+        return self._now
+
+    async def _healths(self) -> list[dict]:
+        healths = await asyncio.gather(*(admin.health() for admin in self._admins.values()))
+        self._now = max(parse_datetime(h["clock"]["now"]) for h in healths)
+        return healths
+
+    async def _quiet(self) -> list[dict]:
+        """Wait until nothing is busy anywhere, confirmed over a short real-time period."""
+        calm, last = 0, None
+        while True:
+            healths = await self._healths()
+            state = tuple((h["busy"], h.get("nextDue")) for h in healths)
+            if all(h["busy"] == 0 for h in healths) and state == last:
+                calm += 1
+                if calm >= QUIET_POLLS:
+                    return healths
+            else:
+                calm = 0
+            last = state
+            await asyncio.sleep(QUIET_INTERVAL)  # real time: other processes' bytes in flight
+
+    async def next_due(self) -> float | None:
+        due = [parse_datetime(h["nextDue"]) for h in await self._quiet() if h.get("nextDue")]
+        return min(due) if due else None
+
+    async def advance_to(self, target: float) -> None:
+        while True:
+            due = await self.next_due()
+            step = target if due is None or due > target else max(due, self._now)
+            instant = isoformat(step)
+            # Simulators first: the core's jobs due at this instant then meet peers already there.
+            for name in [*self.services(), "core"]:
+                if name in self._admins:
+                    try:
+                        await self._admins[name].set_clock(instant)
+                    except AdminError as exc:
+                        if exc.status != 409:  # 409: already there (one process, one clock), fine
+                            raise
+            self._now = max(self._now, step)
+            if step >= target:
+                await self._quiet()
+                return
+
+    async def collection_cases(self) -> list[dict] | None:
+        return None  # not on the core's API: only an in-process world can read them
+
+    async def close(self) -> None:
+        await self.session.close()

@@ -1,0 +1,266 @@
+"""The scenario format: a world, steps on a virtual clock, and expectations.
+
+A scenario reads as a journey of the specification: who acts (the actors and
+their roles), what they do (calls to the core, time passing, faults injected
+into the external systems, workshop visits), and what must hold at the end.
+These pydantic models are the format; ``scenario.schema.json`` is generated
+from them for editors (``python -m scenarios.scenario.schema``).
+
+Strings may hold ``${name}``: a value saved by an earlier step, a magic VIN
+(``${vins.iot.healthy}``, ``${vins.vss.several_blocks_low}``), ``${seed}`` or
+``${i}`` inside ``repeat``. A string that is exactly one ``${...}`` keeps the
+value's type (a number stays a number).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag
+
+#: What a core key may be: the roles of contracts/core.yaml.
+Role = Literal["customer", "dealership", "operator"]
+#: Where a call goes: the core (default) or a simulator by its stack name.
+Target = Literal["core", "factory", "vss", "iot", "payments",
+                 "registry-es", "registry-fr", "registry-de", "registry-uk"]
+SIMULATORS = ["factory", "vss", "iot", "payments", "registry-es", "registry-fr", "registry-de", "registry-uk"]
+
+#: A duration: ``90s``, ``15m``, ``1h30m``, ``3d``, or seconds.
+Duration = Annotated[str | int | float, Field(examples=["30s", "15m", "3d"])]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Actor(_Strict):
+    role: Role
+    subject: str = Field(default="ops", description="the customer or dealership id the key acts for")
+    key: str | None = Field(default=None, description="API key; default `<role>-<subject>` (in-process worlds "
+                                                      "create it; a --target core must know it)")
+
+    def api_key(self) -> str:
+        return self.key or f"{self.role}-{self.subject}"
+
+
+class FaultRule(BaseModel):
+    """A fault rule as contracts/admin.yaml defines it (match, action, times/probability/window)."""
+    model_config = ConfigDict(extra="allow")
+    action: dict[str, Any]
+    id: str | None = None
+    match: dict[str, Any] | None = None
+    times: int | None = None
+    probability: float | None = None
+    window: dict[str, str] | None = None
+
+
+class World(_Strict):
+    seed: int = Field(default=0, description="seed of every RNG and fleet; `--seed` overrides it")
+    clock: Literal["virtual"] = "virtual"
+    services: list[Literal["factory", "vss", "iot", "payments", "registry-es", "registry-fr",
+                           "registry-de", "registry-uk"]] = Field(default_factory=lambda: ["iot", "vss", "payments"])
+    actors: dict[str, Actor] = Field(default_factory=dict)
+    faults: dict[str, list[FaultRule]] = Field(default_factory=dict,
+                                               description="rules loaded into a simulator before the first step")
+    profiles: dict[str, list[str]] = Field(default_factory=dict,
+                                           description="fault profile files (relative to the scenario) per simulator")
+    core: dict[str, Any] = Field(default_factory=dict,
+                                 description="core settings overrides (CoreSettings fields, e.g. "
+                                             "{ota: {attempts: 3}}); in-process only")
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="simulator options per service")
+
+
+# --- steps ---------------------------------------------------------------------
+
+class Call(_Strict):
+    call: str = Field(description="`METHOD /path`, e.g. `POST /customers/c-1/vehicles/${vins.iot.healthy}/purchases`")
+    as_: str | None = Field(default=None, alias="as", description="the actor whose key is sent (core calls)")
+    service: Target = Field(default="core", description="where the call goes: the core or a simulator")
+    body: Any = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    status: int | list[int] | None = Field(default=None, description="expected status(es); default: any 2xx")
+    expect: dict[str, Any] | None = Field(default=None, description="a match on the response body")
+    save: dict[str, str] = Field(default_factory=dict,
+                                 description="variable -> dotted path in the response body (`purchaseId`)")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Advance(_Strict):
+    advance: Duration = Field(description="let virtual time pass, event by event")
+
+
+class Check(_Strict):
+    """A condition on the state an API answers: GET ``get`` (as ``as`` on ``service``) and match."""
+    get: str
+    as_: str | None = Field(default=None, alias="as")
+    service: Target = Field(default="core", description="where the call goes: the core or a simulator")
+    status: int = 200
+    match: dict[str, Any] | list[Any] | None = None
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Until(_Strict):
+    until: Check
+    within: Duration = Field(description="virtual-time limit; the step fails past it")
+
+
+class Assert(_Strict):
+    assert_: Check = Field(alias="assert", description="a condition that must hold now, mid-journey")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class FaultStep(_Strict):
+    fault: Literal["add", "remove", "clear"]
+    service: Literal["factory", "vss", "iot", "payments", "registry-es", "registry-fr", "registry-de", "registry-uk"]
+    rule: FaultRule | None = None
+    rules: list[FaultRule] | None = None
+    profile: str | None = Field(default=None, description="a fault profile file, relative to the scenario")
+    id: str | None = Field(default=None, description="the rule to remove")
+
+
+class WorkshopRecord(_Strict):
+    vin: str
+    workshopId: str = "OFF-ES-MAD01"
+    block: str
+    serviceType: str
+    performedAt: str | None = Field(default=None, description="default: the current virtual time")
+    mileageKm: int | None = None
+    notes: str | None = None
+
+
+class Workshop(_Strict):
+    workshop: WorkshopRecord = Field(description="a workshop records a service in VSS (contracts/vss-workshop.yaml)")
+
+
+class Repeat(_Strict):
+    repeat: int = Field(ge=1, le=1000, description="run `steps` this many times, with ${i} = 0, 1, ...")
+    steps: list[Step]
+
+
+class Note(_Strict):
+    note: str = Field(description="a line for the report, nothing else")
+
+
+def _step_kind(value: Any) -> str | None:
+    return _kind(value, ("call", "advance", "until", "assert", "fault", "workshop", "repeat", "note"))
+
+
+def _kind(value: Any, keys: tuple[str, ...]) -> str | None:
+    if isinstance(value, BaseModel):  # its tag is its first field
+        return next(iter(type(value).model_fields)).rstrip("_")
+    if isinstance(value, dict):
+        for key in keys:
+            if key in value:
+                return key
+    return None
+
+
+Step = Annotated[
+    Annotated[Call, Tag("call")] | Annotated[Advance, Tag("advance")] | Annotated[Until, Tag("until")]
+    | Annotated[Assert, Tag("assert")] | Annotated[FaultStep, Tag("fault")] | Annotated[Workshop, Tag("workshop")]
+    | Annotated[Repeat, Tag("repeat")] | Annotated[Note, Tag("note")],
+    Discriminator(_step_kind, custom_error_type="unknown_step",
+                  custom_error_message="a step is one of call, advance, until, assert, fault, workshop, repeat, note"),
+]
+
+
+# --- expectations --------------------------------------------------------------
+
+class StateExpectation(_Strict):
+    state: Check = Field(description="an API's answer matches (final states, payments on the gateway...)")
+
+
+class NotificationsExpectation(_Strict):
+    class Spec(_Strict):
+        customer: str
+        as_: str = Field(alias="as")
+        template: str
+        channels: list[Literal["email", "push", "in_vehicle"]] | None = Field(
+            default=None, description="exactly these channels were used for the template")
+        count: int | None = Field(default=None, description="notices of this template, all channels")
+        model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    notifications: Spec
+
+
+class TicketsExpectation(_Strict):
+    class Spec(_Strict):
+        as_: str = Field(alias="as")
+        count: int | None = None
+        match: dict[str, Any] | None = Field(default=None, description="every ticket matches")
+        model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    tickets: Spec
+
+
+class JournalExpectation(_Strict):
+    class Spec(_Strict):
+        service: str
+        kind: Literal["request", "webhook", "event", "fault", "violation"] | None = None
+        operation: str | None = None
+        path: str | None = None
+        event: str | None = None
+        status: int | None = None
+        entity: dict[str, str] | None = Field(default=None, description="entries naming this entity (vin: ...)")
+        count: int | None = None
+        min: int | None = None
+        max: int | None = None
+
+    journal: Spec
+
+
+class SequenceExpectation(_Strict):
+    class Spec(_Strict):
+        entity: dict[str, str] = Field(description="one entity: {vin: ...}, {paymentId: ...}, {orderId: ...}")
+        events: list[str] = Field(description="labels in order, e.g. `iot: activateService 202`, "
+                                              "`iot: ota.failed`, `iot -> core: otaStatus 204`")
+        exactly: bool = Field(default=False, description="the whole sequence, not a subsequence")
+
+    sequence: Spec
+
+
+class CollectionExpectation(_Strict):
+    class Spec(_Strict):
+        count: int
+        status: str | None = None
+
+    collection_cases: Spec = Field(description="the core's collection cases (read from its database: "
+                                               "in-process worlds only)")
+
+
+class ViolationsExpectation(_Strict):
+    violations: int = Field(description="contract violations journaled anywhere (always 0 unless stated)")
+
+
+def _expect_kind(value: Any) -> str | None:
+    return _kind(value, ("state", "notifications", "tickets", "journal", "sequence", "collection_cases",
+                         "violations"))
+
+
+Expectation = Annotated[
+    Annotated[StateExpectation, Tag("state")] | Annotated[NotificationsExpectation, Tag("notifications")]
+    | Annotated[TicketsExpectation, Tag("tickets")] | Annotated[JournalExpectation, Tag("journal")]
+    | Annotated[SequenceExpectation, Tag("sequence")] | Annotated[CollectionExpectation, Tag("collection_cases")]
+    | Annotated[ViolationsExpectation, Tag("violations")],
+    Discriminator(_expect_kind, custom_error_type="unknown_expectation",
+                  custom_error_message="an expectation is one of state, notifications, tickets, journal, "
+                                       "sequence, collection_cases, violations"),
+]
+
+
+class Scenario(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="what the scenario proves, in kebab case")
+    proves: str = Field(description="the business rule or failure path, in a sentence")
+    spec: str | None = Field(default=None, description="the specification's section")
+    tags: list[str] = Field(default_factory=list)
+    known_issue: str | None = Field(default=None, description="a known defect of the core this scenario shows: "
+                                    "its failure is expected (XFAIL); once it passes (XPASS) the run fails "
+                                    "until this line is removed")
+    world: World = Field(default_factory=World)
+    steps: list[Step]
+    expect: list[Expectation] = Field(default_factory=list)
+    _source: Path | None = PrivateAttr(default=None)
+
+
+Repeat.model_rebuild()

@@ -1,0 +1,43 @@
+"""The locustfiles cannot rot: each runs for a few seconds through `caas-sim load`.
+
+Locust monkey-patches with gevent, so it never runs in the pytest process: the CLI runs
+it as a subprocess (here, the whole CLI is one). The webhooks run is distributed
+(a locust master and a worker), as the README's distributed run is.
+"""
+
+import csv
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _load(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict[str, dict]]:
+    report = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "scenarios.cli", "load", *args, "--report", str(report),
+                           "--slo-error-ratio", "0"], check=False, capture_output=True, text=True, timeout=80, cwd=tmp_path)
+    kind = args[0]
+    stats = report / f"{kind}_stats.csv"
+    assert stats.exists(), done.stdout[-2000:] + done.stderr[-3000:]
+    with stats.open() as f:
+        return done, {row["Name"]: row for row in csv.DictReader(f)}
+
+
+def test_webhooks_distributed(tmp_path):
+    done, rows = _load(tmp_path, "webhooks", "--users", "3", "--duration", "3s", "--processes", "2",
+                       "--duplicate-share", "0.3", "--reorder-share", "0.3")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "master + 1 workers" in done.stdout
+    for receiver in ("ota-status", "payments", "factory"):
+        assert int(rows[f"webhook {receiver}"]["Request Count"]) > 0
+    assert any("(duplicate)" in name for name in rows) and any("(reordered)" in name for name in rows)
+    assert int(rows["Aggregated"]["Failure Count"]) == 0
+    assert (tmp_path / "report" / "webhooks.html").exists()
+
+
+def test_missed_slo_fails(tmp_path):
+    done, _ = _load(tmp_path, "webhooks", "--users", "1", "--duration", "4s", "--slo-p95-ms", "0.001")
+    assert done.returncode == 1
+    assert "SLO missed: p95" in done.stderr
