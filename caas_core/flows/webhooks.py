@@ -96,21 +96,32 @@ class GroupCommit:
 
     async def _commit(self, batch) -> set[tuple[str, str]]:
         now = self.core.clock.now()
+        arrivals = [arrival for arrival, _, _ in batch]
+        if self.core.db.dialect == "sqlite":  # one hop to the driver's thread for the whole transaction
+            def work(sqlite) -> set[tuple[str, str]]:
+                new = inbox.accept_many_sqlite(sqlite, arrivals, now)
+                jobs.enqueue_many_sqlite(sqlite, _jobs_for(batch, new), run_at=now, now=now)
+                return new
+            return await self.core.db.run_sqlite_transaction(work)
         async with self.core.db.transaction() as conn:
-            new = await inbox.accept_many(conn, [arrival for arrival, _, _ in batch], now)
-            jobs_to_add, seen = [], set()
-            for arrival, correlation_id, _ in batch:
-                key = (arrival.source, arrival.webhook_id)
-                kind = PROCESSORS.get(arrival.source)
-                if kind is None or key not in new or key in seen:
-                    continue
-                seen.add(key)
-                payload = orjson.dumps({"source": arrival.source, "webhookId": arrival.webhook_id,
-                                        "body": orjson.Fragment(arrival.payload)}).decode()
-                jobs_to_add.append(jobs.NewJob(kind, payload, f"webhook:{arrival.source}:{arrival.webhook_id}",
-                                               correlation_id))
-            await jobs.enqueue_many(conn, jobs_to_add, run_at=now, now=now)
+            new = await inbox.accept_many(conn, arrivals, now)
+            await jobs.enqueue_many(conn, _jobs_for(batch, new), run_at=now, now=now)
         return new
+
+
+def _jobs_for(batch, new: set[tuple[str, str]]) -> list[jobs.NewJob]:
+    """The processing job of each webhook of the batch recorded for the first time."""
+    found, seen = [], set()
+    for arrival, correlation_id, _ in batch:
+        key = (arrival.source, arrival.webhook_id)
+        kind = PROCESSORS.get(arrival.source)
+        if kind is None or key not in new or key in seen:
+            continue
+        seen.add(key)
+        payload = orjson.dumps({"source": arrival.source, "webhookId": arrival.webhook_id,
+                                "body": orjson.Fragment(arrival.payload)}).decode()
+        found.append(jobs.NewJob(kind, payload, f"webhook:{arrival.source}:{arrival.webhook_id}", correlation_id))
+    return found
 
 
 def _group_commit(core: Core) -> GroupCommit:

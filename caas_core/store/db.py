@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any, Self
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Self, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
@@ -49,6 +49,8 @@ _DRIVERS = {
     "postgres": "postgresql+asyncpg",
     "postgresql+asyncpg": "postgresql+asyncpg",
 }
+
+T = TypeVar("T")
 
 # execution option read by the SQLite ``begin`` hook: "IMMEDIATE" or "DEFERRED"
 _BEGIN_OPTION = "caas_sqlite_begin"
@@ -199,6 +201,7 @@ class Database:
         self._memory = self._sqlite and _is_memory(engine.url)
         self._lock = asyncio.Lock() if self._sqlite else None
         self._owner: asyncio.Task | None = None  # the task holding _lock
+        self._batch_conn: AsyncConnection | None = None  # see _batch_driver
 
     @classmethod
     async def open(
@@ -246,6 +249,47 @@ class Database:
             async with conn.begin():
                 yield conn
 
+    async def run_sqlite_transaction(self, work: Callable[[Any], T]) -> T:
+        """SQLite only: ``work(sqlite3_connection)`` inside one ``BEGIN IMMEDIATE`` ..
+        ``COMMIT``, all in a single call on the driver's thread; its result once committed.
+
+        For hot paths made of a few plain statements (webhook group commit): through
+        SQLAlchemy and aiosqlite every statement, BEGIN and COMMIT is a hop to the
+        driver's thread and back through the event loop, which costs far more CPU than
+        SQLite itself (see the README's benchmark notes). Here a transaction costs one
+        hop. Same discipline as ``transaction``: the in-process writer lock is held, and
+        any error rolls back and propagates.
+        """
+        if not self._sqlite:
+            raise RuntimeError("run_sqlite_transaction needs a SQLite database")
+        async with self._serialized(False):
+            driver = await self._batch_driver()
+
+            def run() -> T:
+                sqlite = driver._conn  # the sqlite3.Connection, used on its own thread only
+                sqlite.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(sqlite)
+                    sqlite.execute("COMMIT")
+                except BaseException:
+                    if sqlite.in_transaction:
+                        sqlite.execute("ROLLBACK")
+                    raise
+                return result
+
+            # aiosqlite's own "run this on the connection's thread" (what its execute,
+            # commit and cursor methods are made of): not public, pinned by a test.
+            return await driver._execute(run)
+
+    async def _batch_driver(self) -> Any:
+        """The aiosqlite connection of ``run_sqlite_transaction``, checked out of the pool
+        once and kept until ``close``: a checkout per batch cost a pool reset (a ROLLBACK,
+        another hop) at every check-in."""
+        if self._batch_conn is None:
+            conn = await _connect(self.engine)
+            self._batch_conn = conn
+        return (await self._batch_conn.get_raw_connection()).driver_connection
+
     @contextlib.asynccontextmanager
     async def _serialized(self, readonly: bool) -> AsyncIterator[None]:
         if self._lock is None or (readonly and not self._memory):
@@ -266,6 +310,9 @@ class Database:
                 self._owner = None
 
     async def close(self) -> None:
+        if self._batch_conn is not None:
+            conn, self._batch_conn = self._batch_conn, None
+            await conn.close()
         await self.engine.dispose()
 
     async def __aenter__(self) -> Self:

@@ -91,27 +91,62 @@ async def accept_many(conn: AsyncConnection, arrivals: Sequence[Arrival], now: f
     and its job (``dedupe_key``) still exist once. Rows go in key order, so that two
     PostgreSQL transactions with overlapping ids lock them in the same order.
     """
-    unique = sorted({(a.source, a.webhook_id): a for a in reversed(arrivals)}.values(),
-                    key=lambda a: (a.source, a.webhook_id))
+    unique = _unique(arrivals)
     if not unique:
         return set()
     mark = _placeholders(conn)
+    known: set[tuple[str, str]] = set()
+    for source, ids in _by_source(unique).items():
+        rows = (await conn.exec_driver_sql(_known_sql(mark, len(ids)), (source, *ids))).all()
+        known.update((source, row[0]) for row in rows)
+    fresh = [a for a in unique if (a.source, a.webhook_id) not in known]
+    if fresh:
+        await conn.exec_driver_sql(_insert_sql(mark), _rows(fresh, now))
+    return {(a.source, a.webhook_id) for a in fresh}
+
+
+def accept_many_sqlite(sqlite, arrivals: Sequence[Arrival], now: float) -> set[tuple[str, str]]:
+    """``accept_many`` on a ``sqlite3.Connection`` inside the caller's write transaction
+    (``Database.run_sqlite_transaction``): the same statements, with no hop per statement."""
+    unique = _unique(arrivals)
+    if not unique:
+        return set()
+    mark = lambda n: "?"
+    known: set[tuple[str, str]] = set()
+    for source, ids in _by_source(unique).items():
+        known.update((source, row[0]) for row in sqlite.execute(_known_sql(mark, len(ids)), (source, *ids)))
+    fresh = [a for a in unique if (a.source, a.webhook_id) not in known]
+    if fresh:
+        sqlite.executemany(_insert_sql(mark), _rows(fresh, now))
+    return {(a.source, a.webhook_id) for a in fresh}
+
+
+def _unique(arrivals: Sequence[Arrival]) -> list[Arrival]:
+    """One arrival per (source, id), the first of each, in key order."""
+    return sorted({(a.source, a.webhook_id): a for a in reversed(arrivals)}.values(),
+                  key=lambda a: (a.source, a.webhook_id))
+
+
+def _by_source(unique: Sequence[Arrival]) -> dict[str, list[str]]:
     by_source: dict[str, list[str]] = {}
     for a in unique:
         by_source.setdefault(a.source, []).append(a.webhook_id)
-    known: set[tuple[str, str]] = set()
-    for source, ids in by_source.items():
-        sql = (f"SELECT webhook_id FROM webhook_inbox WHERE source = {mark(1)} AND webhook_id IN "
-               f"({', '.join(mark(i + 2) for i in range(len(ids)))})")
-        known.update((source, row[0]) for row in (await conn.exec_driver_sql(sql, (source, *ids))).all())
-    fresh = [a for a in unique if (a.source, a.webhook_id) not in known]
-    if fresh:
-        await conn.exec_driver_sql(
-            "INSERT INTO webhook_inbox (source, webhook_id, received_at, payload, processed_at, outcome) "
-            f"VALUES ({', '.join(mark(i + 1) for i in range(6))}) ON CONFLICT (source, webhook_id) DO NOTHING",
-            [(a.source, a.webhook_id, now, a.payload, now if a.processed_outcome else None, a.processed_outcome)
-             for a in fresh])
-    return {(a.source, a.webhook_id) for a in fresh}
+    return by_source
+
+
+def _known_sql(mark, count: int) -> str:
+    return (f"SELECT webhook_id FROM webhook_inbox WHERE source = {mark(1)} AND webhook_id IN "
+            f"({', '.join(mark(i + 2) for i in range(count))})")
+
+
+def _insert_sql(mark) -> str:
+    return ("INSERT INTO webhook_inbox (source, webhook_id, received_at, payload, processed_at, outcome) "
+            f"VALUES ({', '.join(mark(i + 1) for i in range(6))}) ON CONFLICT (source, webhook_id) DO NOTHING")
+
+
+def _rows(fresh: Sequence[Arrival], now: float) -> list[tuple]:
+    return [(a.source, a.webhook_id, now, a.payload, now if a.processed_outcome else None, a.processed_outcome)
+            for a in fresh]
 
 
 def _placeholders(conn: AsyncConnection):

@@ -93,3 +93,24 @@ def test_signature_matches_the_standard_webhooks_package():
     key = base64.b64decode(DEVELOPMENT_SECRET.removeprefix("whsec_"))
     mine = base64.b64encode(hmac.new(key, f"msg_1.{sent}.".encode() + body, hashlib.sha256).digest()).decode()
     assert header == f"v1,{mine}"
+
+
+async def test_a_sqlite_batch_transaction_commits_whole_or_not_at_all(tmp_path):
+    database = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'caas.db'}")
+    try:
+        def insert(sqlite, fail: bool = False):
+            sqlite.execute("INSERT INTO webhook_inbox (source, webhook_id, received_at, payload) "
+                           "VALUES ('iot', ?, 1.0, '{}')", (f"msg_{fail}",))
+            if fail:
+                raise RuntimeError("half-way")
+            return sqlite.in_transaction
+
+        assert await database.run_sqlite_transaction(insert) is True  # ran inside BEGIN .. COMMIT
+        with pytest.raises(RuntimeError, match="half-way"):
+            await database.run_sqlite_transaction(lambda sqlite: insert(sqlite, fail=True))
+        async with database.transaction(readonly=True) as conn:  # another connection sees the commit only
+            ids = (await conn.scalars(select(webhook_inbox.c.webhook_id))).all()
+        assert ids == ["msg_False"]
+        assert await database.run_sqlite_transaction(lambda sqlite: sqlite.in_transaction) is True  # still usable
+    finally:
+        await database.close()

@@ -231,3 +231,12 @@ async def test_claim_takes_exactly_the_oldest_due_jobs(run_ats, now, limit):
         assert [(j.run_at, j.id) for j in claimed] == expected
     finally:
         await db.close()
+
+
+def test_job_ids_are_time_ordered(monkeypatch):
+    # new rows at the right edge of the primary-key index (see new_job_id)
+    ticks = iter([1_700_000_000_000_000_000 + n * 1_000_000 for n in range(50)])
+    monkeypatch.setattr(jobs.time, "time_ns", lambda: next(ticks))
+    made = [jobs.new_job_id("ota.outcome") for _ in range(50)]
+    assert made == sorted(made) and len(set(made)) == 50
+    assert all(len(i) == len("oo_") + 32 for i in made)
