@@ -136,10 +136,13 @@ def _bound(core: Core, handler):
 @web.middleware
 async def _problems(request: web.Request, handler):
     try:
+        path = request.path
+        if path.startswith("/caas/webhooks/"):  # read (so size-limited) by the receiver, which checks
+            return await handler(request)        # the signature first: the hot path, kept short
         if request.body_exists:  # the size limit (413) holds on every route, not only on those that read
             await request.read()
-        # Webhooks answer their signature first, admin routes their own protocol.
-        if not request.path.startswith(("/caas/webhooks/", "/__admin/")):
+        # Admin routes answer their own protocol.
+        if not path.startswith("/__admin/"):
             if request.match_info.http_exception is None:  # the contract's order: 401 before 400
                 _principal(request)
             await validation.check(request)

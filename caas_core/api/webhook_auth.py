@@ -10,7 +10,6 @@ time, so it ignores the core's (possibly virtual) clock.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from functools import lru_cache
 
@@ -42,7 +41,7 @@ def verify(raw: bytes, headers, secret: str, *, now: float, tolerance: float) ->
         age = "old" if sent < now else "far in the future"
         raise Problem(401, "Stale webhook", f"signed {abs(now - sent):.0f} s ago" if age == "old"
                       else f"timestamp is {sent - now:.0f} s {age}", kind="webhook-timestamp")
-    wanted = hmac.new(_key(secret), f"{webhook_id}.{sent}.".encode() + raw, hashlib.sha256).digest()
+    wanted = hmac.digest(_key(secret), f"{webhook_id}.{sent}.".encode() + raw, "sha256")  # one-shot: OpenSSL in C
     for candidate in signatures.split(" "):
         version, _, value = candidate.partition(",")
         if version != "v1":
