@@ -366,6 +366,19 @@ def _always_online_vins(count: int, seed: int = 0) -> list[str]:
     raise AssertionError("unreachable")
 
 
+async def _activation_latencies(database: str, scale: float) -> list[float]:
+    """Real seconds from purchase accepted to ACTIVE, of each delivered purchase."""
+    from sqlalchemy import select
+
+    from caas_core.store.db import Database
+    from caas_core.store.schema import purchases
+
+    async with await Database.open(database, create=False) as db, db.transaction(readonly=True) as conn:
+        rows = (await conn.execute(select(purchases.c.created_at, purchases.c.delivered_at).where(
+            purchases.c.delivered_at.is_not(None)))).all()
+    return sorted((delivered - created) / scale for created, delivered in rows)
+
+
 async def _count_active(database: str) -> int:
     from sqlalchemy import func, select
 
@@ -397,6 +410,7 @@ def bench_ota(purchases: int, connections: int, postgres: str, baseline_rps: flo
         sent = bench_client.run_blocking(servers.url, lambda n: requests[n] if n < len(requests) else b"",
                                          duration=timeout, connections=connections, total=len(requests))
         accepted = sent.statuses.get(201, 0)
+        sending = time.perf_counter() - started
         active = 0
         while time.perf_counter() - started < timeout:
             active = asyncio.run(_count_active(db.url))
@@ -405,10 +419,16 @@ def bench_ota(purchases: int, connections: int, postgres: str, baseline_rps: flo
             time.sleep(0.2)
         elapsed = time.perf_counter() - started
         cpu = servers.cpu() - cpu0
+        latencies = asyncio.run(_activation_latencies(db.url, scale))
     comparison = Comparison("OTA end to end", "activations", "bare POST", active / elapsed, baseline_rps,
                             TARGETS["ota"], subject_cpu=cpu / max(1, active) * 1e6)
     comparison.notes.append(f"{accepted}/{purchases} purchases accepted (201), {active} ACTIVE after "
                             f"{elapsed:.1f} s; {comparison.subject_cpu:.0f} µs of stack CPU per activation")
+    if latencies:
+        comparison.notes.append(
+            f"purchases sent in {sending:.1f} s ({accepted / sending:.0f}/s); purchase to ACTIVE (real s): median "
+            f"{statistics.median(latencies):.2f}, p95 {latencies[int(len(latencies) * 0.95)]:.2f}, "
+            f"max {latencies[-1]:.2f}")
     if sent.errors({201}):
         comparison.notes.append(f"answers other than 201: {sent.statuses}")
     return comparison
