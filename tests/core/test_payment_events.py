@@ -6,7 +6,13 @@ from sqlalchemy import select, update
 
 from caas_core.api.app import CORE_KEY
 from caas_core.flows import webhooks
-from caas_core.store.schema import collection_cases, payments, purchases, refunds, webhook_inbox
+from caas_core.store.schema import (
+    collection_cases,
+    payments,
+    purchases,
+    refunds,
+    webhook_inbox,
+)
 from tests.core import test_service_path as service_path
 from tests.core.test_service_path import buy, purchase
 
