@@ -17,6 +17,7 @@ import socket
 import sys
 
 import aiohttp
+import pytest
 
 from scenarios.stack import CORE_WEBHOOK_PATHS, Stack
 from simulators.iot.api import MODEL_KEY
@@ -191,6 +192,7 @@ async def _move_world(core) -> None:
         return
 
 
+@pytest.mark.timeout(600)  # three restarts of a real process: slow on a loaded machine, never stuck
 async def test_repeated_sigkill_under_mixed_load_loses_nothing_and_repeats_nothing(tmp_path):
     import random
 
