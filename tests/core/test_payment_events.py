@@ -62,3 +62,32 @@ async def test_a_chargeback_after_delivery_opens_a_collection_case(world):
     assert [(c["customer_id"], c["amount_minor"], c["reason"][:10]) for c in cases] == \
         [("c-1", bought["price"]["value"], "CHARGEBACK")]
     assert (await purchase(http, bought["purchaseId"]))["status"] == "ACTIVE"  # no retroactive blocking
+
+
+def settlement(payment_id, sequence, status, reason=None, value=29_900):
+    return {"event": "paymentSettlement", "sequence": sequence, "paymentId": payment_id, "status": status,
+            "settlementAmount": {"value": value if status == "SETTLED" else 0, "currency": "EUR"},
+            "settlementDate": "2026-01-07T08:00:00.000Z", "failureReason": reason,
+            "metadata": {"fees": {"value": 0, "currency": "EUR"}}}
+
+
+async def test_a_settlement_overtaken_by_its_reversal_changes_nothing(world):
+    stack, http, iot, _ = world
+    _, bought = await buy(http, iot["healthy"])
+    await stack.advance("1m")
+    core = stack.running["core"].app[CORE_KEY]
+    async with core.db.transaction(readonly=True) as conn:
+        payment = (await conn.execute(select(payments).where(payments.c.purchase_id == bought["purchaseId"]))
+                   ).mappings().one()
+    gateway_id = payment["gateway_payment_id"]
+    # the bank's reversal (sequence 3) arrives before the settlement it reverses (sequence 2)
+    await webhooks.receive(core, "payments", "msg_rev", settlement(gateway_id, 3, "FAILED", "BANK_REVERSAL"), None)
+    await webhooks.receive(core, "payments", "msg_set", settlement(gateway_id, 2, "SETTLED"), None)
+    await stack.advance("1m")
+    async with core.db.transaction(readonly=True) as conn:
+        status = await conn.scalar(select(payments.c.status).where(payments.c.id == payment["id"]))
+        cases = (await conn.execute(select(collection_cases))).mappings().all()
+        outcome = await conn.scalar(select(webhook_inbox.c.outcome).where(webhook_inbox.c.webhook_id == "msg_set"))
+    assert status == "FAILED" and "not after 3" in outcome
+    assert [(c["amount_minor"], c["status"], c["reason"]) for c in cases] == [
+        (bought["price"]["value"], "open", "BANK_REVERSAL: BANK_REVERSAL")]
