@@ -91,3 +91,22 @@ async def test_a_settlement_overtaken_by_its_reversal_changes_nothing(world):
     assert status == "FAILED" and "not after 3" in outcome
     assert [(c["amount_minor"], c["status"], c["reason"]) for c in cases] == [
         (bought["price"]["value"], "open", "BANK_REVERSAL: BANK_REVERSAL")]
+
+
+async def test_a_settlement_failing_while_the_activation_is_retried_is_collected_once_delivered(world):
+    stack, http, iot, _ = world
+    _, bought = await buy(http, iot["flaky_twice"])  # delivered on the third attempt, minutes later
+    core = stack.running["core"].app[CORE_KEY]
+    async with core.db.transaction(readonly=True) as conn:
+        payment = (await conn.execute(select(payments).where(payments.c.purchase_id == bought["purchaseId"]))
+                   ).mappings().one()
+    await webhooks.receive(core, "payments", "msg_fail",
+                           settlement(payment["gateway_payment_id"], 2, "FAILED", "INSUFFICIENT_FUNDS"), None)
+    await stack.advance("1s")
+    async with core.db.transaction(readonly=True) as conn:
+        held = await conn.scalar(select(collection_cases.c.status))
+    assert held == "on_hold"  # not delivered yet: nothing to pursue
+    await stack.advance("30m")
+    assert (await purchase(http, bought["purchaseId"]))["status"] == "ACTIVE"
+    async with core.db.transaction(readonly=True) as conn:
+        assert await conn.scalar(select(collection_cases.c.status)) == "open"
