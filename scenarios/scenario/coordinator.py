@@ -72,7 +72,10 @@ class StackCoordinator(_AdminMixin):
         self._admins = {}
 
     async def start(self) -> StackCoordinator:
+        from caas_core.api.validation import operations
+
         await self.stack.start()
+        operations()  # the core compiles its contract on its first request: part of starting it (once a process)
         self.session = aiohttp.ClientSession()
         return self
 
