@@ -503,12 +503,14 @@ _FIELD = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
 
 
 def _label(item: Any, template: str) -> str:
+    """``template`` with each ``{dotted.field}`` of ``item`` (a missing or null field: nothing)."""
     def field(m: re.Match) -> str:
         try:
-            return str(dig(item, m.group(1)))
+            value = dig(item, m.group(1))
         except MissingValue:
-            return "-"
-    return _FIELD.sub(field, template)
+            return ""
+        return "" if value is None else str(value)
+    return " ".join(_FIELD.sub(field, template).split())
 
 
 def _describe(expectation: Any, index: int, declared: int) -> str:
