@@ -69,6 +69,9 @@ class World(_Strict):
                                  description="core settings overrides (CoreSettings fields, e.g. "
                                              "{ota: {attempts: 3}}); in-process only")
     options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="simulator options per service")
+    from_start: bool = Field(default=False, description="the journey needs the world as it starts (the calendar from "
+                             "5 January 2026, VSS maintenance as the fleet has it then): a --target world whose "
+                             "clock has moved on skips it")
 
 
 # --- steps ---------------------------------------------------------------------

@@ -120,6 +120,9 @@ async def run_remote(scenario: Scenario, coordinator: RemoteCoordinator, seed: i
     seed = scenario.world.seed if seed is None else seed
     blocker = target_blockers(scenario)
     missing = [s for s in scenario.world.services if s not in coordinator.urls]
+    if not blocker and scenario.world.from_start and coordinator.now() > coordinator.started:
+        blocker = (f"it needs the world as it starts (world.from_start) and the target's clock has moved on to "
+                   f"{isoformat(coordinator.now())}: run it against a freshly started world")
     if blocker or missing:
         why = blocker or f"the target has no {', '.join(missing)}"
         return Outcome(scenario.name, scenario.proves, "skipped", failure=why, spec=scenario.spec, seed=seed)
