@@ -134,12 +134,17 @@ class Servers:
     def __init__(self, kind: str, *args: str, count: int = 1) -> None:
         self.port = _free_port()
         extra = ["--reuse-port"] if count > 1 else []
-        self.procs = [subprocess.Popen([sys.executable, "-m", "scenarios.bench_server", "--kind", kind,
-                                        "--port", str(self.port), *extra, *args]) for _ in range(count)]
+        command = [sys.executable, "-m", "scenarios.bench_server", "--kind", kind, "--port", str(self.port),
+                   *extra, *args]
+        self.procs = [subprocess.Popen(command)]
         self.url = f"http://127.0.0.1:{self.port}"
         try:
-            _wait_port(self.port, self.procs, kind)
-            time.sleep(0.3 if count > 1 else 0)  # every process listening, not just the first
+            _wait_port(self.port, self.procs, kind)  # the first has created the tables: no race on a fresh database
+            self.procs += [subprocess.Popen(command) for _ in range(count - 1)]
+            if count > 1:
+                time.sleep(1.5)  # the others listening too
+                if any(p.poll() is not None for p in self.procs):
+                    raise RuntimeError(f"a {kind} process exited at start")
         except BaseException:
             self.stop()
             raise

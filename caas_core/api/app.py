@@ -140,6 +140,8 @@ async def _problems(request: web.Request, handler):
             await request.read()
         # Webhooks answer their signature first, admin routes their own protocol.
         if not request.path.startswith(("/caas/webhooks/", "/__admin/")):
+            if request.match_info.http_exception is None:  # the contract's order: 401 before 400
+                _principal(request)
             await validation.check(request)
         return await handler(request)
     except Problem as exc:

@@ -158,7 +158,13 @@ async def for_customer(core: Core, customer_id: str) -> list[dict[str, Any]]:
     async with core.db.transaction(readonly=True) as conn:
         rows = (await conn.execute(select(purchases).where(purchases.c.customer_id == customer_id)
                                    .order_by(purchases.c.created_at, purchases.c.id))).mappings().all()
-    return [render(row, None, []) for row in rows]
+        risky = {}  # the risk decision and warnings of purchases sold without a maintenance check
+        for row in rows:
+            if row["risk_flag"]:
+                found = await outbox.decisions(conn, subject=row["id"])
+                if found:
+                    risky[row["id"]] = (found[0].decision, list(found[0].detail.get("warnings", [])))
+    return [render(row, *risky.get(row["id"], (None, []))) for row in rows]
 
 
 async def owner_of(core: Core, purchase_id: str) -> str:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from ..domain.purchase import PurchaseEvent, PurchaseState, transition
+from ..domain.purchase import PurchaseEvent, PurchaseState, can, transition
 from ..store import inbox, jobs
-from ..store.schema import collection_cases, payments, purchases, refunds
+from ..store.schema import collection_cases, payments, purchases, refunds, sales
 from .core import Core
 from .manufacturing import FACTORY_EVENT
 from .ota import OUTCOME
@@ -122,8 +122,8 @@ def _group_commit(core: Core) -> GroupCommit:
 
 
 async def on_payment_event(core: Core, job: jobs.Job, ctx: JobContext) -> None:
-    """Refund outcomes and settlement: a failed settlement opens a collection case and never
-    touches the delivered service (no retroactive blocking)."""
+    """Refund outcomes, settlement and chargebacks. A failed settlement or a chargeback opens a
+    collection case and never touches what was delivered (no retroactive blocking)."""
     body, now = job.payload["body"], core.clock.now()
     async with core.db.transaction() as conn:
         payment = (await conn.execute(select(payments).where(
@@ -136,10 +136,16 @@ async def on_payment_event(core: Core, job: jobs.Job, ctx: JobContext) -> None:
         if payment is None:
             outcome = "unknown payment"
         elif event == "refundStatus":
+            if not await _refund_known(conn, body, purchase) and job.attempts < REFUND_PATIENCE:
+                # The refund's own transaction (a withdrawal cut by a crash, say) has not
+                # committed yet: wait for it rather than lose the outcome.
+                await jobs.retry(conn, job.id, run_at=now + REFUND_RECHECK, error="refund not recorded yet")
+                return
             await conn.execute(update(refunds).where(refunds.c.id == body.get("refundId")).values(
                 status=body["status"]))
             outcome = f"refund {body['status']}"
-            if body["status"] == "SUCCEEDED" and purchase is not None:
+            if body["status"] == "SUCCEEDED" and purchase is not None \
+                    and can(PurchaseState(purchase["status"]), PurchaseEvent.REFUND_COMPLETED):
                 state = transition(PurchaseState(purchase["status"]), PurchaseEvent.REFUND_COMPLETED)
                 await conn.execute(update(purchases).where(purchases.c.id == purchase["id"]).values(
                     status=state.value, updated_at=now))
@@ -149,14 +155,45 @@ async def on_payment_event(core: Core, job: jobs.Job, ctx: JobContext) -> None:
                 status="SETTLED" if settled else "FAILED", settled_at=now if settled else None,
                 failure_reason=None if settled else body.get("failureReason")))
             outcome = f"settlement {body['status']}"
-            if not settled and purchase is not None and purchase["delivered_at"] is not None:
-                owed = payment["amount_minor"] - purchase["refunded_minor"]
-                if owed > 0:
-                    await conn.execute(collection_cases.insert().values(
-                        id=core.new_id("col"), payment_id=payment["id"], customer_id=purchase["customer_id"],
-                        amount_minor=owed, currency=payment["currency"], reason=body.get("failureReason") or "FAILED",
-                        status="open", created_at=now))
+            if not settled:
+                await _collect(core, conn, payment, purchase, body.get("failureReason") or "FAILED",
+                               payment["amount_minor"], now)
+        elif event == "paymentChargeback":
+            outcome = f"chargeback {body.get('reason')}"
+            await _collect(core, conn, payment, purchase, f"CHARGEBACK_{body.get('reason')}",
+                           body["amount"]["value"], now)
         else:
             outcome = f"ignored {event}"
         await inbox.mark_processed(conn, job.payload["source"], job.payload["webhookId"], outcome, now)
         await jobs.complete(conn, job.id)
+
+
+#: How often, and how many times (a week), a refund outcome waits for its refund to be recorded.
+REFUND_RECHECK, REFUND_PATIENCE = 300.0, 2016
+
+
+async def _refund_known(conn, body: dict, purchase) -> bool:
+    recorded = await conn.scalar(select(refunds.c.id).where(refunds.c.id == body.get("refundId")))
+    if recorded is None:
+        return False
+    return body["status"] != "SUCCEEDED" or purchase is None \
+        or can(PurchaseState(purchase["status"]), PurchaseEvent.REFUND_COMPLETED)
+
+
+async def _collect(core: Core, conn, payment, purchase, reason: str, amount: int, now: float) -> None:
+    """Open a collection case for what the customer still owes on a delivered purchase or a sale."""
+    if purchase is not None:
+        if purchase["delivered_at"] is None:
+            return  # never delivered: refunded, nothing to collect
+        customer_id = purchase["customer_id"]
+    elif payment["sale_id"]:
+        customer_id = await conn.scalar(select(sales.c.customer_id).where(sales.c.id == payment["sale_id"]))
+    else:
+        return
+    refunded = await conn.scalar(select(func.coalesce(func.sum(refunds.c.amount_minor), 0)).where(
+        refunds.c.payment_id == payment["id"]))
+    owed = min(amount, payment["amount_minor"] - refunded)
+    if owed > 0:
+        await conn.execute(collection_cases.insert().values(
+            id=core.new_id("col"), payment_id=payment["id"], customer_id=customer_id, amount_minor=owed,
+            currency=payment["currency"], reason=reason, status="open", created_at=now))

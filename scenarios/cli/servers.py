@@ -246,6 +246,16 @@ def serve_core_processes(args: argparse.Namespace) -> int:
     if not database.startswith(("postgresql", "postgres")):
         raise CliError("--workers needs PostgreSQL (--database or CAAS_DATABASE_URL postgresql://...): several "
                        "processes share its job queue; SQLite is for one process", EXIT_USAGE)
+    # The tables first, once: children creating them together on a fresh database race.
+    from caas_core.store.db import Database, DatabaseUnavailable
+
+    async def create_tables() -> None:
+        await (await Database.open(database)).close()
+
+    try:
+        asyncio.run(create_tables())
+    except DatabaseUnavailable as exc:
+        raise CliError(f"the core cannot open its database: {exc}") from None
     # Hold the port with a bound, non-listening SO_REUSEPORT socket: an ephemeral port is
     # then chosen once, and no other program takes it between the children's binds.
     holder = socket.socket()

@@ -231,7 +231,7 @@ async def test_repeated_sigkill_under_mixed_load_loses_nothing_and_repeats_nothi
               f"{len(load.bought)} purchases, {report['checked']}, violations: {len(report['violations'])}")
         contract_violations = stack.violations()
     assert core.kills == KILLS
-    assert report["settled"], report["inFlight"]
+    assert report["settled"], (report["inFlight"], report["violations"])
     assert report["violations"] == []
     assert report["checked"]["purchases"] == len(load.bought)
     # Across systems: every charge at the gateway belongs to a purchase the core knows, once.

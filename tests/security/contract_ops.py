@@ -24,6 +24,7 @@ class Op:
     path: str
     access: Any  # "webhook" | "admin" | {"roles": [...], "owner": ...} | None (missing)
     body_example: Any
+    takes_body: bool = False
 
     @property
     def roles(self) -> list[str]:
@@ -57,7 +58,8 @@ def _example(op: dict) -> Any:
 
 
 def operations() -> list[Op]:
-    return [Op(op["operationId"], method.upper(), path, op.get("x-caas-access"), _example(op))
+    return [Op(op["operationId"], method.upper(), path, op.get("x-caas-access"), _example(op),
+               "requestBody" in op and _resolve(op["requestBody"]).get("required", False))
             for path, item in DOC["paths"].items() for method, op in item.items() if method in METHODS]
 
 
