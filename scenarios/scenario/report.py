@@ -64,8 +64,8 @@ def markdown(outcomes: list[Outcome], wall: float, seed: int | None) -> str:
         out += ["", f"## {o.name}", "", f"**{_SYMBOL[o.result]}**: {o.proves}", ""]
         if o.spec:
             out += [f"Specification: {o.spec}", ""]
-        out += [f"Seed {o.seed}; {_virtual(o.virtual_seconds)} of virtual time in {o.wall_seconds:.2f} s "
-                f"(the journey {o.wall_seconds - o.setup_seconds:.2f} s, starting the world the rest).", ""]
+        out += [(f"Seed {o.seed}; {_virtual(o.virtual_seconds)} of virtual time in {o.wall_seconds:.2f} s "
+                f"(the journey {o.wall_seconds - o.setup_seconds:.2f} s, starting the world the rest)."), ""]
         if o.failure:
             out += ["```text", failure_text(o), "```", ""]
         out += [f"Not checked in this world: {what}." for what in o.unchecked] + ([""] if o.unchecked else [])

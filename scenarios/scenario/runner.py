@@ -501,8 +501,8 @@ class Play:
         ok = seen == wanted if spec.exactly else timeline.is_subsequence(wanted, seen)
         if ok:
             return [], set()
-        return [f"the {spec.items} of GET {path} were {seen}, expected {'exactly' if spec.exactly else 'in order'} "
-                f"{wanted}"], _words(path) | self._journey_words()
+        return [(f"the {spec.items} of GET {path} were {seen}, expected {'exactly' if spec.exactly else 'in order'} "
+                f"{wanted}")], _words(path) | self._journey_words()
 
 
 _FIELD = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
