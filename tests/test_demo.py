@@ -8,7 +8,7 @@ from scenarios.scenario.loader import CATALOGUE
 
 SOME = ["healthy-vehicle-is-activated-at-once-and-told-on-every-channel",
         "every-attempt-failing-opens-a-ticket-refunds-in-full-and-tells-the-customer",
-        "chargeback-after-delivery-opens-a-collection-case"]
+        "factory-rejects-the-order-and-the-reservation-is-refunded"]
 
 
 def test_the_demo_runs_the_catalogue_prints_the_summary_and_writes_the_report(tmp_path, capsys):
