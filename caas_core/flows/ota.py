@@ -25,7 +25,8 @@ from ..domain.support import Resolution, resolve_final_failure
 from ..store import inbox, jobs, outbox
 from ..store.schema import collection_cases, payments, purchases, refunds
 from .core import Core
-from .lifecycle import DEACTIVATE, schedule_expiry
+from .kinds import DEACTIVATE
+from .lifecycle import schedule_expiry
 from .notices import notify
 from .runner import JobContext
 

@@ -185,7 +185,10 @@ async def _refund_known(conn, body: dict, purchase) -> bool:
 async def _settle(core: Core, conn, payment, purchase, body: dict, now: float) -> str:
     """Fold a settlement or chargeback into the payment (``domain.settlement.decide``): by the
     gateway's sequence, so a duplicate or an overtaken event changes nothing."""
-    event = SettlementEvent.from_webhook(body)
+    try:
+        event = SettlementEvent.from_webhook(body)
+    except (KeyError, TypeError, ValueError) as exc:  # signed, but not what the contract describes
+        return f"malformed {body.get('event')}: {type(exc).__name__}: {exc}"
     refunded = int(await conn.scalar(select(func.coalesce(func.sum(refunds.c.amount_minor), 0)).where(
         refunds.c.payment_id == payment["id"], refunds.c.status != "FAILED")))  # PostgreSQL sums are Decimal
     status = payment["status"] if payment["status"] in PaymentStatus.__members__ else PaymentStatus.PENDING

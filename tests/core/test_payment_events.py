@@ -110,3 +110,18 @@ async def test_a_settlement_failing_while_the_activation_is_retried_is_collected
     assert (await purchase(http, bought["purchaseId"]))["status"] == "ACTIVE"
     async with core.db.transaction(readonly=True) as conn:
         assert await conn.scalar(select(collection_cases.c.status)) == "open"
+
+
+async def test_a_signed_but_malformed_settlement_is_recorded_not_retried_forever(world):
+    stack, http, iot, _ = world
+    _, bought = await buy(http, iot["healthy"])
+    core = stack.running["core"].app[CORE_KEY]
+    async with core.db.transaction(readonly=True) as conn:
+        gateway_id = await conn.scalar(select(payments.c.gateway_payment_id).where(
+            payments.c.purchase_id == bought["purchaseId"]))
+    await webhooks.receive(core, "payments", "msg_bad", {"event": "paymentSettlement", "paymentId": gateway_id,
+                                                         "status": "FAILED"}, None)
+    await stack.advance("1m")
+    async with core.db.transaction(readonly=True) as conn:
+        outcome = await conn.scalar(select(webhook_inbox.c.outcome).where(webhook_inbox.c.webhook_id == "msg_bad"))
+    assert outcome.startswith("malformed paymentSettlement: KeyError")
