@@ -238,5 +238,7 @@ def test_job_ids_are_time_ordered(monkeypatch):
     ticks = iter([1_700_000_000_000_000_000 + n * 1_000_000 for n in range(50)])
     monkeypatch.setattr(jobs.time, "time_ns", lambda: next(ticks))
     made = [jobs.new_job_id("ota.outcome") for _ in range(50)]
-    assert made == sorted(made) and len(set(made)) == 50
+    monkeypatch.setattr(jobs.time, "time_ns", lambda: 1_700_000_000_000_000_000)  # within one millisecond too
+    made += [jobs.new_job_id("ota.outcome") for _ in range(50)]
+    assert made == sorted(made) and len(set(made)) == 100
     assert all(len(i) == len("oo_") + 32 for i in made)
