@@ -58,8 +58,9 @@ def new_job_id(kind: str) -> str:
 
     Job ids need not be deterministic: nothing outside the core sees them. They are
     time-ordered (48 bits of wall-clock milliseconds, a counter, then 64 random bits), so
-    new rows land at the right edge of the primary-key index instead of on a random page: with random ids every commit of a webhook batch dirtied a page per job,
-    and SQLite's CPU per job was almost twice as high (see the README's benchmark notes).
+    new rows land at the right edge of the primary-key index instead of on a random page:
+    with random ids every commit of a webhook batch dirtied a page per job, and SQLite's
+    CPU per job was almost twice as high (see the README's benchmark notes).
     """
     words = [w for w in kind.replace(".", "_").replace("-", "_").split("_") if w]
     initials = "".join(w[0] for w in words).lower() or "job"
