@@ -188,6 +188,16 @@ async def refunds_within_payment(conn: AsyncConnection) -> list[Violation]:
                       f"refunded {refunded} of {amount}") for pay, pid, amount, refunded in rows]
 
 
+def _value_included():
+    """Whether a payment's amount is part of what its purchase or sale delivered: a delivered
+    service, a subscription's invoice, a sale's payments from the final payment on, and its
+    reservation while the car is built or once lost. (A rejected or cancelled sale delivered
+    nothing: a failed payment of it is owed by no one.) Needs payments joined to purchases
+    and sales."""
+    return or_(purchases.c.status.in_(DELIVERED), sales.c.status.in_(SALE_KEEPS_ALL),
+               and_(sales.c.status.in_(SALE_KEEPS_RESERVATION), payments.c.kind == "RESERVATION"))
+
+
 def _settlement_cases():
     """Collection cases per payment (or unpaid invoice) opened for a failed settlement or an
     exhausted subscription charge: chargebacks are counted apart (a payment may have both)."""
@@ -198,8 +208,9 @@ def _settlement_cases():
 
 async def failed_settlement_has_collection_case(conn: AsyncConnection) -> list[Violation]:
     """Money owed is pursued exactly once: a failed settlement of a delivered service or of a
-    sale payment (reservation, final) not refunded since, and a subscription invoice unpaid
-    after every retry, each have one collection case."""
+    sale payment whose value the customer kept (the reservation of a car being built or lost,
+    the final payment), not refunded since, and a subscription invoice unpaid after every
+    retry, each have one collection case."""
     live = _live_refunds()
     cases = _settlement_cases()
     owed = payments.c.amount_minor - func.coalesce(live.c.refunded, 0)
@@ -207,10 +218,10 @@ async def failed_settlement_has_collection_case(conn: AsyncConnection) -> list[V
     rows = await conn.execute(
         select(payments.c.id, payments.c.purchase_id, payments.c.sale_id, owed, n)
         .select_from(payments.outerjoin(purchases, purchases.c.id == payments.c.purchase_id)
+                     .outerjoin(sales, sales.c.id == payments.c.sale_id)
                      .outerjoin(live, live.c.payment_id == payments.c.id)
                      .outerjoin(cases, cases.c.payment_id == payments.c.id))
-        .where(payments.c.status == NO_MONEY, owed > 0, n != 1,
-               or_(purchases.c.status.in_(DELIVERED), payments.c.sale_id.is_not(None))))
+        .where(payments.c.status == NO_MONEY, owed > 0, n != 1, _value_included()))
     found = [Violation("failed_settlement_has_collection_case",
                        {"paymentId": pay, **({"purchaseId": pid} if pid else {}), **({"saleId": sid} if sid else {})},
                        f"settlement failed with {amount} owed and {cases_n} collection cases")
@@ -234,7 +245,7 @@ async def money_adds_up_per_customer(conn: AsyncConnection) -> list[Violation]:
     is built and for good when the final payment failed (the customer loses it), nothing
     when the order was rejected or the sale cancelled (refunded). A payment whose
     settlement failed brought no money: it counts as neither charged nor delivered (the
-    collection case pursues it)."""
+    collection case pursues it, if anything was delivered for it)."""
     live = _live_refunds()
     zero = literal(0, BigInteger)
     failed = payments.c.status == NO_MONEY
@@ -244,7 +255,7 @@ async def money_adds_up_per_customer(conn: AsyncConnection) -> list[Violation]:
                payments.c.currency.label("currency"),
                case((failed, zero), else_=payments.c.amount_minor).label("charged"),
                case((failed, zero), else_=func.coalesce(live.c.refunded, 0)).label("refunded"),
-               case((failed, -payments.c.amount_minor), else_=zero).label("value"))
+               case((and_(failed, _value_included()), -payments.c.amount_minor), else_=zero).label("value"))
         .select_from(payments.outerjoin(purchases, purchases.c.id == payments.c.purchase_id)
                      .outerjoin(sales, sales.c.id == payments.c.sale_id)
                      .outerjoin(live, live.c.payment_id == payments.c.id))

@@ -104,6 +104,12 @@ async def test_consistent_sales_and_invoices_pass(db):
         await add_sale(conn, "s-fail", JOURNEY[:3], customer="c-3", pay_status="FAILED")
         await collection_case(conn, "col-1", "pay-s-fail-RESERVATION", "c-3")
         await collection_case(conn, "col-2", "pay-s-fail-RESERVATION", "c-3", reason="CHARGEBACK_FRAUDULENT")
+        # an order rejected whose reservation then failed to settle (and so could not be refunded):
+        # nothing delivered, nothing owed
+        await add_sale(conn, "s-void", ["ORDER_QUEUED", "ORDER_REJECTED"], customer="c-3", pay_status="FAILED")
+        await conn.execute(refunds.insert().values(id="ref-void", payment_id="pay-s-void-RESERVATION",
+                                                   amount_minor=RESERVATION, currency="EUR", status="FAILED",
+                                                   reason="ORDER_REJECTED", created_at=NOW))
         # a subscription: one month paid, one unpaid after every retry and pursued, one being charged
         await add_subscription(conn, "pur-subs", "c-4", [("PAID", True), ("UNPAID", False), ("OPEN", False)])
         await collection_case(conn, "col-3", "inv-pur-subs-1", "c-4")
