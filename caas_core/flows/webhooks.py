@@ -149,6 +149,10 @@ async def on_payment_event(core: Core, job: jobs.Job, ctx: JobContext) -> None:
                 state = transition(PurchaseState(purchase["status"]), PurchaseEvent.REFUND_COMPLETED)
                 await conn.execute(update(purchases).where(purchases.c.id == purchase["id"]).values(
                     status=state.value, updated_at=now))
+        elif event == "paymentSettlement" and body["status"] == "SETTLED" and payment["status"] == "FAILED":
+            # A failure (a bank reversal) only ever follows the settlement: a SETTLED arriving
+            # after it is late (reordered or delayed delivery) and must not undo it.
+            outcome = "settlement SETTLED after FAILED: stale, ignored"
         elif event == "paymentSettlement":
             settled = body["status"] == "SETTLED"
             await conn.execute(update(payments).where(payments.c.id == payment["id"]).values(
