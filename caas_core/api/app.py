@@ -29,6 +29,7 @@ from ..domain.ota_policy import RetryPolicy
 from ..flows import (
     billing,
     delivery,
+    kinds,
     lifecycle,
     manufacturing,
     ota,
@@ -46,11 +47,10 @@ from . import sales as sales_api
 from . import validation
 from .audit import get_audit
 from .auth import authenticate, require_owner, require_role
+from .context import CORE_KEY, RUNNER_KEY, require_admin
 from .problems import Problem
 from .webhook_auth import verify
 
-CORE_KEY: web.AppKey[Core] = web.AppKey("core")
-RUNNER_KEY: web.AppKey[JobRunner] = web.AppKey("runner")
 #: Path of each webhook receiver -> the source whose secret signs it.
 WEBHOOK_SOURCES = {"ota-status": "iot", "payments": "payments", "factory": "factory", "registry-uk": "registry-uk"}
 MAX_BODY = 256 * 1024
@@ -87,7 +87,7 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
              for country, name in (("ES", "es"), ("FR", "fr"), ("DE", "de"), ("GB", "uk"))})
         handlers = {**ota.handlers(core)} | {kind: _bound(core, handler) for kind, handler in (
             (ota.GIVE_UP, ota.give_up), (webhooks.PAYMENT_EVENT, webhooks.on_payment_event),
-            (lifecycle.EXPIRE, lifecycle.expire), (lifecycle.DEACTIVATE, lifecycle.deactivate),
+            (kinds.EXPIRE, lifecycle.expire), (kinds.DEACTIVATE, lifecycle.deactivate),
             (sales.PLACE_ORDER, sales.place_order_job), (manufacturing.FACTORY_EVENT, manufacturing.on_factory_event),
             (registration.SUBMIT, registration.submit), (registration.POLL, registration.poll),
             (registration.SUBMIT_INFO, registration.submit_info),
@@ -263,18 +263,8 @@ async def receive_webhook(request: web.Request) -> web.Response:
 
 
 # --- the admin protocol (contracts/admin.yaml) --------------------------------------
-def _admin(request: web.Request) -> None:
-    token = request.app[CORE_KEY].settings.admin_token
-    if token:
-        if request.headers.get("Authorization", "") != f"Bearer {token}":
-            raise Problem(401, "Admin token required", kind="admin-unauthorised")
-    elif request.remote not in ("127.0.0.1", "::1"):
-        raise Problem(401, "Admin token required", "admin routes answer loopback callers only",
-                      kind="admin-unauthorised")
-
-
 async def health(request: web.Request) -> web.Response:
-    _admin(request)
+    require_admin(request)
     runner, core = request.app[RUNNER_KEY], request.app[CORE_KEY]
     due = await runner.next_due()
     return _json({"service": "core", "status": "ok", "clock": core.clock.describe(), "busy": runner.busy,
@@ -283,12 +273,12 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def get_clock(request: web.Request) -> web.Response:
-    _admin(request)
+    require_admin(request)
     return _json(request.app[CORE_KEY].clock.describe())
 
 
 async def move_clock(request: web.Request) -> web.Response:
-    _admin(request)
+    require_admin(request)
     await validation.check(request)  # ClockMove: exactly one of advance or to, within their formats
     core, runner = request.app[CORE_KEY], request.app[RUNNER_KEY]
     try:
@@ -307,7 +297,7 @@ async def move_clock(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
-    _admin(request)
+    require_admin(request)
     core = request.app[CORE_KEY]
     await drop_schema(core.db.engine)
     await create_schema(core.db.engine)

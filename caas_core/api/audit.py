@@ -11,15 +11,11 @@ import orjson
 from aiohttp import web
 
 from ..flows import audit
+from .context import CORE_KEY, require_admin
 
 
 async def get_audit(request: web.Request) -> web.Response:
-    from .app import (  # the app module registers this handler: import at call time
-        CORE_KEY,
-        _admin,
-    )
-
-    _admin(request)
+    require_admin(request)
     core = request.app[CORE_KEY]
     report = await audit.run(core.db, core.clock.now())
     return web.Response(body=orjson.dumps(report), content_type="application/json")

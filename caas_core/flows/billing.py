@@ -29,6 +29,7 @@ from ..domain.purchase import PurchaseEvent, PurchaseState, transition
 from ..store import jobs, outbox
 from ..store.schema import collection_cases, invoices, payments, purchases
 from .core import Core
+from .kinds import DEACTIVATE
 from .notices import notify
 from .runner import JobContext
 
@@ -143,8 +144,6 @@ async def _declined(core: Core, conn, row, invoice, reason: str | None, now: flo
         amount_minor=invoice["amount_minor"], currency=invoice["currency"],
         reason=f"subscription unpaid after {failures} attempts ({reason})", status="open", created_at=now))
     if row["cancelled_at"] is None:
-        from .lifecycle import DEACTIVATE
-
         state = PurchaseState(row["status"])
         await conn.execute(update(purchases).where(purchases.c.id == row["id"]).values(
             status=transition(state, PurchaseEvent.SUBSCRIPTION_CANCELLED).value

@@ -28,12 +28,10 @@ from ..store import jobs
 from ..store.schema import payments, purchases, refunds
 from . import billing
 from .core import Core
+from .kinds import DEACTIVATE, EXPIRE
 from .notices import notify
 from .purchases import view
 from .runner import JobContext
-
-EXPIRE = "service.expire"
-DEACTIVATE = "ota.deactivate"
 
 
 async def schedule_expiry(conn, row, now: float) -> None:

@@ -23,9 +23,10 @@ from ..domain.ota_policy import ActivationProgress, AttemptOutcome, Step
 from ..domain.purchase import PurchaseEvent, PurchaseState, transition
 from ..domain.support import Resolution, resolve_final_failure
 from ..store import inbox, jobs, outbox
-from ..store.schema import payments, purchases, refunds
+from ..store.schema import collection_cases, payments, purchases, refunds
 from .core import Core
-from .lifecycle import DEACTIVATE, schedule_expiry
+from .kinds import DEACTIVATE
+from .lifecycle import schedule_expiry
 from .notices import notify
 from .runner import JobContext
 
@@ -155,6 +156,7 @@ async def _decide(core: Core, job: jobs.Job, purchase_id: str, outcome: AttemptO
                                   "delay_notified": progress.delay_notified}
         if decision.step is Step.ACTIVATED:
             values.update(status=transition(state, PurchaseEvent.ACTIVATED).value, delivered_at=now)
+            await release_held_collection(conn, row["payment_id"], delivered=True)
             await notify(conn, row, NoticeKind.SERVICE_ACTIVATED, now)
             await schedule_expiry(conn, row, now)
             await jobs.cancel(conn, dedupe_key=f"{TIMEOUT}:{row['activation_request_id']}", now=now)
@@ -219,6 +221,7 @@ async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
         if plan.resolution is Resolution.DELIVERED:  # a lost callback: the vehicle has it after all
             values["delivered_at"] = now
             await schedule_expiry(conn, row, now)
+        await release_held_collection(conn, row["payment_id"], delivered=plan.resolution is Resolution.DELIVERED)
         if plan.ticket is not None:
             await outbox.open_ticket(conn, row["customer_id"], row["vin"], plan.ticket.summary,
                                      {"vehicleStatus": status, "vehicleStatusError": status_error,
@@ -234,3 +237,12 @@ async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
             await notify(conn, row, notice, now)
         await conn.execute(update(purchases).where(purchases.c.id == purchase_id).values(**values))
         await _done(conn, job, core.clock.now())
+
+
+async def release_held_collection(conn, payment_id: str | None, *, delivered: bool) -> None:
+    """A collection case waits ``on_hold`` while the service is being delivered (a settlement
+    failed meanwhile): delivered, the customer owes it (open); given up, nothing is owed (closed)."""
+    if payment_id is not None:
+        await conn.execute(update(collection_cases).where(
+            collection_cases.c.payment_id == payment_id, collection_cases.c.status == "on_hold")
+            .values(status="open" if delivered else "closed"))

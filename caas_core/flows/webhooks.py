@@ -13,7 +13,9 @@ import asyncio
 import orjson
 from sqlalchemy import func, select, update
 
+from ..domain.money import Money
 from ..domain.purchase import PurchaseEvent, PurchaseState, can, transition
+from ..domain.settlement import PaymentStatus, SettlementEvent, decide
 from ..store import inbox, jobs
 from ..store.schema import collection_cases, payments, purchases, refunds, sales
 from .core import Core
@@ -149,23 +151,8 @@ async def on_payment_event(core: Core, job: jobs.Job, ctx: JobContext) -> None:
                 state = transition(PurchaseState(purchase["status"]), PurchaseEvent.REFUND_COMPLETED)
                 await conn.execute(update(purchases).where(purchases.c.id == purchase["id"]).values(
                     status=state.value, updated_at=now))
-        elif event == "paymentSettlement" and body["status"] == "SETTLED" and payment["status"] == "FAILED":
-            # A failure (a bank reversal) only ever follows the settlement: a SETTLED arriving
-            # after it is late (reordered or delayed delivery) and must not undo it.
-            outcome = "settlement SETTLED after FAILED: stale, ignored"
-        elif event == "paymentSettlement":
-            settled = body["status"] == "SETTLED"
-            await conn.execute(update(payments).where(payments.c.id == payment["id"]).values(
-                status="SETTLED" if settled else "FAILED", settled_at=now if settled else None,
-                failure_reason=None if settled else body.get("failureReason")))
-            outcome = f"settlement {body['status']}"
-            if not settled:
-                await _collect(core, conn, payment, purchase, body.get("failureReason") or "FAILED",
-                               payment["amount_minor"], now)
-        elif event == "paymentChargeback":
-            outcome = f"chargeback {body.get('reason')}"
-            await _collect(core, conn, payment, purchase, f"CHARGEBACK_{body.get('reason')}",
-                           body["amount"]["value"], now)
+        elif event in ("paymentSettlement", "paymentChargeback"):
+            outcome = await _settle(core, conn, payment, purchase, body, now)
         else:
             outcome = f"ignored {event}"
         await inbox.mark_processed(conn, job.payload["source"], job.payload["webhookId"], outcome, now)
@@ -184,20 +171,55 @@ async def _refund_known(conn, body: dict, purchase) -> bool:
         or can(PurchaseState(purchase["status"]), PurchaseEvent.REFUND_COMPLETED)
 
 
-async def _collect(core: Core, conn, payment, purchase, reason: str, amount: int, now: float) -> None:
-    """Open a collection case for what the customer still owes on a delivered purchase or a sale."""
-    if purchase is not None:
-        if purchase["delivered_at"] is None:
-            return  # never delivered: refunded, nothing to collect
-        customer_id = purchase["customer_id"]
-    elif payment["sale_id"]:
-        customer_id = await conn.scalar(select(sales.c.customer_id).where(sales.c.id == payment["sale_id"]))
-    else:
-        return
-    refunded = await conn.scalar(select(func.coalesce(func.sum(refunds.c.amount_minor), 0)).where(
-        refunds.c.payment_id == payment["id"]))
-    owed = min(amount, payment["amount_minor"] - refunded)
-    if owed > 0:
+async def _settle(core: Core, conn, payment, purchase, body: dict, now: float) -> str:
+    """Fold a settlement or chargeback into the payment (``domain.settlement.decide``): by the
+    gateway's sequence, so a duplicate or an overtaken event changes nothing."""
+    try:
+        event = SettlementEvent.from_webhook(body)
+    except (KeyError, TypeError, ValueError) as exc:  # signed, but not what the contract describes
+        return f"malformed {body.get('event')}: {type(exc).__name__}: {exc}"
+    refunded = int(await conn.scalar(select(func.coalesce(func.sum(refunds.c.amount_minor), 0)).where(
+        refunds.c.payment_id == payment["id"], refunds.c.status != "FAILED")))  # PostgreSQL sums are Decimal
+    status = payment["status"] if payment["status"] in PaymentStatus.__members__ else PaymentStatus.PENDING
+    decision = decide(event, status=PaymentStatus(status), last_sequence=payment["last_sequence"],
+                      charged=Money(payment["amount_minor"], payment["currency"]),
+                      refunded=Money(refunded, payment["currency"]),
+                      delivery=await _delivery_of(conn, payment, purchase))
+    if decision.ignored:
+        return decision.note
+    settled = decision.status is PaymentStatus.SETTLED
+    await conn.execute(update(payments).where(payments.c.id == payment["id"]).values(
+        status=decision.status.value, last_sequence=decision.last_sequence,
+        settled_at=event.at if settled else payment["settled_at"],
+        failure_reason=None if settled else event.reason))
+    if decision.collection is not None:
+        case = decision.collection
         await conn.execute(collection_cases.insert().values(
-            id=core.new_id("col"), payment_id=payment["id"], customer_id=customer_id, amount_minor=owed,
-            currency=payment["currency"], reason=reason, status="open", created_at=now))
+            id=core.new_id("col"), payment_id=payment["id"], customer_id=await _customer_of(conn, payment, purchase),
+            amount_minor=case.amount.minor, currency=case.amount.currency, reason=f"{case.kind.value}: {case.reason}",
+            status="on_hold" if case.on_hold else "open", created_at=now))
+    if decision.close_collection:
+        await conn.execute(update(collection_cases).where(
+            collection_cases.c.payment_id == payment["id"], collection_cases.c.status.in_(("open", "on_hold")))
+            .values(status="closed"))
+    if decision.void_pending_refunds:  # no money arrived: there is nothing to give back
+        await conn.execute(update(refunds).where(refunds.c.payment_id == payment["id"],
+                                                 refunds.c.status == "PENDING").values(status="VOID"))
+    return decision.note
+
+
+async def _delivery_of(conn, payment, purchase) -> PurchaseState:
+    """What the customer owes for: the purchase's state, or for a sale's payments, owed
+    unless the sale ended refunded (order rejected, sale cancelled)."""
+    if purchase is not None:
+        return PurchaseState(purchase["status"])
+    if payment["sale_id"]:
+        status = await conn.scalar(select(sales.c.status).where(sales.c.id == payment["sale_id"]))
+        return PurchaseState.REFUNDED if status in ("ORDER_REJECTED", "CANCELLED") else PurchaseState.ACTIVE
+    return PurchaseState.REFUNDED  # a payment of nothing we know: nothing owed
+
+
+async def _customer_of(conn, payment, purchase) -> str:
+    if purchase is not None:
+        return purchase["customer_id"]
+    return await conn.scalar(select(sales.c.customer_id).where(sales.c.id == payment["sale_id"]))

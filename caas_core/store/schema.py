@@ -253,6 +253,8 @@ payments = Table(
     Column("kind", String(32), nullable=False),
     *_money(),
     Column("status", String(32), nullable=False),
+    # the gateway's event sequence of the last settlement or chargeback webhook applied
+    Column("last_sequence", Integer, nullable=False, server_default=text("0")),
     Column("settled_at", Float),
     Column("failure_reason", Text),
     Column("created_at", Float, nullable=False),

@@ -18,6 +18,13 @@ def add_parser(commands, fmt) -> None:
     listing = actions.add_parser("list", help="the scenarios and what each proves")
     listing.add_argument("--catalogue", metavar="DIR", help="another folder of scenarios")
     listing.set_defaults(handler=cmd_list)
+    keys = actions.add_parser("keys", help="the API keys the scenarios' actors use, as CAAS_API_KEYS JSON",
+                              description="The API keys of every actor of the catalogue, as the JSON the core "
+                                          "reads from CAAS_API_KEYS: start the core with them to run the "
+                                          "catalogue with --target, e.g. "
+                                          "`CAAS_API_KEYS=$(caas-sim scenario keys) caas-sim up --ephemeral`.")
+    keys.add_argument("--catalogue", metavar="DIR", help="another folder of scenarios")
+    keys.set_defaults(handler=cmd_keys)
     run = actions.add_parser("run", formatter_class=fmt, help="run scenarios, print the summary, write reports",
                              description="Run scenarios by name (or file), or --all. In-process by default: "
                                          "each scenario gets its own world (every simulator and the core, one "
@@ -58,6 +65,21 @@ def cmd_list(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     print(render_table(["SCENARIO", "TAGS", "PROVES"], [[s.name, ",".join(s.tags), s.proves] for s in scenarios]))
     print(f"\n{len(scenarios)} scenarios")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    import json
+
+    from ..scenario.loader import CATALOGUE, ScenarioError, load_catalogue
+
+    try:
+        scenarios = load_catalogue(args.catalogue or CATALOGUE)
+    except ScenarioError as exc:
+        raise CliError(str(exc)) from None
+    keys = {actor.api_key(): {"role": actor.role, "subject": actor.subject}
+            for scenario in scenarios for actor in scenario.world.actors.values()}
+    print(json.dumps(dict(sorted(keys.items()))))
     return 0
 
 

@@ -28,6 +28,8 @@ from simulators.kit.clock import Clock, isoformat, parse_datetime
 #: nothing busy and nothing newly due, this far apart.
 QUIET_POLLS = 3
 QUIET_INTERVAL = 0.01
+#: The admin protocol's time resolution (instants are ISO 8601 with milliseconds).
+MS = 0.001
 
 
 class Coordinator(Protocol):
@@ -72,7 +74,10 @@ class StackCoordinator(_AdminMixin):
         self._admins = {}
 
     async def start(self) -> StackCoordinator:
+        from caas_core.api.validation import operations
+
         await self.stack.start()
+        operations()  # the core compiles its contract on its first request: part of starting it (once a process)
         self.session = aiohttp.ClientSession()
         return self
 
@@ -124,6 +129,7 @@ class RemoteCoordinator(_AdminMixin):
         for name, url in self.urls.items():
             self._admins[name] = AdminClient(url, token=self.token, session=self.session, timeout=None)
         await self._healths()
+        self.started = self._now  # where the shared clock was when the run began
         return self
 
     async def reset(self) -> None:
@@ -171,8 +177,10 @@ class RemoteCoordinator(_AdminMixin):
     async def advance_to(self, target: float) -> None:
         while True:
             due = await self.next_due()
-            step = target if due is None or due > target else max(due, self._now)
-            instant = isoformat(step)
+            # nextDue comes truncated to the millisecond: the timer is due at most 1 ms later, so
+            # move to the next millisecond (moving to the truncated instant would fire nothing, forever).
+            step = target if due is None or due + MS > target else max(due + MS, self._now)
+            instant = _instant(step)
             # Simulators first: the core's jobs due at this instant then meet peers already there.
             for name in [*self.services(), "core"]:
                 if name in self._admins:
@@ -191,3 +199,9 @@ class RemoteCoordinator(_AdminMixin):
 
     async def close(self) -> None:
         await self.session.close()
+
+
+def _instant(ts: float) -> str:
+    """``ts`` to the nearest millisecond, exactly (isoformat truncates: 0.433 may print as .432)."""
+    ms = round(ts * 1000)
+    return isoformat(ms // 1000).replace(".000Z", f".{ms % 1000:03d}Z")

@@ -17,7 +17,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    model_validator,
+)
 
 #: What a core key may be: the roles of contracts/core.yaml.
 Role = Literal["customer", "dealership", "operator"]
@@ -69,6 +77,9 @@ class World(_Strict):
                                  description="core settings overrides (CoreSettings fields, e.g. "
                                              "{ota: {attempts: 3}}); in-process only")
     options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="simulator options per service")
+    from_start: bool = Field(default=False, description="the journey needs the world as it starts (the calendar from "
+                             "5 January 2026, VSS maintenance as the fleet has it then): a --target world whose "
+                             "clock has moved on skips it")
 
 
 # --- steps ---------------------------------------------------------------------
@@ -212,10 +223,27 @@ class JournalExpectation(_Strict):
 
 class SequenceExpectation(_Strict):
     class Spec(_Strict):
-        entity: dict[str, str] = Field(description="one entity: {vin: ...}, {paymentId: ...}, {orderId: ...}")
+        entity: dict[str, str] | None = Field(default=None, description="one entity of the merged journal: "
+                                              "{vin: ...}, {paymentId: ...}, {orderId: ...}")
+        get: str | None = Field(default=None, description="or a list an API answers, e.g. a sale's file "
+                                                          "(`/sales/${sale}/file`)")
+        as_: str | None = Field(default=None, alias="as")
+        items: str | None = Field(default=None, description="with get: the dotted path of the list (`history`)")
+        where: dict[str, Any] | None = Field(default=None, description="with get: only the items that match")
+        label: str | None = Field(default=None, description="with get: each item's label, `{dotted.field}` "
+                                                            "replaced (`{detail.outcome}`)")
         events: list[str] = Field(description="labels in order, e.g. `iot: activateService 202`, "
                                               "`iot: ota.failed`, `iot -> core: otaStatus 204`")
         exactly: bool = Field(default=False, description="the whole sequence, not a subsequence")
+        model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+        @model_validator(mode="after")
+        def _one_source(self) -> SequenceExpectation.Spec:
+            if (self.entity is None) == (self.get is None):
+                raise ValueError("a sequence reads either a journal entity (entity) or an API list (get, items, label)")
+            if self.get is not None and (self.items is None or self.label is None):
+                raise ValueError("a sequence read with get needs items and label")
+            return self
 
     sequence: Spec
 
@@ -225,8 +253,17 @@ class CollectionExpectation(_Strict):
         count: int
         status: str | None = None
 
-    collection_cases: Spec = Field(description="the core's collection cases (read from its database: "
-                                               "in-process worlds only)")
+    collection_cases: Spec = Field(description="the core's collection cases, read from its database: in-process "
+                                               "worlds only (against --target it is reported as not checked)")
+
+
+class AuditExpectation(_Strict):
+    class Spec(_Strict):
+        ok: bool = Field(default=True, description="every invariant of the core's audit holds")
+        settled: bool | None = Field(default=True, description="nothing is in flight any more")
+
+    audit: Spec = Field(description="the core's invariant audit (GET /__admin/audit): nothing lost, nothing done "
+                                    "twice, no one charged for what was not delivered, owed money in collection")
 
 
 class ViolationsExpectation(_Strict):
@@ -235,17 +272,17 @@ class ViolationsExpectation(_Strict):
 
 def _expect_kind(value: Any) -> str | None:
     return _kind(value, ("state", "notifications", "tickets", "journal", "sequence", "collection_cases",
-                         "violations"))
+                         "audit", "violations"))
 
 
 Expectation = Annotated[
     Annotated[StateExpectation, Tag("state")] | Annotated[NotificationsExpectation, Tag("notifications")]
     | Annotated[TicketsExpectation, Tag("tickets")] | Annotated[JournalExpectation, Tag("journal")]
     | Annotated[SequenceExpectation, Tag("sequence")] | Annotated[CollectionExpectation, Tag("collection_cases")]
-    | Annotated[ViolationsExpectation, Tag("violations")],
+    | Annotated[AuditExpectation, Tag("audit")] | Annotated[ViolationsExpectation, Tag("violations")],
     Discriminator(_expect_kind, custom_error_type="unknown_expectation",
                   custom_error_message="an expectation is one of state, notifications, tickets, journal, "
-                                       "sequence, collection_cases, violations"),
+                                       "sequence, collection_cases, audit, violations"),
 ]
 
 

@@ -16,12 +16,19 @@ MAX_ARROWS = 160
 _SYMBOL = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP", "xfail": "XFAIL", "xpass": "XPASS"}
 
 
+HEADERS = ["SCENARIO", "RESULT", "VIRTUAL TIME", "WALL", "OF WHICH JOURNEY"]
+
+
 def summary(outcomes: list[Outcome], wall: float) -> str:
-    rows = [[o.name, _SYMBOL[o.result], _virtual(o.virtual_seconds), f"{o.wall_seconds:.2f} s"] for o in outcomes]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(["SCENARIO", "RESULT", "VIRTUAL TIME", "WALL"])]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(["SCENARIO", "RESULT", "VIRTUAL TIME", "WALL"], widths))]
+    rows = [[o.name, _SYMBOL[o.result], _virtual(o.virtual_seconds), f"{o.wall_seconds:.2f} s",
+             f"{o.wall_seconds - o.setup_seconds:.2f} s"] for o in outcomes]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(HEADERS)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADERS, widths))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    unchecked = [(o.name, u) for o in outcomes for u in o.unchecked]
+    if unchecked:
+        lines.append("\nnot checked in this world:")
+        lines += [f"  {name}: {what}" for name, what in unchecked]
     counts = {k: sum(o.result == k for o in outcomes) for k in _SYMBOL}
     virtual = sum(o.virtual_seconds for o in outcomes)
     lines.append(f"\n{counts['passed']} passed, {counts['failed'] + counts['xpass']} failed, {counts['error']} errors, "
@@ -57,9 +64,11 @@ def markdown(outcomes: list[Outcome], wall: float, seed: int | None) -> str:
         out += ["", f"## {o.name}", "", f"**{_SYMBOL[o.result]}**: {o.proves}", ""]
         if o.spec:
             out += [f"Specification: {o.spec}", ""]
-        out += [f"Seed {o.seed}; {_virtual(o.virtual_seconds)} of virtual time in {o.wall_seconds:.2f} s.", ""]
+        out += [(f"Seed {o.seed}; {_virtual(o.virtual_seconds)} of virtual time in {o.wall_seconds:.2f} s "
+                f"(the journey {o.wall_seconds - o.setup_seconds:.2f} s, starting the world the rest)."), ""]
         if o.failure:
             out += ["```text", failure_text(o), "```", ""]
+        out += [f"Not checked in this world: {what}." for what in o.unchecked] + ([""] if o.unchecked else [])
         if o.journal:
             out += ["```mermaid", sequence_diagram(o.journal), "```"]
     return "\n".join(out) + "\n"

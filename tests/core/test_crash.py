@@ -283,7 +283,8 @@ async def _move_world(core) -> None:
         return
 
 
-@pytest.mark.timeout(int(os.environ.get("CAAS_CRASH_TIMEOUT", "300")))
+# real restarts of a real process: slow on a loaded machine, never stuck; the long form sets its own
+@pytest.mark.timeout(int(os.environ.get("CAAS_CRASH_TIMEOUT", "600")))
 async def test_repeated_sigkill_under_mixed_load_loses_nothing_and_repeats_nothing(tmp_path):
     import random
 
@@ -348,7 +349,8 @@ async def test_repeated_sigkill_under_mixed_load_loses_nothing_and_repeats_nothi
               f"webhook deliveries sent {sent}, violations: {len(report['violations'])}")
         contract_violations = stack.violations()
     assert core.kills == KILLS + SALE_KILLS
-    assert report["settled"], (report["inFlight"], report["violations"])
+    assert report["settled"] and not report["violations"], (report["inFlight"], report["violations"],
+                                                             _dump(tmp_path / "core.db"))
     assert report["violations"] == []
     assert report["checked"]["purchases"] == len(load.bought)
     # Across systems: every charge at the gateway belongs to a purchase the core knows, once.
@@ -370,3 +372,14 @@ async def test_repeated_sigkill_under_mixed_load_loses_nothing_and_repeats_nothi
     assert set(orders) <= sale_ids
     assert contract_violations == []
 
+
+
+def _dump(path) -> str:
+    """What a failure needs to be understood: purchases with money back, and webhooks not processed."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    rows = db.execute("SELECT p.id, p.status, p.duration_type, p.delivered_at, r.id, r.status, r.reason, r.amount_minor "
+                      "FROM purchases p JOIN payments y ON y.purchase_id = p.id JOIN refunds r ON r.payment_id = y.id")
+    waiting = db.execute("SELECT source, payload FROM webhook_inbox WHERE processed_at IS NULL")
+    return f"refunded purchases: {rows.fetchall()}; unprocessed webhooks: {waiting.fetchall()}"

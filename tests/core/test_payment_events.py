@@ -6,7 +6,13 @@ from sqlalchemy import select, update
 
 from caas_core.api.app import CORE_KEY
 from caas_core.flows import webhooks
-from caas_core.store.schema import collection_cases, payments, purchases, refunds, webhook_inbox
+from caas_core.store.schema import (
+    collection_cases,
+    payments,
+    purchases,
+    refunds,
+    webhook_inbox,
+)
 from tests.core import test_service_path as service_path
 from tests.core.test_service_path import buy, purchase
 
@@ -56,3 +62,66 @@ async def test_a_chargeback_after_delivery_opens_a_collection_case(world):
     assert [(c["customer_id"], c["amount_minor"], c["reason"][:10]) for c in cases] == \
         [("c-1", bought["price"]["value"], "CHARGEBACK")]
     assert (await purchase(http, bought["purchaseId"]))["status"] == "ACTIVE"  # no retroactive blocking
+
+
+def settlement(payment_id, sequence, status, reason=None, value=29_900):
+    return {"event": "paymentSettlement", "sequence": sequence, "paymentId": payment_id, "status": status,
+            "settlementAmount": {"value": value if status == "SETTLED" else 0, "currency": "EUR"},
+            "settlementDate": "2026-01-07T08:00:00.000Z", "failureReason": reason,
+            "metadata": {"fees": {"value": 0, "currency": "EUR"}}}
+
+
+async def test_a_settlement_overtaken_by_its_reversal_changes_nothing(world):
+    stack, http, iot, _ = world
+    _, bought = await buy(http, iot["healthy"])
+    await stack.advance("1m")
+    core = stack.running["core"].app[CORE_KEY]
+    async with core.db.transaction(readonly=True) as conn:
+        payment = (await conn.execute(select(payments).where(payments.c.purchase_id == bought["purchaseId"]))
+                   ).mappings().one()
+    gateway_id = payment["gateway_payment_id"]
+    # the bank's reversal (sequence 3) arrives before the settlement it reverses (sequence 2)
+    await webhooks.receive(core, "payments", "msg_rev", settlement(gateway_id, 3, "FAILED", "BANK_REVERSAL"), None)
+    await webhooks.receive(core, "payments", "msg_set", settlement(gateway_id, 2, "SETTLED"), None)
+    await stack.advance("1m")
+    async with core.db.transaction(readonly=True) as conn:
+        status = await conn.scalar(select(payments.c.status).where(payments.c.id == payment["id"]))
+        cases = (await conn.execute(select(collection_cases))).mappings().all()
+        outcome = await conn.scalar(select(webhook_inbox.c.outcome).where(webhook_inbox.c.webhook_id == "msg_set"))
+    assert status == "FAILED" and "not after 3" in outcome
+    assert [(c["amount_minor"], c["status"], c["reason"]) for c in cases] == [
+        (bought["price"]["value"], "open", "BANK_REVERSAL: BANK_REVERSAL")]
+
+
+async def test_a_settlement_failing_while_the_activation_is_retried_is_collected_once_delivered(world):
+    stack, http, iot, _ = world
+    _, bought = await buy(http, iot["flaky_twice"])  # delivered on the third attempt, minutes later
+    core = stack.running["core"].app[CORE_KEY]
+    async with core.db.transaction(readonly=True) as conn:
+        payment = (await conn.execute(select(payments).where(payments.c.purchase_id == bought["purchaseId"]))
+                   ).mappings().one()
+    await webhooks.receive(core, "payments", "msg_fail",
+                           settlement(payment["gateway_payment_id"], 2, "FAILED", "INSUFFICIENT_FUNDS"), None)
+    await stack.advance("1s")
+    async with core.db.transaction(readonly=True) as conn:
+        held = await conn.scalar(select(collection_cases.c.status))
+    assert held == "on_hold"  # not delivered yet: nothing to pursue
+    await stack.advance("30m")
+    assert (await purchase(http, bought["purchaseId"]))["status"] == "ACTIVE"
+    async with core.db.transaction(readonly=True) as conn:
+        assert await conn.scalar(select(collection_cases.c.status)) == "open"
+
+
+async def test_a_signed_but_malformed_settlement_is_recorded_not_retried_forever(world):
+    stack, http, iot, _ = world
+    _, bought = await buy(http, iot["healthy"])
+    core = stack.running["core"].app[CORE_KEY]
+    async with core.db.transaction(readonly=True) as conn:
+        gateway_id = await conn.scalar(select(payments.c.gateway_payment_id).where(
+            payments.c.purchase_id == bought["purchaseId"]))
+    await webhooks.receive(core, "payments", "msg_bad", {"event": "paymentSettlement", "paymentId": gateway_id,
+                                                         "status": "FAILED"}, None)
+    await stack.advance("1m")
+    async with core.db.transaction(readonly=True) as conn:
+        outcome = await conn.scalar(select(webhook_inbox.c.outcome).where(webhook_inbox.c.webhook_id == "msg_bad"))
+    assert outcome.startswith("malformed paymentSettlement: KeyError")

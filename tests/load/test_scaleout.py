@@ -61,7 +61,9 @@ async def _deliver(url: str) -> list[int]:
 
     async def post(session, n: int) -> int:
         body = orjson.dumps({"event": "paymentSettlement", "sequence": 2, "paymentId": f"gw_{n}", "status": "FAILED",
-                             "failureReason": "INSUFFICIENT_FUNDS"})
+                             "failureReason": "INSUFFICIENT_FUNDS", "settlementDate": "2026-01-07T08:00:00.000Z",
+                             "settlementAmount": {"value": 0, "currency": "EUR"},
+                             "metadata": {"fees": {"value": 0, "currency": "EUR"}}})
         webhook_id, ts = f"msg_scale_{n}", str(int(time.time()))
         sig = base64.b64encode(hmac.new(key, f"{webhook_id}.{ts}.".encode() + body, hashlib.sha256).digest())
         headers = {"webhook-id": webhook_id, "webhook-timestamp": ts, "webhook-signature": f"v1,{sig.decode()}",
