@@ -272,8 +272,8 @@ class Load:
 
 #: How far the world moves at a time while the core is killed under the customers' load, and
 #: while it is killed as the sales go on (far enough that manufacturing webhooks flow).
-#: CAAS_CRASH_WORLD_STEP=21600 moves the first as far: it then finds a withdrawal racing the
-#: OTA give-up (a refunded purchase left delivered: open, see the README).
+#: CAAS_CRASH_WORLD_STEP=21600 moves the first as far: that found a withdrawal racing the OTA
+#: give-up (both refunded from what they had read; fixed: they decide first, refund as a job).
 WORLD_STEP = float(os.environ.get("CAAS_CRASH_WORLD_STEP", "45"))
 SALE_WORLD_STEP = 6 * 3600
 
