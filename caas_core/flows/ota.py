@@ -34,7 +34,8 @@ from .runner import JobContext
 ACTIVATE, OUTCOME, TIMEOUT = "ota.activate", "ota.outcome", "ota.timeout"
 GIVE_UP = "ota.give_up"
 IN_PROGRESS = (PurchaseState.ACTIVATION_QUEUED, PurchaseState.ACTIVATING)
-GAVE_UP = (PurchaseState.ACTIVATION_FAILED, PurchaseState.REFUNDED)
+#: No longer being delivered: an activation arriving now is switched off again.
+GAVE_UP = (PurchaseState.ACTIVATION_FAILED, PurchaseState.REFUNDED, PurchaseState.WITHDRAWN)
 
 
 def handlers(core: Core) -> dict:
@@ -97,6 +98,14 @@ async def _activate(core: Core, job: jobs.Job) -> None:
         return await _decide(core, job, purchase_id, AttemptOutcome.http(exc.status), str(exc))
     now = core.clock.now()
     async with core.db.transaction() as conn:
+        row = await _load(conn, purchase_id, lock=True)
+        if row["status"] != PurchaseState.ACTIVATION_QUEUED.value:
+            # Withdrawn while the command was on its way: the vehicle will switch the feature on,
+            # and the purchase is no longer being delivered, so switch it off again.
+            await jobs.enqueue(conn, DEACTIVATE, {"purchaseId": purchase_id}, run_at=now, now=now,
+                               dedupe_key=f"{DEACTIVATE}:{purchase_id}", correlation_id=job.correlation_id)
+            await _done(conn, job, now)
+            return
         state = transition(PurchaseState(row["status"]), PurchaseEvent.ACTIVATION_ATTEMPT_STARTED)
         await conn.execute(update(purchases).where(purchases.c.id == purchase_id).values(
             status=state.value, activation_request_id=accepted["requestId"], updated_at=now))
@@ -139,7 +148,7 @@ async def _decide(core: Core, job: jobs.Job, purchase_id: str, outcome: AttemptO
                   request_id: str | None = None) -> None:
     now = core.clock.now()
     async with core.db.transaction() as conn:
-        row = await _load(conn, purchase_id)
+        row = await _load(conn, purchase_id, lock=True)
         state = PurchaseState(row["status"])
         # Only the attempt in flight may decide: a late callback of an earlier attempt, or a
         # timeout after the callback came, changes nothing.

@@ -382,7 +382,10 @@ def _dump(path) -> str:
     import sqlite3
 
     db = sqlite3.connect(path)
-    rows = db.execute("SELECT p.id, p.status, p.duration_type, p.delivered_at, r.id, r.status, r.reason, r.amount_minor "
-                      "FROM purchases p JOIN payments y ON y.purchase_id = p.id JOIN refunds r ON r.payment_id = y.id")
+    rows = db.execute("SELECT p.status, p.duration_type, p.created_at, p.delivered_at, p.updated_at, r.status, r.reason, "
+                      "r.amount_minor FROM purchases p JOIN payments y ON y.purchase_id = p.id "
+                      "JOIN refunds r ON r.payment_id = y.id WHERE p.status IN ('ACTIVE', 'EXPIRED', 'CANCELLED')")
     waiting = db.execute("SELECT source, payload FROM webhook_inbox WHERE processed_at IS NULL")
-    return f"refunded purchases: {rows.fetchall()}; unprocessed webhooks: {waiting.fetchall()}"
+    found = f"delivered yet refunded: {rows.fetchall()}; unprocessed webhooks: {waiting.fetchall()}"
+    print(found)
+    return found
