@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 from functools import cache
 
+import gevent
 import locust  # noqa: F401  first: gevent must patch ssl before anything imports it
 import orjson
 from locust import events
@@ -23,6 +24,13 @@ DEVELOPMENT_SECRET = "whsec_Y2Fhcy1zaW0tZGV2ZWxvcG1lbnQtc2VjcmV0LTAwMDA="  # caa
 #: Receiver path on the core -> the contract and webhook whose payload it takes.
 RECEIVERS = {"ota-status": ("iot", "otaStatus"), "payments": ("payments", "paymentSettlement"),
              "factory": ("factory", "orderStatus")}
+
+
+@events.init.add_listener
+def _fresh_loop_time(**_) -> None:
+    # gevent's loop caches "now": after a long blocking start (imports, schemas compiled on a
+    # loaded machine) a --run-time timer armed from the stale time would fire at once.
+    gevent.get_hub().loop.update_now()
 
 
 @events.init_command_line_parser.add_listener
