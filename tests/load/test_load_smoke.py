@@ -5,28 +5,15 @@ it as a subprocess (here, the whole CLI is one). The webhooks run is distributed
 (a locust master and a worker), as the README's distributed run is.
 """
 
-import csv
-import subprocess
-import sys
-
 import pytest
+
+from tests.load.runs import run_load
 
 pytestmark = pytest.mark.timeout(90)
 
 
-def _load(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict[str, dict]]:
-    report = tmp_path / "report"
-    done = subprocess.run([sys.executable, "-m", "scenarios.cli", "load", *args, "--report", str(report),
-                           "--slo-error-ratio", "0"], check=False, capture_output=True, text=True, timeout=80, cwd=tmp_path)
-    kind = args[0]
-    stats = report / f"{kind}_stats.csv"
-    assert stats.exists(), done.stdout[-2000:] + done.stderr[-3000:]
-    with stats.open() as f:
-        return done, {row["Name"]: row for row in csv.DictReader(f)}
-
-
 def test_webhooks_distributed(tmp_path):
-    done, rows = _load(tmp_path, "webhooks", "--users", "3", "--duration", "3s", "--processes", "2",
+    done, rows = run_load(tmp_path, "webhooks", "--users", "3", "--duration", "3s", "--processes", "2",
                        "--duplicate-share", "0.3", "--reorder-share", "0.3")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "master + 1 workers" in done.stdout
@@ -38,6 +25,6 @@ def test_webhooks_distributed(tmp_path):
 
 
 def test_missed_slo_fails(tmp_path):
-    done, _ = _load(tmp_path, "webhooks", "--users", "1", "--duration", "4s", "--slo-p95-ms", "0.001")
+    done, _ = run_load(tmp_path, "webhooks", "--users", "1", "--duration", "4s", "--slo-p95-ms", "0.001")
     assert done.returncode == 1
     assert "SLO missed: p95" in done.stderr

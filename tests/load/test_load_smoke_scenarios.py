@@ -4,35 +4,22 @@ Locust monkey-patches with gevent, so it never runs in the pytest process: the C
 it as a subprocess (here, the whole CLI is one).
 """
 
-import csv
-import subprocess
-import sys
-
 import pytest
+
+from tests.load.runs import run_load
 
 pytestmark = pytest.mark.timeout(90)
 
 
-def _load(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict[str, dict]]:
-    report = tmp_path / "report"
-    done = subprocess.run([sys.executable, "-m", "scenarios.cli", "load", *args, "--report", str(report),
-                           "--slo-error-ratio", "0"], check=False, capture_output=True, text=True, timeout=80, cwd=tmp_path)
-    kind = args[0]
-    stats = report / f"{kind}_stats.csv"
-    assert stats.exists(), done.stdout[-2000:] + done.stderr[-3000:]
-    with stats.open() as f:
-        return done, {row["Name"]: row for row in csv.DictReader(f)}
-
-
 def test_ota_reports_activation_latency(tmp_path):
-    done, rows = _load(tmp_path, "ota", "--users", "2", "--duration", "4s", "--fault-rate", "0.2")
+    done, rows = run_load(tmp_path, "ota", "--users", "2", "--duration", "4s", "--fault-rate", "0.2")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert int(rows["activation (core clock)"]["Request Count"]) > 0
     assert int(rows["purchase"]["Failure Count"]) == 0
 
 
 def test_day_runs_every_user_class(tmp_path):
-    done, rows = _load(tmp_path, "day", "--users", "4", "--duration", "3s")
+    done, rows = run_load(tmp_path, "day", "--users", "4", "--duration", "3s")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "catalogue" in rows and "purchase" in rows and any(n.startswith("webhook ") for n in rows)
 
