@@ -9,7 +9,7 @@ than it captured.
 Withdrawal (``withdrawal``), judged from the specification's refund flow ("Within 14
 days? yes: full refund; no: no refund, service consumed"):
 
-- **Within 14 days** of the purchase (``now - purchased_at <= 14 days``, the 14th day
+- **Within 14 days** of the purchase (``now <= purchased_at + 14 days``, the 14th day
   inclusive): full refund of what is left, the service is deactivated now. For a
   subscription (post-paid) the customer also owes nothing for the usage not yet billed
   (``waive_unbilled``).
@@ -91,7 +91,7 @@ def withdrawal_window_ends(purchased_at: float, window: float = WITHDRAWAL_WINDO
 def within_withdrawal_window(purchased_at: float, now: float, window: float = WITHDRAWAL_WINDOW) -> bool:
     if now < purchased_at:
         raise ValueError(f"now ({now}) is before the purchase ({purchased_at})")
-    return now - purchased_at <= window
+    return now <= purchased_at + window  # not now - purchased_at: float rounding could exclude the last instant
 
 
 def withdrawal(
