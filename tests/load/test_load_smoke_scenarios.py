@@ -21,6 +21,10 @@ def test_ota_reports_activation_latency(tmp_path):
 def test_day_runs_every_user_class(tmp_path):
     done, rows = run_load(tmp_path, "day", "--users", "4", "--duration", "3s")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "catalogue" in rows and "purchase" in rows and any(n.startswith("webhook ") for n in rows)
+    # Each class picks its weighted tasks at random and a loaded machine gets through few in
+    # 3 s: a class counts as run when any of its requests is in the stats.
+    assert {"catalogue", "own purchases", "notifications"} & rows.keys(), sorted(rows)  # Browser
+    assert "purchase" in rows, sorted(rows)  # ServiceBuyer
+    assert any(n.startswith("webhook ") for n in rows), sorted(rows)  # WebhookSender
 
 
