@@ -11,6 +11,7 @@ service that was not delivered.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -36,6 +37,8 @@ GIVE_UP = "ota.give_up"
 IN_PROGRESS = (PurchaseState.ACTIVATION_QUEUED, PurchaseState.ACTIVATING)
 #: No longer being delivered: an activation arriving now is switched off again.
 GAVE_UP = (PurchaseState.ACTIVATION_FAILED, PurchaseState.REFUNDED, PurchaseState.WITHDRAWN)
+#: Finds and locks the purchase a decision is about, in the deciding transaction.
+Locate = Callable[[Any], Awaitable[Any]]
 
 
 def handlers(core: Core) -> dict:
@@ -60,9 +63,12 @@ async def _done(conn, job: jobs.Job, now: float) -> None:
 
 async def _load(conn, purchase_id: str, *, lock: bool = False):
     stmt = select(purchases).where(purchases.c.id == purchase_id)
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return (await conn.execute(stmt)).mappings().first()
+    return (await conn.execute(_for_update(conn, stmt) if lock else stmt)).mappings().first()
+
+
+def _for_update(conn, stmt):
+    # SQLite has no row locks: its write transactions are serialized whole (store/db.py)
+    return stmt.with_for_update() if conn.dialect.name == "postgresql" else stmt
 
 
 def _progress(row) -> ActivationProgress:
@@ -93,9 +99,9 @@ async def _activate(core: Core, job: jobs.Job) -> None:
                                            timeout=core.policy.attempt_timeout)
     except Unavailable as exc:
         outcome = AttemptOutcome.http(exc.status, exc.retry_after) if exc.status else AttemptOutcome.timeout()
-        return await _decide(core, job, purchase_id, outcome, str(exc))
+        return await _decide(core, job, _purchase(purchase_id), outcome, str(exc))
     except Rejected as exc:
-        return await _decide(core, job, purchase_id, AttemptOutcome.http(exc.status), str(exc))
+        return await _decide(core, job, _purchase(purchase_id), AttemptOutcome.http(exc.status), str(exc))
     now = core.clock.now()
     async with core.db.transaction() as conn:
         row = await _load(conn, purchase_id, lock=True)
@@ -118,37 +124,55 @@ async def _activate(core: Core, job: jobs.Job) -> None:
 async def _on_callback(core: Core, job: jobs.Job) -> None:
     body = job.payload["body"]
     status = body.get("status")
-    async with core.db.transaction(readonly=True) as conn:
-        purchase_id = await conn.scalar(select(purchases.c.id).where(
-            purchases.c.activation_request_id == body.get("requestId")))
-        if purchase_id is None and status == "ACTIVATED":
+    if status == "ACTIVATED":
+        await _decide(core, job, _callback_purchase(body, any_attempt=True), AttemptOutcome.activated(), status)
+    elif status == "FAILED":  # only the attempt in flight may fail the activation
+        await _decide(core, job, _callback_purchase(body), AttemptOutcome.failed(body.get("errorCode")),
+                      body.get("errorCode") or status, request_id=body["requestId"])
+    else:  # DEACTIVATED/EXPIRED: nothing to decide
+        async with core.db.transaction() as conn:
+            await _done(conn, job, core.clock.now())
+
+
+def _callback_purchase(body: dict, *, any_attempt: bool = False) -> Locate:
+    """The purchase a callback is about, locked; None when it is not ours."""
+    async def locate(conn):
+        stmt = select(purchases).where(purchases.c.activation_request_id == body.get("requestId"))
+        row = (await conn.execute(_for_update(conn, stmt))).mappings().first()
+        if row is None and any_attempt:
             # An earlier attempt (timed out on our side) got through after all: it delivers
             # this vehicle's service just as well, whatever attempt is in flight now.
-            purchase_id = await conn.scalar(select(purchases.c.id).where(
+            stmt = (select(purchases).where(
                 purchases.c.vin == body.get("vin"), purchases.c.service_id == body.get("serviceId"),
                 purchases.c.status.in_([s.value for s in (*IN_PROGRESS, *GAVE_UP)]))
                 .order_by(purchases.c.created_at.desc()).limit(1))
-    if purchase_id is None or status not in ("ACTIVATED", "FAILED"):
-        async with core.db.transaction() as conn:  # not ours, or DEACTIVATED/EXPIRED: nothing to decide
-            await _done(conn, job, core.clock.now())
-        return
-    if status == "ACTIVATED":
-        await _decide(core, job, purchase_id, AttemptOutcome.activated(), status)
-    else:  # only the attempt in flight may fail the activation
-        await _decide(core, job, purchase_id, AttemptOutcome.failed(body.get("errorCode")),
-                      body.get("errorCode") or status, request_id=body["requestId"])
+            row = (await conn.execute(_for_update(conn, stmt))).mappings().first()
+        return row
+    return locate
+
+
+def _purchase(purchase_id: str) -> Locate:
+    async def locate(conn):
+        return await _load(conn, purchase_id, lock=True)
+    return locate
 
 
 async def _on_timeout(core: Core, job: jobs.Job) -> None:
-    await _decide(core, job, job.payload["purchaseId"], AttemptOutcome.no_callback(), "no callback in time",
-                  request_id=job.payload["requestId"])
+    await _decide(core, job, _purchase(job.payload["purchaseId"]), AttemptOutcome.no_callback(),
+                  "no callback in time", request_id=job.payload["requestId"])
 
 
-async def _decide(core: Core, job: jobs.Job, purchase_id: str, outcome: AttemptOutcome, reason: str, *,
+async def _decide(core: Core, job: jobs.Job, locate: Locate, outcome: AttemptOutcome, reason: str, *,
                   request_id: str | None = None) -> None:
+    """Decide on an attempt's outcome in one transaction with the purchase ``locate`` finds
+    and locks (a callback's lookup and its decision are one round of the database)."""
     now = core.clock.now()
     async with core.db.transaction() as conn:
-        row = await _load(conn, purchase_id, lock=True)
+        row = await locate(conn)
+        if row is None:  # a callback about a request that is not ours
+            await _done(conn, job, now)
+            return
+        purchase_id = row["id"]
         state = PurchaseState(row["status"])
         # Only the attempt in flight may decide: a late callback of an earlier attempt, or a
         # timeout after the callback came, changes nothing.

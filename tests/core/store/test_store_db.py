@@ -168,3 +168,34 @@ def test_the_store_never_imports_simulators_or_scenarios():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def _txids(conn) -> set[int]:
+    return {await conn.scalar(text("SELECT txid_current()")) for _ in range(2)}
+
+
+async def test_postgresql_reads_run_in_autocommit_and_writes_in_one_transaction(target):
+    if target.kind != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite's reads are deferred transactions")
+    db = await target.open()
+    async with db.transaction(readonly=True) as conn:
+        assert len(await _txids(conn)) == 2  # no BEGIN: each statement is its own transaction
+    async with db.transaction() as conn:  # the same pooled connection, its isolation reset
+        assert len(await _txids(conn)) == 1
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(target):
+    if target.kind != "postgresql":
+        pytest.skip("PostgreSQL only")
+    db, admin = await target.open(), await target.open()
+    async with db.transaction() as conn:
+        backend = await conn.scalar(text("SELECT pg_backend_pid()"))
+        driver = (await conn.get_raw_connection()).driver_connection
+    async with admin.transaction() as conn:
+        assert await conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+    deadline = asyncio.get_running_loop().time() + 10
+    while not driver.is_closed():  # the client reads the server's goodbye on its next loop turns
+        assert asyncio.get_running_loop().time() < deadline, "the terminated connection was never seen closed"
+        await asyncio.sleep(0.01)
+    async with db.transaction() as conn:  # no failed transaction: a fresh connection was checked out
+        assert await conn.scalar(text("SELECT pg_backend_pid()")) != backend
