@@ -7,7 +7,6 @@ from ..store import outbox
 
 
 async def notify(conn, purchase, notice: NoticeKind, now: float) -> None:
-    for channel in CHANNELS[notice]:
-        await outbox.notify(conn, purchase["customer_id"], channel.value.lower(), notice.value,
-                            {"purchaseId": purchase["id"], "serviceId": purchase["service_id"],
-                             "vin": purchase["vin"]}, now)
+    await outbox.notify_on(conn, purchase["customer_id"], [channel.value.lower() for channel in CHANNELS[notice]],
+                           notice.value, {"purchaseId": purchase["id"], "serviceId": purchase["service_id"],
+                                          "vin": purchase["vin"]}, now)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,16 +55,30 @@ async def notify(
     id: str | None = None,
 ) -> str:
     """Queue a notification on ``email``, ``push`` or ``in_vehicle``; return its id."""
-    if channel not in CHANNELS:
-        raise ValueError(f"unknown channel {channel!r}; expected one of {CHANNELS}")
-    notification_id = id or _new_id("ntf")
-    await conn.execute(
-        notifications.insert().values(
-            id=notification_id, customer_id=customer_id, channel=channel,
-            template=template, payload=dict(payload), created_at=now,
-        )
-    )
-    return notification_id
+    return (await notify_on(conn, customer_id, [channel], template, payload, now, ids=[id] if id else None))[0]
+
+
+async def notify_on(
+    conn: AsyncConnection,
+    customer_id: str,
+    channels: Sequence[str],
+    template: str,
+    payload: Mapping[str, Any],
+    now: float,
+    *,
+    ids: Sequence[str] | None = None,
+) -> list[str]:
+    """The same notification on several channels, in one statement; their ids."""
+    if unknown := [c for c in channels if c not in CHANNELS]:
+        raise ValueError(f"unknown channel {unknown[0]!r}; expected one of {CHANNELS}")
+    if not channels:
+        return []
+    ids = list(ids or [_new_id("ntf") for _ in channels])
+    await conn.execute(notifications.insert().values([
+        {"id": notification_id, "customer_id": customer_id, "channel": channel, "template": template,
+         "payload": dict(payload), "created_at": now}
+        for notification_id, channel in zip(ids, channels, strict=True)]))
+    return ids
 
 
 async def notifications_for(

@@ -27,10 +27,22 @@ async def test_notifications_round_trip_in_time_order(db):
         assert await outbox.notifications_for(conn, "nobody") == []
 
 
+async def test_one_notice_on_several_channels_is_one_row_each_in_channel_order(db):
+    async with db.transaction() as conn:
+        ids = await outbox.notify_on(conn, "c-1", ["email", "push"], "service_activated", {"vin": "V"}, T)
+        assert await outbox.notify_on(conn, "c-1", [], "nothing", {}, T) == []
+    async with db.transaction() as conn:
+        mine = await outbox.notifications_for(conn, "c-1")
+    assert [(n.id, n.channel, n.template, n.payload) for n in mine] == [
+        (ids[0], "email", "service_activated", {"vin": "V"}), (ids[1], "push", "service_activated", {"vin": "V"})]
+
+
 async def test_unknown_channel_is_refused(db):
     async with db.transaction() as conn:
         with pytest.raises(ValueError, match="channel"):
             await outbox.notify(conn, "c-1", "sms", "x", {}, T)
+        with pytest.raises(ValueError, match="'sms'"):
+            await outbox.notify_on(conn, "c-1", ["push", "sms"], "x", {}, T)
 
 
 async def test_a_notification_rolls_back_with_its_state_change(db):
