@@ -74,12 +74,13 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
                 id=payment_id, purchase_id=purchase_id, gateway_payment_id=gateway_payment["paymentId"],
                 kind="SERVICE", amount_minor=price.minor, currency=price.currency,
                 status=gateway_payment["status"], created_at=now))
-        await conn.execute(purchases.insert().values(
+        row = (await conn.execute(purchases.insert().returning(*purchases.c).values(
             id=purchase_id, customer_id=customer_id, vin=vin, service_id=service_id, duration_type=duration.value,
             expiry=offer.expiry_for(duration, now), price_minor=price.minor, currency=price.currency,
             status=PurchaseState.ACTIVATION_QUEUED.value, payment_id=payment_id, attempts=0, created_at=now,
             updated_at=now, risk_flag=eligibility.risk_decision is not None,
             **({"method_type": method_type, "method_token": token} if gateway_payment is None else {})))
+               ).mappings().one()
         if gateway_payment is None:  # post-paid: the first month is charged when it ends
             await billing.schedule_month_end(conn, purchase_id, now, now)
         if eligibility.risk_decision:
@@ -89,7 +90,7 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
         await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": "0.0"}, run_at=now, now=now,
                            dedupe_key=f"{ACTIVATE}:{purchase_id}:0.0", correlation_id=correlation_id)
     core.wake()
-    return await view(core, purchase_id, warnings=warnings)
+    return render(row, eligibility.risk_decision or None, warnings)
 
 
 async def _eligibility(core: Core, offer, vin: str, correlation_id: str):
