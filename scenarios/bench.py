@@ -400,7 +400,7 @@ async def _count_active(database: str) -> int:
             purchases.c.status == "ACTIVE")))
 
 
-def bench_ota(purchases: int, connections: int, postgres: str, baseline_rps: float, *,
+def bench_ota(purchases: int, connections: int, postgres: str, baseline_rps: float, baseline_cpu: float | None, *,
               scale: float = 20.0, timeout: float = 120.0) -> Comparison:
     """``purchases`` sales of heated seats (no maintenance gate) on always-online vehicles,
     sent over ``connections``; the rate is purchases / time until the last is ACTIVE."""
@@ -431,7 +431,7 @@ def bench_ota(purchases: int, connections: int, postgres: str, baseline_rps: flo
         cpu = servers.cpu() - cpu0
         latencies = asyncio.run(_activation_latencies(db.url, scale))
     comparison = Comparison("OTA end to end", "activations", "bare POST", active / elapsed, baseline_rps,
-                            TARGETS["ota"], subject_cpu=cpu / max(1, active) * 1e6)
+                            TARGETS["ota"], subject_cpu=cpu / max(1, active) * 1e6, baseline_cpu=baseline_cpu)
     comparison.notes.append(f"{accepted}/{purchases} purchases accepted (201), {active} ACTIVE after "
                             f"{elapsed:.1f} s; {comparison.subject_cpu:.0f} µs of stack CPU per activation")
     if latencies:
@@ -472,12 +472,12 @@ def main(which: str = "all", duration: float = 5.0, connections: int = 32, round
     if which in ("all", "sim"):
         comparisons.append(bench_sim(duration, connections, rounds))
     if which in ("all", "ota"):
-        baseline = next((c.baseline_rps for c in comparisons if c.baseline == "post"), None)
+        baseline = next(((c.baseline_rps, c.baseline_cpu) for c in comparisons if c.baseline == "post"), None)
         if baseline is None:
             print("ota: measuring the bare POST baseline first")
-            baseline = statistics.median(_webhook_round("post", None, duration, connections).rps
-                                         for _ in range(rounds))
-        comparisons.append(bench_ota(purchases, connections, postgres, baseline))
+            posts = [_webhook_round("post", None, duration, connections) for _ in range(rounds)]
+            baseline = (statistics.median(r.rps for r in posts), statistics.median(r.cpu_us_per_request for r in posts))
+        comparisons.append(bench_ota(purchases, connections, postgres, *baseline))
     if which in ("all", "scaleout"):
         comparisons.append(bench_scaleout(duration, connections, rounds, postgres))
     print_summary(comparisons)
