@@ -47,6 +47,7 @@ import orjson
 from simulators.iot.fleet import ConnectivityKind, Fleet
 
 from . import bench_client
+from .listening import wait_listening
 
 TARGETS = {"sim": 0.7, "webhooks": 0.5, "ota": 0.1, "scaleout": None}
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -115,19 +116,6 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _wait_port(port: int, procs: list[subprocess.Popen], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
-            raise RuntimeError(f"{what} exited at start (code {[p.poll() for p in procs]})")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not start on port {port}")
-
-
 class Servers:
     """``count`` bench servers of one kind on one port (SO_REUSEPORT when several)."""
 
@@ -139,12 +127,9 @@ class Servers:
         self.procs = [subprocess.Popen(command)]
         self.url = f"http://127.0.0.1:{self.port}"
         try:
-            _wait_port(self.port, self.procs, kind)  # the first has created the tables: no race on a fresh database
+            wait_listening(self.procs, self.port, what=kind)  # the first creates the tables: no race on a fresh database
             self.procs += [subprocess.Popen(command) for _ in range(count - 1)]
-            if count > 1:
-                time.sleep(1.5)  # the others listening too
-                if any(p.poll() is not None for p in self.procs):
-                    raise RuntimeError(f"a {kind} process exited at start")
+            wait_listening(self.procs, self.port, what=kind)
         except BaseException:
             self.stop()
             raise

@@ -239,6 +239,8 @@ def serve_core_processes(args: argparse.Namespace) -> int:
 
     from caas_core.settings import CoreSettings
 
+    from ..listening import wait_listening
+
     try:
         database = CoreSettings(**({"database_url": args.database} if args.database else {})).database_url
     except ValueError as exc:
@@ -268,13 +270,10 @@ def serve_core_processes(args: argparse.Namespace) -> int:
     children = [subprocess.Popen(command, env=env) for _ in range(args.workers)]
     url = f"http://{args.host}:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and all(c.poll() is None for c in children):
-            try:
-                socket.create_connection((args.host, port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        try:
+            wait_listening(children, port, host=args.host, what="a core process")
+        except RuntimeError as exc:
+            raise CliError(str(exc)) from None
         print(render_table(["SERVICE", "URL", "ADMIN", "CONTRACT"],
                            [[f"core ({args.workers} processes, pids {' '.join(str(c.pid) for c in children)})",
                              url, f"{url}/__admin", _relative(CONTRACTS_DIR / "core.yaml")]]), flush=True)
