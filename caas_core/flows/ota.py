@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from ..clients.http import Rejected, Unavailable
 from ..domain.money import Money
@@ -61,9 +61,22 @@ async def _done(conn, job: jobs.Job, now: float) -> None:
         await inbox.mark_processed(conn, job.payload["source"], job.payload["webhookId"], "processed", now)
 
 
+# The activation path's statements, built once (a statement's construction costs more CPU
+# than its run: see store/jobs.py).
+_PURCHASE = select(purchases).where(purchases.c.id == bindparam("purchase_id"))
+_PURCHASE_LOCKED = _PURCHASE.with_for_update()
+_UPDATE_PURCHASE = update(purchases).where(purchases.c.id == bindparam("b_purchase_id"))
+_RELEASE_HELD = update(collection_cases).where(collection_cases.c.payment_id == bindparam("b_payment_id"),
+                                               collection_cases.c.status == "on_hold")
+
+
 async def _load(conn, purchase_id: str, *, lock: bool = False):
-    stmt = select(purchases).where(purchases.c.id == purchase_id)
-    return (await conn.execute(_for_update(conn, stmt) if lock else stmt)).mappings().first()
+    stmt = _PURCHASE_LOCKED if lock and conn.dialect.name == "postgresql" else _PURCHASE
+    return (await conn.execute(stmt, {"purchase_id": purchase_id})).mappings().first()
+
+
+async def _update(conn, purchase_id: str, values: dict[str, Any]) -> None:
+    await conn.execute(_UPDATE_PURCHASE, {**values, "b_purchase_id": purchase_id})
 
 
 def _for_update(conn, stmt):
@@ -113,8 +126,8 @@ async def _activate(core: Core, job: jobs.Job) -> None:
             await _done(conn, job, now)
             return
         state = transition(PurchaseState(row["status"]), PurchaseEvent.ACTIVATION_ATTEMPT_STARTED)
-        await conn.execute(update(purchases).where(purchases.c.id == purchase_id).values(
-            status=state.value, activation_request_id=accepted["requestId"], updated_at=now))
+        await _update(conn, purchase_id, {"status": state.value, "activation_request_id": accepted["requestId"],
+                                          "updated_at": now})
         await jobs.enqueue(conn, TIMEOUT, {**job.payload, "requestId": accepted["requestId"]},
                            run_at=now + core.policy.attempt_timeout, now=now,
                            dedupe_key=f"{TIMEOUT}:{accepted['requestId']}", correlation_id=job.correlation_id)
@@ -216,7 +229,7 @@ async def _decide(core: Core, job: jobs.Job, locate: Locate, outcome: AttemptOut
                                run_at=now, now=now, dedupe_key=f"{GIVE_UP}:{purchase_id}",
                                correlation_id=job.correlation_id)
             await jobs.cancel(conn, dedupe_key=f"{TIMEOUT}:{row['activation_request_id']}", now=now)
-        await conn.execute(update(purchases).where(purchases.c.id == purchase_id).values(**values))
+        await _update(conn, purchase_id, values)
         await _done(conn, job, core.clock.now())
     core.wake()
 
@@ -269,7 +282,7 @@ async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
             values["refunded_minor"] = row["refunded_minor"] + plan.refund.amount.minor
         for notice in plan.notices:
             await notify(conn, row, notice, now)
-        await conn.execute(update(purchases).where(purchases.c.id == purchase_id).values(**values))
+        await _update(conn, purchase_id, values)
         await _done(conn, job, now)
 
 
@@ -277,6 +290,4 @@ async def release_held_collection(conn, payment_id: str | None, *, delivered: bo
     """A collection case waits ``on_hold`` while the service is being delivered (a settlement
     failed meanwhile): delivered, the customer owes it (open); given up, nothing is owed (closed)."""
     if payment_id is not None:
-        await conn.execute(update(collection_cases).where(
-            collection_cases.c.payment_id == payment_id, collection_cases.c.status == "on_hold")
-            .values(status="open" if delivered else "closed"))
+        await conn.execute(_RELEASE_HELD, {"b_payment_id": payment_id, "status": "open" if delivered else "closed"})

@@ -25,6 +25,9 @@ from . import billing
 from .core import Core
 
 ACTIVATE = "ota.activate"
+# built once: a statement's construction costs more CPU than its run (see store/jobs.py)
+_INSERT_PAYMENT = payments.insert()
+_INSERT_PURCHASE = purchases.insert().returning(*purchases.c)
 
 
 async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, duration_type: str,
@@ -70,11 +73,11 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
         payment_id = None
         if gateway_payment is not None:
             payment_id = core.new_id("pay")
-            await conn.execute(payments.insert().values(
-                id=payment_id, purchase_id=purchase_id, gateway_payment_id=gateway_payment["paymentId"],
-                kind="SERVICE", amount_minor=price.minor, currency=price.currency,
-                status=gateway_payment["status"], created_at=now))
-        row = (await conn.execute(purchases.insert().returning(*purchases.c).values(
+            await conn.execute(_INSERT_PAYMENT, {
+                "id": payment_id, "purchase_id": purchase_id, "gateway_payment_id": gateway_payment["paymentId"],
+                "kind": "SERVICE", "amount_minor": price.minor, "currency": price.currency,
+                "status": gateway_payment["status"], "created_at": now})
+        row = (await conn.execute(_INSERT_PURCHASE, dict(
             id=purchase_id, customer_id=customer_id, vin=vin, service_id=service_id, duration_type=duration.value,
             expiry=offer.expiry_for(duration, now), price_minor=price.minor, currency=price.currency,
             status=PurchaseState.ACTIVATION_QUEUED.value, payment_id=payment_id, attempts=0, created_at=now,

@@ -68,17 +68,20 @@ async def notify_on(
     *,
     ids: Sequence[str] | None = None,
 ) -> list[str]:
-    """The same notification on several channels, in one statement; their ids."""
+    """The same notification on several channels, in one execution (one round trip); their ids."""
     if unknown := [c for c in channels if c not in CHANNELS]:
         raise ValueError(f"unknown channel {unknown[0]!r}; expected one of {CHANNELS}")
     if not channels:
         return []
     ids = list(ids or [_new_id("ntf") for _ in channels])
-    await conn.execute(notifications.insert().values([
+    await conn.execute(_INSERT_NOTIFICATION, [
         {"id": notification_id, "customer_id": customer_id, "channel": channel, "template": template,
          "payload": dict(payload), "created_at": now}
-        for notification_id, channel in zip(ids, channels, strict=True)]))
+        for notification_id, channel in zip(ids, channels, strict=True)])
     return ids
+
+
+_INSERT_NOTIFICATION = notifications.insert()  # built once (see jobs._INSERT)
 
 
 async def notifications_for(
