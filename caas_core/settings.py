@@ -84,6 +84,16 @@ class CoreSettings(BaseSettings):
     request_timeout: float = Field(default=30.0, gt=0)
     #: Maintenance thresholds per service id and block, overriding the catalogue's.
     maintenance_thresholds: dict[str, dict[str, int]] = Field(default_factory=dict)
+    #: Clock seconds a processed webhook's inbox row is kept: its dedupe of redeliveries. A
+    #: webhook-id redelivered later is accepted and processed again, so this must exceed the
+    #: senders' retry window: Standard Webhooks senders (and the simulators) retry for about
+    #: 28 hours; a week leaves room for a core that was down meanwhile.
+    inbox_retention: float = Field(default=7 * 86400.0, gt=0)
+    #: Clock seconds a done or cancelled job is kept (diagnostics). Any value is safe: an inbox
+    #: row is kept while its processing job exists (see ``store.retention``).
+    job_retention: float = Field(default=7 * 86400.0, gt=0)
+    #: Clock seconds between two prunes, run at the boundaries (a day: at UTC midnight).
+    prune_interval: float = Field(default=86400.0, gt=0)
 
     def webhook_secret(self, source: str) -> str:
         return self.webhook_secrets.get(source) or self.webhook_secrets.get("*") or DEVELOPMENT_SECRET

@@ -33,6 +33,7 @@ from ..flows import (
     lifecycle,
     manufacturing,
     ota,
+    pruning,
     purchases,
     refunding,
     registration,
@@ -86,7 +87,7 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
             FactoryClient(JsonClient("factory", up.factory, session, timeout=settings.factory.placement_timeout)),
             {country: RegistryClient(client(f"registry-{name}", getattr(up, f"registry_{name}")))
              for country, name in (("ES", "es"), ("FR", "fr"), ("DE", "de"), ("GB", "uk"))})
-        handlers = {**ota.handlers(core)} | {kind: _bound(core, handler) for kind, handler in (
+        handlers = {**ota.handlers(core), **pruning.handlers(core)} | {kind: _bound(core, handler) for kind, handler in (
             (ota.GIVE_UP, ota.give_up), (webhooks.PAYMENT_EVENT, webhooks.on_payment_event),
             (kinds.EXPIRE, lifecycle.expire), (kinds.DEACTIVATE, lifecycle.deactivate),
             (sales.PLACE_ORDER, sales.place_order_job), (manufacturing.FACTORY_EVENT, manufacturing.on_factory_event),
@@ -94,6 +95,7 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
             (registration.SUBMIT_INFO, registration.submit_info),
             (webhooks.REGISTRY_EVENT, registration.on_registry_event),
             (registration.DELIVER, delivery.schedule), (billing.CHARGE, billing.charge), (refunding.REFUND, refunding.run))}
+        await pruning.schedule(core)  # once per deployment, whichever process starts first
         runner = JobRunner(db, clock, handlers, worker=f"core-{os.getpid()}-{id(app):x}")  # unique per process
         core.kick = runner.kick
         app[CORE_KEY], app[RUNNER_KEY] = core, runner
@@ -305,4 +307,5 @@ async def reset(request: web.Request) -> web.Response:
     core = request.app[CORE_KEY]
     await drop_schema(core.db.engine)
     await create_schema(core.db.engine)
+    await pruning.schedule(core)
     return _json({"reset": True, "service": "core"})

@@ -22,6 +22,7 @@ from ..domain.catalogue import DurationType
 from ..domain.notifications import NoticeKind
 from ..domain.purchase import PurchaseState
 from ..domain.sale import MANUFACTURING, SaleStatus
+from ..store import inbox
 from ..store.schema import (
     collection_cases,
     invoices,
@@ -94,10 +95,6 @@ def _live_refunds():
             .where(refunds.c.status != "FAILED").group_by(refunds.c.payment_id).subquery())
 
 
-def _webhook_job_key():
-    return literal("webhook:") + webhook_inbox.c.source + literal(":") + webhook_inbox.c.webhook_id
-
-
 async def webhooks_processed_once(conn: AsyncConnection) -> list[Violation]:
     """Every accepted webhook is processed, or has its processing job still queued: none lost.
     (Twice is excluded by construction: the inbox's primary key and the job's dedupe key;
@@ -105,7 +102,7 @@ async def webhooks_processed_once(conn: AsyncConnection) -> list[Violation]:
     job = jobs.alias("job")
     rows = await conn.execute(
         select(webhook_inbox.c.source, webhook_inbox.c.webhook_id, job.c.id, job.c.status)
-        .select_from(webhook_inbox.outerjoin(job, job.c.dedupe_key == _webhook_job_key()))
+        .select_from(webhook_inbox.outerjoin(job, job.c.dedupe_key == inbox.job_key_of()))
         .where(webhook_inbox.c.processed_at.is_(None),
                or_(job.c.id.is_(None), job.c.status.not_in(OPEN_JOBS))))
     return [Violation("webhooks_processed_once", {"source": source, "webhookId": webhook_id}

@@ -122,7 +122,7 @@ def _jobs_for(batch, new: set[tuple[str, str]]) -> list[jobs.NewJob]:
         seen.add(key)
         payload = orjson.dumps({"source": arrival.source, "webhookId": arrival.webhook_id,
                                 "body": orjson.Fragment(arrival.payload)}).decode()
-        found.append(jobs.NewJob(kind, payload, f"webhook:{arrival.source}:{arrival.webhook_id}", correlation_id))
+        found.append(jobs.NewJob(kind, payload, inbox.job_key(arrival.source, arrival.webhook_id), correlation_id))
     return found
 
 

@@ -16,12 +16,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .schema import webhook_inbox
+
+#: The dedupe key of the job that processes a webhook is this prefix, its source, ":" and its id.
+JOB_KEY_PREFIX = "webhook:"
+
+
+def job_key(source: str, webhook_id: str) -> str:
+    """The dedupe key of the job that processes a webhook (``flows.webhooks``): one job per
+    inbox row, and the way the audit and the retention find one from the other."""
+    return f"{JOB_KEY_PREFIX}{source}:{webhook_id}"
+
+
+def job_key_of(table=webhook_inbox):
+    """``job_key`` as a SQL expression over an inbox table (or an alias of it)."""
+    return literal(JOB_KEY_PREFIX) + table.c.source + literal(":") + table.c.webhook_id
 
 
 async def accept(

@@ -103,7 +103,8 @@ async def enqueue(
     """Add a job inside the caller's transaction; return its id.
 
     With a ``dedupe_key`` that already names a job (in any status, even done or
-    cancelled: a key names one job forever), return that job's id and insert nothing.
+    cancelled), return that job's id and insert nothing. A key names its job until the
+    retention deletes it (``store.retention``): then the key is free again.
     """
     job_id = new_job_id(kind)
     values = {
@@ -117,11 +118,15 @@ async def enqueue(
     # ON CONFLICT DO NOTHING instead of catching IntegrityError: it leaves the
     # transaction usable on PostgreSQL without a savepoint, and a concurrent enqueue of
     # the same key waits for the other transaction and then inserts nothing.
-    if (await conn.execute(_INSERT_ONCE[conn.dialect.name], values)).rowcount == 1:
-        return job_id
-    existing = await conn.scalar(select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key))
-    assert existing is not None, "dedupe_key conflict without a row"  # READ COMMITTED sees it
-    return existing
+    stmt = _INSERT_ONCE[conn.dialect.name]
+    for _ in range(2):
+        if (await conn.execute(stmt, values)).rowcount == 1:
+            return job_id
+        existing = await conn.scalar(select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key))
+        if existing is not None:  # READ COMMITTED sees the row that conflicted...
+            return existing
+        # ...unless the retention deleted that (finished) job in between: the key is free now
+    raise AssertionError(f"dedupe_key {dedupe_key!r} conflicts without a row")
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +270,17 @@ async def fail(
         "locked_by": None, "locked_until": None,
     }
     return await _finish(conn, where, values, now)
+
+
+async def reschedule(
+    conn: AsyncConnection, job_id: str, *, run_at: float, worker: str | None = None, now: float | None = None
+) -> bool:
+    """A recurring job ran: put the same row back to pending at ``run_at``, its count of
+    failed attempts cleared. The row and its dedupe key keep naming the one schedule, so it
+    exists once however many processes enqueue it (``flows.pruning``)."""
+    values = {"status": PENDING, "run_at": run_at, "attempts": 0, "last_error": None,
+              "locked_by": None, "locked_until": None}
+    return await _finish(conn, _held(job_id, worker), values, now)
 
 
 async def cancel(

@@ -18,6 +18,7 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
+from caas_core.flows.pruning import PRUNE
 from caas_core.store.db import Database
 from caas_core.store.schema import (
     collection_cases,
@@ -77,12 +78,14 @@ async def _deliver(url: str) -> list[int]:
         return await asyncio.gather(*(post(session, n % COUNT) for n in range(2 * COUNT)))
 
 
-async def _counts(url: str) -> tuple[int, int, int, int]:
+async def _counts(url: str) -> tuple[int, int, int, int, int]:
+    webhook_jobs = select(func.count()).select_from(jobs).where(jobs.c.kind != PRUNE)
     async with await Database.open(url, create=False) as db, db.transaction(readonly=True) as conn:
         return (await conn.scalar(select(func.count()).select_from(webhook_inbox)),
-                await conn.scalar(select(func.count()).select_from(jobs)),
-                await conn.scalar(select(func.count()).select_from(jobs).where(jobs.c.status == "done")),
-                await conn.scalar(select(func.count()).select_from(collection_cases)))
+                await conn.scalar(webhook_jobs),
+                await conn.scalar(webhook_jobs.where(jobs.c.status == "done")),
+                await conn.scalar(select(func.count()).select_from(collection_cases)),
+                await conn.scalar(select(func.count()).select_from(jobs).where(jobs.c.kind == PRUNE)))
 
 
 def test_two_core_processes_share_inbox_and_queue(tmp_path):
@@ -104,7 +107,8 @@ def test_two_core_processes_share_inbox_and_queue(tmp_path):
             deadline = time.monotonic() + 30
             while (counts := asyncio.run(_counts(pg.url)))[2] < COUNT and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert counts == (COUNT, COUNT, COUNT, COUNT)  # inbox rows, jobs, jobs done, collection cases
+            # inbox rows, webhook jobs, those done, collection cases; and one prune job, both processes having started
+            assert counts == (COUNT, COUNT, COUNT, COUNT, 1)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
