@@ -134,8 +134,8 @@ async def test_an_enqueue_that_meets_its_keys_job_being_pruned_inserts_a_new_one
         def __init__(self, conn):
             self.conn, self.dialect, self.inserts = conn, conn.dialect, 0
 
-        async def execute(self, stmt):
-            result = await self.conn.execute(stmt)
+        async def execute(self, stmt, params=None):
+            result = await self.conn.execute(stmt, params)
             self.inserts += 1
             if self.inserts == 1:
                 await self.conn.execute(delete(jobs_table).where(jobs_table.c.id == first))
