@@ -56,7 +56,7 @@ async def submit(core: Core, job: jobs.Job, ctx: JobContext) -> None:
         if exc.status == 409 and problem.get("registrationId"):  # already submitted: follow that one
             answer = await _registry(core, sale).get(problem["registrationId"], correlation_id=cid)
         else:
-            await _invalid(core, job, sale, problem or {"detail": str(exc)})
+            await _invalid(core, job, sale, problem or {"detail": str(exc)}, submission)
             return
     async with core.db.transaction() as conn:
         sale = await rec.load(conn, sale["id"], lock=True)
@@ -96,12 +96,15 @@ async def _unavailable(core: Core, job: jobs.Job, sale, exc: Unavailable, reques
         await jobs.complete(conn, job.id)
 
 
-async def _invalid(core: Core, job: jobs.Job, sale, problem: dict) -> None:
+async def _invalid(core: Core, job: jobs.Job, sale, problem: dict, submission: int) -> None:
     now = core.clock.now()
     errors = problem.get("errors") or [{"field": None, "message": problem.get("detail", "invalid data")}]
     async with core.db.transaction() as conn:
+        # The refused submission counts: the corrected one is a new submit job and a new
+        # Idempotency-Key at the registry (the same key would replay the refusal).
         await rec.change(conn, sale["id"], now, registration_status=RegStatus.INVALID_DATA.value,
-                         registration_detail={**(sale["registration_detail"] or {}), "errors": errors})
+                         registration_detail={**(sale["registration_detail"] or {}), "errors": errors,
+                                              "submissions": submission})
         await rec.record(conn, sale["id"], "REGISTRATION_INVALID_DATA", {"errors": errors}, now)
         await rec.alert_dealership(conn, sale["dealership_id"], "REGISTRATION_DATA_TO_CORRECT", now,
                                    sale_id=sale["id"], errors=errors)

@@ -303,6 +303,21 @@ async def test_rejected_registration_is_corrected_and_resubmitted(world, country
     await until(stack, api, sale_id, "DELIVERED", within="30d", step="12h")
 
 
+async def test_invalid_data_is_corrected_by_the_staff_and_resubmitted(world):
+    stack, api = world
+    stack.service("registry-es").faults.add({"id": "bad-tax-id", "times": 1, "action": {
+        "type": "invalid_data", "params": {"field": "owner.taxId", "message": "does not match the name"}}})
+    sale_id = await registered(stack, api, "ES")
+    sale = await until(stack, api, sale_id, "REGISTRATION", within="1d")
+    sale = await api.sale(sale_id)
+    assert sale["registration"]["status"] == "INVALID_DATA", sale
+    assert "REGISTRATION_DATA_TO_CORRECT" in await dealership_templates(api)
+    status, sale = await api.call("POST", f"/sales/{sale_id}/registration/resubmission", "k-mad",
+                                  {"customer": {"lastName": "García López"}})
+    assert status == 202, sale
+    await until(stack, api, sale_id, "DELIVERED", within="30d", step="12h")  # the corrected data was submitted
+
+
 async def test_rejection_that_cannot_be_resolved_cancels_the_sale_with_a_full_refund(world):
     stack, api = world
     sale_id = await registered(stack, api, "ES", tax_id=MAGIC["ES"][1])
