@@ -92,8 +92,10 @@ class CoreSettings(BaseSettings):
     #: Clock seconds a done or cancelled job is kept (diagnostics). Any value is safe: an inbox
     #: row is kept while its processing job exists (see ``store.retention``).
     job_retention: float = Field(default=7 * 86400.0, gt=0)
-    #: Clock seconds between two prunes, run at the boundaries (a day: at UTC midnight).
-    prune_interval: float = Field(default=86400.0, gt=0)
+    #: Clock seconds between two prunes, run at the boundaries counted from the epoch. A week:
+    #: rows then live one to two retentions; a daily prune made a month-long journey in
+    #: virtual time a quarter slower (four transactions a night) for no bound it needs.
+    prune_interval: float = Field(default=7 * 86400.0, gt=0)
 
     def webhook_secret(self, source: str) -> str:
         return self.webhook_secrets.get(source) or self.webhook_secrets.get("*") or DEVELOPMENT_SECRET

@@ -96,7 +96,8 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
             (webhooks.REGISTRY_EVENT, registration.on_registry_event),
             (registration.DELIVER, delivery.schedule), (billing.CHARGE, billing.charge), (refunding.REFUND, refunding.run))}
         await pruning.schedule(core)  # once per deployment, whichever process starts first
-        runner = JobRunner(db, clock, handlers, worker=f"core-{os.getpid()}-{id(app):x}")  # unique per process
+        runner = JobRunner(db, clock, handlers, worker=f"core-{os.getpid()}-{id(app):x}",  # unique per process
+                           housekeeping=frozenset({pruning.PRUNE}))
         core.kick = runner.kick
         app[CORE_KEY], app[RUNNER_KEY] = core, runner
         stop = asyncio.Event()

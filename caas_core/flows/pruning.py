@@ -3,12 +3,13 @@
 One job row for the whole deployment, its dedupe key its kind: every core process enqueues
 it at startup (and ``/__admin/reset`` again), and only the first insert counts, however many
 processes start (``serve core --workers N``). Each run prunes, then puts the same row back
-to pending at the next interval boundary of the core's clock: UTC midnight by default, as
-the billing charge is due at the first instant of a month. So the row never ends (it is
-never done, so never pruned); a core that was down for days prunes once, not once per
-missed day; and in virtual time it runs at the same instants in every run, touching no
-simulator. Nothing waits on it: it is due at the next boundary, not now, so a settle loop
-or the audit sees it scheduled, not in flight; a world advanced across midnight steps there.
+to pending at the next interval boundary of the core's clock (``prune_interval`` counted
+from the epoch), as the billing charge is due at the first instant of a month. So the row
+never ends (it is never done, so never pruned); a core that was down for days prunes once,
+not once per missed interval; and it touches no simulator. Nothing waits on it: it is due
+at the next boundary, not now, so a settle loop or the audit sees it scheduled, not in
+flight; and it is housekeeping for the job runner (``JobRunner.housekeeping``): it runs
+when the clock passes its time anyway, taking no step of a world in virtual time.
 """
 
 from __future__ import annotations

@@ -43,9 +43,14 @@ Handler = Callable[[jobs.Job, JobContext], Awaitable[None]]
 
 class JobRunner:
     def __init__(self, db: Database, clock: CoreClock, handlers: dict[str, Handler], *, worker: str,
-                 batch: int = 20, lanes: int = 16):
+                 batch: int = 20, lanes: int = 16, housekeeping: frozenset[str] = frozenset()):
+        """``housekeeping``: job kinds that never set the pace of the clock. They run when the
+        clock passes their time for another reason (or at the next poll in real time), so a
+        world advanced in virtual time takes no step of its own for them (a daily prune was
+        a step per virtual midnight, and a month-long journey paid for each)."""
         self.db, self.clock, self.handlers = db, clock, handlers
         self.worker, self.batch, self.lanes = worker, batch, lanes
+        self.housekeeping = housekeeping
         self.busy = 0
         self._context = JobContext(db, clock)
         self._lock = asyncio.Lock()  # one pass over the queue at a time in this process
@@ -115,7 +120,7 @@ class JobRunner:
             self.busy -= 1
 
     async def next_due(self) -> float | None:
-        return await jobs.next_due(self.db)
+        return await jobs.next_due(self.db, excluding=self.housekeeping)
 
     async def advance_to(self, target: float) -> int:
         """Virtual/scaled time: move to ``target`` job by job; returns the jobs run."""

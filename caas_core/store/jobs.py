@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -320,13 +320,15 @@ async def _read(source: Database | AsyncConnection, stmt):
         return await conn.scalar(stmt)
 
 
-async def next_due(db: Database | AsyncConnection) -> float | None:
+async def next_due(db: Database | AsyncConnection, *, excluding: Collection[str] = ()) -> float | None:
     """The earliest time a job becomes claimable: the min ``run_at`` of pending jobs, or
     the lease expiry of a running job if earlier (so a crashed worker's job is picked up
     when the clock gets there). None when nothing is scheduled. For the admin health's
-    ``nextDue``."""
+    ``nextDue``. Jobs of the kinds ``excluding`` are left out (they are still claimed)."""
     due_at = case((jobs.c.status == PENDING, jobs.c.run_at), else_=jobs.c.locked_until)
     stmt = select(func.min(due_at)).where(jobs.c.status.in_((PENDING, RUNNING)))
+    if excluding:
+        stmt = stmt.where(jobs.c.kind.not_in(list(excluding)))
     return await _read(db, stmt)
 
 
