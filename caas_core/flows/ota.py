@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from ..clients.http import Rejected, Unavailable
 from ..domain.money import Money
@@ -64,24 +64,29 @@ async def _done(conn, job: jobs.Job, now: float) -> None:
 # The activation path's statements, built once (a statement's construction costs more CPU
 # than its run: see store/jobs.py).
 _PURCHASE = select(purchases).where(purchases.c.id == bindparam("purchase_id"))
+# FOR UPDATE locks the row on PostgreSQL; SQLite renders none, its write transactions being
+# serialized whole (store/db.py).
 _PURCHASE_LOCKED = _PURCHASE.with_for_update()
+_BY_REQUEST_LOCKED = select(purchases).where(
+    purchases.c.activation_request_id == bindparam("request_id")).with_for_update()
+# the vehicle's latest purchase of a service being (or given up being) activated; an OR of
+# equalities, not IN: an IN list is re-rendered at every execution
+_LATEST_FOR_SERVICE_LOCKED = (
+    select(purchases).where(purchases.c.vin == bindparam("vin"), purchases.c.service_id == bindparam("service_id"),
+                            or_(*(purchases.c.status == s.value for s in (*IN_PROGRESS, *GAVE_UP))))
+    .order_by(purchases.c.created_at.desc()).limit(1).with_for_update())
 _UPDATE_PURCHASE = update(purchases).where(purchases.c.id == bindparam("b_purchase_id"))
 _RELEASE_HELD = update(collection_cases).where(collection_cases.c.payment_id == bindparam("b_payment_id"),
                                                collection_cases.c.status == "on_hold")
 
 
 async def _load(conn, purchase_id: str, *, lock: bool = False):
-    stmt = _PURCHASE_LOCKED if lock and conn.dialect.name == "postgresql" else _PURCHASE
+    stmt = _PURCHASE_LOCKED if lock else _PURCHASE
     return (await conn.execute(stmt, {"purchase_id": purchase_id})).mappings().first()
 
 
 async def _update(conn, purchase_id: str, values: dict[str, Any]) -> None:
     await conn.execute(_UPDATE_PURCHASE, {**values, "b_purchase_id": purchase_id})
-
-
-def _for_update(conn, stmt):
-    # SQLite has no row locks: its write transactions are serialized whole (store/db.py)
-    return stmt.with_for_update() if conn.dialect.name == "postgresql" else stmt
 
 
 def _progress(row) -> ActivationProgress:
@@ -150,16 +155,13 @@ async def _on_callback(core: Core, job: jobs.Job) -> None:
 def _callback_purchase(body: dict, *, any_attempt: bool = False) -> Locate:
     """The purchase a callback is about, locked; None when it is not ours."""
     async def locate(conn):
-        stmt = select(purchases).where(purchases.c.activation_request_id == body.get("requestId"))
-        row = (await conn.execute(_for_update(conn, stmt))).mappings().first()
+        row = (await conn.execute(_BY_REQUEST_LOCKED, {"request_id": body.get("requestId")})).mappings().first()
         if row is None and any_attempt:
             # An earlier attempt (timed out on our side) got through after all: it delivers
             # this vehicle's service just as well, whatever attempt is in flight now.
-            stmt = (select(purchases).where(
-                purchases.c.vin == body.get("vin"), purchases.c.service_id == body.get("serviceId"),
-                purchases.c.status.in_([s.value for s in (*IN_PROGRESS, *GAVE_UP)]))
-                .order_by(purchases.c.created_at.desc()).limit(1))
-            row = (await conn.execute(_for_update(conn, stmt))).mappings().first()
+            row = (await conn.execute(_LATEST_FOR_SERVICE_LOCKED, {"vin": body.get("vin"),
+                                                                   "service_id": body.get("serviceId")})
+                   ).mappings().first()
         return row
     return locate
 

@@ -32,7 +32,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -166,34 +166,34 @@ def _enqueue_many_rows(new: Sequence[NewJob], run_at: float, now: float) -> list
              job.correlation_id) for job in sorted(new, key=lambda j: j.dedupe_key)]
 
 
-def _claimable(now: float):
-    return or_(
-        and_(jobs.c.status == PENDING, jobs.c.run_at <= now),
-        # a lapsed lease: its worker crashed or stalled
-        and_(jobs.c.status == RUNNING, jobs.c.locked_until <= now),
-    )
+# Claims, built once. Lapsed leases (a worker crashed or stalled) first: they are few (at
+# most the running jobs) and the oldest work. Then due jobs in (run_at, id) order, which the
+# (status, run_at, id) index gives without sorting and stops reading after ``limit``: one
+# query with an OR of both sorted every due job to take the first few, and a backlog of
+# 15,000 jobs made each claim of 20 read all 15,000 (the queue drained in quadratic time).
+_LAPSED = (select(jobs.c.id).where(jobs.c.status == RUNNING, jobs.c.locked_until <= bindparam("now"))
+           .order_by(jobs.c.locked_until).limit(bindparam("limit", type_=Integer)).with_for_update(skip_locked=True))
+_DUE = (select(jobs.c.id).where(jobs.c.status == PENDING, jobs.c.run_at <= bindparam("now"))
+        .order_by(jobs.c.run_at, jobs.c.id).limit(bindparam("limit", type_=Integer)).with_for_update(skip_locked=True))
 
 
 async def claim_due(
     db: Database, *, now: float, worker: str, limit: int = 10, lease: float = 300.0
 ) -> list[Job]:
-    """Lease up to ``limit`` due jobs to ``worker``, oldest ``run_at`` first, then id.
+    """Lease up to ``limit`` due jobs to ``worker``: lapsed leases first, then the oldest
+    ``run_at``, then id.
 
     Commits before returning: the lease is durable, and the caller runs each job in a
-    transaction of its own that ends with ``complete``/``retry``/``fail``.
+    transaction of its own that ends with ``complete``/``retry``/``fail``. On PostgreSQL
+    ``SKIP LOCKED`` lets several processes claim side by side; SQLite's BEGIN IMMEDIATE
+    serializes them.
     """
     if limit <= 0:
         return []
     async with db.transaction() as conn:
-        ids = (
-            await conn.scalars(
-                select(jobs.c.id)
-                .where(_claimable(now))
-                .order_by(jobs.c.run_at, jobs.c.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)  # PostgreSQL; SQLite: BEGIN IMMEDIATE
-            )
-        ).all()
+        ids = list((await conn.scalars(_LAPSED, {"now": now, "limit": limit})).all())
+        if len(ids) < limit:
+            ids += (await conn.scalars(_DUE, {"now": now, "limit": limit - len(ids)})).all()
         if not ids:
             return []
         rows = (
@@ -321,15 +321,22 @@ async def _read(source: Database | AsyncConnection, stmt):
 
 
 async def next_due(db: Database | AsyncConnection, *, excluding: Collection[str] = ()) -> float | None:
-    """The earliest time a job becomes claimable: the min ``run_at`` of pending jobs, or
+    """The earliest time a job becomes claimable: the first ``run_at`` of pending jobs, or
     the lease expiry of a running job if earlier (so a crashed worker's job is picked up
     when the clock gets there). None when nothing is scheduled. For the admin health's
-    ``nextDue``. Jobs of the kinds ``excluding`` are left out (they are still claimed)."""
-    due_at = case((jobs.c.status == PENDING, jobs.c.run_at), else_=jobs.c.locked_until)
-    stmt = select(func.min(due_at)).where(jobs.c.status.in_((PENDING, RUNNING)))
+    ``nextDue``. Jobs of the kinds ``excluding`` are left out (they are still claimed).
+
+    Both reads follow the (status, run_at) index and stop at the first row: a minimum over
+    a CASE read every pending job, and the runner asks after every pass over the queue."""
+    if not isinstance(db, AsyncConnection):
+        async with db.transaction(readonly=True) as conn:
+            return await next_due(conn, excluding=excluding)
+    pending = select(jobs.c.run_at).where(jobs.c.status == PENDING)
     if excluding:
-        stmt = stmt.where(jobs.c.kind.not_in(list(excluding)))
-    return await _read(db, stmt)
+        pending = pending.where(jobs.c.kind.not_in(list(excluding)))
+    times = [await db.scalar(pending.order_by(jobs.c.run_at).limit(1)),
+             await db.scalar(select(func.min(jobs.c.locked_until)).where(jobs.c.status == RUNNING))]
+    return min((t for t in times if t is not None), default=None)
 
 
 async def count(

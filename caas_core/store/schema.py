@@ -100,8 +100,9 @@ jobs = Table(
     Column("dedupe_key", String(300), unique=True),
     Column("correlation_id", String(200)),
     CheckConstraint(_in("status", JOB_STATUSES), name="status"),
-    # claim_due scans pending jobs by run_at; next_due takes the minimum.
-    Index(None, "status", "run_at"),
+    # claim_due reads pending jobs in (run_at, id) order and stops after its batch;
+    # next_due reads the first.
+    Index(None, "status", "run_at", "id"),
 )
 
 # --- webhook inbox: durable dedupe on (source, webhook-id) before acknowledging ------
