@@ -174,9 +174,8 @@ async def _txids(conn) -> set[int]:
     return {await conn.scalar(text("SELECT txid_current()")) for _ in range(2)}
 
 
+@pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 async def test_postgresql_reads_run_in_autocommit_and_writes_in_one_transaction(target):
-    if target.kind != "postgresql":
-        pytest.skip("PostgreSQL only: SQLite's reads are deferred transactions")
     db = await target.open()
     async with db.transaction(readonly=True) as conn:
         assert len(await _txids(conn)) == 2  # no BEGIN: each statement is its own transaction
@@ -184,9 +183,8 @@ async def test_postgresql_reads_run_in_autocommit_and_writes_in_one_transaction(
         assert len(await _txids(conn)) == 1
 
 
+@pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 async def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(target):
-    if target.kind != "postgresql":
-        pytest.skip("PostgreSQL only")
     db, admin = await target.open(), await target.open()
     async with db.transaction() as conn:
         backend = await conn.scalar(text("SELECT pg_backend_pid()"))
