@@ -4,9 +4,10 @@ One day is compressed into ``--caas-day-length`` seconds (default 300). Users fo
 the curve of a day of a car maker's platform: quiet at night, a morning and an evening
 peak, lunch in between; the last twentieth of the day is month-end billing, when the
 payment gateway's settlements arrive in a burst (the webhook senders take over). The
-mix: ``ServiceBuyer`` (purchases followed to activation, loadtests/ota.py),
-``WebhookSender`` (factory, payment and OTA callbacks, loadtests/webhooks.py) and
-``Browser`` (catalogue, own purchases and notifications). ``--caas-peak-users`` sets
+mix: ``SaleMaker`` (vehicle sales: registered, reservation paid, factory order placed,
+loadtests/sales.py), ``ServiceBuyer`` (purchases followed to activation,
+loadtests/ota.py), ``WebhookSender`` (factory, payment and OTA callbacks,
+loadtests/webhooks.py) and ``Browser`` (catalogue, own purchases and notifications). ``--caas-peak-users`` sets
 the height of the curve (locust's ``--users`` is ignored with a shape).
 
     locust -f loadtests/day.py --host http://127.0.0.1:8000 --caas-iot-url http://127.0.0.1:8103
@@ -20,9 +21,10 @@ import locust  # noqa: F401  first: gevent must patch ssl before anything import
 from locust import FastHttpUser, LoadTestShape, between, events, task
 
 from loadtests.ota import ServiceBuyer
+from loadtests.sales import SaleMaker
 from loadtests.webhooks import WebhookSender
 
-__all__ = ["Browser", "DayShape", "ServiceBuyer", "WebhookSender"]
+__all__ = ["Browser", "DayShape", "SaleMaker", "ServiceBuyer", "WebhookSender"]
 
 #: Share of the peak per hour of the day (0-23): night, morning peak, lunch, evening peak.
 CURVE = [0.05, 0.03, 0.02, 0.02, 0.03, 0.08, 0.2, 0.5, 0.9, 1.0, 0.7, 0.6,
@@ -71,7 +73,7 @@ class DayShape(LoadTestShape):
         hour = elapsed / length * 24
         low, high = CURVE[int(hour) % 24], CURVE[(int(hour) + 1) % 24]
         level = low + (high - low) * (hour - int(hour))  # smooth between hours
-        users = max(3, math.ceil(peak * level))
+        users = max(4, math.ceil(peak * level))  # at least one of each class
         if hour >= 24 * 0.95:  # month-end billing: the gateway's settlement burst
             return users, users, [WebhookSender, Browser]
-        return users, users, [ServiceBuyer, WebhookSender, Browser]
+        return users, users, [SaleMaker, ServiceBuyer, WebhookSender, Browser]

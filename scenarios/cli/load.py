@@ -1,4 +1,4 @@
-"""``caas-sim load ota|webhooks|day``: a headless locust run against the core, with SLOs.
+"""``caas-sim load ota|webhooks|sales|day``: a headless locust run against the core, with SLOs.
 
 Starts the stack (the core wired to the IoT, payments, VSS and factory simulators, in
 this process, on ephemeral ports) unless ``--target`` names a running core, runs
@@ -30,16 +30,17 @@ from simulators.kit.durations import parse_duration
 
 from .common import EXIT_USAGE, CliError, render_table
 
-KINDS = ("ota", "webhooks", "day")
+KINDS = ("ota", "webhooks", "sales", "day")
 LOCUSTFILES = Path(__file__).resolve().parents[2] / "loadtests"
-DEFAULT_CLOCK = {"ota": "scaled:60", "webhooks": "real", "day": "scaled:60"}
+DEFAULT_CLOCK = {"ota": "scaled:60", "webhooks": "real", "sales": "scaled:60", "day": "scaled:60"}
 
 
 def add_parser(commands, fmt) -> None:
     load = commands.add_parser(
         "load", formatter_class=fmt, help="load-test the core with locust (headless), with SLOs",
         description="Run a locust scenario headless against the core: `ota` (purchases to activation, "
-                    "end-to-end latency), `webhooks` (signed callbacks, duplicates and reorderings), `day` "
+                    "end-to-end latency), `webhooks` (signed callbacks, duplicates and reorderings), `sales` (sales "
+                    "registered, reservations paid, factory orders placed), `day` "
                     "(a compressed day with peaks and month-end billing). Starts the stack unless --target.",
         epilog="examples:\n"
                "  caas-sim load webhooks --users 50 --duration 60s --slo-p95-ms 50\n"
@@ -55,8 +56,8 @@ def add_parser(commands, fmt) -> None:
     load.add_argument("--target", help="a running core's URL; nothing is started")
     load.add_argument("--iot-url", help="with --target: the IoT simulator, for --fault-rate")
     load.add_argument("--db", help="the started core's database URL (default: a throw-away SQLite file)")
-    load.add_argument("--clock", default=None, help="the started stack's clock: real, scaled:N (default: ota and "
-                                                    "day scaled:60, webhooks real)")
+    load.add_argument("--clock", default=None, help="the started stack's clock: real, scaled:N (default: ota, "
+                                                    "sales and day scaled:60, webhooks real)")
     load.add_argument("--seed", type=int, default=0)
     load.add_argument("--fault-rate", type=float, default=0.0,
                       help="share of OTA attempts failing on the IoT simulator (ota, day)")
@@ -67,6 +68,8 @@ def add_parser(commands, fmt) -> None:
                       help="fail when a request's or metric's p95 latency exceeds this")
     load.add_argument("--slo-error-ratio", type=float, default=0.01, help="fail above this error ratio (default 0.01)")
     load.add_argument("--api-key", default="dev-customer", help="the customer key (with --target)")
+    load.add_argument("--dealership-key", default="dev-dealership",
+                      help="the dealership key that registers sales (sales, day; with --target)")
     load.set_defaults(handler=cmd_load)
 
 
@@ -142,6 +145,8 @@ def locust_commands(args: argparse.Namespace, target: str, iot_url: str | None, 
               "--caas-api-key", args.api_key]
     if iot_url:
         custom += ["--caas-iot-url", iot_url]
+    if args.kind in ("sales", "day"):
+        custom += ["--caas-dealership-key", args.dealership_key]
     if args.kind == "day":
         custom += ["--caas-day-length", str(seconds), "--caas-peak-users", str(args.users)]
     main = [sys.executable, "-m", "locust", "-f", locustfile, "--headless", "-H", target,

@@ -1,0 +1,74 @@
+"""Vehicle sales under load: a dealership registers a sale, its customer pays the reservation.
+
+The reservation is synchronous and places the factory order before it answers
+(``ORDER_PLACED``, or ``ORDER_QUEUED`` when the factory is unreachable), so its latency is
+the sale path's: payment gateway, then factory. An ``ORDER_REJECTED`` answer counts as a
+failure. Bodies come from contracts/core.yaml (``SaleRequest``, ``PaymentRequest``), with
+faker for the names, and the plan's domain-bound parts overlaid (a Spanish owner, a model
+with options the factory builds, prices in euros).
+
+    locust -f loadtests/sales.py --host http://127.0.0.1:8000
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import locust  # noqa: F401  first: gevent must patch ssl before anything imports it
+import orjson
+from locust import FastHttpUser, between, events, task
+
+from loadtests import common  # noqa: F401  its options (customer key, seed)
+from loadtests.bodies import BodyFactory
+
+SALES = "/sales"
+RESERVATION = "/sales/{saleId}/reservation"
+PLACED = {"ORDER_PLACED", "ORDER_QUEUED"}  # queued: the factory is down, the order retried later
+#: What the generated plan cannot guess: a valid Spanish owner and a buildable car.
+PLAN = {"customer": {"taxId": "12345678Z", "dateOfBirth": "1985-04-12",
+                     "address": {"line1": "Calle de Alcalá 123", "city": "Madrid", "postalCode": "28009",
+                                 "country": "ES"}},
+        "model": "ZEPHYR-EV", "options": ["PAINT-GLACIER-BLUE", "WHEELS-18"],
+        "price": {"value": 3_850_000, "currency": "EUR"}, "reservation": {"value": 150_000, "currency": "EUR"},
+        "insurance": {"provider": "Mapfre", "policyNumber": "POL-2026-0001", "validFrom": "2026-01-01"},
+        "dealership": {"city": "Madrid"}}
+_users = itertools.count()
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    parser.add_argument("--caas-dealership-key", env_var="CAAS_LOAD_DEALERSHIP_KEY", default="dev-dealership",
+                        help="dealership API key of the core (registers the sales)")
+
+
+class SaleMaker(FastHttpUser):
+    wait_time = between(1.0, 3.0)
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        self.customer = options.caas_customer if options else "c-1"
+        customer_key = options.caas_api_key if options else "dev-customer"
+        dealership_key = options.caas_dealership_key if options else "dev-dealership"
+        self.bodies = BodyFactory((options.caas_seed if options else 0) + next(_users))
+        self.as_dealership = {"Authorization": f"Bearer {dealership_key}", "Content-Type": "application/json"}
+        self.as_customer = {"Authorization": f"Bearer {customer_key}", "Content-Type": "application/json"}
+
+    @task
+    def sell(self) -> None:
+        plan = self.bodies.request("core", "post", SALES, **{**PLAN, "customer": {
+            **PLAN["customer"], "customerId": self.customer}})
+        with self.client.post(SALES, data=orjson.dumps(plan), headers=self.as_dealership, name="sale",
+                              catch_response=True) as answer:
+            if answer.status_code != 201:
+                answer.failure(f"{answer.status_code}: {answer.text[:200]}")
+                return
+            sale_id = answer.json()["saleId"]
+        payment = self.bodies.request("core", "post", RESERVATION,
+                                      paymentMethod={"type": "CARD", "token": "pm_card_visa"})
+        with self.client.post(RESERVATION.format(saleId=sale_id), data=orjson.dumps(payment),
+                              headers=self.as_customer, name="reservation (order placed)",
+                              catch_response=True) as answer:
+            if answer.status_code != 200:
+                answer.failure(f"{answer.status_code}: {answer.text[:200]}")
+            elif (status := answer.json()["status"]) not in PLACED:
+                answer.failure(f"ended {status}")
