@@ -28,6 +28,8 @@ from pathlib import Path
 
 from simulators.kit.durations import parse_duration
 
+from .audit import fetch as fetch_audit
+from .audit import render as render_audit
 from .common import EXIT_USAGE, CliError, render_table
 
 KINDS = ("ota", "webhooks", "sales", "day")
@@ -68,6 +70,9 @@ def add_parser(commands, fmt) -> None:
                       help="fail when a request's or metric's p95 latency exceeds this")
     load.add_argument("--slo-error-ratio", type=float, default=0.01, help="fail above this error ratio (default 0.01)")
     load.add_argument("--api-key", default="dev-customer", help="the customer key (with --target)")
+    load.add_argument("--admin-token", default=None, help="with --target: the core's admin token, for the audit")
+    load.add_argument("--no-audit", action="store_true",
+                      help="skip the invariant audit of the core after the load (exit 1 on a violation)")
     load.add_argument("--dealership-key", default="dev-dealership",
                       help="the dealership key that registers sales (sales, day; with --target)")
     load.set_defaults(handler=cmd_load)
@@ -185,6 +190,7 @@ def cmd_load(args: argparse.Namespace) -> int:
               f"{'1 process' if len(commands) == 1 else f'master + {len(commands) - 1} workers'}", flush=True)
         code = _run_locust(commands, seconds)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        audit = None if args.no_audit else settled_audit(target, args.admin_token)
     finally:
         if stack is not None:
             stack.stop()
@@ -204,7 +210,20 @@ def cmd_load(args: argparse.Namespace) -> int:
         print(f"SLO missed: {line}", file=sys.stderr)
     if not missed:
         print("SLOs met")
-    return 1 if missed else 0
+    if audit is not None:
+        print(f"invariant audit of the core after the load:\n{render_audit(audit)}")
+    return 1 if missed or (audit is not None and not audit["ok"]) else 0
+
+
+def settled_audit(target: str, token: str | None, patience: float = 60.0) -> dict:
+    """The core's invariant audit once the work the load left queued has run (or after
+    ``patience`` real seconds, the report then saying what is still in flight)."""
+    deadline = time.monotonic() + patience
+    while True:
+        report = asyncio.run(fetch_audit(target, token))
+        if report["settled"] or time.monotonic() > deadline:
+            return report
+        time.sleep(0.5)  # polling the core's queue: jobs due now run in real or scaled time
 
 
 def _safe(url: str) -> str:

@@ -16,6 +16,7 @@ def test_ota_reports_activation_latency(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert int(rows["activation (core clock)"]["Request Count"]) > 0
     assert int(rows["purchase"]["Failure Count"]) == 0
+    assert "every invariant holds" in done.stdout, done.stdout[-2000:]  # audited once the queue settled
 
 
 def test_sales_are_registered_and_their_reservations_place_factory_orders(tmp_path):
