@@ -9,6 +9,7 @@
    nobody charged for nothing. Short form in `make test`; the long form takes its size
    from the environment:
    CAAS_CRASH_KILLS=20 CAAS_CRASH_PURCHASES=25 CAAS_CRASH_SALES=4 pytest tests/core/test_crash.py -s
+   (CAAS_CRASH_POSTGRES=1: the core on a fresh PostgreSQL database instead of a SQLite file)
 """
 
 import asyncio
@@ -103,6 +104,7 @@ SALES_PER_ROUND = int(os.environ.get("CAAS_CRASH_SALES", "1"))
 #: Further kills once the customers are done, while the sales are built, shipped, paid,
 #: registered and delivered: they land in the manufacturing webhooks and the sale's jobs.
 SALE_KILLS = int(os.environ.get("CAAS_CRASH_SALE_KILLS", "2"))
+ON_POSTGRES = os.environ.get("CAAS_CRASH_POSTGRES") == "1"
 CUSTOMERS = 4
 OFFERS = [("heated-seats", "PERMANENT"), ("heated-seats", "TEMPORARY"), ("premium-audio", "PERMANENT"),
           ("extended-range", "TEMPORARY"), ("matrix-headlights", "PERMANENT")]
@@ -291,11 +293,25 @@ async def _move_world(core, step: float = WORLD_STEP) -> None:
 async def test_repeated_sigkill_under_mixed_load_loses_nothing_and_repeats_nothing(tmp_path):
     import random
 
+    rng = random.Random(9)
+    from scenarios.bench import PostgresDatabase
+    from tests.core.conftest import POSTGRES_URL
+
+    postgres = PostgresDatabase(POSTGRES_URL) if ON_POSTGRES else None
+    if postgres is not None:
+        await asyncio.to_thread(postgres.__enter__)  # it runs its own event loop
+    database = postgres.url if postgres else f"sqlite+aiosqlite:///{tmp_path / 'core.db'}"
+    try:
+        await _mixed_load_with_kills(tmp_path, database, rng)
+    finally:
+        if postgres is not None:
+            await asyncio.to_thread(postgres.__exit__, None, None, None)
+
+
+async def _mixed_load_with_kills(tmp_path, database: str, rng) -> None:
+    from simulators.factory.api import MODEL_KEY as FACTORY_MODEL
     from simulators.payments.api import MODEL_KEY as PAYMENTS_MODEL
     from tests.chaos.external_core import ExternalCore
-
-    rng = random.Random(9)
-    from simulators.factory.api import MODEL_KEY as FACTORY_MODEL
 
     async with Stack(services=["iot", "vss", "payments", "factory", "registry-es"], seed=9, with_sink=False) as stack:
         for name, rules in FAULTS.items():
@@ -305,7 +321,7 @@ async def test_repeated_sigkill_under_mixed_load_loses_nothing_and_repeats_nothi
         keys["ops"] = {"role": "operator", "subject": "ops"}
         keys |= {d: {"role": "dealership", "subject": d} for d in DEALERSHIPS}
         core = ExternalCore(stack, {
-            "CAAS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'core.db'}", "CAAS_API_KEYS": json.dumps(keys),
+            "CAAS_DATABASE_URL": database, "CAAS_API_KEYS": json.dumps(keys),
             "CAAS_UPSTREAMS__IOT": stack.url("iot"), "CAAS_UPSTREAMS__VSS": stack.url("vss"),
             "CAAS_UPSTREAMS__PAYMENTS": stack.url("payments"), "CAAS_UPSTREAMS__FACTORY": stack.url("factory"),
             "CAAS_UPSTREAMS__REGISTRY_ES": stack.url("registry-es")})
@@ -353,7 +369,7 @@ async def test_repeated_sigkill_under_mixed_load_loses_nothing_and_repeats_nothi
         contract_violations = stack.violations()
     assert core.kills == KILLS + SALE_KILLS
     assert report["settled"] and not report["violations"], (report["inFlight"], report["violations"],
-                                                             _dump(tmp_path / "core.db"))
+                                                             _dump(tmp_path / "core.db") if not ON_POSTGRES else database)
     assert report["violations"] == []
     assert report["checked"]["purchases"] == len(load.bought)
     # Across systems: every charge at the gateway belongs to a purchase the core knows, once.
