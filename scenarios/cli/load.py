@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from simulators.client import AdminError, AdminUnreachable
 from simulators.kit.durations import parse_duration
 
 from .audit import fetch as fetch_audit
@@ -210,17 +211,24 @@ def cmd_load(args: argparse.Namespace) -> int:
         print(f"SLO missed: {line}", file=sys.stderr)
     if not missed:
         print("SLOs met")
+    if isinstance(audit, Exception):
+        print(f"the core's invariant audit could not run: {audit} (--admin-token, or --no-audit)", file=sys.stderr)
+        return 1
     if audit is not None:
         print(f"invariant audit of the core after the load:\n{render_audit(audit)}")
     return 1 if missed or (audit is not None and not audit["ok"]) else 0
 
 
-def settled_audit(target: str, token: str | None, patience: float = 60.0) -> dict:
+def settled_audit(target: str, token: str | None, patience: float = 60.0) -> dict | Exception:
     """The core's invariant audit once the work the load left queued has run (or after
-    ``patience`` real seconds, the report then saying what is still in flight)."""
+    ``patience`` real seconds, the report then saying what is still in flight); the error
+    when the core would not answer it (no admin token, unreachable)."""
     deadline = time.monotonic() + patience
     while True:
-        report = asyncio.run(fetch_audit(target, token))
+        try:
+            report = asyncio.run(fetch_audit(target, token))
+        except (AdminError, AdminUnreachable) as exc:
+            return exc
         if report["settled"] or time.monotonic() > deadline:
             return report
         time.sleep(0.5)  # polling the core's queue: jobs due now run in real or scaled time

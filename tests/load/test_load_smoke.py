@@ -5,8 +5,13 @@ it as a subprocess (here, the whole CLI is one). The webhooks run is distributed
 (a locust master and a worker), as the README's distributed run is.
 """
 
+import socket
+import subprocess
+import sys
+
 import pytest
 
+from scenarios.listening import wait_listening
 from tests.load.runs import run_load
 
 pytestmark = pytest.mark.timeout(90)
@@ -28,3 +33,22 @@ def test_missed_slo_fails(tmp_path):
     done, _ = run_load(tmp_path, "webhooks", "--users", "1", "--duration", "4s", "--slo-p95-ms", "0.001")
     assert done.returncode == 1
     assert "SLO missed: p95" in done.stderr
+
+
+def test_the_audit_after_a_load_needs_the_targets_admin_token(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    core = subprocess.Popen([sys.executable, "-m", "scenarios.cli", "serve", "core", "--clock", "real", "--port",
+                             str(port), "--admin-token", "t0ken", "--database",
+                             f"sqlite+aiosqlite:///{tmp_path / 'core.db'}"], cwd=tmp_path)
+    try:
+        wait_listening([core], port, what="core")
+        target = ("--target", f"http://127.0.0.1:{port}", "--users", "2", "--duration", "2s")
+        done, _ = run_load(tmp_path, "webhooks", *target)
+        assert done.returncode == 1 and "audit could not run" in done.stderr, done.stderr[-2000:]
+        done, _ = run_load(tmp_path, "webhooks", *target, "--admin-token", "t0ken")
+        assert done.returncode == 0 and "every invariant holds" in done.stdout, done.stdout[-2000:]
+    finally:
+        core.terminate()
+        core.wait(timeout=20)
