@@ -33,6 +33,10 @@ async def run(core: Core, job: jobs.Job, ctx: JobContext) -> None:
     p = job.payload
     async with core.db.transaction(readonly=True) as conn:
         payment = (await conn.execute(select(payments).where(payments.c.id == p["paymentId"]))).mappings().one()
+    if payment["status"] == "FAILED":  # it never settled: no money came in, none to give back
+        async with core.db.transaction() as conn:
+            await jobs.complete(conn, job.id)
+        return
     try:
         answer = await core.payments.refund(payment["gateway_payment_id"], p["amount"], p["currency"], p["reason"],
                                             key=p["key"], correlation_id=job.correlation_id or p["purchaseId"])

@@ -162,6 +162,8 @@ async def on_payment_event(core: Core, job: jobs.Job, ctx: JobContext) -> None:
                 state = transition(PurchaseState(purchase["status"]), PurchaseEvent.REFUND_COMPLETED)
                 await conn.execute(update(purchases).where(purchases.c.id == purchase["id"]).values(
                     status=state.value, updated_at=now))
+            elif body["status"] == "FAILED" and payment["status"] == "FAILED":  # refused: nothing came in
+                await _nothing_to_give_back(conn, payment["id"], purchase, now)
         elif event in ("paymentSettlement", "paymentChargeback"):
             outcome = await _settle(core, conn, payment, purchase, body, now)
         else:
@@ -216,7 +218,22 @@ async def _settle(core: Core, conn, payment, purchase, body: dict, now: float) -
     if decision.void_pending_refunds:  # no money arrived: there is nothing to give back
         await conn.execute(update(refunds).where(refunds.c.payment_id == payment["id"],
                                                  refunds.c.status == "PENDING").values(status="VOID"))
+        await _nothing_to_give_back(conn, payment["id"], purchase, now)
     return decision.note
+
+
+async def _nothing_to_give_back(conn, payment_id: str, purchase, now: float) -> None:
+    """No money came in (the payment failed to settle): a purchase waiting for its refund
+    (an activation given up) has none to wait for, and ends refunded, of nothing. Found by
+    the crash test on PostgreSQL: such a purchase stayed ACTIVATION_FAILED for ever."""
+    if purchase is None or not can(PurchaseState(purchase["status"]), PurchaseEvent.REFUND_COMPLETED):
+        return
+    if await conn.scalar(select(refunds.c.id).where(refunds.c.payment_id == payment_id,
+                                                    refunds.c.status == "PENDING").limit(1)):
+        return
+    state = transition(PurchaseState(purchase["status"]), PurchaseEvent.REFUND_COMPLETED)
+    await conn.execute(update(purchases).where(purchases.c.id == purchase["id"]).values(
+        status=state.value, updated_at=now))
 
 
 async def _delivery_of(conn, payment, purchase) -> PurchaseState:

@@ -126,3 +126,23 @@ async def test_a_signed_but_malformed_settlement_is_recorded_not_retried_forever
     async with core.db.transaction(readonly=True) as conn:
         outcome = await conn.scalar(select(webhook_inbox.c.outcome).where(webhook_inbox.c.webhook_id == "msg_bad"))
     assert outcome.startswith("malformed paymentSettlement: KeyError")
+
+
+async def test_a_given_up_purchase_whose_payment_never_settled_ends_refunded_of_nothing(world):
+    """Found by the crash test on PostgreSQL: the OTA gave up and its refund was asked for, then
+    the payment failed to settle (no money came in). The refund has nothing to give back, and
+    the purchase must not wait for it for ever."""
+    stack, http, iot, _ = world
+    _, bought = await buy(http, iot["always_offline"])
+    await stack.advance("2h")  # given up, refund asked for (pending: refunds are paid out of settled funds)
+    core = stack.running["core"].app[CORE_KEY]
+    async with core.db.transaction(readonly=True) as conn:
+        payment = (await conn.execute(select(payments).where(payments.c.purchase_id == bought["purchaseId"]))
+                   ).mappings().one()
+    assert (await purchase(http, bought["purchaseId"]))["status"] == "ACTIVATION_FAILED"
+    await webhooks.receive(core, "payments", "msg_nofunds",
+                           settlement(payment["gateway_payment_id"], 99, "FAILED", "INSUFFICIENT_FUNDS"), None)
+    await stack.advance("1s")
+    async with core.db.transaction(readonly=True) as conn:
+        assert [r["status"] for r in (await conn.execute(select(refunds))).mappings()] == ["VOID"]
+    assert (await purchase(http, bought["purchaseId"]))["status"] == "REFUNDED"
