@@ -13,6 +13,7 @@ Pure Python with no gevent-sensitive imports: usable from locust and from pytest
 
 from __future__ import annotations
 
+import copy
 import random
 import re
 import string
@@ -62,6 +63,13 @@ def request_schema(contract_name: str, method: str, path: str) -> dict:
     doc = contract(contract_name)
     operation = doc["paths"][path][method.lower()]
     return _deref(doc, operation["requestBody"]["content"]["application/json"]["schema"])
+
+
+def request_example(contract_name: str, method: str, path: str) -> dict:
+    """The operation's request example (a copy): values the contract's authors know the
+    domain accepts."""
+    operation = contract(contract_name)["paths"][path][method.lower()]
+    return copy.deepcopy(operation["requestBody"]["content"]["application/json"]["example"])
 
 
 @cache

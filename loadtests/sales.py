@@ -4,8 +4,8 @@ The reservation is synchronous and places the factory order before it answers
 (``ORDER_PLACED``, or ``ORDER_QUEUED`` when the factory is unreachable), so its latency is
 the sale path's: payment gateway, then factory. An ``ORDER_REJECTED`` answer counts as a
 failure. Bodies come from contracts/core.yaml (``SaleRequest``, ``PaymentRequest``), with
-faker for the names, and the plan's domain-bound parts overlaid (a Spanish owner, a model
-with options the factory builds, prices in euros).
+faker for the names, and the plan's domain-bound parts taken from the contract's own
+example of ``POST /sales``.
 
     locust -f loadtests/sales.py --host http://127.0.0.1:8000
 """
@@ -19,19 +19,14 @@ import orjson
 from locust import FastHttpUser, between, events, task
 
 from loadtests import common  # noqa: F401  its options (customer key, seed)
-from loadtests.bodies import BodyFactory
+from loadtests.bodies import BodyFactory, request_example
 
 SALES = "/sales"
 RESERVATION = "/sales/{saleId}/reservation"
 PLACED = {"ORDER_PLACED", "ORDER_QUEUED"}  # queued: the factory is down, the order retried later
-#: What the generated plan cannot guess: a valid Spanish owner and a buildable car.
-PLAN = {"customer": {"taxId": "12345678Z", "dateOfBirth": "1985-04-12",
-                     "address": {"line1": "Calle de Alcalá 123", "city": "Madrid", "postalCode": "28009",
-                                 "country": "ES"}},
-        "model": "ZEPHYR-EV", "options": ["PAINT-GLACIER-BLUE", "WHEELS-18"],
-        "price": {"value": 3_850_000, "currency": "EUR"}, "reservation": {"value": 150_000, "currency": "EUR"},
-        "insurance": {"provider": "Mapfre", "policyNumber": "POL-2026-0001", "validFrom": "2026-01-01"},
-        "dealership": {"city": "Madrid"}}
+#: Generated, a plan's names: the rest comes from the contract's example (a Spanish owner with a
+#: valid tax id, a model with options the factory builds, prices in euros).
+FAKED = ("firstName", "lastName", "email")
 _users = itertools.count()
 
 
@@ -50,13 +45,15 @@ class SaleMaker(FastHttpUser):
         customer_key = options.caas_api_key if options else "dev-customer"
         dealership_key = options.caas_dealership_key if options else "dev-dealership"
         self.bodies = BodyFactory((options.caas_seed if options else 0) + next(_users))
+        example = request_example("core", "post", SALES)
+        owner = {k: v for k, v in example["customer"].items() if k not in FAKED}
+        self.plan = {**example, "customer": {**owner, "customerId": self.customer}}
         self.as_dealership = {"Authorization": f"Bearer {dealership_key}", "Content-Type": "application/json"}
         self.as_customer = {"Authorization": f"Bearer {customer_key}", "Content-Type": "application/json"}
 
     @task
     def sell(self) -> None:
-        plan = self.bodies.request("core", "post", SALES, **{**PLAN, "customer": {
-            **PLAN["customer"], "customerId": self.customer}})
+        plan = self.bodies.request("core", "post", SALES, **self.plan)
         with self.client.post(SALES, data=orjson.dumps(plan), headers=self.as_dealership, name="sale",
                               catch_response=True) as answer:
             if answer.status_code != 201:

@@ -19,14 +19,17 @@ from tests.core.test_service_path import buy, purchase
 database_url, world = service_path.database_url, service_path.world
 
 
+async def payment_of(core, purchase_id: str):
+    async with core.db.transaction(readonly=True) as conn:
+        return (await conn.execute(select(payments).where(payments.c.purchase_id == purchase_id))).mappings().one()
+
+
 async def test_a_refund_outcome_before_its_refund_is_recorded_waits_for_it(world):
     stack, http, iot, _ = world
     _, bought = await buy(http, iot["healthy"])
     await stack.advance("1m")
     core = stack.running["core"].app[CORE_KEY]
-    async with core.db.transaction(readonly=True) as conn:
-        payment = (await conn.execute(select(payments).where(payments.c.purchase_id == bought["purchaseId"]))
-                   ).mappings().one()
+    payment = await payment_of(core, bought["purchaseId"])
     # the gateway refunded (a withdrawal) and called back before the core's transaction committed
     body = {"event": "refundStatus", "refundId": "re_crash_1", "paymentId": payment["gateway_payment_id"],
             "status": "SUCCEEDED"}
@@ -76,9 +79,7 @@ async def test_a_settlement_overtaken_by_its_reversal_changes_nothing(world):
     _, bought = await buy(http, iot["healthy"])
     await stack.advance("1m")
     core = stack.running["core"].app[CORE_KEY]
-    async with core.db.transaction(readonly=True) as conn:
-        payment = (await conn.execute(select(payments).where(payments.c.purchase_id == bought["purchaseId"]))
-                   ).mappings().one()
+    payment = await payment_of(core, bought["purchaseId"])
     gateway_id = payment["gateway_payment_id"]
     # the bank's reversal (sequence 3) arrives before the settlement it reverses (sequence 2)
     await webhooks.receive(core, "payments", "msg_rev", settlement(gateway_id, 3, "FAILED", "BANK_REVERSAL"), None)
@@ -98,9 +99,7 @@ async def test_a_settlement_failing_while_the_activation_is_retried_is_collected
     stack, http, iot, _ = world
     _, bought = await buy(http, iot["flaky_twice"])  # delivered on the third attempt, minutes later
     core = stack.running["core"].app[CORE_KEY]
-    async with core.db.transaction(readonly=True) as conn:
-        payment = (await conn.execute(select(payments).where(payments.c.purchase_id == bought["purchaseId"]))
-                   ).mappings().one()
+    payment = await payment_of(core, bought["purchaseId"])
     await webhooks.receive(core, "payments", "msg_fail",
                            settlement(payment["gateway_payment_id"], 2, "FAILED", "INSUFFICIENT_FUNDS"), None)
     await stack.advance("1s")
@@ -136,9 +135,7 @@ async def test_a_given_up_purchase_whose_payment_never_settled_ends_refunded_of_
     _, bought = await buy(http, iot["always_offline"])
     await stack.advance("2h")  # given up, refund asked for (pending: refunds are paid out of settled funds)
     core = stack.running["core"].app[CORE_KEY]
-    async with core.db.transaction(readonly=True) as conn:
-        payment = (await conn.execute(select(payments).where(payments.c.purchase_id == bought["purchaseId"]))
-                   ).mappings().one()
+    payment = await payment_of(core, bought["purchaseId"])
     assert (await purchase(http, bought["purchaseId"]))["status"] == "ACTIVATION_FAILED"
     await webhooks.receive(core, "payments", "msg_nofunds",
                            settlement(payment["gateway_payment_id"], 99, "FAILED", "INSUFFICIENT_FUNDS"), None)
