@@ -64,6 +64,9 @@ class CoreSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAAS_", env_nested_delimiter="__", extra="forbid")
 
     database_url: str = "sqlite+aiosqlite:///caas.db"
+    #: SQLite calls on the event loop's thread instead of aiosqlite's (``store.inline_sqlite``):
+    #: for a world on a virtual clock whose database no other process writes.
+    sqlite_inline: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     clock: str = "real"  # real | virtual | scaled:N

@@ -76,7 +76,7 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
     clock = clock or CoreClock.parse(settings.clock)
 
     async def start(app: web.Application) -> None:
-        db = await Database.open(settings.database_url)
+        db = await Database.open(settings.database_url, sqlite_inline=settings.sqlite_inline)
         session = aiohttp.ClientSession()
         client = lambda name, url: JsonClient(name, url, session, timeout=settings.request_timeout)
         up = settings.upstreams

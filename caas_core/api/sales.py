@@ -6,8 +6,9 @@ Parse, authorise, call a flow, serialise; contracts/core.yaml (tag ``sales``) is
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -153,14 +154,15 @@ def _parse(model: type[M], raw: bytes) -> M:
 def routes(app: web.Application, key: web.AppKey[Core], principal, correlation) -> None:
     """Add the sale operations; ``principal`` and ``correlation`` are the app's helpers."""
 
-    async def allowed(request: web.Request, *, customer: bool, dealership: bool) -> tuple[Core, str]:
+    async def allowed(request: web.Request, *, customer: bool, dealership: bool) -> tuple[Core, Mapping[str, Any]]:
+        """The sale of the path, as read now, if the caller may act on it."""
         who: Principal = principal(request)
-        core, sale_id = request.app[key], request.match_info["saleId"]
-        customer_id, dealership_id = await sales.owners(core, sale_id)
-        if not (who.role == "operator" or (customer and who.role == "customer" and who.subject == customer_id)
-                or (dealership and who.role == "dealership" and who.subject == dealership_id)):
+        core = request.app[key]
+        sale = await sales.read(core, request.match_info["saleId"])
+        if not (who.role == "operator" or (customer and who.role == "customer" and who.subject == sale["customer_id"])
+                or (dealership and who.role == "dealership" and who.subject == sale["dealership_id"])):
             raise Problem(403, "Forbidden", "this sale belongs to another customer or dealership", kind="forbidden")
-        return core, sale_id
+        return core, sale
 
     def answer(body, status: int = 200, headers=None) -> web.Response:
         return web.json_response(body, status=status, headers=headers)
@@ -186,49 +188,57 @@ def routes(app: web.Application, key: web.AppKey[Core], principal, correlation) 
         return answer(view, 201, {"Location": f"/sales/{view['saleId']}"})
 
     async def get_sale(request: web.Request) -> web.Response:
-        core, sale_id = await allowed(request, customer=True, dealership=True)
-        return answer(await sales.view(core, sale_id))
+        _, sale = await allowed(request, customer=True, dealership=True)
+        return answer(sales.render(sale))
 
     async def sale_file(request: web.Request) -> web.Response:
-        core, sale_id = await allowed(request, customer=True, dealership=True)
+        core, sale = await allowed(request, customer=True, dealership=True)
+        sale_id = sale["id"]
         return answer(await sales.file(core, sale_id))
 
     async def reserve(request: web.Request) -> web.Response:
-        core, sale_id = await allowed(request, customer=True, dealership=False)
+        core, sale = await allowed(request, customer=True, dealership=False)
+        sale_id = sale["id"]
         body = _parse(PaymentRequest, await request.read())
         return answer(await sales.pay_reservation(core, sale_id, body.paymentMethod.model_dump(), correlation(request)))
 
     async def final_payment(request: web.Request) -> web.Response:
-        core, sale_id = await allowed(request, customer=True, dealership=False)
+        core, sale = await allowed(request, customer=True, dealership=False)
+        sale_id = sale["id"]
         body = _parse(PaymentRequest, await request.read())
         return answer(await sales.pay_final(core, sale_id, body.paymentMethod.model_dump(), correlation(request)))
 
     async def additional_info(request: web.Request) -> web.Response:
-        core, sale_id = await allowed(request, customer=False, dealership=True)
+        core, sale = await allowed(request, customer=False, dealership=True)
+        sale_id = sale["id"]
         body = _parse(InfoValues, await request.read())
         await registration.provide_info(core, sale_id, body.values, correlation(request))
         return answer(await sales.view(core, sale_id))
 
     async def resubmission(request: web.Request) -> web.Response:
-        core, sale_id = await allowed(request, customer=False, dealership=True)
+        core, sale = await allowed(request, customer=False, dealership=True)
+        sale_id = sale["id"]
         body = _parse(Corrections, await request.read())
         await registration.resubmit(core, sale_id, body.model_dump(mode="json", exclude_none=True),
                                     correlation(request))
         return answer(await sales.view(core, sale_id), 202)
 
     async def manual_completion(request: web.Request) -> web.Response:
-        core, sale_id = await allowed(request, customer=False, dealership=True)
+        core, sale = await allowed(request, customer=False, dealership=True)
+        sale_id = sale["id"]
         body = _parse(ManualCompletion, await request.read())
         await registration.record_manual(core, sale_id, body.plateNumber, body.registrationDate.isoformat())
         return answer(await sales.view(core, sale_id))
 
     async def cancel(request: web.Request) -> web.Response:
-        core, sale_id = await allowed(request, customer=False, dealership=True)
+        core, sale = await allowed(request, customer=False, dealership=True)
+        sale_id = sale["id"]
         body = _parse(Cancellation, await request.read())
         return answer(await sales.cancel(core, sale_id, body.reason, correlation(request)))
 
     async def handover(request: web.Request) -> web.Response:
-        core, sale_id = await allowed(request, customer=False, dealership=True)
+        core, sale = await allowed(request, customer=False, dealership=True)
+        sale_id = sale["id"]
         await delivery.hand_over(core, sale_id)
         return answer(await sales.view(core, sale_id))
 

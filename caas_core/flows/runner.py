@@ -55,6 +55,7 @@ class JobRunner:
         self._context = JobContext(db, clock)
         self._lock = asyncio.Lock()  # one pass over the queue at a time in this process
         self._wake = asyncio.Event()
+        self._due: tuple[int, jobs.DueTimes] | None = None  # (db.writes, due times) when read
 
     def kick(self) -> None:
         """Something was enqueued for now: run it without waiting for the next poll."""
@@ -120,7 +121,23 @@ class JobRunner:
             self.busy -= 1
 
     async def next_due(self) -> float | None:
-        return await jobs.next_due(self.db, excluding=self.housekeeping)
+        """When the next job that sets the pace of the clock (housekeeping aside) falls due."""
+        return (await self._due_times()).paced
+
+    async def has_due(self) -> bool:
+        """Whether a job of any kind is claimable now."""
+        first = (await self._due_times()).first
+        return first is not None and first <= self.clock.now()
+
+    async def _due_times(self) -> jobs.DueTimes:
+        # On a private database the answer holds until the next write: a world in virtual
+        # time asks several times per event.
+        if not self.db.private:
+            return await jobs.due_times(self.db, excluding=self.housekeeping)
+        writes = self.db.writes
+        if self._due is None or self._due[0] != writes:
+            self._due = (writes, await jobs.due_times(self.db, excluding=self.housekeeping))
+        return self._due[1]
 
     async def advance_to(self, target: float) -> int:
         """Virtual/scaled time: move to ``target`` job by job; returns the jobs run."""
@@ -142,10 +159,11 @@ class JobRunner:
         while not stop.is_set():
             self._wake.clear()
             await self.run_due()
-            due = await self.next_due()
             wait = POLL_INTERVAL
-            if due is not None and self.clock.mode != "virtual":
-                wait = min(wait, max(0.0, (due - self.clock.now()) / self.clock.scale))
+            if self.clock.mode != "virtual":  # (a virtual clock's due times wait for advance_to)
+                due = await self.next_due()
+                if due is not None:
+                    wait = min(wait, max(0.0, (due - self.clock.now()) / self.clock.scale))
             stopping = asyncio.ensure_future(stop.wait())
             waking = asyncio.ensure_future(self._wake.wait())
             await asyncio.wait({stopping, waking}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from ..api.problems import Problem
 from ..store import outbox
@@ -16,11 +16,14 @@ CUSTOMER_CHANNELS = ("email", "push")
 STATUS_CHANGED = "STATUS_CHANGED"
 
 
+# built once: every read of a sale (each status poll of a journey) runs one
+_LOAD = select(sales).where(sales.c.id == bindparam("sale_id"))
+_LOAD_LOCKED = _LOAD.with_for_update()
+
+
 async def load(conn, sale_id: str, *, lock: bool = False):
-    stmt = select(sales).where(sales.c.id == sale_id)
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    row = (await conn.execute(stmt)).mappings().first()
+    stmt = _LOAD_LOCKED if lock and conn.dialect.name == "postgresql" else _LOAD
+    row = (await conn.execute(stmt, {"sale_id": sale_id})).mappings().first()
     if row is None:
         raise Problem(404, "Unknown sale", f"no sale {sale_id}")
     return row

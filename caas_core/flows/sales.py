@@ -295,8 +295,7 @@ async def _insert_payment(core: Core, conn, sale, kind: str, amount: int, answer
 # --- reading ------------------------------------------------------------------------
 
 async def view(core: Core, sale_id: str) -> dict[str, Any]:
-    async with core.db.transaction(readonly=True) as conn:
-        return render(await rec.load(conn, sale_id))
+    return render(await read(core, sale_id))
 
 
 def render(sale) -> dict[str, Any]:
@@ -318,11 +317,10 @@ def render(sale) -> dict[str, Any]:
     }
 
 
-async def owners(core: Core, sale_id: str) -> tuple[str, str]:
-    """(customer id, dealership id) of a sale, for authorisation."""
+async def read(core: Core, sale_id: str):
+    """The sale's row as it is now (404 when unknown)."""
     async with core.db.transaction(readonly=True) as conn:
-        sale = await rec.load(conn, sale_id)
-    return sale["customer_id"], sale["dealership_id"]
+        return await rec.load(conn, sale_id)
 
 
 async def file(core: Core, sale_id: str) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from . import inline_sqlite
 from .schema import metadata
 
 DEFAULT_URL = "sqlite+aiosqlite:///caas.db"
@@ -112,12 +113,15 @@ def _is_memory(url: URL) -> bool:
 
 
 def create_engine(
-    url: str = DEFAULT_URL, *, connect_args: dict[str, Any] | None = None, **kwargs: Any
+    url: str = DEFAULT_URL, *, connect_args: dict[str, Any] | None = None, sqlite_inline: bool = False,
+    **kwargs: Any
 ) -> AsyncEngine:
     """An ``AsyncEngine`` for ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``.
 
     Lazy: nothing connects until first use (see ``Database.open`` to check reachability).
-    Extra keyword arguments go to SQLAlchemy's ``create_async_engine``.
+    ``sqlite_inline``: SQLite calls run on the event loop's thread (``store.inline_sqlite``:
+    for a database no other process writes). Extra keyword arguments go to SQLAlchemy's
+    ``create_async_engine``.
     """
     parsed = _parse(url)
     connect_args = dict(connect_args or {})
@@ -127,7 +131,7 @@ def create_engine(
     kwargs.setdefault("json_deserializer", orjson.loads)
     try:
         if parsed.get_backend_name() == "sqlite":
-            return _sqlite_engine(parsed, connect_args, kwargs)
+            return _sqlite_engine(parsed, connect_args, kwargs, inline=sqlite_inline)
         connect_args.setdefault("timeout", PG_CONNECT_TIMEOUT_S)
         # The job runner's lanes, webhook group commits and requests together hold more than
         # SQLAlchemy's default 5 (+10 overflow): overflow connections were opened and closed
@@ -159,18 +163,21 @@ def _replace_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None
         raise DisconnectionError("connection closed by the server")
 
 
-def _sqlite_engine(url: URL, connect_args: dict, kwargs: dict) -> AsyncEngine:
+def _sqlite_engine(url: URL, connect_args: dict, kwargs: dict, *, inline: bool) -> AsyncEngine:
     memory = _is_memory(url)
     if memory:
         # one connection holds the whole in-memory database; every checkout must get it
         kwargs.setdefault("poolclass", StaticPool)
         connect_args.setdefault("check_same_thread", False)
     connect_args.setdefault("timeout", BUSY_TIMEOUT_MS / 1000)
+    if inline:
+        kwargs["async_creator"] = inline_sqlite.creator(url, connect_args)
     engine = create_async_engine(url, connect_args=connect_args, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN (see module docstring)
+        if dbapi_connection.isolation_level is not None:
+            dbapi_connection.isolation_level = None  # we emit BEGIN (see module docstring)
         cursor = dbapi_connection.cursor()
         try:
             if not memory:
@@ -230,10 +237,19 @@ async def _guarded(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 class Database:
     """The core's handle on its database: an engine plus the transaction discipline."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, private: bool = False) -> None:
+        """``private``: no other process writes this database (a SQLite file of a world in
+        virtual time), so that ``writes`` tells when it may have changed."""
         self.engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
         self._memory = self._sqlite and _is_memory(engine.url)
+        self.private = private and self._sqlite
+        #: Write transactions ended in this process. With ``private``, the database is as it
+        #: was while this count is unchanged (what a reader may cache on: ``JobRunner.next_due``).
+        self.writes = 0
+        if self.private:
+            event.listen(engine.sync_engine, "commit", self._count_write)
+            event.listen(engine.sync_engine, "rollback", self._count_write)
         self._lock = asyncio.Lock() if self._sqlite else None
         self._owner: asyncio.Task | None = None  # the task holding _lock
         self._batch_conn: AsyncConnection | None = None  # see _batch_driver
@@ -246,7 +262,7 @@ class Database:
 
         Raises ``DatabaseUnavailable`` right away rather than at the first request.
         """
-        db = cls(create_engine(url, **engine_kwargs))
+        db = cls(create_engine(url, **engine_kwargs), private=engine_kwargs.get("sqlite_inline", False))
         try:
             await db.ping()
             if create:
@@ -288,6 +304,10 @@ class Database:
             async with conn.begin():
                 yield conn
 
+    def _count_write(self, conn: Any) -> None:
+        if conn.get_execution_options().get(_BEGIN_OPTION) != "DEFERRED":  # reads change nothing
+            self.writes += 1
+
     async def run_sqlite_transaction(self, work: Callable[[Any], T]) -> T:
         """SQLite only: ``work(sqlite3_connection)`` inside one ``BEGIN IMMEDIATE`` ..
         ``COMMIT``, all in a single call on the driver's thread; its result once committed.
@@ -318,7 +338,10 @@ class Database:
 
             # aiosqlite's own "run this on the connection's thread" (what its execute,
             # commit and cursor methods are made of): not public, pinned by a test.
-            return await driver._execute(run)
+            try:
+                return await driver._execute(run)
+            finally:
+                self.writes += 1
 
     async def _batch_driver(self) -> Any:
         """The aiosqlite connection of ``run_sqlite_transaction``, checked out of the pool

@@ -116,6 +116,7 @@ async def test_a_world_advanced_for_days_prunes_without_a_step_of_its_own(tmp_pa
         from caas_core.api.app import CORE_KEY, RUNNER_KEY
 
         db, runner = stack.running["core"].app[CORE_KEY].db, stack.running["core"].app[RUNNER_KEY]
+        assert db.private  # a world on a virtual clock owns its database (SQLite on the loop's thread)
         assert await runner.next_due() is None  # housekeeping never sets the pace of the clock
         assert await stack.advance("2d") == 1  # two midnights passed: the prune ran once, at the end
         [job] = await _prune_jobs(db)
