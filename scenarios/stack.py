@@ -162,6 +162,15 @@ class Stack:
     def service(self, name: str) -> Service:
         return self.running[name].app[SERVICE_KEY]
 
+    async def next_due(self) -> float | None:
+        """When something in the world is next due: a simulator's timer or a core job."""
+        due = [self.clock.next_due()]
+        if "core" in self.running:
+            from caas_core.api.app import RUNNER_KEY
+
+            due.append(await self.running["core"].app[RUNNER_KEY].next_due())
+        return min((d for d in due if d is not None), default=None)
+
     async def advance(self, duration: str | float) -> int:
         """Move every clock forward event by event; returns the number of events fired."""
         target = self.clock.now() + parse_duration(duration)

@@ -91,11 +91,7 @@ class StackCoordinator(_AdminMixin):
         return self.stack.clock.now()
 
     async def next_due(self) -> float | None:
-        from caas_core.api.app import RUNNER_KEY
-
-        runner = self.stack.running["core"].app[RUNNER_KEY]
-        due = [d for d in (self.stack.clock.next_due(), await runner.next_due()) if d is not None]
-        return min(due) if due else None
+        return await self.stack.next_due()
 
     async def advance_to(self, target: float) -> None:
         await self.stack.advance(max(0.0, target - self.now()))

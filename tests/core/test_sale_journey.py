@@ -97,8 +97,8 @@ class Api:
         return [n["template"] for n in body["notifications"] if n["channel"] == "email"]
 
 
-async def until(stack, api, sale_id, status, *, within="90d", step="1d"):
-    """Advance the world day by day until the sale reaches ``status``."""
+async def until(stack, api, sale_id, status, *, within="90d"):
+    """Advance the world event by event until the sale reaches ``status``."""
     from simulators.kit.durations import parse_duration
 
     deadline = stack.clock.now() + parse_duration(within)
@@ -106,7 +106,8 @@ async def until(stack, api, sale_id, status, *, within="90d", step="1d"):
         sale = await api.sale(sale_id)
         if sale["status"] == status:
             return sale
-        await stack.advance(step)
+        due = await stack.next_due()
+        await stack.advance(max(1.0, (deadline if due is None else min(due, deadline)) - stack.clock.now()))
     raise AssertionError(f"sale {sale_id} never reached {status}: {await api.sale(sale_id)}")
 
 
@@ -124,7 +125,7 @@ async def test_full_journey_from_sale_to_delivery_in_virtual_time(any_db_world):
     sale_id = await to_final_payment(stack, api)
     status, sale = await api.pay_final(sale_id)
     assert status == 200 and sale["status"] == "REGISTRATION", sale
-    sale = await until(stack, api, sale_id, "DELIVERED", within="30d", step="6h")
+    sale = await until(stack, api, sale_id, "DELIVERED", within="30d")
     assert sale["registration"]["status"] == "PLATE_ASSIGNED" and sale["registration"]["plateNumber"]
     days = (stack.clock.now() - start) / 86400
     assert 20 < days < 90, days
@@ -155,7 +156,7 @@ async def test_factory_down_at_reservation_the_order_is_queued_and_placed_when_i
     sale_id = await api.sell(dealership="k-unavailable")  # 503 on the first two attempts
     status, sale = await api.reserve(sale_id)
     assert status == 200 and sale["status"] == "ORDER_QUEUED" and sale["orderAttempts"] == 1
-    sale = await until(stack, api, sale_id, "ORDER_PLACED", within="1h", step="1m")
+    sale = await until(stack, api, sale_id, "ORDER_PLACED", within="1h")
     assert sale["orderAttempts"] == 3 and sale["orderId"]
     assert (await api.templates())[:3] == ["RESERVATION_REQUESTED", "ORDER_QUEUED", "ORDER_CONFIRMED"]
     orders = stack.running["factory"].app  # one order for the paid reservation, however many attempts
@@ -175,7 +176,7 @@ async def test_factory_down_longer_than_the_limit_suspends_sales_until_it_is_bac
     assert status == 503 and refused["type"].endswith("sales-suspended"), refused
     assert "SALES_SUSPENDED" in await dealership_templates(api)
     stack.service("factory").faults.clear()
-    await until(stack, api, sale_id, "ORDER_PLACED", within="2h", step="10m")
+    await until(stack, api, sale_id, "ORDER_PLACED", within="2h")
     assert "SALES_RESUMED" in await dealership_templates(api)
     await api.sell()  # sales are open again
 
@@ -249,7 +250,7 @@ async def registered(stack, api, country, tax_id=None, **kwargs):
 async def test_each_country_registers_the_vehicle_and_it_is_delivered(world, country):
     stack, api = world
     sale_id = await registered(stack, api, country)
-    sale = await until(stack, api, sale_id, "DELIVERED", within="30d", step="12h")
+    sale = await until(stack, api, sale_id, "DELIVERED", within="30d")
     assert sale["registration"]["status"] == "PLATE_ASSIGNED" and sale["registration"]["plateNumber"]
 
 
@@ -261,7 +262,7 @@ MAGIC = {"ES": ("00000001R", "00000002W", "00000003A"), "FR": ("0000000001001", 
 async def test_additional_information_is_supplied_and_the_registration_goes_on(world, country):
     stack, api = world
     sale_id = await registered(stack, api, country, tax_id=MAGIC[country][0])
-    sale = await until(stack, api, sale_id, "DELIVERED", within="30d", step="12h")
+    sale = await until(stack, api, sale_id, "DELIVERED", within="30d")
     events = [e["event"] for e in (await api.file(sale_id))["history"]]
     assert "REGISTRATION_INFO_PROVIDED" in events and sale["registration"]["status"] == "PLATE_ASSIGNED"
     assert "REGISTRATION_ADDITIONAL_INFO_REQUESTED" in await api.templates()
@@ -282,7 +283,7 @@ async def test_a_value_only_the_customer_has_goes_through_the_dealership_staff(w
     status, sale = await api.call("POST", f"/sales/{sale_id}/registration/additional-info", "k-mad",
                                   {"values": {"owner.driverLicense": "123456789012"}})
     assert status == 200, sale
-    await until(stack, api, sale_id, "DELIVERED", within="30d", step="12h")
+    await until(stack, api, sale_id, "DELIVERED", within="30d")
 
 
 @pytest.mark.parametrize("country", ["ES", "GB"])
@@ -300,7 +301,7 @@ async def test_rejected_registration_is_corrected_and_resubmitted(world, country
     status, sale = await api.call("POST", f"/sales/{sale_id}/registration/resubmission", "k-mad",
                                   {"customer": {"taxId": OWNERS[country][1]}})
     assert status == 202, sale
-    await until(stack, api, sale_id, "DELIVERED", within="30d", step="12h")
+    await until(stack, api, sale_id, "DELIVERED", within="30d")
 
 
 async def test_invalid_data_is_corrected_by_the_staff_and_resubmitted(world):
@@ -315,7 +316,7 @@ async def test_invalid_data_is_corrected_by_the_staff_and_resubmitted(world):
     status, sale = await api.call("POST", f"/sales/{sale_id}/registration/resubmission", "k-mad",
                                   {"customer": {"lastName": "García López"}})
     assert status == 202, sale
-    await until(stack, api, sale_id, "DELIVERED", within="30d", step="12h")  # the corrected data was submitted
+    await until(stack, api, sale_id, "DELIVERED", within="30d")  # the corrected data was submitted
 
 
 async def test_rejection_that_cannot_be_resolved_cancels_the_sale_with_a_full_refund(world):
@@ -348,7 +349,7 @@ async def test_registry_unavailable_falls_back_to_manual_submission(world, count
     status, sale = await api.call("POST", f"/sales/{sale_id}/registration/manual-completion", "k-mad",
                                   {"plateNumber": "AB-123-CD", "registrationDate": "2026-02-20"})
     assert status == 200 and sale["status"] == "READY_FOR_DELIVERY", sale
-    await until(stack, api, sale_id, "DELIVERED", within="10d", step="12h")
+    await until(stack, api, sale_id, "DELIVERED", within="10d")
 
 
 # --- delivery ---------------------------------------------------------------------------
@@ -356,7 +357,7 @@ async def test_registry_unavailable_falls_back_to_manual_submission(world, count
 async def test_customer_absent_the_vehicle_returns_and_is_collected_at_the_dealership(world):
     stack, api = world
     sale_id = await registered(stack, api, "ES", last_name="Absent")
-    await until(stack, api, sale_id, "AWAITING_COLLECTION", within="30d", step="12h")
+    await until(stack, api, sale_id, "AWAITING_COLLECTION", within="30d")
     assert "VEHICLE_RETURNED_PICKUP_REQUIRED" in await api.templates()
     status, sale = await api.call("POST", f"/sales/{sale_id}/handover", "k-mad")
     assert status == 200 and sale["status"] == "DELIVERED", sale
