@@ -4,9 +4,11 @@ in the same state, with the same money, as when each webhook arrives once and in
 Small and seeded in `make test`; CAAS_CHAOS_STACK_EXAMPLES=50 for the long form."""
 
 import asyncio
+import collections
 import os
 
 import aiohttp
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -77,7 +79,23 @@ async def journey(tmp_path, rules: dict, seed: int = 3) -> tuple[dict, dict]:
             report = await r.json()
         state = await snapshot(stack.running["core"].app[CORE_KEY].db)
         assert stack.violations() == []
+        if rules:
+            TALLY["examples"] += 1
+            journal = stack.journal()
+            TALLY.update(e["detail"]["action"] for e in journal if e["kind"] == "fault")
+            TALLY["webhook deliveries"] += sum(e["kind"] == "webhook" for e in journal)
     return state, report
+
+
+#: What the chaotic examples did, printed at the end (pytest -s): the long form's figures.
+TALLY: collections.Counter = collections.Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_tally():
+    yield
+    if TALLY:
+        print("\ndelivery chaos:", ", ".join(f"{what} {n}" for what, n in sorted(TALLY.items())))
 
 
 async def snapshot(db) -> dict:
