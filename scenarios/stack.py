@@ -183,7 +183,7 @@ class Stack:
         core_clock, jobs_runner = core_app[CORE_KEY].clock, core_app[RUNNER_KEY]
         fired = 0
         while True:
-            ran, core_due = await self._settle_with_core(jobs_runner, core_clock)
+            ran, core_due = await self._settle_with_core(jobs_runner)
             fired += ran
             due = [d for d in (self.clock.next_due(), core_due) if d is not None]
             if not due or min(due) > target:
@@ -195,9 +195,9 @@ class Stack:
         fired += await self.clock.advance_to(target)
         if target > core_clock.now():
             core_clock.move_to(target)
-        return fired + (await self._settle_with_core(jobs_runner, core_clock))[0]
+        return fired + (await self._settle_with_core(jobs_runner))[0]
 
-    async def _settle_with_core(self, jobs_runner, core_clock) -> tuple[int, float | None]:
+    async def _settle_with_core(self, jobs_runner) -> tuple[int, float | None]:
         """Run the core's jobs due now until nothing is busy; (jobs run, the core's next due
         time). Asking the queue whether a job is due costs one read (none on a private
         database that did not change), where a claim that finds nothing was a write

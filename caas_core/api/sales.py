@@ -193,54 +193,46 @@ def routes(app: web.Application, key: web.AppKey[Core], principal, correlation) 
 
     async def sale_file(request: web.Request) -> web.Response:
         core, sale = await allowed(request, customer=True, dealership=True)
-        sale_id = sale["id"]
-        return answer(await sales.file(core, sale_id))
+        return answer(await sales.file(core, sale["id"]))
 
     async def reserve(request: web.Request) -> web.Response:
         core, sale = await allowed(request, customer=True, dealership=False)
-        sale_id = sale["id"]
         body = _parse(PaymentRequest, await request.read())
-        return answer(await sales.pay_reservation(core, sale_id, body.paymentMethod.model_dump(), correlation(request)))
+        return answer(await sales.pay_reservation(core, sale["id"], body.paymentMethod.model_dump(), correlation(request)))
 
     async def final_payment(request: web.Request) -> web.Response:
         core, sale = await allowed(request, customer=True, dealership=False)
-        sale_id = sale["id"]
         body = _parse(PaymentRequest, await request.read())
-        return answer(await sales.pay_final(core, sale_id, body.paymentMethod.model_dump(), correlation(request)))
+        return answer(await sales.pay_final(core, sale["id"], body.paymentMethod.model_dump(), correlation(request)))
 
     async def additional_info(request: web.Request) -> web.Response:
         core, sale = await allowed(request, customer=False, dealership=True)
-        sale_id = sale["id"]
         body = _parse(InfoValues, await request.read())
-        await registration.provide_info(core, sale_id, body.values, correlation(request))
-        return answer(await sales.view(core, sale_id))
+        await registration.provide_info(core, sale["id"], body.values, correlation(request))
+        return answer(await sales.view(core, sale["id"]))
 
     async def resubmission(request: web.Request) -> web.Response:
         core, sale = await allowed(request, customer=False, dealership=True)
-        sale_id = sale["id"]
         body = _parse(Corrections, await request.read())
-        await registration.resubmit(core, sale_id, body.model_dump(mode="json", exclude_none=True),
+        await registration.resubmit(core, sale["id"], body.model_dump(mode="json", exclude_none=True),
                                     correlation(request))
-        return answer(await sales.view(core, sale_id), 202)
+        return answer(await sales.view(core, sale["id"]), 202)
 
     async def manual_completion(request: web.Request) -> web.Response:
         core, sale = await allowed(request, customer=False, dealership=True)
-        sale_id = sale["id"]
         body = _parse(ManualCompletion, await request.read())
-        await registration.record_manual(core, sale_id, body.plateNumber, body.registrationDate.isoformat())
-        return answer(await sales.view(core, sale_id))
+        await registration.record_manual(core, sale["id"], body.plateNumber, body.registrationDate.isoformat())
+        return answer(await sales.view(core, sale["id"]))
 
     async def cancel(request: web.Request) -> web.Response:
         core, sale = await allowed(request, customer=False, dealership=True)
-        sale_id = sale["id"]
         body = _parse(Cancellation, await request.read())
-        return answer(await sales.cancel(core, sale_id, body.reason, correlation(request)))
+        return answer(await sales.cancel(core, sale["id"], body.reason, correlation(request)))
 
     async def handover(request: web.Request) -> web.Response:
         core, sale = await allowed(request, customer=False, dealership=True)
-        sale_id = sale["id"]
-        await delivery.hand_over(core, sale_id)
-        return answer(await sales.view(core, sale_id))
+        await delivery.hand_over(core, sale["id"])
+        return answer(await sales.view(core, sale["id"]))
 
     async def dealership_notifications(request: web.Request) -> web.Response:
         who = principal(request)
