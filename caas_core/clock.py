@@ -1,15 +1,25 @@
 """The core's clock: real, virtual or scaled, as the simulators' (DESIGN.md).
 
 The core keeps no timers in memory: what is due later is a durable job with a
-run-at time in the database. So this clock only tells the time and moves; the
-job runner asks the database what is due and runs it as the clock passes it.
+run-at time in the database, which the job runner runs as the clock passes it.
+The one wait this clock holds is an upstream call's deadline (``within``): on a
+virtual clock it passes when the clock is moved past it, as an upstream holding
+its answer on the same clock (injected latency) answers when the clock gets
+there; ``next_due`` tells a world when the next deadline would pass.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import re
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
+from typing import TypeVar
+
+T = TypeVar("T")
 
 #: 2026-01-05T08:00:00Z, the simulators' default start of virtual time.
 DEFAULT_EPOCH = 1767600000.0
@@ -53,6 +63,10 @@ class CoreClock:
         self.scale = 1.0 if mode == "real" else scale
         self._base = time.time() if mode == "real" else (DEFAULT_EPOCH if start is None else float(start))
         self._anchor = time.monotonic()
+        self._deadlines: list[tuple[float, int, asyncio.Future]] = []
+        self._seq = itertools.count()
+        #: Calls waiting on an upstream's answer (``within``): parked, not busy (DESIGN.md).
+        self.parked = 0
 
     @classmethod
     def parse(cls, spec: str) -> CoreClock:
@@ -81,6 +95,42 @@ class CoreClock:
         if target > MAX_TIME:
             raise ClockError(f"cannot move the clock past {isoformat(MAX_TIME)}")
         self._base += target - now
+        while self._deadlines and self._deadlines[0][0] <= target:
+            expired = heapq.heappop(self._deadlines)[2]
+            if not expired.done():
+                expired.set_result(None)
+
+    def next_due(self) -> float | None:
+        """When the earliest deadline of a call still waiting passes (virtual time)."""
+        while self._deadlines and self._deadlines[0][2].done():
+            heapq.heappop(self._deadlines)
+        return self._deadlines[0][0] if self._deadlines else None
+
+    async def within(self, aw: Awaitable[T], timeout: float) -> T:
+        """``aw``'s result, or TimeoutError once ``timeout`` seconds of this virtual clock
+        have passed. It gives up after ``timeout`` real seconds too, as a real-time clock
+        would: a world that nobody moves must not hang its callers."""
+        call = asyncio.ensure_future(aw)
+        expired = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._deadlines, (self.now() + timeout, next(self._seq), expired))
+        self.parked += 1
+        try:
+            await asyncio.wait((call, expired), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        finally:
+            self.parked -= 1
+            if not expired.done():
+                expired.cancel()
+        if call.done():
+            return call.result()
+        call.cancel()
+        try:
+            await call
+        except asyncio.CancelledError:
+            pass
+        raise TimeoutError(f"no answer within {timeout:g} s")
 
     def describe(self) -> dict:
         return {"now": isoformat(self.now()), "epoch": self.now(), "mode": self.mode, "scale": self.scale}

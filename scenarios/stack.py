@@ -7,10 +7,12 @@ everything between them is real HTTP; they share one ``Clock`` so that
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
@@ -21,6 +23,8 @@ from simulators.kit.durations import parse_duration
 from simulators.kit.service import Service
 
 from .sink import WebhookSink
+
+T = TypeVar("T")
 
 #: name -> (module with create_app, default port), as DESIGN.md numbers them.
 SERVICES: dict[str, tuple[str, int]] = {
@@ -162,13 +166,19 @@ class Stack:
     def service(self, name: str) -> Service:
         return self.running[name].app[SERVICE_KEY]
 
+    def _core(self):
+        from caas_core.api.app import CORE_KEY, RUNNER_KEY
+
+        app = self.running["core"].app
+        return app[CORE_KEY], app[RUNNER_KEY]
+
     async def next_due(self) -> float | None:
-        """When something in the world is next due: a simulator's timer or a core job."""
+        """When something in the world is next due: a simulator's timer, a core job, or the
+        deadline of a call the core is waiting on."""
         due = [self.clock.next_due()]
         if "core" in self.running:
-            from caas_core.api.app import RUNNER_KEY
-
-            due.append(await self.running["core"].app[RUNNER_KEY].next_due())
+            core, runner = self._core()
+            due += [core.clock.next_due(), await runner.next_due()]
         return min((d for d in due if d is not None), default=None)
 
     async def advance(self, duration: str | float) -> int:
@@ -177,39 +187,71 @@ class Stack:
         if "core" not in self.running:
             return await self.clock.advance_to(target)
         # The core keeps its timers as durable jobs: step both clocks to whichever is due first.
-        from caas_core.api.app import CORE_KEY, RUNNER_KEY
-
-        core_app = self.running["core"].app
-        core_clock, jobs_runner = core_app[CORE_KEY].clock, core_app[RUNNER_KEY]
-        fired = 0
+        core, runner = self._core()
+        ran, fired = runner.ran, 0
         while True:
-            ran, core_due = await self._settle_with_core(jobs_runner)
-            fired += ran
-            due = [d for d in (self.clock.next_due(), core_due) if d is not None]
+            due = [d for d in (self.clock.next_due(), await self._settle_with_core(core, runner)) if d is not None]
             if not due or min(due) > target:
                 break
             step = max(min(due), self.clock.now())
             fired += await self.clock.advance_to(step)
-            if step > core_clock.now():
-                core_clock.move_to(step)
+            if step > core.clock.now():
+                core.clock.move_to(step)
         fired += await self.clock.advance_to(target)
-        if target > core_clock.now():
-            core_clock.move_to(target)
-        return fired + (await self._settle_with_core(jobs_runner))[0]
+        if target > core.clock.now():
+            core.clock.move_to(target)
+        await self._settle_with_core(core, runner)
+        return fired + runner.ran - ran
 
-    async def _settle_with_core(self, jobs_runner) -> tuple[int, float | None]:
-        """Run the core's jobs due now until nothing is busy; (jobs run, the core's next due
-        time). Asking the queue whether a job is due costs one read (none on a private
-        database that did not change), where a claim that finds nothing was a write
-        transaction: so the claim waits until a job is due."""
-        ran = 0
+    async def _settle_with_core(self, core, runner) -> float | None:
+        """Let the core work until nothing moves without the clock: no simulator or core
+        handler at work, no job due that could run. Returns when the core next needs the
+        clock: its next job, or the deadline of an upstream call it is waiting on.
+
+        Jobs run in the core's own serving task (kicked), so that one waiting on a peer
+        whose answer waits on the clock (injected latency) holds nothing here: it is parked,
+        as the clock's ``parked`` count says. Whether a job is due costs one read (none on a
+        private database that did not change), where a claim that finds nothing was a
+        write transaction."""
         while True:
             await self.clock.settle()
-            if await jobs_runner.has_due():
-                ran += await jobs_runner.run_due()
+            if self.clock.busy or self._core_at_work(core, runner):
                 continue
-            if jobs_runner.busy == 0 and self.clock.busy == 0:
-                return ran, await jobs_runner.next_due()
+            if not runner.passing and await runner.has_due():
+                if runner.serving:
+                    runner.kick()
+                else:
+                    await runner.run_due()
+                continue
+            # (a pass parked on a peer runs what falls due once its call returns)
+            jobs_due = None if runner.passing else await runner.next_due()
+            if self.clock.busy or self._core_at_work(core, runner):
+                continue  # something started while the queue was read
+            return min((d for d in (core.clock.next_due(), jobs_due) if d is not None), default=None)
+
+    def _core_at_work(self, core, runner) -> bool:
+        """A request or a pass over the queue is at work, not parked on a peer's answer. A
+        call counts as parked only as far as simulators hold answers on the clock: before
+        its peer holds it, its request may still be on the way to a peer not yet busy."""
+        return core.in_flight + runner.busy > min(core.clock.parked, self.clock.held)
+
+    async def during(self, call: Awaitable[T]) -> T:
+        """``call``'s result (a request into the world), moving the clocks whenever the
+        world waits on them meanwhile: a handler whose peer answers later on the clock, or
+        gives up at a deadline on it, answers when the clock gets there."""
+        task = asyncio.ensure_future(call)
+        while True:
+            if "core" in self.running:
+                due = [await self._settle_with_core(*self._core())]
+            else:
+                await self.clock.settle()
+                due = []
+            if task.done():
+                return task.result()
+            due = [d for d in (*due, self.clock.next_due()) if d is not None]
+            if not due:  # nothing on the clock will answer it: it ends on its own
+                return await task
+            await self.advance(max(0.0, min(due) - self.clock.now()))
 
     async def settle(self) -> None:
         await self.clock.settle()

@@ -78,13 +78,14 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
     async def start(app: web.Application) -> None:
         db = await Database.open(settings.database_url, sqlite_inline=settings.sqlite_inline)
         session = aiohttp.ClientSession()
-        client = lambda name, url: JsonClient(name, url, session, timeout=settings.request_timeout)
+        client = lambda name, url: JsonClient(name, url, session, timeout=settings.request_timeout, clock=clock)
         up = settings.upstreams
         core = Core(settings, clock, db, Catalogue.default(), RetryPolicy(
             attempts=settings.ota.attempts, backoff=settings.ota.backoff, attempt_timeout=settings.ota.attempt_timeout,
             deadline=settings.ota.api_down_deadline), IotClient(client("iot", up.iot)), VssClient(client("vss", up.vss)),
             PaymentsClient(client("payments", up.payments)),
-            FactoryClient(JsonClient("factory", up.factory, session, timeout=settings.factory.placement_timeout)),
+            FactoryClient(JsonClient("factory", up.factory, session, timeout=settings.factory.placement_timeout,
+                                     clock=clock)),
             {country: RegistryClient(client(f"registry-{name}", getattr(up, f"registry_{name}")))
              for country, name in (("ES", "es"), ("FR", "fr"), ("DE", "de"), ("GB", "uk"))})
         handlers = {**ota.handlers(core), **pruning.handlers(core)} | {kind: _bound(core, handler) for kind, handler in (
@@ -139,6 +140,8 @@ def _bound(core: Core, handler):
 
 @web.middleware
 async def _problems(request: web.Request, handler):
+    core = request.app[CORE_KEY]
+    core.in_flight += 1
     try:
         path = request.path
         if path.startswith("/caas/webhooks/"):  # read (so size-limited) by the receiver, which checks
@@ -158,6 +161,8 @@ async def _problems(request: web.Request, handler):
             raise
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return Problem(exc.status, exc.reason, headers=allow).response()
+    finally:
+        core.in_flight -= 1
 
 
 def _json(body, status: int = 200, headers: dict | None = None) -> web.Response:

@@ -5,8 +5,9 @@ something, and ends in one of three ways the retry policies understand: an
 answer, a rejection (4xx: retrying the same request cannot help) or
 unavailability (5xx, 429, timeout, connection refused: retry later).
 
-LIMITATION: timeouts are real time. In a virtual-time run, an upstream that
-holds a request on its clock answers when the coordinator moves that clock.
+Timeouts run on the core's clock: on a virtual clock a call's deadline passes when
+the world moves the clock past it (``CoreClock.within``), as an upstream holding its
+answer on the same clock (injected latency) answers when the clock gets there.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+
+from ..clock import CoreClock
 
 CORRELATION_HEADER = "X-Correlation-Id"
 
@@ -43,8 +46,10 @@ class Rejected(UpstreamError):
 
 
 class JsonClient:
-    def __init__(self, system: str, base_url: str, session: aiohttp.ClientSession, *, timeout: float):
+    def __init__(self, system: str, base_url: str, session: aiohttp.ClientSession, *, timeout: float,
+                 clock: CoreClock | None = None):
         self.system, self.base_url, self.session, self.timeout = system, base_url.rstrip("/"), session, timeout
+        self.on_clock = clock if clock is not None and clock.mode == "virtual" else None
 
     async def call(self, method: str, path: str, *, json: Any = None, correlation_id: str | None = None,
                    idempotency_key: str | None = None, timeout: float | None = None) -> Answer:
@@ -56,14 +61,20 @@ class JsonClient:
         data = None
         if json is not None:
             data, headers["Content-Type"] = orjson.dumps(json), "application/json"
-        try:
+        limit = timeout or self.timeout
+
+        async def exchange() -> tuple[bytes, int, dict[str, str]]:
+            # real and scaled time: aiohttp's own timeout, in real seconds
+            real = aiohttp.ClientTimeout(total=None if self.on_clock else limit)
             async with self.session.request(method, self.base_url + path, data=data, headers=headers,
-                                            timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as r:
-                raw = await r.read()
-                status, resp_headers = r.status, dict(r.headers)
+                                            timeout=real) as r:
+                return await r.read(), r.status, dict(r.headers)
+
+        try:
+            raw, status, resp_headers = await (self.on_clock.within(exchange(), limit) if self.on_clock
+                                               else exchange())
         except TimeoutError:
-            raise Unavailable(self.system, f"no answer to {method} {path} within {timeout or self.timeout:g} s") \
-                from None
+            raise Unavailable(self.system, f"no answer to {method} {path} within {limit:g} s") from None
         except aiohttp.ClientError as exc:
             raise Unavailable(self.system, f"{method} {path} failed: {type(exc).__name__}: {exc}") from None
         try:

@@ -32,6 +32,9 @@ class Core:
     factory: FactoryClient
     registries: dict[str, RegistryClient]  # by owner country: ES, FR, DE, GB
     kick: object = None  # set by the app: wakes the job runner after an enqueue for now
+    #: Requests being handled: with the clock's parked calls, what tells a world in virtual
+    #: time whether the core is still working on something.
+    in_flight: int = 0
 
     @staticmethod
     def new_id(prefix: str) -> str:

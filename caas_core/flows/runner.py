@@ -51,7 +51,9 @@ class JobRunner:
         self.db, self.clock, self.handlers = db, clock, handlers
         self.worker, self.batch, self.lanes = worker, batch, lanes
         self.housekeeping = housekeeping
-        self.busy = 0
+        self.busy = 0  # passes over the queue under way in this process
+        self.ran = 0  # jobs run since start
+        self.serving = False  # ``serve`` runs the queue (else whoever moves a virtual clock does)
         self._context = JobContext(db, clock)
         self._lock = asyncio.Lock()  # one pass over the queue at a time in this process
         self._wake = asyncio.Event()
@@ -61,20 +63,31 @@ class JobRunner:
         """Something was enqueued for now: run it without waiting for the next poll."""
         self._wake.set()
 
+    @property
+    def passing(self) -> bool:
+        """A pass over the queue is under way (claiming, or running what it claimed)."""
+        return self._lock.locked()
+
     async def run_due(self) -> int:
         """Run every job due now; returns how many ran."""
         ran = 0
         async with self._lock:
-            while True:
-                claimed = await jobs.claim_due(self.db, now=self.clock.now(), worker=self.worker, limit=self.batch)
-                if not claimed:
-                    return ran
-                if self.lanes > 1 and self.clock.mode != "virtual":
-                    await self._run_in_lanes(claimed)
-                else:  # virtual time: one at a time, so that a seeded run always unfolds the same way
-                    for job in claimed:
-                        await self._run(job)
-                ran += len(claimed)
+            self.busy += 1  # the whole pass: its claims are work too
+            try:
+                while True:
+                    claimed = await jobs.claim_due(self.db, now=self.clock.now(), worker=self.worker,
+                                                   limit=self.batch)
+                    if not claimed:
+                        return ran
+                    if self.lanes > 1 and self.clock.mode != "virtual":
+                        await self._run_in_lanes(claimed)
+                    else:  # virtual time: one at a time, so that a seeded run always unfolds the same way
+                        for job in claimed:
+                            await self._run(job)
+                    ran += len(claimed)
+                    self.ran += len(claimed)
+            finally:
+                self.busy -= 1
 
     async def _run_in_lanes(self, claimed: list[jobs.Job]) -> None:
         """Real and scaled time: the claimed jobs run side by side, one lane per correlation
@@ -104,7 +117,6 @@ class JobRunner:
 
     async def _run(self, job: jobs.Job) -> None:
         handler = self.handlers.get(job.kind)
-        self.busy += 1
         try:
             if handler is None:
                 raise LookupError(f"no handler for job kind {job.kind!r}")
@@ -117,8 +129,6 @@ class JobRunner:
                 else:
                     await jobs.retry(conn, job.id, run_at=self.clock.now() + ERROR_RETRY_DELAY,
                                      error=f"{type(exc).__name__}: {exc}")
-        finally:
-            self.busy -= 1
 
     async def next_due(self) -> float | None:
         """When the next job that sets the pace of the clock (housekeeping aside) falls due."""
@@ -156,16 +166,20 @@ class JobRunner:
     async def serve(self, stop: asyncio.Event) -> None:
         """Run jobs as they fall due until ``stop`` is set. In virtual time only what is due
         now runs here (enqueued for now, or reached by ``advance_to``): the clock waits."""
-        while not stop.is_set():
-            self._wake.clear()
-            await self.run_due()
-            wait = POLL_INTERVAL
-            if self.clock.mode != "virtual":  # (a virtual clock's due times wait for advance_to)
-                due = await self.next_due()
-                if due is not None:
-                    wait = min(wait, max(0.0, (due - self.clock.now()) / self.clock.scale))
-            stopping = asyncio.ensure_future(stop.wait())
-            waking = asyncio.ensure_future(self._wake.wait())
-            await asyncio.wait({stopping, waking}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            waking.cancel()
+        self.serving = True
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                await self.run_due()
+                wait = POLL_INTERVAL
+                if self.clock.mode != "virtual":  # (a virtual clock's due times wait for advance_to)
+                    due = await self.next_due()
+                    if due is not None:
+                        wait = min(wait, max(0.0, (due - self.clock.now()) / self.clock.scale))
+                stopping = asyncio.ensure_future(stop.wait())
+                waking = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({stopping, waking}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                waking.cancel()
+        finally:
+            self.serving = False

@@ -16,13 +16,16 @@ and journals; they differ in how time moves:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
 from simulators.client import AdminClient, AdminError
 from simulators.kit.clock import Clock, isoformat, parse_datetime
+
+T = TypeVar("T")
 
 #: Real-time quiet period across processes: this many polls in a row with
 #: nothing busy and nothing newly due, this far apart.
@@ -42,6 +45,7 @@ class Coordinator(Protocol):
     def now(self) -> float: ...
     async def next_due(self) -> float | None: ...
     async def advance_to(self, target: float) -> None: ...
+    async def during(self, call: Awaitable[T]) -> T: ...
     def admin(self, service: str) -> AdminClient: ...
     async def collection_cases(self) -> list[dict] | None: ...
     async def close(self) -> None: ...
@@ -95,6 +99,9 @@ class StackCoordinator(_AdminMixin):
 
     async def advance_to(self, target: float) -> None:
         await self.stack.advance(max(0.0, target - self.now()))
+
+    async def during(self, call: Awaitable[T]) -> T:
+        return await self.stack.during(call)
 
     async def collection_cases(self) -> list[dict] | None:
         from sqlalchemy import select
@@ -189,6 +196,10 @@ class RemoteCoordinator(_AdminMixin):
             if step >= target:
                 await self._quiet()
                 return
+
+    async def during(self, call: Awaitable[T]) -> T:
+        # Each process keeps its own clock: a call waiting on one ends at its real-time limit.
+        return await call
 
     async def collection_cases(self) -> list[dict] | None:
         return None  # not on the core's API: only an in-process world can read them

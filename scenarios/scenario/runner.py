@@ -263,9 +263,11 @@ class Play:
                               "path": path, **({"poll": True} if poll else {})})
         if data is not None:
             headers = {**headers, "Content-Type": "application/json"}
-        async with self.world.session.request(method, url, data=data, headers=headers) as r:
-            raw = await r.read()
-            status = r.status
+        async def exchange() -> tuple[bytes, int]:
+            async with self.world.session.request(method, url, data=data, headers=headers) as r:
+                return await r.read(), r.status
+
+        raw, status = await self.world.during(exchange())
         try:
             answer = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:

@@ -211,7 +211,7 @@ async def _apply(service: Service, op: Operation, handler: Handler, call: Call, 
     phase = rule.params.get("phase") if rule else None  # http_error, timeout, reset
     if action == "latency":
         jitter = rule.rng.uniform(0, rule.params.get("jitter_ms", 0))
-        await service.clock.sleep((rule.params["ms"] + jitter) / 1000, owner=service.name)
+        await service.clock.hold((rule.params["ms"] + jitter) / 1000, owner=service.name)
     elif phase == "before":
         return await _transport_fault(service, rule, request)
     response = await _idempotent(service, op, handler, call, request, raw)
@@ -232,7 +232,7 @@ async def _transport_fault(service: Service, rule: FaultRule, request: web.Reque
                        kind="injected-fault", ruleId=rule.id,
                        headers={"Retry-After": str(int(retry))} if retry is not None else None)
     if rule.action == "timeout":
-        await service.clock.sleep(params["seconds"], owner=service.name)
+        await service.clock.hold(params["seconds"], owner=service.name)
     _reset_connection(request)
     raise _Dropped
 

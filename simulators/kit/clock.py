@@ -84,6 +84,7 @@ class Clock:
         self._seq = itertools.count()
         self._busy = 0
         self._busy_by_owner: dict[str, int] = {}
+        self.held = 0  # requests whose answer is held on this clock (``hold``)
         self._armed: asyncio.TimerHandle | None = None
         self._tasks: dict[str, set[asyncio.Task]] = {}
 
@@ -182,8 +183,20 @@ class Clock:
         finally:
             timer.cancel()
 
-    async def wait_for(self, aw: Awaitable[T], timeout: float, owner: str | None = None) -> T:
-        """``asyncio.wait_for`` whose deadline is a clock timer (seen by next_due)."""
+    async def hold(self, delay: float, owner: str | None = None) -> None:
+        """``sleep`` for a request whose answer is held on the clock (injected latency or
+        timeout), counted in ``held``: a caller in the same world waiting on such an answer
+        is parked on the clock, where before the hold its request may still be on its way."""
+        self.held += 1
+        try:
+            await self.sleep(delay, owner)
+        finally:
+            self.held -= 1
+
+    async def wait_for(self, aw: Awaitable[T], timeout: float, owner: str | None = None, *,
+                       park: bool = True) -> T:
+        """``asyncio.wait_for`` whose deadline is a clock timer (seen by next_due). The
+        waiting task is parked (not busy) unless ``park`` is false."""
         task = asyncio.ensure_future(aw)
         timed_out = False
 
@@ -195,7 +208,7 @@ class Clock:
 
         timer = self.call_later(timeout, expire, owner=owner, waiter=True)
         try:
-            with self.parked():
+            with self.parked() if park else contextlib.nullcontext():
                 return await task
         except asyncio.CancelledError:
             if timed_out:

@@ -164,7 +164,10 @@ class WebhookDispatcher:
         status: int | None = None
         error: str | None = None
         try:
-            status = await self.clock.wait_for(self._post(delivery.url, delivery.body, headers), self.attempt_timeout)
+            # Busy until answered, not parked: receivers in the world answer off the clock, and
+            # until one sees the request its bytes are on the way, where a settle cannot see them.
+            status = await self.clock.wait_for(self._post(delivery.url, delivery.body, headers), self.attempt_timeout,
+                                               park=False)
         except TimeoutError:
             error = f"no answer within {self.attempt_timeout:g} s"
         except (aiohttp.ClientError, OSError) as exc:

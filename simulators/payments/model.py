@@ -197,7 +197,7 @@ class PaymentsModel:
         self._event(p, "INITIATED", amount=p.amount)
         if self.settings.authorization_latency > 0:
             # The issuer's answer takes time: GET shows INITIATED meanwhile.
-            await self.service.clock.sleep(self.settings.authorization_latency, owner=self.service.name)
+            await self.service.clock.hold(self.settings.authorization_latency, owner=self.service.name)
             if self.payments.get(p.id) is not p:
                 raise ProblemError(503, "Payment gateway unavailable", "the gateway was reset during authorization",
                                    kind="unavailable", headers={"Retry-After": "1"})
