@@ -248,6 +248,8 @@ class Stack:
                 due = []
             if task.done():
                 return task.result()
+            if not self.clock.held:  # on its way, or being answered: nothing waits on the clock
+                continue
             due = [d for d in (*due, self.clock.next_due()) if d is not None]
             if not due:  # nothing on the clock will answer it: it ends on its own
                 return await task
