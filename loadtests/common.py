@@ -57,6 +57,16 @@ def _options(parser) -> None:
                        default=120.0, help="wall seconds after which a purchase not yet ACTIVE counts as failed")
 
 
+def options(environment):
+    """The options as locust parsed them; their defaults (and CAAS_LOAD_* variables) when it
+    parsed no command line, as for a user class run from a library: one place for defaults."""
+    if environment is not None and environment.parsed_options is not None:
+        return environment.parsed_options
+    from locust.argument_parser import get_parser
+
+    return get_parser().parse_args([])
+
+
 def sign(secret: str, webhook_id: str, body: bytes) -> dict[str, str]:
     """Standard Webhooks headers for ``body``, signed now (wall time, as the spec wants)."""
     now = datetime.fromtimestamp(int(time.time()), tz=UTC)

@@ -20,6 +20,7 @@ import math
 import locust  # noqa: F401  first: gevent must patch ssl before anything imports it
 from locust import FastHttpUser, LoadTestShape, between, events, task
 
+from loadtests import common
 from loadtests.ota import ServiceBuyer
 from loadtests.sales import SaleMaker
 from loadtests.webhooks import WebhookSender
@@ -43,9 +44,9 @@ class Browser(FastHttpUser):
     wait_time = between(0.5, 2.0)
 
     def on_start(self) -> None:
-        options = self.environment.parsed_options
-        self.customer = options.caas_customer if options else "c-1"
-        self.headers = {"Authorization": f"Bearer {options.caas_api_key if options else 'dev-customer'}"}
+        options = common.options(self.environment)
+        self.customer = options.caas_customer
+        self.headers = {"Authorization": f"Bearer {options.caas_api_key}"}
 
     @task(3)
     def catalogue(self) -> None:
@@ -64,9 +65,8 @@ class DayShape(LoadTestShape):
     """Users and the mix per moment of the compressed day; stops at its end."""
 
     def tick(self):
-        options = self.runner.environment.parsed_options if self.runner else None
-        length = options.caas_day_length if options else 300.0
-        peak = options.caas_peak_users if options else 20
+        options = common.options(self.runner.environment if self.runner else None)
+        length, peak = options.caas_day_length, options.caas_peak_users
         elapsed = self.get_run_time()
         if elapsed >= length:
             return None

@@ -65,12 +65,10 @@ class ServiceBuyer(FastHttpUser):
     wait_time = constant(0)
 
     def on_start(self) -> None:
-        options = self.environment.parsed_options
-        self.key = options.caas_api_key if options else "dev-customer"
-        self.customer = options.caas_customer if options else "c-1"
-        self.poll = options.caas_poll_interval if options else 0.25
-        self.timeout = options.caas_activation_timeout if options else 120.0
-        seed = options.caas_seed if options else 0
+        options = common.options(self.environment)
+        self.key, self.customer = options.caas_api_key, options.caas_customer
+        self.poll, self.timeout = options.caas_poll_interval, options.caas_activation_timeout
+        seed = options.caas_seed
         number = next(_users)
         worker = getattr(self.environment.runner, "worker_index", 0) or 0
         # disjoint vehicles per user and per worker process: one purchase per vehicle and service

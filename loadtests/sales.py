@@ -18,7 +18,7 @@ import locust  # noqa: F401  first: gevent must patch ssl before anything import
 import orjson
 from locust import FastHttpUser, between, events, task
 
-from loadtests import common  # noqa: F401  its options (customer key, seed)
+from loadtests import common
 from loadtests.bodies import BodyFactory, request_example
 
 SALES = "/sales"
@@ -40,11 +40,10 @@ class SaleMaker(FastHttpUser):
     wait_time = between(1.0, 3.0)
 
     def on_start(self) -> None:
-        options = self.environment.parsed_options
-        self.customer = options.caas_customer if options else "c-1"
-        customer_key = options.caas_api_key if options else "dev-customer"
-        dealership_key = options.caas_dealership_key if options else "dev-dealership"
-        self.bodies = BodyFactory((options.caas_seed if options else 0) + next(_users))
+        options = common.options(self.environment)
+        self.customer = options.caas_customer
+        customer_key, dealership_key = options.caas_api_key, options.caas_dealership_key
+        self.bodies = BodyFactory(options.caas_seed + next(_users))
         example = request_example("core", "post", SALES)
         owner = {k: v for k, v in example["customer"].items() if k not in FAKED}
         self.plan = {**example, "customer": {**owner, "customerId": self.customer}}

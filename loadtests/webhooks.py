@@ -28,11 +28,10 @@ class WebhookSender(FastHttpUser):
     wait_time = constant(0)
 
     def on_start(self) -> None:
-        options = self.environment.parsed_options
-        self.secret = options.caas_webhook_secret if options else common.DEVELOPMENT_SECRET
-        self.duplicate_share = options.caas_duplicate_share if options else 0.05
-        self.reorder_share = options.caas_reorder_share if options else 0.05
-        seed = (options.caas_seed if options else 0) * 1000 + id(self) % 1000
+        options = common.options(self.environment)
+        self.secret = options.caas_webhook_secret
+        self.duplicate_share, self.reorder_share = options.caas_duplicate_share, options.caas_reorder_share
+        seed = options.caas_seed * 1000 + id(self) % 1000
         self.rng = random.Random(seed)
         factory = BodyFactory(seed)
         self.bodies = {
