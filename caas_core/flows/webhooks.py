@@ -71,6 +71,7 @@ class GroupCommit:
     async def _flush(self) -> None:
         try:
             while self.pending:
+                await self._gather()
                 batch, self.pending = self.pending[:self.MAX_BATCH], self.pending[self.MAX_BATCH:]
                 try:
                     new = await self._commit(batch)
@@ -95,6 +96,17 @@ class GroupCommit:
                     self.core.wake()
         finally:
             self.flushing = None
+
+    async def _gather(self) -> None:
+        """Let the event loop turn while each turn brings more webhooks: those whose requests
+        were read in the same turns join this batch instead of waiting for the next commit.
+        A commit costs about as much as eight webhooks' rows, so under load batches of 10
+        cost 20 % more CPU per webhook than batches of 30; a lone webhook waits one turn."""
+        while len(self.pending) < self.MAX_BATCH:
+            waiting = len(self.pending)
+            await asyncio.sleep(0)
+            if len(self.pending) == waiting:
+                return
 
     async def _commit(self, batch) -> set[tuple[str, str]]:
         now = self.core.clock.now()

@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from . import inline_sqlite
+from .sqlite_batches import BatchConnection, in_transaction
 from .schema import metadata
 
 DEFAULT_URL = "sqlite+aiosqlite:///caas.db"
@@ -253,6 +254,7 @@ class Database:
         self._lock = asyncio.Lock() if self._sqlite else None
         self._owner: asyncio.Task | None = None  # the task holding _lock
         self._batch_conn: AsyncConnection | None = None  # see _batch_driver
+        self._batches: BatchConnection | None = None  # see run_sqlite_transaction
 
     @classmethod
     async def open(
@@ -310,43 +312,36 @@ class Database:
 
     async def run_sqlite_transaction(self, work: Callable[[Any], T]) -> T:
         """SQLite only: ``work(sqlite3_connection)`` inside one ``BEGIN IMMEDIATE`` ..
-        ``COMMIT``, all in a single call on the driver's thread; its result once committed.
+        ``COMMIT``, all in one call; its result once committed.
 
         For hot paths made of a few plain statements (webhook group commit): through
         SQLAlchemy and aiosqlite every statement, BEGIN and COMMIT is a hop to the
         driver's thread and back through the event loop, which costs far more CPU than
-        SQLite itself (see the README's benchmark notes). Here a transaction costs one
-        hop. Same discipline as ``transaction``: the in-process writer lock is held, and
-        any error rolls back and propagates.
+        SQLite itself (see the README's benchmark notes). A file runs the whole
+        transaction on the event loop's thread (``sqlite_batches``); a private or
+        in-memory database on its pooled connection, one hop at most. Same discipline
+        as ``transaction``: the in-process writer lock is held, and any error rolls back
+        and propagates.
         """
         if not self._sqlite:
             raise RuntimeError("run_sqlite_transaction needs a SQLite database")
         async with self._serialized(False):
-            driver = await self._batch_driver()
-
-            def run() -> T:
-                sqlite = driver._conn  # the sqlite3.Connection, used on its own thread only
-                sqlite.execute("BEGIN IMMEDIATE")
-                try:
-                    result = work(sqlite)
-                    sqlite.execute("COMMIT")
-                except BaseException:
-                    if sqlite.in_transaction:
-                        sqlite.execute("ROLLBACK")
-                    raise
-                return result
-
-            # aiosqlite's own "run this on the connection's thread" (what its execute,
-            # commit and cursor methods are made of): not public, pinned by a test.
             try:
-                return await driver._execute(run)
+                if not self._memory and not self.private:  # a file served on aiosqlite's threads
+                    if self._batches is None:
+                        self._batches = BatchConnection(self.engine.url.database, BUSY_TIMEOUT_MS)
+                    return await self._batches.run(work)
+                driver = await self._batch_driver()
+                # aiosqlite's own "run this on the connection's thread" (in place for an
+                # inline connection): not public, pinned by a test.
+                return await driver._execute(lambda: in_transaction(driver._conn, work))
             finally:
                 self.writes += 1
 
     async def _batch_driver(self) -> Any:
-        """The aiosqlite connection of ``run_sqlite_transaction``, checked out of the pool
-        once and kept until ``close``: a checkout per batch cost a pool reset (a ROLLBACK,
-        another hop) at every check-in."""
+        """The aiosqlite connection of ``run_sqlite_transaction`` on an in-memory or inline
+        database, checked out of the pool once and kept until ``close``: a checkout per
+        batch cost a pool reset (a ROLLBACK) at every check-in."""
         if self._batch_conn is None:
             conn = await _connect(self.engine)
             self._batch_conn = conn
@@ -372,6 +367,9 @@ class Database:
                 self._owner = None
 
     async def close(self) -> None:
+        if self._batches is not None:
+            batches, self._batches = self._batches, None
+            await batches.close()
         if self._batch_conn is not None:
             conn, self._batch_conn = self._batch_conn, None
             await conn.close()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,11 +62,21 @@ def new_job_id(kind: str) -> str:
     time-ordered (48 bits of wall-clock milliseconds, a counter, then 64 random bits), so
     new rows land at the right edge of the primary-key index instead of on a random page:
     with random ids every commit of a webhook batch dirtied a page per job, and SQLite's
-    CPU per job was almost twice as high (see the README's benchmark notes).
+    CPU per job was almost twice as high (see the README's benchmark notes). The random
+    bits only keep processes apart: a generator of this module's own, seeded from the
+    system once per process, not a system call per id.
     """
+    return f"{_initials(kind)}_{_next_stamp():016x}{_random.getrandbits(64):016x}"
+
+
+_random = random.Random()  # not the global one: a seeded test or scenario must not make two processes agree
+os.register_at_fork(after_in_child=_random.seed)
+
+
+@functools.lru_cache(maxsize=256)
+def _initials(kind: str) -> str:
     words = [w for w in kind.replace(".", "_").replace("-", "_").split("_") if w]
-    initials = "".join(w[0] for w in words).lower() or "job"
-    return f"{initials}_{_next_stamp():016x}{os.urandom(8).hex()}"
+    return "".join(w[0] for w in words).lower() or "job"
 
 
 _last_stamp = 0

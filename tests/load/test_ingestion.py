@@ -69,6 +69,29 @@ async def test_concurrent_deliveries_are_recorded_once_with_one_job(db):
     assert await group.submit("iot", "msg_3", "{}", None) is False
 
 
+async def test_webhooks_arriving_turn_after_turn_share_one_commit(db):
+    core, _ = _core(db)
+    group = webhooks.GroupCommit(core)
+    batches = []
+    commit = group._commit
+
+    async def counted(batch):
+        batches.append(len(batch))
+        return await commit(batch)
+
+    group._commit = counted
+
+    async def arrive(turn: int) -> bool:  # as requests read in successive turns of the loop
+        for _ in range(turn):
+            await asyncio.sleep(0)
+        return await group.submit("iot", f"msg_{turn}", "{}", None)
+
+    assert all(await asyncio.gather(*(arrive(turn) for turn in range(8))))
+    assert batches == [8]
+    assert await group.submit("iot", "msg_lone", "{}", None)  # a turn brings nothing more: committed alone
+    assert batches == [8, 1]
+
+
 async def test_a_failed_commit_acknowledges_nothing(db):
     core, _ = _core(db)
     group = webhooks.GroupCommit(core)

@@ -3,7 +3,8 @@ import asyncio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from caas_core.store import jobs
 from caas_core.store.db import Database, create_engine
@@ -175,6 +176,16 @@ async def test_retry_fail_complete(db):
         assert not await jobs.fail(conn, a, "too late")
     assert {s: await jobs.count(db, s) for s in JOB_STATUSES} == {
         "pending": 0, "running": 1, "done": 1, "failed": 2, "cancelled": 0}
+
+
+async def test_the_database_refuses_a_status_outside_the_known_ones(db):
+    job = await _enqueue(db)
+    for status in JOB_STATUSES:  # each known one is accepted
+        async with db.transaction() as conn:
+            await conn.execute(update(jobs_table).where(jobs_table.c.id == job).values(status=status))
+    with pytest.raises(IntegrityError):
+        async with db.transaction() as conn:
+            await conn.execute(update(jobs_table).where(jobs_table.c.id == job).values(status="Pending"))
 
 
 async def test_cancel_by_kind_or_dedupe_key_touches_only_pending_jobs(db):

@@ -1,0 +1,111 @@
+"""Batch transactions on a SQLite file, run on the event loop's thread (webhook group commit).
+
+A batch of webhooks is a handful of plain statements (``Database.run_sqlite_transaction``).
+On aiosqlite's thread each batch cost a hop there and back through the event loop, about
+an eighth of a webhook's CPU on an ingesting core (the README's benchmark notes). Here a
+batch runs in place, on a ``sqlite3`` connection of its own. What would make that stall
+every request of the process is kept off the loop:
+
+- **Checkpoints.** SQLite copies the write-ahead log into the database (and syncs it)
+  inside the commit that crosses ``wal_autocheckpoint``. That is off on this connection;
+  a passive checkpoint, which never blocks a writer, runs on a worker thread every
+  ``CHECKPOINT_EVERY`` commits instead. The core's other connections keep theirs.
+- **Another process's write lock.** ``BEGIN IMMEDIATE`` is tried without waiting; when
+  another process holds the lock, the batch runs on a worker thread, waiting on the busy
+  timeout there, as before. Inside the process writers never meet: ``Database``
+  serializes SQLite transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: Commits between passive checkpoints: about SQLite's default of 1,000 log pages for
+#: batches of 8-16 webhooks.
+CHECKPOINT_EVERY = 128
+
+
+def in_transaction(sqlite: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], *, begun: bool = False) -> T:
+    """``work(sqlite)`` in a write transaction (``BEGIN IMMEDIATE`` unless ``begun``), committed;
+    rolled back on any error, which propagates."""
+    if not begun:
+        sqlite.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(sqlite)
+        sqlite.execute("COMMIT")
+    except BaseException:
+        if sqlite.in_transaction:
+            sqlite.execute("ROLLBACK")
+        raise
+    return result
+
+
+class BatchConnection:
+    """One SQLite file's batch writer. Not safe for concurrent use: the caller holds the
+    database's writer lock around ``run``."""
+
+    def __init__(self, path: str, busy_timeout_ms: int) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self.commits = 0
+        self._sqlite = self._connect()
+        self._sqlite.execute("PRAGMA busy_timeout=0")  # in place: never wait on another process
+        self._sqlite.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run on a thread (see above)
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpointing: asyncio.Future | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        # check_same_thread=False: the contended path and checkpoints use a worker thread,
+        # one at a time.
+        sqlite = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        sqlite.execute("PRAGMA journal_mode=WAL")
+        sqlite.execute("PRAGMA synchronous=NORMAL")
+        return sqlite
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(connection)`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT``; its result once
+        committed. Any error rolls back and propagates."""
+        try:
+            self._sqlite.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            result = await asyncio.to_thread(self._run_waiting, work)
+        else:
+            result = in_transaction(self._sqlite, work, begun=True)
+        self.commits += 1
+        if self.commits % CHECKPOINT_EVERY == 0 and self._checkpointing is None:
+            self._checkpointing = asyncio.ensure_future(asyncio.to_thread(self._checkpoint))
+            self._checkpointing.add_done_callback(self._checkpointed)
+        return result
+
+    def _run_waiting(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        self._sqlite.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+        try:
+            return in_transaction(self._sqlite, work)
+        finally:
+            self._sqlite.execute("PRAGMA busy_timeout=0")
+
+    def _checkpoint(self) -> None:
+        if self._checkpointer is None:
+            self._checkpointer = self._connect()
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _checkpointed(self, done: asyncio.Future) -> None:
+        self._checkpointing = None
+        if not done.cancelled() and done.exception() is not None:  # the next one catches up: nothing is lost
+            log.warning("WAL checkpoint of %s failed: %s", self.path, done.exception())
+
+    async def close(self) -> None:
+        if self._checkpointing is not None:
+            await asyncio.wait([self._checkpointing])
+        self._sqlite.close()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
