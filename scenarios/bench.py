@@ -416,6 +416,34 @@ async def _count_active(database: str) -> int:
             purchases.c.status == "ACTIVE")))
 
 
+#: The HTTP exchanges between the stack's own services per activation, besides the purchase
+#: request itself: the charge, the OTA push and the status callback.
+OTA_EXCHANGES = 3
+
+
+def exchange_cpu(connections: int, requests: int = 4000) -> float:
+    """µs of CPU of one HTTP exchange through aiohttp's client (what the core and the
+    simulators call each other with) and a bare aiohttp JSON POST handler, client and
+    server together: the unit an OTA activation is made of, measured on this machine."""
+    import aiohttp
+
+    body = orjson.dumps(OTA_STATUS)
+
+    async def load(url: str, count: int) -> None:
+        async with aiohttp.ClientSession() as session:
+            async def worker(n: int) -> None:
+                for _ in range(n):
+                    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as answer:
+                        await answer.read()
+            await asyncio.gather(*(worker(count // connections) for _ in range(connections)))
+
+    with Servers("post") as servers:
+        asyncio.run(load(servers.url + "/x", requests // 4))  # warm-up
+        client0, server0 = time.process_time(), servers.cpu()
+        asyncio.run(load(servers.url + "/x", requests))
+        return (time.process_time() - client0 + servers.cpu() - server0) / (requests // connections * connections) * 1e6
+
+
 def bench_ota(purchases: int, connections: int, postgres: str, baseline_rps: float, baseline_cpu: float | None, *,
               scale: float = 20.0, timeout: float = 120.0) -> Comparison:
     """``purchases`` sales of heated seats (no maintenance gate) on always-online vehicles,
@@ -457,6 +485,12 @@ def bench_ota(purchases: int, connections: int, postgres: str, baseline_rps: flo
             f"max {latencies[-1]:.2f}")
     if sent.errors({201}):
         comparison.notes.append(f"answers other than 201: {sent.statuses}")
+    if baseline_cpu:
+        exchange = exchange_cpu(connections)
+        comparison.notes.append(
+            f"ceiling of HTTP alone: one aiohttp client-to-server exchange costs {exchange:.0f} µs of CPU here; an "
+            f"activation's purchase plus its {OTA_EXCHANGES} exchanges, with no database and no logic, would reach "
+            f"capacity {baseline_cpu / (baseline_cpu + OTA_EXCHANGES * exchange):.2f}")
     return comparison
 
 

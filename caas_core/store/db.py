@@ -42,8 +42,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from . import inline_sqlite
-from .sqlite_batches import BatchConnection, in_transaction
 from .schema import metadata
+from .sqlite_batches import BatchConnection, in_transaction
 
 DEFAULT_URL = "sqlite+aiosqlite:///caas.db"
 BUSY_TIMEOUT_MS = 10_000

@@ -133,8 +133,13 @@ class BackgroundStack:
         self.thread = threading.Thread(target=self.loop.run_forever, name="caas-stack", daemon=True)
 
     def start(self) -> None:
+        from caas_core.store.db import DatabaseUnavailable
+
         self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.stack.start(), self.loop).result(timeout=60)
+        try:
+            asyncio.run_coroutine_threadsafe(self.stack.start(), self.loop).result(timeout=60)
+        except DatabaseUnavailable as exc:  # stopped by the caller, as on any failure
+            raise CliError(f"the core cannot open its database: {exc}") from None
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.stack.stop(), self.loop).result(timeout=60)
