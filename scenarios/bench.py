@@ -422,26 +422,40 @@ OTA_EXCHANGES = 3
 
 
 def exchange_cpu(connections: int, requests: int = 4000) -> float:
-    """µs of CPU of one HTTP exchange through aiohttp's client (what the core and the
-    simulators call each other with) and a bare aiohttp JSON POST handler, client and
-    server together: the unit an OTA activation is made of, measured on this machine."""
+    """µs of CPU of one HTTP exchange between two services of one process, as in the
+    bench's stack: aiohttp's client (what the core and the simulators call each other
+    with) and the bare aiohttp JSON POST handler on one event loop, client and server
+    together. The unit an OTA activation is made of, measured on this machine."""
     import aiohttp
+    from aiohttp import web
+
+    from .bench_server import post_app
 
     body = orjson.dumps(OTA_STATUS)
 
-    async def load(url: str, count: int) -> None:
-        async with aiohttp.ClientSession() as session:
-            async def worker(n: int) -> None:
-                for _ in range(n):
-                    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as answer:
-                        await answer.read()
-            await asyncio.gather(*(worker(count // connections) for _ in range(connections)))
+    async def measure() -> float:
+        runner = web.AppRunner(post_app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/x"
+        try:
+            async with aiohttp.ClientSession() as session:
+                async def worker(count: int) -> None:
+                    for _ in range(count):
+                        async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as answer:
+                            await answer.read()
 
-    with Servers("post") as servers:
-        asyncio.run(load(servers.url + "/x", requests // 4))  # warm-up
-        client0, server0 = time.process_time(), servers.cpu()
-        asyncio.run(load(servers.url + "/x", requests))
-        return (time.process_time() - client0 + servers.cpu() - server0) / (requests // connections * connections) * 1e6
+                per_worker = requests // connections
+                await asyncio.gather(*(worker(per_worker // 4) for _ in range(connections)))  # warm-up
+                started = time.process_time()
+                await asyncio.gather(*(worker(per_worker) for _ in range(connections)))
+                return (time.process_time() - started) / (per_worker * connections) * 1e6
+        finally:
+            await runner.cleanup()
+
+    with asyncio.Runner(loop_factory=bench_client.loop_factory()) as runner:
+        return runner.run(measure())
 
 
 def bench_ota(purchases: int, connections: int, postgres: str, baseline_rps: float, baseline_cpu: float | None, *,

@@ -114,13 +114,16 @@ async def run(url: str, make: RequestMaker, *, duration: float, connections: int
     return result
 
 
-def run_blocking(url: str, make: RequestMaker, *, duration: float, connections: int,
-                 total: int | None = None) -> Result:
+def loop_factory():
+    """uvloop's event loop when installed (as the servers under test run), else asyncio's."""
     try:
         import uvloop
     except ImportError:
-        factory = None
-    else:
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
+        return None
+    return uvloop.new_event_loop
+
+
+def run_blocking(url: str, make: RequestMaker, *, duration: float, connections: int,
+                 total: int | None = None) -> Result:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(run(url, make, duration=duration, connections=connections, total=total))
