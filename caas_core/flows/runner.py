@@ -68,13 +68,14 @@ class JobRunner:
         """A pass over the queue is under way (claiming, or running what it claimed)."""
         return self._lock.locked()
 
-    async def run_due(self) -> int:
-        """Run every job due now; returns how many ran."""
+    async def run_due(self, stop: asyncio.Event | None = None) -> int:
+        """Run every job due now, or until ``stop`` is set (the jobs claimed by then finish);
+        returns how many ran."""
         ran = 0
         async with self._lock:
             self.busy += 1  # the whole pass: its claims are work too
             try:
-                while True:
+                while stop is None or not stop.is_set():
                     claimed = await jobs.claim_due(self.db, now=self.clock.now(), worker=self.worker,
                                                    limit=self.batch)
                     if not claimed:
@@ -86,6 +87,7 @@ class JobRunner:
                             await self._run(job)
                     ran += len(claimed)
                     self.ran += len(claimed)
+                return ran
             finally:
                 self.busy -= 1
 
@@ -170,7 +172,7 @@ class JobRunner:
         try:
             while not stop.is_set():
                 self._wake.clear()
-                await self.run_due()
+                await self.run_due(stop)  # a backlog must not hold a shutdown: it waits in the queue
                 wait = POLL_INTERVAL
                 if self.clock.mode != "virtual":  # (a virtual clock's due times wait for advance_to)
                     due = await self.next_due()

@@ -66,3 +66,26 @@ async def test_serve_runs_what_is_due_now_without_moving_a_virtual_clock(target)
     await asyncio.wait_for(done.wait(), timeout=5)
     stop.set()
     await asyncio.wait_for(serving, timeout=5)
+
+
+async def test_serve_stops_claiming_when_told_even_with_a_backlog(target):
+    db = await target.open()
+    clock = CoreClock("real")
+    now = clock.now()
+    stop = asyncio.Event()
+    ran = []
+
+    async def work(job, ctx):
+        ran.append(job.id)
+        async with ctx.db.transaction() as conn:
+            await jobs.complete(conn, job.id)
+        if len(ran) == 3:
+            stop.set()  # as a SIGTERM would, half-way through the first claim
+
+    async with db.transaction() as conn:
+        for n in range(100):
+            await jobs.enqueue(conn, "work", {"n": n}, run_at=now, now=now)
+    runner = JobRunner(db, clock, {"work": work}, worker="w1", batch=10, lanes=1)
+    await asyncio.wait_for(runner.serve(stop), timeout=30)
+    assert len(ran) == 10  # the claim under way finished; nothing more was claimed
+    assert await jobs.count(db, "pending") == 90
