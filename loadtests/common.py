@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cache
 
@@ -87,14 +88,24 @@ def _fleet(seed: int) -> Fleet:
     return Fleet(seed)
 
 
-def online_vins(seed: int, start: int, count: int) -> list[str]:
-    """``count`` always-online, non-magic vehicles of the seeded fleet from index ``start``:
-    failures then come only from the fault rate the test sets."""
-    fleet, vins = _fleet(seed), []
-    for index in itertools.count(start):
+#: Locust processes of one run whose vehicles never meet (see ``online_vins``).
+MAX_PROCESSES = 16
+#: Fleet indexes below this are left to scenarios and manual runs.
+FIRST_LOAD_VEHICLE = 10_000
+
+
+def online_vins(seed: int, worker: int) -> Iterator[str]:
+    """Always-online, non-magic vehicles of the seeded fleet for locust process ``worker``
+    (failures then come only from the fault rate the test sets), lazily, each once.
+
+    Process ``worker`` takes every ``MAX_PROCESSES``-th index from its own offset, so two
+    processes never buy for one vehicle, and its users share the stream: however many
+    users a process runs, each vehicle is bought once. (Slices per user ran past the
+    fleet's end for the users of a second worker process.)"""
+    if not 0 <= worker < MAX_PROCESSES:
+        raise ValueError(f"worker index {worker}: at most {MAX_PROCESSES} locust processes per run")
+    fleet = _fleet(seed)
+    for index in range(FIRST_LOAD_VEHICLE + worker, fleet.size, MAX_PROCESSES):
         profile = fleet.profile_at(index)
         if profile.connectivity is ConnectivityKind.ALWAYS_ONLINE and profile.magic is None:
-            vins.append(profile.vin)
-            if len(vins) == count:
-                return vins
-    raise AssertionError("unreachable")
+            yield profile.vin

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
 from datetime import datetime
 
 import locust  # noqa: F401  first: gevent must patch ssl before anything imports it
@@ -38,6 +39,7 @@ PURCHASE = "/customers/{customerId}/vehicles/{vin}/purchases"
 SERVICES = ("heated-seats", "premium-audio")  # no maintenance gate: the OTA path is what is measured
 DONE = {"ACTIVE", "REFUNDED", "ACTIVATION_FAILED", "FAILED", "WITHDRAWN", "CANCELLED"}
 _users = itertools.count()
+_vins: Iterator[str] | None = None
 
 
 @events.test_start.add_listener
@@ -70,15 +72,18 @@ class ServiceBuyer(FastHttpUser):
         self.poll, self.timeout = options.caas_poll_interval, options.caas_activation_timeout
         seed = options.caas_seed
         number = next(_users)
-        worker = getattr(self.environment.runner, "worker_index", 0) or 0
-        # disjoint vehicles per user and per worker process: one purchase per vehicle and service
-        self.vins = iter(common.online_vins(seed, 10_000 + (worker * 1000 + number) * 2000, 2000))
+        global _vins
+        if _vins is None:  # one stream per process, shared by its users: one purchase per vehicle
+            _vins = common.online_vins(seed, getattr(self.environment.runner, "worker_index", 0) or 0)
+        self.vins = _vins
         self.bodies = BodyFactory(seed + number)
         self.headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
 
     @task
     def buy_and_wait(self) -> None:
-        vin = next(self.vins)
+        vin = next(self.vins, None)
+        if vin is None:
+            raise RuntimeError("no vehicle of the fleet is left for this locust process")
         body = self.bodies.request("core", "post", PURCHASE, serviceId=SERVICES[hash(vin) % len(SERVICES)],
                                    durationType="PERMANENT", paymentMethod={"type": "CARD", "token": "pm_card_visa"})
         with self.client.post(PURCHASE.format(customerId=self.customer, vin=vin), data=orjson.dumps(body),

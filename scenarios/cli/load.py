@@ -97,6 +97,15 @@ def read_stats(path: Path) -> list[Line]:
                      float(row["Requests/s"] or 0)) for row in csv.DictReader(f)]
 
 
+def read_exceptions(path: Path) -> list[str]:
+    """What locust's users raised (``--csv``'s exceptions file): errors of the locustfile
+    itself, which its request statistics do not count."""
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [f"{row['Count']} x {row['Message']}" for row in csv.DictReader(f)]
+
+
 def check_slos(lines: list[Line], p95_ms: float | None, error_ratio: float) -> list[str]:
     missed = []
     total = next((line for line in lines if line.name == "Aggregated"), None)
@@ -216,12 +225,15 @@ def cmd_load(args: argparse.Namespace) -> int:
         print(f"SLO missed: {line}", file=sys.stderr)
     if not missed:
         print("SLOs met")
+    raised = read_exceptions(report / f"{args.kind}_exceptions.csv")
+    for line in raised:
+        print(f"the locustfile raised: {line}", file=sys.stderr)
     if isinstance(audit, Exception):
         print(f"the core's invariant audit could not run: {audit} (--admin-token, or --no-audit)", file=sys.stderr)
         return 1
     if audit is not None:
         print(f"invariant audit of the core after the load:\n{render_audit(audit)}")
-    return 1 if missed or (audit is not None and not audit["ok"]) else 0
+    return 1 if missed or raised or (audit is not None and not audit["ok"]) else 0
 
 
 def settled_audit(target: str, token: str | None, patience: float = 60.0) -> dict | Exception:
