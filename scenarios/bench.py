@@ -47,12 +47,11 @@ import orjson
 from simulators.iot.fleet import ConnectivityKind, Fleet
 
 from . import bench_client
+from .bench_server import BENCH_KEY, post_app
 from .listening import wait_listening
 
 TARGETS = {"sim": 0.7, "webhooks": 0.5, "ota": 0.1, "scaleout": None}
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-#: The customer key the bench's stack is configured with.
-BENCH_KEY = "bench-customer"
 
 
 @dataclass
@@ -428,8 +427,6 @@ def exchange_cpu(connections: int, requests: int = 4000) -> float:
     together. The unit an OTA activation is made of, measured on this machine."""
     import aiohttp
     from aiohttp import web
-
-    from .bench_server import post_app
 
     body = orjson.dumps(OTA_STATUS)
 

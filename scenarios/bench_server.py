@@ -23,6 +23,9 @@ import time
 import orjson
 from aiohttp import web
 
+#: The customer key the bench's stack is configured with.
+BENCH_KEY = "bench-customer"
+
 
 def bare_app() -> web.Application:
     from simulators.iot.api import MODEL_KEY
@@ -83,7 +86,6 @@ def kit_app() -> web.Application:
 async def serve_stack(port: int, database: str, clock: str) -> None:
     import asyncio
 
-    from scenarios.bench import BENCH_KEY
     from scenarios.stack import Stack, parse_clock
 
     stack = Stack(services=["iot", "payments", "vss"], clock=parse_clock(clock), with_sink=False,
