@@ -23,6 +23,8 @@ import time
 import orjson
 from aiohttp import web
 
+from scenarios.bench_client import loop_factory
+
 #: The customer key the bench's stack is configured with.
 BENCH_KEY = "bench-customer"
 
@@ -104,21 +106,18 @@ def main() -> None:
     parser.add_argument("--clock", default="real")
     parser.add_argument("--reuse-port", action="store_true", help="several servers on one port (SO_REUSEPORT)")
     args = parser.parse_args()
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
+    factory = loop_factory()
     if args.kind == "stack":
         import asyncio
 
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None) as runner:
+        with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(serve_stack(args.port, args.database, args.clock))
         return
     makers = {"echo": echo_app, "bare": bare_app, "kit": kit_app, "post": post_app,
               "core": lambda: core_app(args.database, run_jobs=not args.no_jobs)}
     web.run_app(makers[args.kind](), host="127.0.0.1", port=args.port, access_log=None, print=None,
                 reuse_port=args.reuse_port or None,
-                loop=uvloop.new_event_loop() if uvloop else None)
+                loop=factory() if factory else None)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from sqlalchemy.pool import StaticPool
 
 from . import inline_sqlite
 from .schema import metadata
-from .sqlite_batches import BatchConnection, in_transaction
+from .sqlite_batches import FILE_PRAGMAS, BatchConnection, in_transaction
 
 DEFAULT_URL = "sqlite+aiosqlite:///caas.db"
 BUSY_TIMEOUT_MS = 10_000
@@ -181,10 +181,8 @@ def _sqlite_engine(url: URL, connect_args: dict, kwargs: dict, *, inline: bool) 
             dbapi_connection.isolation_level = None  # we emit BEGIN (see module docstring)
         cursor = dbapi_connection.cursor()
         try:
-            if not memory:
-                # WAL: readers do not block the writer nor the writer the readers
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints in WAL
+            for pragma in () if memory else FILE_PRAGMAS:
+                cursor.execute(pragma)
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         finally:
             cursor.close()

@@ -27,6 +27,11 @@ from typing import TypeVar
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+#: What every connection to a SQLite file of the core sets (``db`` sets them on the pool's).
+#: WAL: readers do not block the writer nor the writer the readers; NORMAL: durable at
+#: checkpoints in WAL.
+FILE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
+
 #: Commits between passive checkpoints. A webhook batch's commit logs about eight pages
 #: (the right edges of two tables and four indexes), so this is near SQLite's own
 #: default of a checkpoint per 1,000 logged pages.
@@ -66,8 +71,8 @@ class BatchConnection:
         # check_same_thread=False: the contended path and checkpoints use a worker thread,
         # one at a time.
         sqlite = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        sqlite.execute("PRAGMA journal_mode=WAL")
-        sqlite.execute("PRAGMA synchronous=NORMAL")
+        for pragma in FILE_PRAGMAS:
+            sqlite.execute(pragma)
         return sqlite
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
