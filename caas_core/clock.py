@@ -86,7 +86,10 @@ class CoreClock:
             return self._base
         return self._base + (time.monotonic() - self._anchor) * self.scale
 
-    def move_to(self, target: float) -> None:
+    def move_to(self, target: float, *, expire: bool = True) -> None:
+        """Move to ``target``; the deadlines passed on the way expire, unless ``expire`` is
+        false: then they wait for the next move (a world brings every clock to an instant
+        before anything due there runs, as ``POST /__admin/clock`` with ``fire: false``)."""
         if self.mode == "real":
             raise ClockError("a real-time clock cannot be moved")
         now = self.now()
@@ -95,7 +98,13 @@ class CoreClock:
         if target > MAX_TIME:
             raise ClockError(f"cannot move the clock past {isoformat(MAX_TIME)}")
         self._base += target - now
-        while self._deadlines and self._deadlines[0][0] <= target:
+        if expire:
+            self.expire_passed()
+
+    def expire_passed(self) -> None:
+        """The deadlines the clock has passed expire (their calls give up)."""
+        now = self.now()
+        while self._deadlines and self._deadlines[0][0] <= now:
             expired = heapq.heappop(self._deadlines)[2]
             if not expired.done():
                 expired.set_result(None)

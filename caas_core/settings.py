@@ -49,6 +49,28 @@ class BillingPolicy(BaseModel):
     backoff: tuple[float, ...] = (86400.0, 2 * 86400.0, 4 * 86400.0)  # 1, 2, 4 days
 
 
+class PaymentPolicy(BaseModel):
+    """A one-time purchase while the payment gateway is down (specification: "Defer payment,
+    manual fallback"; the gateway's acceptable downtime is 22 minutes a month)."""
+    #: Clock seconds between two charges of a deferred payment (the last one repeats).
+    deferral_backoff: tuple[float, ...] = (60.0, 120.0, 300.0, 600.0, 900.0)
+    #: Still down this long after the first try: manual payment processing (an operator ticket).
+    manual_after: float = Field(default=3600.0, gt=0)
+    #: Clock seconds a request charging a purchase holds it: a retry of its Idempotency-Key is
+    #: 409 until then, and takes over after (the first request's process died).
+    charge_lease: float = Field(default=120.0, gt=0)
+
+    @field_validator("deferral_backoff")
+    @classmethod
+    def _positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(b <= 0 for b in value):
+            raise ValueError("deferral_backoff must be positive delays, e.g. [60, 300, 900]")
+        return value
+
+    def retry_delay(self, tries: int) -> float:
+        return self.deferral_backoff[min(tries, len(self.deferral_backoff) - 1)]
+
+
 class Upstreams(BaseModel):
     factory: str = "http://127.0.0.1:8101"
     vss: str = "http://127.0.0.1:8102"
@@ -71,6 +93,10 @@ class CoreSettings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     clock: str = "real"  # real | virtual | scaled:N
     seed: int = 0
+    #: Seeds the core's ids on a virtual clock: a world run twice with one seed hands out the
+    #: same ids (``store.ids``: each start on a database draws another stream, so none repeats).
+    #: Ignored on a real or scaled clock; unset, ids are random.
+    id_seed: int | None = None
     upstreams: Upstreams = Field(default_factory=Upstreams)
     #: Secret per webhook source (factory, payments, iot, registry-uk); one secret for all by default.
     webhook_secrets: dict[str, str] = Field(default_factory=dict)
@@ -83,6 +109,7 @@ class CoreSettings(BaseSettings):
     ota: OtaPolicy = Field(default_factory=OtaPolicy)
     factory: FactoryPolicy = Field(default_factory=FactoryPolicy)
     billing: BillingPolicy = Field(default_factory=BillingPolicy)
+    payments: PaymentPolicy = Field(default_factory=PaymentPolicy)
     vss_timeout: float = Field(default=5.0, gt=0)
     request_timeout: float = Field(default=30.0, gt=0)
     #: Maintenance thresholds per service id and block, overriding the catalogue's.

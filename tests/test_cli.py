@@ -13,6 +13,7 @@ import pytest
 
 from scenarios import stack as stack_mod
 from scenarios.cli import TOKEN_ENV, main
+from scenarios.cli.state import STATE_ENV
 from scenarios.stack import Stack
 from simulators.client import AdminClient
 from simulators.kit.clock import Clock
@@ -36,6 +37,12 @@ async def iot():
 @pytest.fixture(autouse=True)
 def no_token_from_env(monkeypatch):
     monkeypatch.delenv(TOKEN_ENV, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def no_running_up(monkeypatch, tmp_path):
+    # A `caas-sim up` someone runs on this machine records its services: not these tests' world.
+    monkeypatch.setenv(STATE_ENV, str(tmp_path / "no-up.json"))
 
 
 def one_line_error(err: str) -> str:
@@ -144,7 +151,8 @@ async def test_clock_advance_moves_distinct_clocks_that_read_the_same(capsys):
     async with Stack(services=["iot"], ports={}, with_sink=False) as one, \
             Stack(services=["iot"], ports={}, with_sink=False) as two:
         assert await cli("clock", "advance", "90m", "--url", one.url("iot"), "--url", two.url("iot")) == 0
-        assert len(capsys.readouterr().out.strip().splitlines()) == 2
+        out = capsys.readouterr().out.strip().splitlines()
+        assert out == [f"2026-01-05T09:30:00.000Z  virtual clock of {one.url('iot')}, {two.url('iot')} (+1h30m)"]
         assert one.clock.now_iso() == two.clock.now_iso() == "2026-01-05T09:30:00.000Z"
 
 

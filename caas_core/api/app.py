@@ -6,6 +6,7 @@ HTTP only: authenticate, parse, call a flow, serialise. Errors are problem+json.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from typing import Literal
@@ -37,6 +38,7 @@ from ..flows import (
     purchases,
     refunding,
     registration,
+    sale_payments,
     sales,
     webhooks,
 )
@@ -44,7 +46,8 @@ from ..flows.core import Core
 from ..flows.runner import JobRunner
 from ..settings import CoreSettings
 from ..store import jobs, outbox
-from ..store.db import Database, create_schema, drop_schema
+from ..store.db import Database, DatabaseUnavailable, create_schema, drop_schema
+from ..store.ids import IdSource
 from . import sales as sales_api
 from . import validation
 from .audit import get_audit
@@ -52,6 +55,8 @@ from .auth import authenticate, require_owner, require_role
 from .context import CORE_KEY, RUNNER_KEY, require_admin
 from .problems import Problem
 from .webhook_auth import verify
+
+log = logging.getLogger("caas_core.api")
 
 #: Path of each webhook receiver -> the source whose secret signs it.
 WEBHOOK_SOURCES = {"ota-status": "iot", "payments": "payments", "factory": "factory", "registry-uk": "registry-uk"}
@@ -89,13 +94,16 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
             {country: RegistryClient(client(f"registry-{name}", getattr(up, f"registry_{name}")))
              for country, name in (("ES", "es"), ("FR", "fr"), ("DE", "de"), ("GB", "uk"))})
         handlers = {**ota.handlers(core), **pruning.handlers(core)} | {kind: _bound(core, handler) for kind, handler in (
-            (ota.GIVE_UP, ota.give_up), (webhooks.PAYMENT_EVENT, webhooks.on_payment_event),
+            (ota.GIVE_UP, ota.give_up), (kinds.CHARGE, purchases.charge_job), (sale_payments.RECOVER, sale_payments.recover_job), (webhooks.PAYMENT_EVENT, webhooks.on_payment_event),
             (kinds.EXPIRE, lifecycle.expire), (kinds.DEACTIVATE, lifecycle.deactivate),
+            (kinds.DEACTIVATE_TIMEOUT, lifecycle.deactivation_timeout),
+            (kinds.DEACTIVATE_GIVE_UP, lifecycle.deactivation_give_up),
             (sales.PLACE_ORDER, sales.place_order_job), (manufacturing.FACTORY_EVENT, manufacturing.on_factory_event),
             (registration.SUBMIT, registration.submit), (registration.POLL, registration.poll),
             (registration.SUBMIT_INFO, registration.submit_info),
             (webhooks.REGISTRY_EVENT, registration.on_registry_event),
             (registration.DELIVER, delivery.schedule), (billing.CHARGE, billing.charge), (refunding.REFUND, refunding.run))}
+        core.ids = await IdSource.open(db, seed=settings.id_seed, virtual=clock.mode == "virtual")
         await pruning.schedule(core)  # once per deployment, whichever process starts first
         runner = JobRunner(db, clock, handlers, worker=f"core-{os.getpid()}-{id(app):x}",  # unique per process
                            housekeeping=frozenset({pruning.PRUNE}))
@@ -143,6 +151,7 @@ async def _problems(request: web.Request, handler):
     core = request.app[CORE_KEY]
     core.in_flight += 1
     try:
+        validation.check_headers(request.headers)  # first: no route may read a header that is not text
         path = request.path
         if path.startswith("/caas/webhooks/"):  # read (so size-limited) by the receiver, which checks
             return await handler(request)        # the signature first: the hot path, kept short
@@ -156,6 +165,10 @@ async def _problems(request: web.Request, handler):
         return await handler(request)
     except Problem as exc:
         return exc.response()
+    except DatabaseUnavailable as exc:  # nothing was done: the caller may retry
+        log.warning("%s %s: %s", request.method, request.path, exc)  # the URL's password is masked
+        return Problem(503, "Service unavailable", "the core's database is unavailable; nothing was done",
+                       kind="database-unavailable", headers={"Retry-After": "5"}).response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -175,7 +188,8 @@ def _principal(request: web.Request):
 
 def _cid(request: web.Request) -> str:
     given = request.headers.get("X-Correlation-Id")
-    return given if given and len(given) <= 128 and given.isascii() and given.isprintable() else Core.new_id("cor")
+    return given if given and len(given) <= 128 and given.isascii() and given.isprintable() \
+        else request.app[CORE_KEY].new_id("cor")
 
 
 async def list_services(request: web.Request) -> web.Response:
@@ -278,8 +292,12 @@ async def receive_webhook(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     require_admin(request)
     runner, core = request.app[RUNNER_KEY], request.app[CORE_KEY]
-    due = await runner.next_due()
-    return _json({"service": "core", "status": "ok", "clock": core.clock.describe(), "busy": runner.busy,
+    # Due next: a job, or the deadline of a call waiting on a peer (a coordinator steps there).
+    due = min((d for d in (await runner.next_due(), core.clock.next_due()) if d is not None), default=None)
+    # Busy: passes over the queue and requests at work, this one aside; a call waiting on a
+    # peer's answer is parked, not busy (DESIGN.md).
+    busy = max(0, runner.busy + core.in_flight - 1 - core.clock.parked)
+    return _json({"service": "core", "status": "ok", "clock": core.clock.describe(), "busy": busy,
                   "nextDue": isoformat(due) if due is not None else None,
                   "pendingTimers": await jobs.count(core.db)})
 
@@ -300,8 +318,12 @@ async def move_clock(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError) as exc:
         raise Problem(400, "Invalid clock move", f"expected {{'advance': '15m'}} or {{'to': <date-time>}} ({exc})")
     try:
+        if not body.get("fire", True):  # a coordinator brings every clock here first (contracts/admin.yaml)
+            core.clock.move_to(target, expire=False)
+            return _json(core.clock.describe())
         if target < core.clock.now() or core.clock.mode == "real":
             core.clock.move_to(target)  # raises the clear error
+        core.clock.expire_passed()  # deadlines a move without firing passed expire first
         await runner.advance_to(target)
     except ClockError as exc:
         raise Problem(409, "Clock cannot move", str(exc), kind="clock-conflict") from None
@@ -313,5 +335,6 @@ async def reset(request: web.Request) -> web.Response:
     core = request.app[CORE_KEY]
     await drop_schema(core.db.engine)
     await create_schema(core.db.engine)
+    await core.ids.carry_over(core.db)  # ids handed out before the reset are not handed out again
     await pruning.schedule(core)
     return _json({"reset": True, "service": "core"})

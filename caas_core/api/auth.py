@@ -32,11 +32,13 @@ def authenticate(authorization: str | None, keys: dict[str, ApiKey]) -> Principa
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem(401, "Authentication required", "the Authorization header must be `Bearer <api key>`",
                       kind="unauthenticated", headers=CHALLENGE)
-    token = token.strip()
     # Compare against every key in constant time: no timing hint about which prefix matched.
+    # surrogatepass: a header's undecodable bytes arrive as lone surrogates, which a plain
+    # encode() refuses (a 500); encoded, they match no key.
+    presented = token.strip().encode("utf-8", "surrogatepass")
     found = None
     for key, grant in keys.items():
-        if hmac.compare_digest(key.encode(), token.encode()):
+        if hmac.compare_digest(key.encode(), presented):
             found = grant
     if found is None:
         raise Problem(401, "Unknown API key", "this API key is not valid", kind="unauthenticated",

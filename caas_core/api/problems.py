@@ -27,3 +27,32 @@ class Problem(Exception):
         body.update({k: v for k, v in self.extra.items() if v is not None})
         return web.Response(status=self.status, body=orjson.dumps(body), content_type="application/problem+json",
                             headers=self.headers)
+
+
+def _answer_unparsable_requests() -> None:
+    """A request aiohttp cannot parse (a control character or an oversize value in a header,
+    a bad request line) is answered by aiohttp itself, in text/plain, before any middleware
+    runs; it has no hook for that answer (aiohttp issue 3287). Wrapping its error handler
+    makes the core's server answer those in problem+json too; other servers keep theirs."""
+    original = web.RequestHandler.handle_error
+
+    def handle_error(self, request, status=500, exc=None, message=None):
+        response = original(self, request, status, exc, message)
+        if 400 <= status < 500 and _serves_core(self):
+            detail = " ".join(str(message or "").split())[:300].encode("ascii", "backslashreplace").decode()
+            response = Problem(status, "Bad Request", detail or None, kind="unparsable-request").response()
+            response.force_close()  # as aiohttp's own answer: what follows on the stream is unusable
+        return response
+
+    web.RequestHandler.handle_error = handle_error
+
+
+def _serves_core(handler: web.RequestHandler) -> bool:
+    from .context import CORE_KEY  # late: context imports this module
+
+    server = getattr(handler, "_manager", None)  # the Server, whose handler is the app's
+    app = getattr(getattr(server, "request_handler", None), "__self__", None)
+    return isinstance(app, web.Application) and CORE_KEY in app
+
+
+_answer_unparsable_requests()  # at import: before the core's server can take a request

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..clock import isoformat
 from ..domain.registration import OPTION_CODES, SPECS
-from ..flows import delivery, registration, sales
+from ..flows import delivery, registration, sale_payments, sales
 from ..flows.core import Core
 from ..store import outbox
 from .auth import Principal, require_role
@@ -198,12 +198,12 @@ def routes(app: web.Application, key: web.AppKey[Core], principal, correlation) 
     async def reserve(request: web.Request) -> web.Response:
         core, sale = await allowed(request, customer=True, dealership=False)
         body = _parse(PaymentRequest, await request.read())
-        return answer(await sales.pay_reservation(core, sale["id"], body.paymentMethod.model_dump(), correlation(request)))
+        return answer(await sale_payments.pay_reservation(core, sale["id"], body.paymentMethod.model_dump(), correlation(request)))
 
     async def final_payment(request: web.Request) -> web.Response:
         core, sale = await allowed(request, customer=True, dealership=False)
         body = _parse(PaymentRequest, await request.read())
-        return answer(await sales.pay_final(core, sale["id"], body.paymentMethod.model_dump(), correlation(request)))
+        return answer(await sale_payments.pay_final(core, sale["id"], body.paymentMethod.model_dump(), correlation(request)))
 
     async def additional_info(request: web.Request) -> web.Response:
         core, sale = await allowed(request, customer=False, dealership=True)

@@ -1,8 +1,9 @@
-"""contracts/core.yaml enforced on every request: parameters and JSON bodies.
+"""contracts/core.yaml enforced on every request: headers, parameters and JSON bodies.
 
 The core imports nothing of the simulators (DESIGN.md: they share a protocol,
 not code), so it compiles its own validators from its own contract, once, with
-jsonschema-rs. A request that breaks the contract gets 400 with each violation.
+jsonschema-rs. A request that breaks the contract gets 400 with each violation;
+a JSON body under another media type, 415.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ class Param:
     location: str
     required: bool
     validator: Any
+    max_length: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Operation:
     params: tuple[Param, ...]
     body: Any  # validator or None
+    media_types: tuple[str, ...] = ()  # what the JSON body may be sent as
 
 
 @lru_cache(maxsize=1)
@@ -62,15 +65,51 @@ def operations() -> dict[tuple[str, str], Operation]:
             shared = deref(item.get("parameters", []))
             params = tuple(Param(p["name"].lower() if p["in"] == "header" else p["name"], p["in"],
                                  p.get("required", p["in"] == "path"),
-                                 jsonschema_rs.Draft202012Validator(p["schema"], validate_formats=True))
+                                 jsonschema_rs.Draft202012Validator(p["schema"], validate_formats=True),
+                                 p["schema"].get("maxLength"))
                            for p in [*shared, *spec.get("parameters", [])] if p["in"] in ("path", "header"))
             body = None
             content = (spec.get("requestBody") or {}).get("content", {})
             if "application/json" in content:
                 body = jsonschema_rs.Draft202012Validator(content["application/json"].get("schema", {}),
                                                           validate_formats=True)
-            compiled[(method.upper(), template)] = Operation(params, body)
+            compiled[(method.upper(), template)] = Operation(params, body, tuple(m for m in content if "json" in m))
     return compiled
+
+
+@lru_cache(maxsize=1)
+def header_limits() -> dict[str, int]:
+    """Header (lower case) -> the longest value any operation of the contract allows."""
+    limits: dict[str, int] = {}
+    for op in operations().values():
+        for p in op.params:
+            if p.location == "header" and p.max_length is not None:
+                limits[p.name] = max(limits.get(p.name, 0), p.max_length)
+    return limits
+
+
+def check_headers(headers, names=None) -> None:
+    """400 naming the first header (of ``names``, or all) that is not printable ASCII or is
+    longer than the contract allows.
+
+    aiohttp hands header bytes over decoded (UTF-8, undecodable bytes as surrogates): an
+    ``.encode()`` or ``hmac.compare_digest`` of such a value raises, which was a 500. Every
+    header is checked, read or not, so that code reading one tomorrow is covered too."""
+    if not _is_text("".join(headers.values())):  # all at once: the common case costs one pass
+        for name, value in headers.items():
+            if not _is_text(value) and (names is None or name.lower() in names):
+                raise Problem(400, "Invalid header", f"the {name} header must be printable ASCII",
+                              kind="invalid-header", header=str(name))
+    for name, limit in header_limits().items():
+        value = headers.get(name) if names is None or name in names else None
+        if value is not None and len(value) > limit:
+            raise Problem(400, "Invalid header", f"the {name} header is longer than {limit} characters",
+                          kind="invalid-header", header=name)
+
+
+def _is_text(value: str) -> bool:
+    # HTAB is the one control character a field value may hold (RFC 9110, 5.5).
+    return value.isascii() and value.replace("\t", " ").isprintable()
 
 
 async def check(request) -> Any:
@@ -97,6 +136,13 @@ async def check(request) -> Any:
     body = None
     if op.body is not None:
         raw = await request.read()
+        # Before anything parses the body, let alone acts on it: JSON under another label is refused.
+        if raw and request.content_type not in op.media_types:
+            given = request.headers.get("Content-Type")
+            raise Problem(415, "Unsupported Media Type",
+                          f"this operation takes {' or '.join(op.media_types)}, not "
+                          f"{request.content_type if given else 'a body without a Content-Type'}",
+                          kind="unsupported-media-type", headers={"Accept-Post": ", ".join(op.media_types)})
         try:
             body = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError as exc:

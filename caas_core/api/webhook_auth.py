@@ -17,6 +17,9 @@ from functools import lru_cache
 import orjson
 
 from .problems import Problem
+from .validation import check_headers
+
+SIGNED = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature"})
 
 
 @lru_cache(maxsize=64)
@@ -28,6 +31,7 @@ def _signer(secret: str) -> hmac.HMAC:
 
 def verify(raw: bytes, headers, secret: str, *, now: float, tolerance: float) -> tuple[str, dict]:
     """(webhook id, payload) of a genuine, fresh webhook; a 400/401 Problem otherwise."""
+    check_headers(headers, SIGNED)  # they go into the signed bytes and the inbox: text only
     webhook_id = headers.get("webhook-id")
     timestamp = headers.get("webhook-timestamp")
     signatures = headers.get("webhook-signature")
@@ -57,6 +61,12 @@ def verify(raw: bytes, headers, secret: str, *, now: float, tolerance: float) ->
             continue
     else:
         raise Problem(401, "Invalid webhook signature", "no v1 signature matches the body", kind="webhook-signature")
+    # A body labelled as something else is refused (400: the receivers' contract has no 415); an
+    # unlabelled one is read as the JSON it was signed as.
+    media = headers.get("content-type", "application/json").partition(";")[0].strip().lower()
+    if media != "application/json":
+        raise Problem(400, "Invalid webhook body", f"Content-Type must be application/json, not {media!r}",
+                      kind="webhook-body")
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

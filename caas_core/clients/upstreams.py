@@ -43,12 +43,20 @@ class PaymentsClient:
     http: JsonClient
 
     async def initiate(self, payment_type: str, amount_minor: int, currency: str, method_type: str, token: str, *,
-                       customer_id: str, order_id: str, description: str, key: str, correlation_id: str) -> dict:
+                       customer_id: str, order_id: str, description: str, key: str, correlation_id: str,
+                       vin: str | None = None, service_id: str | None = None) -> dict:
+        # vin and serviceId let the gateway's side tell what the money was for (the peer audit)
+        metadata = {"customerId": customer_id, "orderId": order_id, "description": description,
+                    **({"vin": vin} if vin else {}), **({"serviceId": service_id} if service_id else {})}
         body = {"paymentType": payment_type, "amount": {"value": amount_minor, "currency": currency},
-                "paymentMethod": {"type": method_type, "token": token},
-                "metadata": {"customerId": customer_id, "orderId": order_id, "description": description}}
+                "paymentMethod": {"type": method_type, "token": token}, "metadata": metadata}
         return (await self.http.call("POST", "/payments/initiate", json=body, idempotency_key=key,
                                      correlation_id=correlation_id)).body
+
+    async def of_order(self, order_id: str, payment_type: str, *, correlation_id: str) -> list[dict]:
+        """The gateway's payments of one of our orders (what a charge we lost the answer of did)."""
+        path = f"/payments?orderId={order_id}&paymentType={payment_type}"
+        return (await self.http.call("GET", path, correlation_id=correlation_id)).body["payments"]
 
     async def refund(self, payment_id: str, amount_minor: int | None, currency: str, reason: str, *, key: str,
                      correlation_id: str) -> dict:

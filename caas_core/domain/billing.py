@@ -5,6 +5,9 @@
   of the next one) the month's consumption is invoiced: the monthly price for a whole
   month, prorated by time for a partial one (activation or cancellation mid-month),
   rounded half up to the minor unit.
+- An invoice's period is the part of the month it bills: it starts at the subscription's
+  start (first invoice) or the month's start, and ends at the month's end or the
+  cancellation (final invoice).
 - A failed charge is retried up to ``retries`` times (default 3) with exponential backoff
   (default 1, 2 and 4 days); when every retry failed, the subscription is cancelled and the
   outstanding balance goes to collection.
@@ -43,13 +46,32 @@ def prorate(monthly: Money, used: float, period: float) -> Money:
     return Money(int(q + Fraction(1, 2)) if q >= 0 else -int(-q + Fraction(1, 2)), monthly.currency)
 
 
+def invoice_period(period_start: float, active_from: float,
+                   active_until: float | None = None) -> tuple[float, float]:
+    """The span the invoice of the month starting at ``period_start`` covers: the month cut
+    to the subscription's life, [``active_from``, ``active_until``). A subscription not yet
+    started by the month's end (a late activation: nothing due) gets the whole month: a
+    period always starts within its month, which is how a month's invoice is found."""
+    start, end = _month(period_start)
+    if active_until is not None:
+        end = max(start, min(end, active_until))
+    if active_from < end:
+        start = max(start, active_from)
+    return start, end
+
+
+def _month(period_start: float) -> tuple[float, float]:
+    start, end = billing_period(period_start)
+    if start != period_start:
+        raise ValueError("period_start must be the first instant of a month (UTC)")
+    return start, end
+
+
 def period_charge(monthly: Money, period_start: float, active_from: float,
                   active_until: float | None = None) -> Money:
     """What the month starting at ``period_start`` costs for a subscription active from
     ``active_from`` until ``active_until`` (None: still active at the month's end)."""
-    start, end = billing_period(period_start)
-    if start != period_start:
-        raise ValueError("period_start must be the first instant of a month (UTC)")
+    start, end = _month(period_start)
     used_from = max(start, active_from)
     used_until = min(end, active_until) if active_until is not None else end
     if used_until <= used_from:

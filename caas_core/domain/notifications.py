@@ -2,7 +2,9 @@
 
 The specification: on activation success "Email + Push: Service active" and "Display in
 vehicle UI"; after the final OTA failure, "Email + push notification"; IoT API down,
-"Notify customer: Delayed activation"; every refund outcome, "Notify customer".
+"Notify customer: Delayed activation"; every refund outcome, "Notify customer"; the payment
+gateway down, "Defer payment ... Notify customer". A refund the gateway could not pay back
+(a closed card, say) is refunded by hand: the customer is told (``REFUND_FAILED``).
 """
 from __future__ import annotations
 
@@ -28,6 +30,10 @@ class NoticeKind(StrEnum):
     SUBSCRIPTION_CANCELLED = "SUBSCRIPTION_CANCELLED"
     SERVICE_EXPIRED = "SERVICE_EXPIRED"
     REFUND_COMPLETED = "REFUND_COMPLETED"
+    REFUND_FAILED = "REFUND_FAILED"
+    PAYMENT_DEFERRED = "PAYMENT_DEFERRED"
+    MANUAL_PAYMENT_REQUIRED = "MANUAL_PAYMENT_REQUIRED"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
 
 
 CHANNELS: Mapping[NoticeKind, tuple[Channel, ...]] = MappingProxyType({
@@ -39,6 +45,10 @@ CHANNELS: Mapping[NoticeKind, tuple[Channel, ...]] = MappingProxyType({
     NoticeKind.SUBSCRIPTION_CANCELLED: (Channel.EMAIL, Channel.PUSH),
     NoticeKind.SERVICE_EXPIRED: (Channel.PUSH, Channel.IN_VEHICLE),
     NoticeKind.REFUND_COMPLETED: (Channel.EMAIL,),
+    NoticeKind.REFUND_FAILED: (Channel.EMAIL, Channel.PUSH),
+    NoticeKind.PAYMENT_DEFERRED: (Channel.EMAIL, Channel.PUSH),
+    NoticeKind.MANUAL_PAYMENT_REQUIRED: (Channel.EMAIL, Channel.PUSH),
+    NoticeKind.PAYMENT_FAILED: (Channel.EMAIL, Channel.PUSH),
 })
 
 

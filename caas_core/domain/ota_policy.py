@@ -43,6 +43,27 @@ vehicle failure too, ``notify_delay_on_vehicle_failure``).
 says what to do: ``ACTIVATED`` (notify by email, push and in-vehicle display), ``RETRY``
 at ``retry_at``, or ``GIVE_UP`` (then ``support.resolve_final_failure``: query the
 vehicle, open a ticket with its diagnostics, refund in full, notify by email and push).
+
+**Deactivation** (the services are reversible feature flags: "Pre-installed Firmware
+Model") follows the same policy: ``decide_deactivation`` folds the outcome of one
+``POST /ota/deactivate`` (its ``DEACTIVATED``/``FAILED`` callback, no callback within
+``attempt_timeout``, an HTTP error) into the deactivation's progress: ``OFF`` (a
+``DEACTIVATED`` callback, or 422: the service is not active on the vehicle), ``RETRY`` at
+``retry_at`` (same backoff, attempts and API-down deadline as an activation), or
+``GIVE_UP`` (then ``support.resolve_final_deactivation_failure``: query the vehicle,
+a ticket with its diagnostics unless it reports the service off). No customer notice:
+the customer was told when the purchase ended.
+
+**Keeping the core and the vehicle in step.** The vehicle is the ground truth of what
+runs on it (``GET /vehicles/{vin}/status``, ``activeServices[].status``), and the last
+command it applied wins. ``route_activation_callback`` says what an activation callback
+means for a purchase: the outcome of the attempt in flight (or of the last one pushed,
+timed out on our side) goes to the retry policy; an ``ACTIVATED`` for an earlier attempt
+(a later command went out since) or a ``FAILED`` for a purchase the core holds ``ACTIVE``
+contradicts what the core knows, so the vehicle is asked (``reconcile``: ``ACTIVE``
+delivers; ``ERROR``, ``PENDING`` or absent leaves the retry policy to retry or give up
+and refund; an ``ACTIVE`` purchase the vehicle reports ``ERROR`` or absent is escalated to
+support); an ``ACTIVATED`` for a purchase whose feature must be off is switched off again.
 """
 from __future__ import annotations
 
@@ -53,7 +74,11 @@ from itertools import pairwise
 from typing import Any
 
 from .notifications import NoticeKind
-from .purchase import PurchaseEvent
+from .purchase import (
+    PurchaseEvent,
+    PurchaseState,
+    needs_deactivation_on_late_activation,
+)
 
 MINUTE = 60.0
 HOUR = 3600.0
@@ -75,6 +100,7 @@ class OutcomeKind(StrEnum):
     TIMEOUT = "TIMEOUT"                  # POST /ota/activate timed out (client side)
     CONNECTION_ERROR = "CONNECTION_ERROR"
     MALFORMED_RESPONSE = "MALFORMED_RESPONSE"
+    DEACTIVATED = "DEACTIVATED"          # callback says DEACTIVATED (deactivations only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +138,17 @@ class AttemptOutcome:
     def malformed(cls) -> AttemptOutcome:
         return cls(OutcomeKind.MALFORMED_RESPONSE)
 
+    @classmethod
+    def deactivated(cls) -> AttemptOutcome:
+        return cls(OutcomeKind.DEACTIVATED)
+
 
 class Verdict(StrEnum):
     ACTIVATED = "ACTIVATED"
     FAILED = "FAILED"
     API_UNAVAILABLE = "API_UNAVAILABLE"
     REJECTED = "REJECTED"
+    DEACTIVATED = "DEACTIVATED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +190,37 @@ class OtaDecision:
     @property
     def notify_delayed(self) -> bool:
         return NoticeKind.ACTIVATION_DELAYED in self.notices
+
+
+class DeactivationStep(StrEnum):
+    OFF = "OFF"            # the feature is off on the vehicle
+    RETRY = "RETRY"
+    GIVE_UP = "GIVE_UP"    # then support.resolve_final_deactivation_failure
+
+
+class DeactivationStatus(StrEnum):
+    """Where a purchase's feature stands on the vehicle once it must be off (persisted)."""
+    PENDING = "PENDING"          # a deactivation is under way, its next push queued (retried per the policy)
+    IN_FLIGHT = "IN_FLIGHT"      # a deactivation command is awaiting its outcome (callback or timeout)
+    OFF = "OFF"                  # confirmed off: DEACTIVATED, 422 not active, or the vehicle's status
+    NOT_NEEDED = "NOT_NEEDED"    # nothing of the activation ever reached the vehicle
+    FAILED = "FAILED"            # every attempt failed and the vehicle may still run it: support ticket
+
+
+#: A deactivation under way (a job of it is queued).
+DEACTIVATING: frozenset[str] = frozenset({DeactivationStatus.PENDING.value, DeactivationStatus.IN_FLIGHT.value})
+
+
+@dataclass(frozen=True, slots=True)
+class DeactivationDecision:
+    step: DeactivationStep
+    progress: ActivationProgress
+    reason: str
+    retry_at: float | None = None
+
+
+#: ``POST /ota/deactivate`` answers 422 when the service is not active on the vehicle: already off.
+NOT_ACTIVE_STATUS = 422
 
 
 @dataclass(frozen=True)
@@ -234,6 +296,8 @@ class RetryPolicy:
         k = outcome.kind
         if k is OutcomeKind.ACTIVATED:
             return Classification(Verdict.ACTIVATED, counts_as_attempt=True, retryable=False)
+        if k is OutcomeKind.DEACTIVATED:
+            return Classification(Verdict.DEACTIVATED, counts_as_attempt=True, retryable=False)
         if k in (OutcomeKind.FAILED, OutcomeKind.NO_CALLBACK):
             code = outcome.error_code or "TIMEOUT"
             return Classification(Verdict.FAILED, counts_as_attempt=True,
@@ -255,6 +319,8 @@ class RetryPolicy:
     # decision --------------------------------------------------------------------------
     def decide(self, progress: ActivationProgress, outcome: AttemptOutcome, now: float) -> OtaDecision:
         c = self.classify(outcome)
+        if c.verdict is Verdict.DEACTIVATED:
+            raise ValueError("DEACTIVATED is the outcome of a deactivation (decide_deactivation)")
         deadline = self.give_up_at(progress.queued_at)
 
         if c.verdict is Verdict.ACTIVATED:
@@ -302,3 +368,129 @@ class RetryPolicy:
         return OtaDecision(Step.RETRY, p, c, f"the IoT API is unavailable ({c.error_code}); activation queued",
                            retry_at=min(now + delay, deadline),
                            purchase_event=PurchaseEvent.ACTIVATION_DEFERRED, notices=notices)
+
+    def decide_deactivation(self, progress: ActivationProgress, outcome: AttemptOutcome,
+                            now: float) -> DeactivationDecision:
+        """Fold one outcome of a deactivation into its progress (``queued_at``: when it was
+        asked for; ``delay_notified`` is not used): off, retry when, or give up."""
+        if outcome.kind is OutcomeKind.ACTIVATED:
+            raise ValueError("ACTIVATED is the outcome of an activation (decide)")
+        if outcome.kind is OutcomeKind.DEACTIVATED:
+            p = replace(progress, vehicle_attempts=progress.vehicle_attempts + 1, unavailable_retries=0,
+                        last_error=None)
+            return DeactivationDecision(DeactivationStep.OFF, p, "deactivated")
+        if outcome.kind is OutcomeKind.HTTP_ERROR and outcome.http_status == NOT_ACTIVE_STATUS:
+            return DeactivationDecision(DeactivationStep.OFF, replace(progress, last_error=None),
+                                        "the service is not active on the vehicle")
+        c = self.classify(outcome)
+        deadline = self.give_up_at(progress.queued_at)
+        if c.verdict is Verdict.REJECTED:
+            return DeactivationDecision(DeactivationStep.GIVE_UP, replace(progress, last_error=c.error_code),
+                                        f"the IoT API rejected the deactivation ({c.error_code})")
+        if c.verdict is Verdict.FAILED:
+            p = replace(progress, vehicle_attempts=progress.vehicle_attempts + 1, unavailable_retries=0,
+                        last_error=c.error_code)
+            if not c.retryable:
+                return DeactivationDecision(DeactivationStep.GIVE_UP, p,
+                                            f"{c.error_code} cannot be fixed by retrying")
+            nxt = self.next_attempt_at(p.vehicle_attempts, now)
+            if nxt is None:
+                return DeactivationDecision(DeactivationStep.GIVE_UP, p,
+                                            f"all {self.attempts} deactivation attempts failed (last: {c.error_code})")
+            if now >= deadline:
+                return DeactivationDecision(DeactivationStep.GIVE_UP, p,
+                                            f"deactivation deadline passed (last: {c.error_code})")
+            return DeactivationDecision(
+                DeactivationStep.RETRY, p,
+                f"deactivation attempt {p.vehicle_attempts} of {self.attempts} failed ({c.error_code})",
+                retry_at=min(nxt, deadline))
+        # API unavailable: the vehicle was not reached, no attempt consumed.
+        p = replace(progress, unavailable_retries=progress.unavailable_retries + 1, last_error=c.error_code)
+        if now >= deadline:
+            return DeactivationDecision(
+                DeactivationStep.GIVE_UP, p,
+                f"the IoT API was still unavailable at the deactivation deadline ({c.error_code})")
+        delay = self.delay_after(p.unavailable_retries)
+        if c.retry_after is not None and c.retry_after > delay:
+            delay = float(c.retry_after)
+        return DeactivationDecision(DeactivationStep.RETRY, p,
+                                    f"the IoT API is unavailable ({c.error_code}); deactivation queued",
+                                    retry_at=min(now + delay, deadline))
+
+
+# --- keeping the core and the vehicle in step ---------------------------------------------
+
+_S = PurchaseState
+#: An activation is being delivered (an attempt in flight, or the next one queued).
+IN_PROGRESS: frozenset[PurchaseState] = frozenset({_S.ACTIVATION_QUEUED, _S.ACTIVATING})
+
+
+class CallbackAction(StrEnum):
+    DECIDE = "DECIDE"          # the outcome of the attempt in flight (or the last pushed): the policy decides
+    RECONCILE = "RECONCILE"    # contradicts what the core knows: ask the vehicle, act on what it reports
+    DEACTIVATE = "DEACTIVATE"  # switched on while the purchase's feature must be off: switch it off
+    IGNORE = "IGNORE"          # already counted, superseded, or agrees with what the core knows
+
+
+def route_activation_callback(state: PurchaseState | str, activated: bool, *, latest: bool, in_flight: bool,
+                              deactivation_pending: bool = False) -> CallbackAction:
+    """What an activation's ``ACTIVATED`` (``activated``) or ``FAILED`` callback means for its
+    purchase in ``state``. ``latest``: it is about the last command pushed for the purchase
+    (the vehicle applies the last command it gets, so only that one says what is on it);
+    ``in_flight``: and that attempt is still awaited (``ACTIVATING``).
+
+    - ACTIVATED while delivering: the last command's success delivers (even after our
+      timeout); an earlier command's does not tell what the later one did: reconcile.
+    - FAILED while delivering: only the attempt in flight counts (a timed-out attempt was
+      counted already; the retry policy goes on).
+    - FAILED for a purchase held ACTIVE: the two disagree: reconcile.
+    - ACTIVATED once the feature must be off (given up, refunded, withdrawn, expired,
+      cancelled): deactivate, unless a deactivation is already under way.
+    """
+    s = PurchaseState(state)
+    if activated:
+        if s in IN_PROGRESS:
+            return CallbackAction.DECIDE if latest else CallbackAction.RECONCILE
+        if needs_deactivation_on_late_activation(s):
+            return CallbackAction.IGNORE if deactivation_pending else CallbackAction.DEACTIVATE
+        return CallbackAction.IGNORE
+    if s in IN_PROGRESS:
+        return CallbackAction.DECIDE if in_flight else CallbackAction.IGNORE
+    if s is _S.ACTIVE:
+        return CallbackAction.RECONCILE
+    return CallbackAction.IGNORE
+
+
+class ReconcileAction(StrEnum):
+    DELIVER = "DELIVER"    # being delivered and the vehicle runs it: the purchase is ACTIVE
+    WAIT = "WAIT"          # being delivered and not (yet) on the vehicle: the retry policy retries or gives up
+    IN_STEP = "IN_STEP"    # the core and the vehicle agree: nothing to do
+    ESCALATE = "ESCALATE"  # ACTIVE for the customer, ERROR or absent on the vehicle: support ticket
+
+
+#: What the vehicle reports for one service: ``activeServices[].status``, or ABSENT when not listed.
+VEHICLE_ACTIVE, VEHICLE_PENDING, VEHICLE_ERROR, VEHICLE_ABSENT = "ACTIVE", "PENDING", "ERROR", "ABSENT"
+#: A service the vehicle does not run.
+VEHICLE_NOT_RUNNING: frozenset[str] = frozenset({VEHICLE_ERROR, VEHICLE_ABSENT})
+
+
+def reconcile(state: PurchaseState | str, on_vehicle: str) -> ReconcileAction:
+    """Act on what the vehicle reports (``on_vehicle``: ACTIVE | PENDING | ERROR | ABSENT) for a
+    purchase in ``state`` whose callbacks conflicted: the vehicle is the ground truth."""
+    s = PurchaseState(state)
+    if s in IN_PROGRESS:
+        return ReconcileAction.DELIVER if on_vehicle == VEHICLE_ACTIVE else ReconcileAction.WAIT
+    if s is _S.ACTIVE and on_vehicle in VEHICLE_NOT_RUNNING:
+        return ReconcileAction.ESCALATE
+    return ReconcileAction.IN_STEP
+
+
+def switch_off_on_withdrawal(state: PurchaseState | str, *, attempts: int, unavailable_retries: int) -> bool:
+    """Whether a withdrawal in ``state`` must send a deactivation: the service is (being)
+    delivered, or an earlier attempt went out and may have been applied after our timeout.
+    A purchase withdrawn before any command went out has nothing on the vehicle (a command
+    on its way as it is withdrawn is switched off by the activation flow)."""
+    s = PurchaseState(state)
+    if s in (_S.ACTIVE, _S.ACTIVATING):
+        return True
+    return s is _S.ACTIVATION_QUEUED and (attempts > 0 or unavailable_retries > 0)

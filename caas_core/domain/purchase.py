@@ -16,6 +16,13 @@ Happy path of a one-time service (TEMPORARY, PERMANENT)::
 A subscription is post-paid (charged at month end), so nothing is charged at purchase:
 ``BILLING_ARRANGED`` (payment method on file) takes it to ``PAYMENT_INITIATED`` instead.
 
+The payment gateway down (specification: "Defer payment, manual fallback"): the purchase is
+accepted unpaid (``PAYMENT_POSTPONED`` -> ``PAYMENT_DEFERRED``) and charged again later;
+nothing is activated until it is paid. Still down past the configured limit,
+``MANUAL_PAYMENT_REQUIRED`` hands it to manual payment processing (``MANUAL_PAYMENT``, an
+operator ticket); a charge that goes through later (the operator's, or the queue's)
+continues to ``PAYMENT_INITIATED``.
+
 Retries: a failed attempt (``ACTIVATION_ATTEMPT_FAILED``) or an unavailable IoT API
 (``ACTIVATION_DEFERRED``) returns to ``ACTIVATION_QUEUED`` until the next attempt; when
 the retry policy gives up, ``ALL_ATTEMPTS_FAILED`` leads to ``ACTIVATION_FAILED`` (support
@@ -40,6 +47,8 @@ from types import MappingProxyType
 class PurchaseState(StrEnum):
     REQUESTED = "REQUESTED"                  # created; eligibility and payment pending
     REFUSED = "REFUSED"                      # maintenance below threshold or payment declined
+    PAYMENT_DEFERRED = "PAYMENT_DEFERRED"    # the gateway was down: accepted unpaid, charged when it is back
+    MANUAL_PAYMENT = "MANUAL_PAYMENT"        # the gateway stayed down: handed to manual payment processing
     PAYMENT_INITIATED = "PAYMENT_INITIATED"  # payment accepted (async) or post-paid billing arranged
     ACTIVATION_QUEUED = "ACTIVATION_QUEUED"  # waiting for the next OTA attempt (first, retry, API down)
     ACTIVATING = "ACTIVATING"                # an OTA command is in flight
@@ -55,6 +64,8 @@ class PurchaseEvent(StrEnum):
     ELIGIBILITY_REFUSED = "ELIGIBILITY_REFUSED"
     PAYMENT_DECLINED = "PAYMENT_DECLINED"
     PAYMENT_INITIATED = "PAYMENT_INITIATED"
+    PAYMENT_POSTPONED = "PAYMENT_POSTPONED"
+    MANUAL_PAYMENT_REQUIRED = "MANUAL_PAYMENT_REQUIRED"
     BILLING_ARRANGED = "BILLING_ARRANGED"
     ACTIVATION_REQUESTED = "ACTIVATION_REQUESTED"
     ACTIVATION_ATTEMPT_STARTED = "ACTIVATION_ATTEMPT_STARTED"
@@ -78,7 +89,11 @@ _S, _E = PurchaseState, PurchaseEvent
 SETTLEMENT_EVENTS: frozenset[PurchaseEvent] = frozenset({_E.SETTLED, _E.SETTLEMENT_FAILED, _E.CHARGEBACK})
 
 #: States in which a payment (or post-paid billing) exists, so settlement events may arrive.
-_WITH_PAYMENT: frozenset[PurchaseState] = frozenset(set(_S) - {_S.REQUESTED, _S.REFUSED})
+_WITH_PAYMENT: frozenset[PurchaseState] = frozenset(
+    set(_S) - {_S.REQUESTED, _S.REFUSED, _S.PAYMENT_DEFERRED, _S.MANUAL_PAYMENT})
+
+#: States of a purchase accepted while its charge has not gone through.
+UNPAID: frozenset[PurchaseState] = frozenset({_S.REQUESTED, _S.PAYMENT_DEFERRED, _S.MANUAL_PAYMENT})
 
 _MOVES: dict[PurchaseState, dict[PurchaseEvent, PurchaseState]] = {
     _S.REQUESTED: {
@@ -86,8 +101,21 @@ _MOVES: dict[PurchaseState, dict[PurchaseEvent, PurchaseState]] = {
         _E.PAYMENT_DECLINED: _S.REFUSED,
         _E.PAYMENT_INITIATED: _S.PAYMENT_INITIATED,
         _E.BILLING_ARRANGED: _S.PAYMENT_INITIATED,
+        _E.PAYMENT_POSTPONED: _S.PAYMENT_DEFERRED,
     },
     _S.REFUSED: {},
+    _S.PAYMENT_DEFERRED: {
+        _E.PAYMENT_POSTPONED: _S.PAYMENT_DEFERRED,
+        _E.PAYMENT_INITIATED: _S.PAYMENT_INITIATED,
+        _E.PAYMENT_DECLINED: _S.REFUSED,
+        _E.MANUAL_PAYMENT_REQUIRED: _S.MANUAL_PAYMENT,
+        _E.WITHDRAWN: _S.WITHDRAWN,
+    },
+    _S.MANUAL_PAYMENT: {
+        _E.PAYMENT_INITIATED: _S.PAYMENT_INITIATED,
+        _E.PAYMENT_DECLINED: _S.REFUSED,
+        _E.WITHDRAWN: _S.WITHDRAWN,
+    },
     _S.PAYMENT_INITIATED: {
         _E.ACTIVATION_REQUESTED: _S.ACTIVATION_QUEUED,
         _E.WITHDRAWN: _S.WITHDRAWN,
@@ -143,7 +171,8 @@ TRANSITIONS: Mapping[PurchaseState, Mapping[PurchaseEvent, PurchaseState]] = Map
 TERMINAL: frozenset[PurchaseState] = frozenset({_S.REFUSED, _S.REFUNDED, _S.EXPIRED, _S.WITHDRAWN, _S.CANCELLED})
 
 #: States in which the service is (being) delivered and the customer owes its price.
-_PENDING_DELIVERY: frozenset[PurchaseState] = frozenset({_S.PAYMENT_INITIATED, _S.ACTIVATION_QUEUED, _S.ACTIVATING})
+_PENDING_DELIVERY: frozenset[PurchaseState] = frozenset({_S.PAYMENT_INITIATED, _S.ACTIVATION_QUEUED, _S.ACTIVATING,
+                                                         _S.PAYMENT_DEFERRED, _S.MANUAL_PAYMENT})
 _DELIVERED: frozenset[PurchaseState] = frozenset({_S.ACTIVE, _S.EXPIRED, _S.CANCELLED})
 
 

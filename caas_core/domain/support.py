@@ -9,8 +9,18 @@ error that prevented it) and returns the plan. If the vehicle reports the servic
 ``ACTIVE`` (the activation did happen, e.g. its callback was lost), the service was
 delivered after all: the purchase becomes ``ACTIVATED``, no refund, no ticket, the
 success notice goes out. Otherwise: ``ALL_ATTEMPTS_FAILED``, a ticket carrying the
-vehicle's diagnostics, a full refund (``refunds.undelivered_refund``) and the failure
-notice by email and push.
+vehicle's diagnostics (``SupportTicket.diagnostics``), a full refund
+(``refunds.undelivered_refund``) and the failure notice by email and push. The plan also
+says how the feature ends off on the vehicle (``FinalFailurePlan.switch_off``): confirmed
+off when the vehicle reports the service ERROR or not listed, nothing to switch off when
+no attempt ever reached it and its status could not be read, else a deactivation (the
+vehicle may still apply an attempt: PENDING).
+
+``resolve_final_deactivation_failure`` does the same after a deactivation's last failure:
+the vehicle reporting the service off settles it; otherwise a ticket with the vehicle's
+diagnostics (the customer no longer pays for a service the vehicle still runs).
+``out_of_step_ticket`` is the ticket for a purchase ACTIVE in the core that the vehicle
+reports ERROR or does not list.
 """
 from __future__ import annotations
 
@@ -22,7 +32,7 @@ from typing import Any
 from .catalogue import ServiceOffer
 from .money import Money
 from .notifications import NoticeKind
-from .ota_policy import ActivationProgress
+from .ota_policy import VEHICLE_ABSENT, VEHICLE_NOT_RUNNING, ActivationProgress
 from .purchase import PurchaseEvent
 from .refunds import RefundDecision, undelivered_refund
 
@@ -47,6 +57,16 @@ class VehicleCheck:
     def service_active(self) -> bool:
         return self.service_status == "ACTIVE"
 
+    @property
+    def on_vehicle(self) -> str:
+        """ACTIVE | PENDING | ERROR as the vehicle lists the service, ABSENT when not listed."""
+        return self.service_status or VEHICLE_ABSENT
+
+    @property
+    def feature_off(self) -> bool:
+        """The vehicle does not run the service: not listed, or ERROR (its configuration did not take)."""
+        return self.on_vehicle in VEHICLE_NOT_RUNNING
+
 
 @dataclass(frozen=True, slots=True)
 class SupportTicket:
@@ -69,24 +89,29 @@ class SupportTicket:
     missing_features: tuple[str, ...]
     service_status_on_vehicle: str | None
 
-    def to_dict(self) -> dict[str, Any]:
+    def diagnostics(self) -> dict[str, Any]:
+        """The ticket's ``diagnostics`` (contracts/core.yaml, ``OtaFailureDiagnostics``): flat, so
+        support reads the vehicle's state (null where its status could not be read, the
+        reason in ``vehicleStatusError``) next to the OTA history, whatever the IoT's own shape."""
         return {
-            "category": self.category, "priority": self.priority.value, "purchaseId": self.purchase_id,
-            "vin": self.vin, "serviceId": self.service_id, "openedAt": self.opened_at, "summary": self.summary,
-            "attempts": self.attempts, "lastError": self.last_error, "failureReason": self.failure_reason,
-            "vehicleStatusError": self.vehicle_status_error,
-            "diagnostics": {
-                "connectivity": self.connectivity, "lastSeen": self.last_seen,
-                "firmwareVersion": self.firmware_version, "networkSignalStrength": self.network_signal_strength,
-                "errorCodes": list(self.error_codes), "missingFeatures": list(self.missing_features),
-                "serviceStatusOnVehicle": self.service_status_on_vehicle,
-            },
+            "connectivity": self.connectivity, "lastSeen": self.last_seen,
+            "firmwareVersion": self.firmware_version, "networkSignalStrength": self.network_signal_strength,
+            "errorCodes": list(self.error_codes), "serviceStatusOnVehicle": self.service_status_on_vehicle,
+            "missingFeatures": list(self.missing_features), "vehicleStatusError": self.vehicle_status_error,
+            "attempts": self.attempts, "lastError": self.last_error, "priority": self.priority.value,
         }
 
 
 class Resolution(StrEnum):
     DELIVERED = "DELIVERED"        # the vehicle reports the service active: no refund
     UNDELIVERED = "UNDELIVERED"    # refund in full, ticket, notify
+
+
+class SwitchOff(StrEnum):
+    """How an undelivered service ends off on the vehicle."""
+    CONFIRMED = "CONFIRMED"        # the vehicle reports it ERROR or does not list it
+    NOT_NEEDED = "NOT_NEEDED"      # no attempt reached the vehicle (and its status is unknown)
+    DEACTIVATE = "DEACTIVATE"      # it may run it (PENDING, or unknown after an attempt): deactivate
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +121,7 @@ class FinalFailurePlan:
     ticket: SupportTicket | None
     refund: RefundDecision | None
     notices: tuple[NoticeKind, ...]
+    switch_off: SwitchOff | None = None   # None when delivered
 
 
 def check_vehicle(vehicle_status: Mapping[str, Any] | None, service_id: str) -> VehicleCheck | None:
@@ -138,20 +164,27 @@ def support_ticket(
     vehicle: VehicleCheck | None,
     vehicle_status_error: str | None,
     opened_at: float,
+    category: str = "OTA_ACTIVATION_FAILED",
+    headline: str | None = None,
+    priority: Priority | None = None,
 ) -> SupportTicket:
+    """A ticket with the vehicle's diagnostics; ``headline`` replaces the activation's
+    "OTA activation of ... failed" opening of the summary (other escalations)."""
     missing: tuple[str, ...] = ()
     if vehicle is not None and vehicle.installed_features is not None:
         missing = tuple(f for f in offer.feature_flags if f not in vehicle.installed_features)
     online = vehicle is not None and vehicle.connectivity == "ONLINE"
-    priority = Priority.HIGH if (online or missing) else Priority.NORMAL
+    if priority is None:
+        priority = Priority.HIGH if (online or missing) else Priority.NORMAL
     where = (f"vehicle {vehicle.connectivity}" if vehicle is not None and vehicle.connectivity
              else f"vehicle status unavailable ({vehicle_status_error or 'unreadable'})")
-    summary = (f"OTA activation of {offer.service_id} failed on {vin} after {progress.vehicle_attempts} "
-               f"attempt(s): {failure_reason}; {where}")
+    headline = headline or (f"OTA activation of {offer.service_id} failed on {vin} after "
+                            f"{progress.vehicle_attempts} attempt(s)")
+    summary = f"{headline}: {failure_reason}; {where}"
     if missing:
         summary += f"; features not installed: {', '.join(missing)}"
     return SupportTicket(
-        category="OTA_ACTIVATION_FAILED", priority=priority, purchase_id=purchase_id, vin=vin,
+        category=category, priority=priority, purchase_id=purchase_id, vin=vin,
         service_id=offer.service_id, opened_at=opened_at, summary=summary,
         attempts=progress.vehicle_attempts, last_error=progress.last_error, failure_reason=failure_reason,
         vehicle_status_error=vehicle_status_error if vehicle is None else None,
@@ -189,5 +222,67 @@ def resolve_final_failure(
                             failure_reason=failure_reason, vehicle=vehicle,
                             vehicle_status_error=vehicle_status_error, opened_at=now)
     refund = undelivered_refund(charged, already_refunded, settlement_failed=settlement_failed)
+    if vehicle is not None:
+        switch_off = SwitchOff.CONFIRMED if vehicle.feature_off else SwitchOff.DEACTIVATE
+    else:
+        switch_off = SwitchOff.NOT_NEEDED if progress.vehicle_attempts == 0 else SwitchOff.DEACTIVATE
     return FinalFailurePlan(Resolution.UNDELIVERED, PurchaseEvent.ALL_ATTEMPTS_FAILED, ticket, refund,
-                            (NoticeKind.ACTIVATION_FAILED_REFUNDED,))
+                            (NoticeKind.ACTIVATION_FAILED_REFUNDED,), switch_off)
+
+
+@dataclass(frozen=True, slots=True)
+class DeactivationFailurePlan:
+    confirmed_off: bool            # the vehicle reports the service off after all: nothing more to do
+    ticket: SupportTicket | None   # otherwise: support switches it off
+
+
+def resolve_final_deactivation_failure(
+    *,
+    purchase_id: str,
+    vin: str,
+    offer: ServiceOffer,
+    progress: ActivationProgress,
+    failure_reason: str,
+    purchase_state: str,
+    vehicle_status: Mapping[str, Any] | None,
+    vehicle_status_error: str | None = None,
+    now: float,
+) -> DeactivationFailurePlan:
+    """After a deactivation's last failure: the vehicle's status settles it when it reports the
+    service off; else a ticket with its diagnostics (the vehicle runs a service the customer
+    no longer has, e.g. refunded)."""
+    vehicle = check_vehicle(vehicle_status, offer.service_id)
+    if vehicle is not None and vehicle.feature_off:
+        return DeactivationFailurePlan(True, None)
+    if vehicle is None and vehicle_status_error is None:
+        vehicle_status_error = "no vehicle status"
+    state = (f"still {vehicle.on_vehicle} on the vehicle" if vehicle is not None
+             else "its state on the vehicle is unknown")
+    ticket = support_ticket(
+        purchase_id=purchase_id, vin=vin, offer=offer, progress=progress,
+        failure_reason=f"{failure_reason}; the purchase is {purchase_state} and the service is {state}",
+        vehicle=vehicle, vehicle_status_error=vehicle_status_error, opened_at=now,
+        category="OTA_DEACTIVATION_FAILED", priority=Priority.HIGH,
+        headline=(f"OTA deactivation of {offer.service_id} failed on {vin} after "
+                  f"{progress.vehicle_attempts} attempt(s)"))
+    return DeactivationFailurePlan(False, ticket)
+
+
+def out_of_step_ticket(
+    *,
+    purchase_id: str,
+    vin: str,
+    offer: ServiceOffer,
+    progress: ActivationProgress,
+    reason: str,
+    vehicle_status: Mapping[str, Any] | None,
+    now: float,
+) -> SupportTicket:
+    """A purchase ACTIVE (delivered, and paid for) that the vehicle reports ERROR or does not list."""
+    vehicle = check_vehicle(vehicle_status, offer.service_id)
+    on_vehicle = vehicle.on_vehicle if vehicle is not None else "unknown"
+    return support_ticket(
+        purchase_id=purchase_id, vin=vin, offer=offer, progress=progress, failure_reason=reason,
+        vehicle=vehicle, vehicle_status_error=None if vehicle is not None else "no vehicle status", opened_at=now,
+        category="VEHICLE_OUT_OF_STEP", priority=Priority.HIGH,
+        headline=f"{offer.service_id} is ACTIVE for the customer but {on_vehicle} on {vin}")

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.catalogue import DurationType
 from ..domain.notifications import NoticeKind
+from ..domain.ota_policy import VEHICLE_NOT_RUNNING, DeactivationStatus
 from ..domain.purchase import PurchaseState
 from ..domain.sale import MANUFACTURING, SaleStatus
 from ..store import inbox
@@ -35,6 +36,7 @@ from ..store.schema import (
     sales,
     webhook_inbox,
 )
+from .kinds import DEACTIVATE, DEACTIVATE_GIVE_UP, DEACTIVATE_TIMEOUT
 
 _S = PurchaseState
 #: The service reached the vehicle and the customer keeps it (or consumed it).
@@ -44,6 +46,13 @@ UNDELIVERED_FINAL = (_S.REFUNDED.value, _S.WITHDRAWN.value, _S.REFUSED.value)
 #: Delivery still in progress: money may legitimately be ahead of delivery.
 IN_FLIGHT = (_S.REQUESTED.value, _S.PAYMENT_INITIATED.value, _S.ACTIVATION_QUEUED.value, _S.ACTIVATING.value,
              _S.ACTIVATION_FAILED.value)
+#: The feature must be off on the vehicle (domain.purchase.needs_deactivation_on_late_activation).
+MUST_BE_OFF = (_S.ACTIVATION_FAILED.value, _S.REFUNDED.value, _S.WITHDRAWN.value, _S.EXPIRED.value,
+               _S.CANCELLED.value)
+#: A deactivation settled: confirmed off, or nothing ever reached the vehicle.
+SWITCHED_OFF = (DeactivationStatus.OFF.value, DeactivationStatus.NOT_NEEDED.value)
+#: Jobs of a deactivation under way (flows.lifecycle).
+DEACTIVATION_JOBS = (DEACTIVATE, DEACTIVATE_TIMEOUT, DEACTIVATE_GIVE_UP)
 #: Money that did not come in: a failed settlement brings nothing to refund or to count.
 NO_MONEY = "FAILED"
 OPEN_JOBS = ("pending", "running")
@@ -183,6 +192,36 @@ async def refunds_within_payment(conn: AsyncConnection) -> list[Violation]:
                               .where(live.c.refunded > payments.c.amount_minor))
     return [Violation("refunds_within_payment", {"paymentId": pay, "purchaseId": pid or ""},
                       f"refunded {refunded} of {amount}") for pay, pid, amount, refunded in rows]
+
+
+async def vehicle_in_step(conn: AsyncConnection) -> list[Violation]:
+    """The vehicle runs what the customer has. A purchase whose feature must be off (given
+    up, refunded, withdrawn, expired, cancelled) and may have reached the vehicle (delivered,
+    an attempt made, or a deactivation asked for) has its deactivation confirmed, found
+    unneeded, or still under way (one of its deactivation jobs open): else the deactivation
+    is outstanding (given up after every retry, or never asked for). And a purchase ACTIVE
+    was not last reported ERROR or absent by the vehicle."""
+    job = jobs.alias("job")
+    under_way = (select(job.c.payload["purchaseId"].as_string().label("purchase_id"))
+                 .where(job.c.kind.in_(DEACTIVATION_JOBS), job.c.status.in_(OPEN_JOBS)).distinct().subquery())
+    off = purchases.c.deactivation_status
+    rows = await conn.execute(
+        select(purchases.c.id, purchases.c.status, off)
+        .select_from(purchases.outerjoin(under_way, under_way.c.purchase_id == purchases.c.id))
+        .where(purchases.c.status.in_(MUST_BE_OFF), purchases.c.deactivated_at.is_(None),
+               or_(off.is_(None), off.not_in(SWITCHED_OFF)),
+               or_(purchases.c.delivered_at.is_not(None), purchases.c.attempts > 0, off.is_not(None)),
+               under_way.c.purchase_id.is_(None)))
+    why = {None: "never asked for", DeactivationStatus.FAILED.value: "every attempt failed"}
+    found = [Violation("vehicle_in_step", {"purchaseId": pid},
+                       f"{status}: deactivation outstanding ({why.get(done, f'{done} with no job left')})")
+             for pid, status, done in rows]
+    wrong = await conn.execute(
+        select(purchases.c.id, purchases.c.vehicle_service_status)
+        .where(purchases.c.status == _S.ACTIVE.value, purchases.c.vehicle_service_status.in_(VEHICLE_NOT_RUNNING)))
+    found += [Violation("vehicle_in_step", {"purchaseId": pid}, f"ACTIVE but the vehicle last reported it {seen}")
+              for pid, seen in wrong]
+    return found
 
 
 def _value_included():
@@ -385,6 +424,7 @@ INVARIANTS: dict[str, Check] = {
     "money_adds_up_per_customer": money_adds_up_per_customer,
     "one_factory_order_per_sale": one_factory_order_per_sale,
     "order_statuses_never_regress": order_statuses_never_regress,
+    "vehicle_in_step": vehicle_in_step,
 }
 
 

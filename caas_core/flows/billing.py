@@ -19,6 +19,7 @@ from ..clients.http import Rejected, Unavailable
 from ..clock import isoformat
 from ..domain.billing import (
     BillingRetryPolicy,
+    invoice_period,
     month_start,
     next_month_start,
     period_charge,
@@ -80,7 +81,7 @@ async def charge(core: Core, job: jobs.Job, ctx: JobContext) -> None:
             "SUBSCRIPTION", invoice["amount_minor"], invoice["currency"], row["method_type"], row["method_token"],
             customer_id=row["customer_id"], order_id=invoice["id"], description=f"{row['service_id']}, "
             f"{isoformat(period)[:7]}", key=f"{invoice['id']}:{invoice['failures']}",
-            correlation_id=job.correlation_id or purchase_id)
+            correlation_id=job.correlation_id or purchase_id, vin=row["vin"], service_id=row["service_id"])
         declined = answer["status"] == "DECLINED"
         reason = answer.get("declineReason")
     except Unavailable as exc:
@@ -98,19 +99,25 @@ async def charge(core: Core, job: jobs.Job, ctx: JobContext) -> None:
     core.wake()
 
 
-async def _invoice(core: Core, conn, row, period: float, now: float):
-    """The month's invoice, created on the first charge attempt; and whether it was just created."""
-    found = (await conn.execute(select(invoices).where(invoices.c.purchase_id == row["id"],
-                                                       invoices.c.period_start == period))).mappings().first()
+async def _invoice(core: Core, conn, row, month: float, now: float):
+    """The invoice of the month starting at ``month``, created on the first charge attempt;
+    and whether it was just created."""
+    # Its period starts within the month (at the subscription's start for the first one).
+    found = (await conn.execute(select(invoices).where(
+        invoices.c.purchase_id == row["id"], invoices.c.period_start >= month,
+        invoices.c.period_start < next_month_start(month)))).mappings().first()
     if found is not None:
         return found, False
     monthly = Money(row["price_minor"], row["currency"])
     amount = Money.zero(row["currency"])
     if row["delivered_at"] is not None and PurchaseState(row["status"]) in BILLABLE:
-        amount = period_charge(monthly, period, row["delivered_at"], row["cancelled_at"])
+        amount = period_charge(monthly, month, row["delivered_at"], row["cancelled_at"])
+    # Billed from the activation, as the amount is; a subscription never activated, from its purchase.
+    started = row["delivered_at"] if row["delivered_at"] is not None else row["created_at"]
+    period_start, period_end = invoice_period(month, started, row["cancelled_at"])
     invoice_id = core.new_id("inv")
     await conn.execute(invoices.insert().values(
-        id=invoice_id, purchase_id=row["id"], period_start=period, period_end=next_month_start(period),
+        id=invoice_id, purchase_id=row["id"], period_start=period_start, period_end=period_end,
         amount_minor=amount.minor, currency=amount.currency, status="OPEN" if amount.minor > 0 else "NOTHING_DUE",
         failures=0, created_at=now, updated_at=now))
     return (await conn.execute(select(invoices).where(invoices.c.id == invoice_id))).mappings().first(), True
@@ -133,9 +140,9 @@ async def _declined(core: Core, conn, row, invoice, reason: str | None, now: flo
     await conn.execute(update(invoices).where(invoices.c.id == invoice["id"]).values(
         failures=failures, status="OPEN" if decision.retry_at else "UNPAID", updated_at=now))
     if decision.retry_at is not None:
-        await jobs.enqueue(conn, CHARGE, {"purchaseId": row["id"], "periodStart": invoice["period_start"]},
-                           run_at=decision.retry_at, now=now,
-                           dedupe_key=f"{_key(row['id'], invoice['period_start'])}:retry{failures}")
+        month = month_start(invoice["period_start"])  # jobs name the month, the invoice its period
+        await jobs.enqueue(conn, CHARGE, {"purchaseId": row["id"], "periodStart": month},
+                           run_at=decision.retry_at, now=now, dedupe_key=f"{_key(row['id'], month)}:retry{failures}")
         await _tell(conn, row, "SUBSCRIPTION_PAYMENT_FAILED_WILL_RETRY", invoice, now,
                     reason=reason, retryAt=isoformat(decision.retry_at))
         return

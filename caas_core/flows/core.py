@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..clients.upstreams import (
     FactoryClient,
@@ -17,6 +16,7 @@ from ..domain.catalogue import Catalogue
 from ..domain.ota_policy import RetryPolicy
 from ..settings import CoreSettings
 from ..store.db import Database
+from ..store.ids import IdSource
 
 
 @dataclass
@@ -35,11 +35,11 @@ class Core:
     #: Requests being handled: with the clock's parked calls, what tells a world in virtual
     #: time whether the core is still working on something.
     in_flight: int = 0
+    #: Random by default; seeded in a world on a virtual clock (``store.ids``), never reused.
+    ids: IdSource = field(default_factory=IdSource)
 
-    @staticmethod
-    def new_id(prefix: str) -> str:
-        # Random, not seeded: a restarted core on the same database must never reuse an id.
-        return f"{prefix}_{uuid.uuid4().hex[:20]}"
+    def new_id(self, prefix: str) -> str:
+        return self.ids.new(prefix)
 
     def wake(self) -> None:
         if callable(self.kick):

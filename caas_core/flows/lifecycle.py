@@ -1,34 +1,64 @@
-"""After delivery: temporary services expire, and customers may withdraw.
+"""After delivery: temporary services expire, and customers may withdraw; and the
+deactivation that switches a feature off again whenever a purchase ends.
 
 Expiry is a durable job at the service's expiry time: the vehicle is told to
 deactivate through the IoT API (the vehicle may have switched it off by itself
 already: that is fine) and the customer is told. Withdrawal within 14 days
 refunds in full and deactivates; after that, a one-time service stays and
 nothing is refunded (domain.refunds decides).
+
+**Deactivation** (``request_deactivation``, then the ``ota.deactivate`` jobs) is retried
+like an activation, by the same policy (``domain.ota_policy.decide_deactivation``):
+``POST /ota/deactivate`` answers 202 and the outcome comes as the ``otaStatus``
+callback (``DEACTIVATED`` or ``FAILED``), found by ``purchases.deactivation_request_id``
+(flows.ota routes the callbacks); no callback within the attempt timeout counts as a
+failed attempt (``ota.deactivate_timeout``); 422 means the service is not active on the
+vehicle: off already. Failed attempts wait 1, 5, 15 (30) minutes; an unavailable IoT API
+is retried until the API-down deadline. ``deactivation_status`` is ``IN_FLIGHT`` while a
+command awaits its outcome, ``PENDING`` while the next push is queued. The request id
+stays once the attempt is decided: a ``DEACTIVATED`` of the last command arriving after
+our timeout still confirms the feature off (the vehicle applies the last command it
+gets). After the last failure (``ota.deactivate_give_up``) the vehicle is queried:
+reporting the service off settles it, otherwise a support ticket carries its
+diagnostics. ``deactivated_at`` records the feature confirmed off. Each deactivation is
+a *round*: a late activation after a confirmed deactivation starts another one, with
+fresh attempts and job keys.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from ..api.problems import Problem
 from ..clients.http import Rejected, Unavailable
 from ..domain.money import Money
 from ..domain.notifications import NoticeKind
+from ..domain.ota_policy import (
+    DEACTIVATING,
+    VEHICLE_ABSENT,
+    ActivationProgress,
+    AttemptOutcome,
+    DeactivationStatus,
+    DeactivationStep,
+    switch_off_on_withdrawal,
+)
 from ..domain.purchase import (
     InvalidTransition,
     PurchaseEvent,
     PurchaseState,
+    needs_deactivation_on_late_activation,
     transition,
 )
 from ..domain.refunds import WithdrawalOutcome, withdrawal
-from ..store import jobs
+from ..domain.support import check_vehicle, resolve_final_deactivation_failure
+from ..store import jobs, outbox
 from ..store.schema import payments, purchases
 from . import billing, refunding
 from .core import Core
-from .kinds import DEACTIVATE, EXPIRE
+from .kinds import CHARGE, DEACTIVATE, DEACTIVATE_GIVE_UP, DEACTIVATE_TIMEOUT, EXPIRE
 from .notices import notify
 from .purchases import view
 from .runner import JobContext
@@ -50,28 +80,227 @@ async def expire(core: Core, job: jobs.Job, ctx: JobContext) -> None:
             await conn.execute(update(purchases).where(purchases.c.id == row["id"]).values(
                 status=transition(PurchaseState.ACTIVE, PurchaseEvent.EXPIRED).value, updated_at=now))
             await notify(conn, row, NoticeKind.SERVICE_EXPIRED, now)
-            await jobs.enqueue(conn, DEACTIVATE, {"purchaseId": row["id"]}, run_at=now, now=now,
-                               dedupe_key=f"{DEACTIVATE}:{row['id']}")
+            await request_deactivation(conn, row, now, job.correlation_id)
         await jobs.complete(conn, job.id)
     core.wake()
 
 
-async def deactivate(core: Core, job: jobs.Job, ctx: JobContext) -> None:
-    async with core.db.transaction(readonly=True) as conn:
-        row = (await conn.execute(select(purchases).where(purchases.c.id == job.payload["purchaseId"]))
-               ).mappings().first()
-    try:
-        await core.iot.deactivate(row["vin"], row["service_id"], key=f"{row['id']}:deactivate",
-                                  correlation_id=job.correlation_id or row["id"])
-    except Rejected as exc:
-        if exc.status != 422:  # 422: not active any more (the vehicle expired it itself): done
-            raise
-    except Unavailable:
-        async with core.db.transaction() as conn:  # the IoT API is down: try again later
-            await jobs.retry(conn, job.id, run_at=core.clock.now() + 300, error="IoT API unavailable")
+# --- deactivation, retried -------------------------------------------------------------
+
+_D = DeactivationStatus
+_PURCHASE = select(purchases).where(purchases.c.id == bindparam("purchase_id"))
+_PURCHASE_LOCKED = _PURCHASE.with_for_update()  # SQLite renders none: its write transactions are serial
+_UPDATE = update(purchases).where(purchases.c.id == bindparam("b_purchase_id"))
+
+
+async def _load(conn, purchase_id: str, *, lock: bool = False):
+    return (await conn.execute(_PURCHASE_LOCKED if lock else _PURCHASE, {"purchase_id": purchase_id})
+            ).mappings().first()
+
+
+async def _set(conn, purchase_id: str, values: dict[str, Any]) -> None:
+    await conn.execute(_UPDATE, {**values, "b_purchase_id": purchase_id})
+
+
+def _progress(row) -> ActivationProgress:
+    return ActivationProgress(queued_at=row["deactivation_queued_at"] if row["deactivation_queued_at"] is not None
+                              else row["updated_at"], vehicle_attempts=row["deactivation_attempts"],
+                              unavailable_retries=row["deactivation_unavailable_retries"], delay_notified=True)
+
+
+def _label(row) -> str:
+    """Names one push of a round (every decision moves one of the two counters)."""
+    return f"{row['deactivation_attempts']}.{row['deactivation_unavailable_retries']}"
+
+
+def _start_key(purchase_id: str, round_: int) -> str:
+    # the first round keeps the key every flow used before rounds (flows.billing still does)
+    return f"{DEACTIVATE}:{purchase_id}" if round_ <= 1 else f"{DEACTIVATE}:{purchase_id}:r{round_}"
+
+
+async def request_deactivation(conn, row, now: float, correlation_id: str | None = None) -> None:
+    """Switch the purchase's feature off on the vehicle, retried per the OTA policy: called in
+    the transaction that decides it (withdrawal, expiry, give-up, a late activation). Nothing
+    more when a deactivation is already under way: it ends with the feature off."""
+    if row["deactivation_status"] in DEACTIVATING:
         return
+    await _set(conn, row["id"], {"deactivation_status": _D.PENDING.value, "deactivated_at": None,
+                                 "deactivation_queued_at": None})
+    await jobs.enqueue(conn, DEACTIVATE, {"purchaseId": row["id"]}, run_at=now, now=now,
+                       dedupe_key=_start_key(row["id"], row["deactivation_round"] + 1),
+                       correlation_id=correlation_id)
+
+
+async def deactivate(core: Core, job: jobs.Job, ctx: JobContext) -> None:
+    """Without ``attempt`` in its payload: a round starts (unless one is under way), and its
+    first push is queued with it. With it: one push of ``POST /ota/deactivate``, unless
+    another decision overtook it (an older round, another attempt). A push repeated after
+    a crash reuses its Idempotency-Key, so the IoT API replays the first answer."""
+    purchase_id = job.payload["purchaseId"]
+    now = core.clock.now()
     async with core.db.transaction() as conn:
+        row = await _load(conn, purchase_id, lock=True)
+        if row is None or not needs_deactivation_on_late_activation(row["status"]):
+            await jobs.complete(conn, job.id)  # unknown, or its feature may stay on: nothing to switch off
+            return
+        if "attempt" not in job.payload:
+            if not (row["deactivation_status"] in DEACTIVATING and row["deactivation_queued_at"] is not None):
+                round_ = row["deactivation_round"] + 1
+                await _set(conn, purchase_id, {
+                    "deactivation_status": _D.PENDING.value, "deactivation_round": round_,
+                    "deactivation_queued_at": now, "deactivation_attempts": 0, "deactivation_unavailable_retries": 0,
+                    "deactivation_request_id": None, "deactivated_at": None})
+                await jobs.enqueue(conn, DEACTIVATE, {"purchaseId": purchase_id, "round": round_, "attempt": "0.0"},
+                                   run_at=now, now=now, dedupe_key=f"{DEACTIVATE}:{purchase_id}:r{round_}:0.0",
+                                   correlation_id=job.correlation_id)
+            await jobs.complete(conn, job.id)
+        elif not _current(row, job.payload["round"], job.payload["attempt"]):
+            await jobs.complete(conn, job.id)
+            return
+    if "attempt" not in job.payload:
+        core.wake()
+        return
+    round_, label = row["deactivation_round"], _label(row)
+    outcome, accepted, reason = None, None, ""
+    try:
+        accepted = await core.iot.deactivate(row["vin"], row["service_id"],
+                                             key=f"{purchase_id}:deactivate:{round_}:{label}",
+                                             correlation_id=job.correlation_id or purchase_id)
+    except Unavailable as exc:
+        outcome = AttemptOutcome.http(exc.status, exc.retry_after) if exc.status else AttemptOutcome.timeout()
+        reason = str(exc)
+    except Rejected as exc:
+        outcome, reason = AttemptOutcome.http(exc.status), str(exc)
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        row = await _load(conn, purchase_id, lock=True)
+        if not _current(row, round_, label):  # another decision overtook this push
+            await jobs.complete(conn, job.id)
+            return
+        if outcome is not None:
+            await _decide(core, conn, row, outcome, reason, now, job.correlation_id)
+        else:
+            request_id = accepted["requestId"]
+            await _set(conn, purchase_id, {"deactivation_request_id": request_id,
+                                           "deactivation_status": _D.IN_FLIGHT.value})
+            await jobs.enqueue(conn, DEACTIVATE_TIMEOUT, {"purchaseId": purchase_id, "requestId": request_id},
+                               run_at=now + core.policy.attempt_timeout, now=now,
+                               dedupe_key=f"{DEACTIVATE_TIMEOUT}:{request_id}", correlation_id=job.correlation_id)
         await jobs.complete(conn, job.id)
+    core.wake()
+
+
+def _current(row, round_: int, label: str) -> bool:
+    """The round is under way at this push, and no command of it is in flight."""
+    return (row is not None and row["deactivation_status"] == _D.PENDING.value
+            and row["deactivation_round"] == round_ and _label(row) == label)
+
+
+async def _decide(core: Core, conn, row, outcome: AttemptOutcome, reason: str, now: float,
+                  correlation_id: str | None) -> None:
+    """Fold one outcome into the round (the row locked by the caller) and commit what follows."""
+    purchase_id, round_ = row["id"], row["deactivation_round"]
+    decision = core.policy.decide_deactivation(_progress(row), outcome, now)
+    p = decision.progress
+    # the request id stays: a late DEACTIVATED of the last command still confirms it off
+    values: dict[str, Any] = {"deactivation_attempts": p.vehicle_attempts,
+                              "deactivation_unavailable_retries": p.unavailable_retries,
+                              "deactivation_status": _D.PENDING.value}
+    if row["deactivation_status"] == _D.IN_FLIGHT.value:
+        await jobs.cancel(conn, dedupe_key=f"{DEACTIVATE_TIMEOUT}:{row['deactivation_request_id']}", now=now)
+    if decision.step is DeactivationStep.OFF:
+        values.update(deactivation_status=_D.OFF.value, deactivated_at=now, vehicle_service_status=VEHICLE_ABSENT,
+                      vehicle_checked_at=now)
+    elif decision.step is DeactivationStep.RETRY:
+        label = f"{p.vehicle_attempts}.{p.unavailable_retries}"
+        await jobs.enqueue(conn, DEACTIVATE, {"purchaseId": purchase_id, "round": round_, "attempt": label},
+                           run_at=decision.retry_at, now=now,
+                           dedupe_key=f"{DEACTIVATE}:{purchase_id}:r{round_}:{label}", correlation_id=correlation_id)
+    else:
+        await jobs.enqueue(conn, DEACTIVATE_GIVE_UP, {"purchaseId": purchase_id, "round": round_,
+                                                      "reason": f"{decision.reason} ({reason})",
+                                                      "lastError": p.last_error},
+                           run_at=now, now=now, dedupe_key=f"{DEACTIVATE_GIVE_UP}:{purchase_id}:r{round_}",
+                           correlation_id=correlation_id)
+    await _set(conn, purchase_id, values)
+
+
+async def on_deactivation_callback(core: Core, conn, row, body: dict, now: float,
+                                   correlation_id: str | None) -> None:
+    """The ``otaStatus`` callback of a purchase's last deactivation command (``row`` found and
+    locked by its request id, in the caller's transaction). In flight: DEACTIVATED switches
+    the round off, FAILED counts an attempt. Arriving after our timeout counted the attempt
+    failed (a retry queued, or given up): DEACTIVATED still confirms the feature off, FAILED
+    was counted already."""
+    status, state = body.get("status"), row["deactivation_status"]
+    if state != _D.IN_FLIGHT.value:
+        if status == "DEACTIVATED" and state in (_D.PENDING.value, _D.FAILED.value):
+            # the queued retry or the give-up finds the round settled and does nothing
+            await _set(conn, row["id"], {"deactivation_status": _D.OFF.value, "deactivated_at": now,
+                                         "vehicle_service_status": VEHICLE_ABSENT, "vehicle_checked_at": now})
+        return
+    if status == "DEACTIVATED":
+        await _decide(core, conn, row, AttemptOutcome.deactivated(), status, now, correlation_id)
+    elif status == "FAILED":
+        await _decide(core, conn, row, AttemptOutcome.failed(body.get("errorCode")),
+                      body.get("errorCode") or status, now, correlation_id)
+
+
+async def deactivation_timeout(core: Core, job: jobs.Job, ctx: JobContext) -> None:
+    """No callback within the attempt timeout: the attempt failed (TIMEOUT), unless decided meanwhile."""
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        row = await _load(conn, job.payload["purchaseId"], lock=True)
+        if (row is not None and row["deactivation_status"] == _D.IN_FLIGHT.value
+                and row["deactivation_request_id"] == job.payload["requestId"]):
+            await _decide(core, conn, row, AttemptOutcome.no_callback(), "no callback in time", now,
+                          job.correlation_id)
+        await jobs.complete(conn, job.id)
+    core.wake()
+
+
+async def deactivation_give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
+    """After a round's last failure: the vehicle's status settles it, or support gets a ticket."""
+    purchase_id = job.payload["purchaseId"]
+    async with core.db.transaction(readonly=True) as conn:
+        row = await _load(conn, purchase_id)
+    if not _giving_up(row, job.payload["round"]):
+        async with core.db.transaction() as conn:
+            await jobs.complete(conn, job.id)
+        return
+    status, status_error = None, None
+    try:
+        status = await core.iot.vehicle_status(row["vin"], correlation_id=job.correlation_id or purchase_id)
+    except (Unavailable, Rejected) as exc:
+        status_error = str(exc)
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        row = await _load(conn, purchase_id, lock=True)
+        if not _giving_up(row, job.payload["round"]):
+            await jobs.complete(conn, job.id)
+            return
+        offer = core.catalogue.get(row["service_id"])
+        plan = resolve_final_deactivation_failure(
+            purchase_id=purchase_id, vin=row["vin"], offer=offer,
+            progress=replace(_progress(row), last_error=job.payload.get("lastError")),
+            failure_reason=job.payload["reason"], purchase_state=row["status"],
+            vehicle_status=status, vehicle_status_error=status_error, now=now)
+        values: dict[str, Any] = {}
+        check = check_vehicle(status, row["service_id"])
+        if check is not None:
+            values.update(vehicle_service_status=check.on_vehicle, vehicle_checked_at=now)
+        if plan.confirmed_off:
+            values.update(deactivation_status=_D.OFF.value, deactivated_at=now)
+        else:
+            values["deactivation_status"] = _D.FAILED.value
+            await outbox.open_ticket(conn, row["customer_id"], row["vin"], plan.ticket.summary,
+                                     plan.ticket.diagnostics(), now, purchase_id=purchase_id)
+        await _set(conn, purchase_id, values)
+        await jobs.complete(conn, job.id)
+
+
+def _giving_up(row, round_: int) -> bool:
+    return row is not None and row["deactivation_status"] == _D.PENDING.value and row["deactivation_round"] == round_
 
 
 async def withdraw(core: Core, purchase_id: str, correlation_id: str) -> dict[str, Any]:
@@ -110,8 +339,9 @@ async def withdraw(core: Core, purchase_id: str, correlation_id: str) -> dict[st
         await notify(conn, row, NoticeKind.WITHDRAWAL_CONFIRMED if event is PurchaseEvent.WITHDRAWN
                      else NoticeKind.SUBSCRIPTION_CANCELLED, now)
         await jobs.cancel(conn, dedupe_key=f"{EXPIRE}:{purchase_id}", now=now)
-        if decision.deactivate and state in (PurchaseState.ACTIVE, PurchaseState.ACTIVATING):
-            await jobs.enqueue(conn, DEACTIVATE, {"purchaseId": purchase_id}, run_at=now, now=now,
-                               dedupe_key=f"{DEACTIVATE}:{purchase_id}", correlation_id=correlation_id)
+        await jobs.cancel(conn, dedupe_key=f"{CHARGE}:{purchase_id}", now=now)  # a deferred payment: not taken
+        if decision.deactivate and switch_off_on_withdrawal(state, attempts=row["attempts"],
+                                                            unavailable_retries=row["unavailable_retries"]):
+            await request_deactivation(conn, row, now, correlation_id)
     core.wake()
     return await view(core, purchase_id)

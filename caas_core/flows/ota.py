@@ -7,6 +7,17 @@ up) comes from ``domain.ota_policy`` and is committed together with the jobs it
 causes. Giving up: query the vehicle, open a support ticket with its
 diagnostics, refund in full, tell the customer. The customer never pays for a
 service that was not delivered.
+
+The vehicle is the ground truth of what runs on it, and it applies the last command
+it gets. ``activation_request_id`` names the last command pushed for the purchase (it
+stays after the attempt is decided): its outcome is what the vehicle did, even when it
+arrives after our timeout. A callback that contradicts what the core knows (an
+``ACTIVATED`` of an earlier command, a later one having gone out since; a ``FAILED``
+for a purchase held ``ACTIVE``) is not taken at its word: ``ota.reconcile`` queries the
+vehicle's status and acts on what it reports (``domain.ota_policy.reconcile``). An
+activation that reaches a purchase whose feature must be off is switched off again
+(``lifecycle.request_deactivation``), and the callbacks of deactivations, found by
+``deactivation_request_id``, go to ``lifecycle.on_deactivation_callback``.
 """
 
 from __future__ import annotations
@@ -20,23 +31,43 @@ from sqlalchemy import bindparam, or_, select, update
 from ..clients.http import Rejected, Unavailable
 from ..domain.money import Money
 from ..domain.notifications import NoticeKind
-from ..domain.ota_policy import ActivationProgress, AttemptOutcome, Step
+from ..domain.ota_policy import (
+    DEACTIVATING,
+    VEHICLE_ACTIVE,
+    VEHICLE_NOT_RUNNING,
+    ActivationProgress,
+    AttemptOutcome,
+    CallbackAction,
+    DeactivationStatus,
+    ReconcileAction,
+    Step,
+    reconcile,
+    route_activation_callback,
+)
 from ..domain.purchase import PurchaseEvent, PurchaseState, transition
-from ..domain.support import Resolution, resolve_final_failure
+from ..domain.support import (
+    Resolution,
+    SwitchOff,
+    check_vehicle,
+    out_of_step_ticket,
+    resolve_final_failure,
+)
 from ..store import inbox, jobs, outbox
 from ..store.schema import collection_cases, payments, purchases
 from . import refunding
 from .core import Core
-from .kinds import DEACTIVATE
-from .lifecycle import schedule_expiry
+from .lifecycle import on_deactivation_callback, request_deactivation, schedule_expiry
 from .notices import notify
 from .runner import JobContext
 
 ACTIVATE, OUTCOME, TIMEOUT = "ota.activate", "ota.outcome", "ota.timeout"
 GIVE_UP = "ota.give_up"
+RECONCILE = "ota.reconcile"
 IN_PROGRESS = (PurchaseState.ACTIVATION_QUEUED, PurchaseState.ACTIVATING)
 #: No longer being delivered: an activation arriving now is switched off again.
 GAVE_UP = (PurchaseState.ACTIVATION_FAILED, PurchaseState.REFUNDED, PurchaseState.WITHDRAWN)
+#: A purchase an earlier command's callback may be about (the latest of its vehicle and service).
+_KNOWN = (*IN_PROGRESS, *GAVE_UP, PurchaseState.ACTIVE, PurchaseState.EXPIRED, PurchaseState.CANCELLED)
 #: Finds and locks the purchase a decision is about, in the deciding transaction.
 Locate = Callable[[Any], Awaitable[Any]]
 
@@ -51,7 +82,10 @@ def handlers(core: Core) -> dict:
     async def timeout(job: jobs.Job, ctx: JobContext) -> None:
         await _on_timeout(core, job)
 
-    return {ACTIVATE: activate, OUTCOME: outcome, TIMEOUT: timeout}
+    async def reconcile_job(job: jobs.Job, ctx: JobContext) -> None:
+        await _reconcile(core, job)
+
+    return {ACTIVATE: activate, OUTCOME: outcome, TIMEOUT: timeout, RECONCILE: reconcile_job}
 
 
 async def _done(conn, job: jobs.Job, now: float) -> None:
@@ -69,11 +103,13 @@ _PURCHASE = select(purchases).where(purchases.c.id == bindparam("purchase_id"))
 _PURCHASE_LOCKED = _PURCHASE.with_for_update()
 _BY_REQUEST_LOCKED = select(purchases).where(
     purchases.c.activation_request_id == bindparam("request_id")).with_for_update()
-# the vehicle's latest purchase of a service being (or given up being) activated; an OR of
+_BY_DEACTIVATION_LOCKED = select(purchases).where(
+    purchases.c.deactivation_request_id == bindparam("request_id")).with_for_update()
+# the vehicle's latest purchase of a service that was (being) activated; an OR of
 # equalities, not IN: an IN list is re-rendered at every execution
 _LATEST_FOR_SERVICE_LOCKED = (
     select(purchases).where(purchases.c.vin == bindparam("vin"), purchases.c.service_id == bindparam("service_id"),
-                            or_(*(purchases.c.status == s.value for s in (*IN_PROGRESS, *GAVE_UP))))
+                            or_(*(purchases.c.status == s.value for s in _KNOWN)))
     .order_by(purchases.c.created_at.desc()).limit(1).with_for_update())
 _UPDATE_PURCHASE = update(purchases).where(purchases.c.id == bindparam("b_purchase_id"))
 _RELEASE_HELD = update(collection_cases).where(collection_cases.c.payment_id == bindparam("b_payment_id"),
@@ -126,8 +162,7 @@ async def _activate(core: Core, job: jobs.Job) -> None:
         if row["status"] != PurchaseState.ACTIVATION_QUEUED.value:
             # Withdrawn while the command was on its way: the vehicle will switch the feature on,
             # and the purchase is no longer being delivered, so switch it off again.
-            await jobs.enqueue(conn, DEACTIVATE, {"purchaseId": purchase_id}, run_at=now, now=now,
-                               dedupe_key=f"{DEACTIVATE}:{purchase_id}", correlation_id=job.correlation_id)
+            await request_deactivation(conn, row, now, job.correlation_id)
             await _done(conn, job, now)
             return
         state = transition(PurchaseState(row["status"]), PurchaseEvent.ACTIVATION_ATTEMPT_STARTED)
@@ -140,30 +175,49 @@ async def _activate(core: Core, job: jobs.Job) -> None:
 
 
 async def _on_callback(core: Core, job: jobs.Job) -> None:
+    """Route one ``otaStatus`` callback, in one transaction with the purchase it is about."""
     body = job.payload["body"]
-    status = body.get("status")
-    if status == "ACTIVATED":
-        await _decide(core, job, _callback_purchase(body, any_attempt=True), AttemptOutcome.activated(), status)
-    elif status == "FAILED":  # only the attempt in flight may fail the activation
-        await _decide(core, job, _callback_purchase(body), AttemptOutcome.failed(body.get("errorCode")),
-                      body.get("errorCode") or status, request_id=body["requestId"])
-    else:  # DEACTIVATED/EXPIRED: nothing to decide
-        async with core.db.transaction() as conn:
-            await _done(conn, job, core.clock.now())
-
-
-def _callback_purchase(body: dict, *, any_attempt: bool = False) -> Locate:
-    """The purchase a callback is about, locked; None when it is not ours."""
-    async def locate(conn):
-        row = (await conn.execute(_BY_REQUEST_LOCKED, {"request_id": body.get("requestId")})).mappings().first()
-        if row is None and any_attempt:
-            # An earlier attempt (timed out on our side) got through after all: it delivers
-            # this vehicle's service just as well, whatever attempt is in flight now.
+    status, request_id = body.get("status"), body.get("requestId")
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        row, latest = None, False
+        if status in ("ACTIVATED", "FAILED"):
+            row = (await conn.execute(_BY_REQUEST_LOCKED, {"request_id": request_id})).mappings().first()
+            latest = row is not None
+        if row is None and status in ("DEACTIVATED", "FAILED"):
+            # the request id tells a deactivation's FAILED from an activation's
+            off = (await conn.execute(_BY_DEACTIVATION_LOCKED, {"request_id": request_id})).mappings().first()
+            if off is not None:
+                await on_deactivation_callback(core, conn, off, body, now, job.correlation_id)
+                await _done(conn, job, now)
+                core.wake()
+                return
+        if row is None and status in ("ACTIVATED", "FAILED"):
+            # An earlier command of a purchase (timed out on our side, or superseded by a later one)
             row = (await conn.execute(_LATEST_FOR_SERVICE_LOCKED, {"vin": body.get("vin"),
                                                                    "service_id": body.get("serviceId")})
                    ).mappings().first()
-        return row
-    return locate
+        if row is None:  # not ours, a stale deactivation, or EXPIRED (the expiry job switches it off too)
+            await _done(conn, job, now)
+            return
+        state = PurchaseState(row["status"])
+        action = route_activation_callback(
+            state, status == "ACTIVATED", latest=latest, in_flight=latest and state is PurchaseState.ACTIVATING,
+            deactivation_pending=row["deactivation_status"] in DEACTIVATING)
+        if action is CallbackAction.DECIDE:
+            outcome = (AttemptOutcome.activated() if status == "ACTIVATED"
+                       else AttemptOutcome.failed(body.get("errorCode")))
+            await _decide_locked(core, conn, job, row, outcome, body.get("errorCode") or status, now)
+        elif action is CallbackAction.RECONCILE:
+            await jobs.enqueue(conn, RECONCILE, {"purchaseId": row["id"], "requestId": request_id, "status": status},
+                               run_at=now, now=now, dedupe_key=f"{RECONCILE}:{row['id']}:{request_id}:{status}",
+                               correlation_id=job.correlation_id)
+        elif action is CallbackAction.DEACTIVATE:
+            # Activated after the purchase ended (given up and refunded, withdrawn, expired,
+            # cancelled): the customer does not keep (nor pay for) it, so it is switched off.
+            await request_deactivation(conn, row, now, job.correlation_id)
+        await _done(conn, job, core.clock.now())
+    core.wake()
 
 
 def _purchase(purchase_id: str) -> Locate:
@@ -180,61 +234,116 @@ async def _on_timeout(core: Core, job: jobs.Job) -> None:
 async def _decide(core: Core, job: jobs.Job, locate: Locate, outcome: AttemptOutcome, reason: str, *,
                   request_id: str | None = None) -> None:
     """Decide on an attempt's outcome in one transaction with the purchase ``locate`` finds
-    and locks (a callback's lookup and its decision are one round of the database)."""
+    and locks. ``request_id``: the attempt the outcome is about (a timeout); None for the
+    push that just failed."""
     now = core.clock.now()
     async with core.db.transaction() as conn:
         row = await locate(conn)
-        if row is None:  # a callback about a request that is not ours
+        if row is None:
             await _done(conn, job, now)
             return
-        purchase_id = row["id"]
-        state = PurchaseState(row["status"])
-        # Only the attempt in flight may decide: a late callback of an earlier attempt, or a
-        # timeout after the callback came, changes nothing.
-        stale = request_id is not None and request_id != row["activation_request_id"]
-        if state in GAVE_UP and outcome == AttemptOutcome.activated():
-            # Activated after we gave up and refunded: the customer does not keep (nor pay for)
-            # what was not delivered in time, so the vehicle is told to switch it off.
-            await jobs.enqueue(conn, DEACTIVATE, {"purchaseId": purchase_id}, run_at=now, now=now,
-                               dedupe_key=f"{DEACTIVATE}:{purchase_id}", correlation_id=job.correlation_id)
-        if stale or state not in IN_PROGRESS:
-            await _done(conn, job, core.clock.now())
-            core.wake()
+        # Only the attempt in flight may decide: a timeout after the callback came changes nothing.
+        if request_id is not None and (request_id != row["activation_request_id"]
+                                       or row["status"] != PurchaseState.ACTIVATING.value):
+            await _done(conn, job, now)
             return
-        decision = core.policy.decide(_progress(row), outcome, now)
-        progress = decision.progress
-        values: dict[str, Any] = {"attempts": progress.vehicle_attempts, "updated_at": now,
-                                  "unavailable_retries": progress.unavailable_retries,
-                                  "delay_notified": progress.delay_notified}
-        if decision.step is Step.ACTIVATED:
-            values.update(status=transition(state, PurchaseEvent.ACTIVATED).value, delivered_at=now)
-            await release_held_collection(conn, row["payment_id"], delivered=True)
-            await notify(conn, row, NoticeKind.SERVICE_ACTIVATED, now)
-            await schedule_expiry(conn, row, now)
-            await jobs.cancel(conn, dedupe_key=f"{TIMEOUT}:{row['activation_request_id']}", now=now)
-        elif decision.step is Step.RETRY:
-            if state is PurchaseState.ACTIVATING:
-                values["status"] = transition(state, PurchaseEvent.ACTIVATION_ATTEMPT_FAILED).value
-            values["activation_request_id"] = None
-            for notice in decision.notices:
-                await notify(conn, row, notice, now)
-            attempt = attempt_label(progress)
-            await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": attempt},
-                               run_at=decision.retry_at, now=now, dedupe_key=f"{ACTIVATE}:{purchase_id}:{attempt}",
-                               correlation_id=job.correlation_id)
-            await jobs.cancel(conn, dedupe_key=f"{TIMEOUT}:{row['activation_request_id']}", now=now)
-        else:
-            # The attempt is over: its callback or timeout, arriving later, must not count again.
-            values["activation_request_id"] = None
-            await jobs.enqueue(conn, GIVE_UP, {"purchaseId": purchase_id, "reason": f"{decision.reason} ({reason})",
-                                               "attempts": progress.vehicle_attempts},
-                               run_at=now, now=now, dedupe_key=f"{GIVE_UP}:{purchase_id}",
-                               correlation_id=job.correlation_id)
-            await jobs.cancel(conn, dedupe_key=f"{TIMEOUT}:{row['activation_request_id']}", now=now)
-        await _update(conn, purchase_id, values)
+        await _decide_locked(core, conn, job, row, outcome, reason, now)
         await _done(conn, job, core.clock.now())
     core.wake()
 
+
+async def _decide_locked(core: Core, conn, job: jobs.Job, row, outcome: AttemptOutcome, reason: str,
+                         now: float) -> None:
+    """Fold the outcome into the activation (``row`` locked by the caller) and commit what it causes."""
+    purchase_id = row["id"]
+    state = PurchaseState(row["status"])
+    if state not in IN_PROGRESS:
+        return
+    decision = core.policy.decide(_progress(row), outcome, now)
+    progress = decision.progress
+    values: dict[str, Any] = {"attempts": progress.vehicle_attempts, "updated_at": now,
+                              "unavailable_retries": progress.unavailable_retries,
+                              "delay_notified": progress.delay_notified}
+    # The attempt is over: its timeout, arriving later, must not count again. Its request id
+    # stays: it names the last command pushed, whose late outcome is what the vehicle did.
+    await jobs.cancel(conn, dedupe_key=f"{TIMEOUT}:{row['activation_request_id']}", now=now)
+    if decision.step is Step.ACTIVATED:
+        await _deliver(conn, row, now, values)
+    elif decision.step is Step.RETRY:
+        if state is PurchaseState.ACTIVATING:
+            values["status"] = transition(state, PurchaseEvent.ACTIVATION_ATTEMPT_FAILED).value
+        for notice in decision.notices:
+            await notify(conn, row, notice, now)
+        attempt = attempt_label(progress)
+        await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": attempt},
+                           run_at=decision.retry_at, now=now, dedupe_key=f"{ACTIVATE}:{purchase_id}:{attempt}",
+                           correlation_id=job.correlation_id)
+    else:
+        if state is PurchaseState.ACTIVATING:  # the attempt is over: its other outcome must not count again
+            values["status"] = transition(state, PurchaseEvent.ACTIVATION_ATTEMPT_FAILED).value
+        await jobs.enqueue(conn, GIVE_UP, {"purchaseId": purchase_id, "reason": f"{decision.reason} ({reason})",
+                                           "attempts": progress.vehicle_attempts},
+                           run_at=now, now=now, dedupe_key=f"{GIVE_UP}:{purchase_id}",
+                           correlation_id=job.correlation_id)
+    await _update(conn, purchase_id, values)
+
+
+async def _deliver(conn, row, now: float, values: dict[str, Any]) -> None:
+    """The service is on the vehicle (as its callback or its status says): the purchase is
+    ACTIVE (``values`` gets the state; the caller writes them), the held collection
+    released, the customer told, expiry scheduled."""
+    values.update(status=transition(PurchaseState(row["status"]), PurchaseEvent.ACTIVATED).value, delivered_at=now,
+                  vehicle_service_status=VEHICLE_ACTIVE, vehicle_checked_at=now)
+    await release_held_collection(conn, row["payment_id"], delivered=True)
+    await notify(conn, row, NoticeKind.SERVICE_ACTIVATED, now)
+    await schedule_expiry(conn, row, now)
+
+
+async def _reconcile(core: Core, job: jobs.Job) -> None:
+    """Callbacks conflicted: ask the vehicle what runs on it, and act on that."""
+    purchase_id = job.payload["purchaseId"]
+    async with core.db.transaction(readonly=True) as conn:
+        row = await _load(conn, purchase_id)
+    if row is None:
+        async with core.db.transaction() as conn:
+            await _done(conn, job, core.clock.now())
+        return
+    try:
+        status = await core.iot.vehicle_status(row["vin"], correlation_id=job.correlation_id or purchase_id)
+    except (Unavailable, Rejected) as exc:
+        async with core.db.transaction() as conn:
+            if job.attempts + 1 < core.policy.attempts:  # ask again later, as an attempt would be retried
+                await jobs.retry(conn, job.id, run_at=core.clock.now() + core.policy.delay_after(job.attempts + 1),
+                                 error=str(exc))
+            else:  # still unknown: the activation's own retry policy (or the audit) has the last word
+                await _done(conn, job, core.clock.now())
+        return
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        row = await _load(conn, purchase_id, lock=True)
+        check = check_vehicle(status, row["service_id"])
+        if check is None:  # unreadable: nothing learnt
+            await _done(conn, job, now)
+            return
+        action = reconcile(row["status"], check.on_vehicle)
+        values: dict[str, Any] = {"vehicle_service_status": check.on_vehicle, "vehicle_checked_at": now}
+        if action is ReconcileAction.DELIVER:
+            # The vehicle runs it: delivered, whatever attempt is still awaited (its outcome,
+            # arriving later, finds the purchase ACTIVE).
+            values["updated_at"] = now
+            await jobs.cancel(conn, dedupe_key=f"{TIMEOUT}:{row['activation_request_id']}", now=now)
+            await _deliver(conn, row, now, values)
+        elif action is ReconcileAction.ESCALATE and row["vehicle_service_status"] not in VEHICLE_NOT_RUNNING:
+            ticket = out_of_step_ticket(
+                purchase_id=purchase_id, vin=row["vin"], offer=core.catalogue.get(row["service_id"]),
+                progress=_progress(row), reason=f"a {job.payload.get('status')} callback contradicted the delivery",
+                vehicle_status=status, now=now)
+            await outbox.open_ticket(conn, row["customer_id"], row["vin"], ticket.summary, ticket.diagnostics(), now,
+                                     purchase_id=purchase_id)
+        # WAIT: the retry policy already has the next attempt (or the give-up) queued
+        await _update(conn, purchase_id, values)
+        await _done(conn, job, now)
+    core.wake()
 
 
 async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
@@ -268,15 +377,22 @@ async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
             already_refunded=Money(row["refunded_minor"], row["currency"]), now=now)
         state = transition(PurchaseState(row["status"]), plan.purchase_event)
         values: dict[str, Any] = {"status": state.value, "updated_at": now}
+        check = check_vehicle(status, row["service_id"])
+        if check is not None:
+            values.update(vehicle_service_status=check.on_vehicle, vehicle_checked_at=now)
         if plan.resolution is Resolution.DELIVERED:  # a lost callback: the vehicle has it after all
             values["delivered_at"] = now
             await schedule_expiry(conn, row, now)
+        elif plan.switch_off is SwitchOff.CONFIRMED:  # ERROR or not listed: nothing runs
+            values.update(deactivation_status=DeactivationStatus.OFF.value, deactivated_at=now)
+        elif plan.switch_off is SwitchOff.NOT_NEEDED:  # no command ever reached the vehicle
+            values["deactivation_status"] = DeactivationStatus.NOT_NEEDED.value
+        else:  # it may still apply an attempt (PENDING), or we cannot tell: switch it off
+            await request_deactivation(conn, row, now, job.correlation_id)
         await release_held_collection(conn, row["payment_id"], delivered=plan.resolution is Resolution.DELIVERED)
         if plan.ticket is not None:
             await outbox.open_ticket(conn, row["customer_id"], row["vin"], plan.ticket.summary,
-                                     {"vehicleStatus": status, "vehicleStatusError": status_error,
-                                      "attempts": plan.ticket.attempts, "lastError": plan.ticket.last_error,
-                                      "priority": plan.ticket.priority.value}, now, purchase_id=purchase_id)
+                                     plan.ticket.diagnostics(), now, purchase_id=purchase_id)
         if plan.refund is not None and plan.refund.call_gateway and payment is not None:
             await refunding.enqueue(conn, purchase_id, payment["id"], plan.refund.amount.minor,
                                     plan.refund.amount.currency, "OTA_ACTIVATION_FAILURE", now,

@@ -1,9 +1,19 @@
-"""Buying an optional service: eligibility, payment, and the queued activation.
+"""Buying an optional service: ownership, eligibility, payment, and the queued activation.
 
-The core delivers at once and assumes the settlement risk (specification:
-asynchronous settlement): the payment is initiated, the purchase, its payment,
-its risk decision and the activation job commit in one transaction, and the
-answer goes back before the vehicle is touched.
+The core delivers at once and assumes the settlement risk (specification: asynchronous
+settlement), and records what it decided before it calls the gateway: the purchase
+(``REQUESTED``, the card to charge, the risk decision) and a charge job commit first; the
+charge goes out under a key naming the purchase; then the payment and the activation job
+commit. A crash between the charge and its record loses nothing: the charge job (or the
+client's retry with the same Idempotency-Key, once the first request's lease has lapsed)
+charges again under the same key, which the gateway replays, and completes the purchase
+with the decision already taken. While the first request holds the purchase, a retry of
+its key is 409.
+
+The payment gateway down (specification: "Defer payment, manual fallback"): the purchase
+is accepted in ``PAYMENT_DEFERRED`` and the customer told; the charge job tries again
+(``settings.payments``) and past ``manual_after`` hands it to manual payment processing
+(``MANUAL_PAYMENT``, an operator ticket). Nothing is activated before it is paid.
 """
 
 from __future__ import annotations
@@ -11,23 +21,29 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..api.problems import Problem
 from ..clients.http import Rejected, Unavailable
 from ..clock import isoformat
 from ..domain.catalogue import DurationNotOffered, DurationType, UnknownService
 from ..domain.maintenance import assess, needs_vss
-from ..domain.purchase import PurchaseState
+from ..domain.notifications import NoticeKind
+from ..domain.purchase import UNPAID, PurchaseEvent, PurchaseState, transition
 from ..store import jobs, outbox
-from ..store.schema import payments, purchases
-from . import billing
+from ..store.schema import payments, purchases, refunds
+from . import billing, refunding, vehicles
 from .core import Core
+from .kinds import CHARGE
+from .notices import notify
+from .runner import JobContext
 
 ACTIVATE = "ota.activate"
 # built once: a statement's construction costs more CPU than its run (see store/jobs.py)
 _INSERT_PAYMENT = payments.insert()
 _INSERT_PURCHASE = purchases.insert().returning(*purchases.c)
+_S = PurchaseState
 
 
 async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, duration_type: str,
@@ -47,7 +63,7 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
                                                                                         duration_type):
                 raise Problem(422, "Idempotency key reused", f"Idempotency-Key {idempotency_key!r} was first "
                               "used for another purchase", kind="idempotency-mismatch")
-            return {**await view(core, purchase_id), "replayed": True}
+            return await _again(core, existing, idempotency_key, correlation_id)
     try:
         offer = core.catalogue.get(service_id)
         duration = DurationType(duration_type)
@@ -57,6 +73,7 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
     except DurationNotOffered:
         raise Problem(422, "Duration not offered", f"{service_id} is not sold as {duration_type}; "
                       f"offered: {', '.join(d.value for d in offer.durations)}", kind="duration-not-offered") from None
+    await vehicles.require_holder(core, customer_id, vin, correlation_id)
     eligibility = await _eligibility(core, offer, vin, correlation_id)
     warnings = [w.code.value for w in eligibility.warnings]
     if not eligibility.allowed:
@@ -65,35 +82,178 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
                                    "requiredPercent": s.required_pct} for s in eligibility.shortfalls],
                       warnings=warnings)
     now = core.clock.now()
-    gateway_payment = None
-    if duration is not DurationType.SUBSCRIPTION:  # subscriptions are post-paid: billed at month end
-        gateway_payment = await _charge(core, purchase_id, customer_id, offer.name, price, method_type, token,
-                                        correlation_id)
+    prepaid = duration is not DurationType.SUBSCRIPTION  # subscriptions are post-paid: billed at month end
+    lease = core.settings.payments.charge_lease
+    try:
+        async with core.db.transaction() as conn:
+            row = (await conn.execute(_INSERT_PURCHASE, {
+                "id": purchase_id, "customer_id": customer_id, "vin": vin, "service_id": service_id,
+                "duration_type": duration.value, "expiry": offer.expiry_for(duration, now),
+                "price_minor": price.minor, "currency": price.currency,
+                "status": (_S.REQUESTED if prepaid else _S.ACTIVATION_QUEUED).value, "attempts": 0,
+                "created_at": now, "updated_at": now, "risk_flag": eligibility.risk_decision is not None,
+                "method_type": method_type, "method_token": token,
+                "charge_lease_until": now + lease if prepaid else None})).mappings().one()
+            if eligibility.risk_decision:
+                await outbox.record_decision(conn, "maintenance", purchase_id, eligibility.risk_decision,
+                                             {"vin": vin, "serviceId": service_id, "reason": eligibility.risk_reason,
+                                              "warnings": warnings}, now)
+            if prepaid:  # the safety net: charges and completes it if this request dies before it does
+                await jobs.enqueue(conn, CHARGE, {"purchaseId": purchase_id}, run_at=now + lease, now=now,
+                                   dedupe_key=f"{CHARGE}:{purchase_id}", correlation_id=correlation_id)
+            else:  # post-paid: the first month is charged when it ends
+                await billing.schedule_month_end(conn, purchase_id, now, now)
+                await _queue_activation(conn, purchase_id, now, correlation_id)
+    except IntegrityError:  # the same Idempotency-Key, concurrently: the other request has it
+        raise _in_flight(idempotency_key) from None
+    if not prepaid:
+        core.wake()
+        return render(row, eligibility.risk_decision or None, warnings, {})
+    await _pay(core, row, correlation_id)
+    return await view(core, purchase_id, warnings=warnings)
+
+
+async def _again(core: Core, row, idempotency_key: str, correlation_id: str) -> dict[str, Any]:
+    """A purchase's Idempotency-Key again: 409 while its first request holds it, the charge
+    taken over once that request's lease lapsed (its process died), else the replay."""
+    if row["status"] == _S.REQUESTED.value:
+        now = core.clock.now()
+        taken = await _take_lease(core, row["id"], now)
+        if not taken:
+            raise _in_flight(idempotency_key)
+        await _pay(core, row, correlation_id)
+    return {**await view(core, row["id"]), "replayed": True}
+
+
+async def _take_lease(core: Core, purchase_id: str, now: float) -> bool:
     async with core.db.transaction() as conn:
-        payment_id = None
-        if gateway_payment is not None:
-            payment_id = core.new_id("pay")
-            await conn.execute(_INSERT_PAYMENT, {
-                "id": payment_id, "purchase_id": purchase_id, "gateway_payment_id": gateway_payment["paymentId"],
-                "kind": "SERVICE", "amount_minor": price.minor, "currency": price.currency,
-                "status": gateway_payment["status"], "created_at": now})
-        row = (await conn.execute(_INSERT_PURCHASE, dict(
-            id=purchase_id, customer_id=customer_id, vin=vin, service_id=service_id, duration_type=duration.value,
-            expiry=offer.expiry_for(duration, now), price_minor=price.minor, currency=price.currency,
-            status=PurchaseState.ACTIVATION_QUEUED.value, payment_id=payment_id, attempts=0, created_at=now,
-            updated_at=now, risk_flag=eligibility.risk_decision is not None,
-            **({"method_type": method_type, "method_token": token} if gateway_payment is None else {})))
-               ).mappings().one()
-        if gateway_payment is None:  # post-paid: the first month is charged when it ends
-            await billing.schedule_month_end(conn, purchase_id, now, now)
-        if eligibility.risk_decision:
-            await outbox.record_decision(conn, "maintenance", purchase_id, eligibility.risk_decision,
-                                         {"vin": vin, "serviceId": service_id, "reason": eligibility.risk_reason,
-                                          "warnings": warnings}, now)
-        await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": "0.0"}, run_at=now, now=now,
-                           dedupe_key=f"{ACTIVATE}:{purchase_id}:0.0", correlation_id=correlation_id)
+        return (await conn.execute(update(purchases).where(
+            purchases.c.id == purchase_id, purchases.c.status == _S.REQUESTED.value,
+            purchases.c.charge_lease_until <= now).values(charge_lease_until=now + core.settings.payments.charge_lease)
+        )).rowcount == 1
+
+
+def _in_flight(key: str | None) -> Problem:
+    return Problem(409, "Request in progress", f"a purchase with Idempotency-Key {key!r} is still being processed; "
+                   "retry shortly for its outcome", kind="idempotency-in-flight", headers={"Retry-After": "1"})
+
+
+async def charge_job(core: Core, job: jobs.Job, ctx: JobContext) -> None:
+    """Take the payment of a purchase whose request died before it did, or that was deferred."""
+    purchase_id, now = job.payload["purchaseId"], core.clock.now()
+    async with core.db.transaction() as conn:
+        row = (await conn.execute(select(purchases).where(purchases.c.id == purchase_id))).mappings().first()
+        if row is None or row["status"] not in (_S.REQUESTED.value, _S.PAYMENT_DEFERRED.value):
+            await jobs.complete(conn, job.id)
+            return
+    if row["status"] == _S.REQUESTED.value and not await _take_lease(core, purchase_id, now):
+        async with core.db.transaction() as conn:  # its request is still at it: look again when its lease ends
+            await jobs.retry(conn, job.id, run_at=max(row["charge_lease_until"], now + 1.0), error="request charging")
+        return
+    await _pay(core, row, job.correlation_id or purchase_id, job=job)
+
+
+async def _pay(core: Core, row, correlation_id: str, *, job: jobs.Job | None = None) -> None:
+    """One charge of an unpaid purchase, under the key naming it, and its consequence. From a
+    request (``job`` None) a refusal of a ``REQUESTED`` purchase is the request's 422 and leaves
+    nothing behind; from the job it refuses the purchase and tells the customer."""
+    purchase_id = row["id"]
+    offer = core.catalogue.get(row["service_id"])
+    try:
+        answer = await core.payments.initiate("SERVICE", row["price_minor"], row["currency"], row["method_type"],
+                                              row["method_token"], customer_id=row["customer_id"],
+                                              order_id=purchase_id, description=offer.name[:140],
+                                              key=f"{purchase_id}:pay", correlation_id=correlation_id,
+                                              vin=row["vin"], service_id=row["service_id"])
+        refusal = None if answer["status"] != "DECLINED" else Problem(
+            422, "Payment declined", f"the card was declined ({answer.get('declineReason')})", kind="payment-declined")
+    except Unavailable as exc:
+        answer, refusal, down = None, None, str(exc)
+    except Rejected as exc:
+        if exc.status == 409:  # the gateway still runs the same key (a request we lost): later
+            answer, refusal, down = None, None, str(exc)
+        else:
+            answer, refusal = None, Problem(422, "Payment refused", (exc.problem or {}).get("detail") or str(exc),
+                                            kind="payment-refused")
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        current = (await conn.execute(select(purchases).where(purchases.c.id == purchase_id))).mappings().one()
+        state = PurchaseState(current["status"])
+        if answer is not None and refusal is None:
+            await _paid(core, conn, current, answer, now, correlation_id)
+            await _charge_done(conn, job, purchase_id, now)
+        elif refusal is not None:
+            await _charge_done(conn, job, purchase_id, now)
+            if job is None and state is _S.REQUESTED:  # the customer hears it now: as if never asked
+                await conn.execute(purchases.delete().where(purchases.c.id == purchase_id))
+            elif state in UNPAID:
+                await _move(conn, current, PurchaseEvent.PAYMENT_DECLINED, now)
+                await notify(conn, current, NoticeKind.PAYMENT_FAILED, now)
+        elif state in UNPAID:
+            await _deferred(core, conn, current, job, down, now)
+    if refusal is not None and job is None and state is _S.REQUESTED:
+        raise refusal
     core.wake()
-    return render(row, eligibility.risk_decision or None, warnings)
+
+
+async def _paid(core: Core, conn, row, answer: dict, now: float, correlation_id: str) -> None:
+    payment_id = core.new_id("pay")
+    await conn.execute(_INSERT_PAYMENT, {
+        "id": payment_id, "purchase_id": row["id"], "gateway_payment_id": answer["paymentId"], "kind": "SERVICE",
+        "amount_minor": row["price_minor"], "currency": row["currency"], "status": answer["status"],
+        "created_at": now})
+    state = PurchaseState(row["status"])
+    values: dict[str, Any] = {"payment_id": payment_id, "charge_lease_until": None, "updated_at": now}
+    if state in UNPAID:
+        values["status"] = transition(transition(state, PurchaseEvent.PAYMENT_INITIATED),
+                                      PurchaseEvent.ACTIVATION_REQUESTED).value
+        await _queue_activation(conn, row["id"], now, correlation_id)
+    else:  # withdrawn while its charge was on its way: give the money back
+        await refunding.enqueue(conn, row["id"], payment_id, row["price_minor"], row["currency"], "WITHDRAWAL", now,
+                                correlation_id)
+        values["refunded_minor"] = row["refunded_minor"] + row["price_minor"]
+    await conn.execute(update(purchases).where(purchases.c.id == row["id"]).values(**values))
+
+
+async def _deferred(core: Core, conn, row, job: jobs.Job | None, reason: str, now: float) -> None:
+    policy = core.settings.payments
+    since = row["deferred_since"] if row["deferred_since"] is not None else now
+    if now - since >= policy.manual_after:
+        await _move(conn, row, PurchaseEvent.MANUAL_PAYMENT_REQUIRED, now)
+        await outbox.open_ticket(conn, row["customer_id"], row["vin"], f"Take the payment of {row['price_minor']} "
+                                 f"{row['currency']} by hand: the payment gateway has been unavailable since "
+                                 f"{isoformat(since)}", {"purchaseId": row["id"], "serviceId": row["service_id"],
+                                                         "deferredSince": isoformat(since), "error": reason},
+                                 now, purchase_id=row["id"])
+        await notify(conn, row, NoticeKind.MANUAL_PAYMENT_REQUIRED, now)
+        await _charge_done(conn, job, row["id"], now)
+        return
+    if row["status"] == _S.REQUESTED.value:
+        await notify(conn, row, NoticeKind.PAYMENT_DEFERRED, now)
+    await _move(conn, row, PurchaseEvent.PAYMENT_POSTPONED, now, deferred_since=since, charge_lease_until=None)
+    delay = policy.retry_delay(job.attempts + 1 if job is not None else 0)
+    if job is not None:
+        await jobs.retry(conn, job.id, run_at=now + delay, error=f"payment gateway unavailable: {reason}")
+    else:
+        await jobs.postpone(conn, dedupe_key=f"{CHARGE}:{row['id']}", run_at=now + delay, now=now)
+
+
+async def _charge_done(conn, job: jobs.Job | None, purchase_id: str, now: float) -> None:
+    if job is not None:
+        await jobs.complete(conn, job.id)
+    else:
+        await jobs.cancel(conn, dedupe_key=f"{CHARGE}:{purchase_id}", now=now)
+
+
+async def _move(conn, row, event: PurchaseEvent, now: float, **values: Any) -> None:
+    state = transition(PurchaseState(row["status"]), event)
+    await conn.execute(update(purchases).where(purchases.c.id == row["id"]).values(
+        status=state.value, updated_at=now, **values))
+
+
+async def _queue_activation(conn, purchase_id: str, now: float, correlation_id: str) -> None:
+    await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": "0.0"}, run_at=now, now=now,
+                       dedupe_key=f"{ACTIVATE}:{purchase_id}:0.0", correlation_id=correlation_id)
 
 
 async def _eligibility(core: Core, offer, vin: str, correlation_id: str):
@@ -111,48 +271,49 @@ async def _eligibility(core: Core, offer, vin: str, correlation_id: str):
     return assess(offer, status)
 
 
-async def _charge(core: Core, purchase_id: str, customer_id: str, description: str, price, method_type: str,
-                  token: str, correlation_id: str) -> dict:
-    try:
-        answer = await core.payments.initiate("SERVICE", price.minor, price.currency, method_type, token,
-                                              customer_id=customer_id, order_id=purchase_id,
-                                              description=description[:140], key=f"{purchase_id}:pay",
-                                              correlation_id=correlation_id)
-    except Unavailable as exc:
-        raise Problem(503, "Payment gateway unavailable", f"the purchase cannot be paid now ({exc}); nothing "
-                      "was charged", kind="payments-unavailable",
-                      headers={"Retry-After": str(int(exc.retry_after or 60))}) from None
-    except Rejected as exc:
-        detail = (exc.problem or {}).get("detail") or str(exc)
-        raise Problem(422, "Payment refused", detail, kind="payment-refused") from None
-    if answer["status"] == "DECLINED":
-        raise Problem(422, "Payment declined", f"the card was declined ({answer.get('declineReason')})",
-                      kind="payment-declined")
-    return answer
-
-
 async def view(core: Core, purchase_id: str, *, warnings: list[str] | None = None) -> dict[str, Any]:
     async with core.db.transaction(readonly=True) as conn:
         row = (await conn.execute(select(purchases).where(purchases.c.id == purchase_id))).mappings().first()
+        if row is None:
+            raise Problem(404, "Unknown purchase", f"no purchase {purchase_id}")
         decision = None
-        if row is not None and row["risk_flag"]:
+        if row["risk_flag"]:
             found = await outbox.decisions(conn, subject=purchase_id)
             decision = found[0].decision if found else None
             if warnings is None and found:
                 warnings = list(found[0].detail.get("warnings", []))
-    if row is None:
-        raise Problem(404, "Unknown purchase", f"no purchase {purchase_id}")
-    return render(row, decision, warnings or [])
+        returned = await _refunds_of(conn, [purchase_id])
+    return render(row, decision, warnings or [], returned.get(purchase_id, {}))
 
 
-def render(row, risk_decision: str | None, warnings: list[str]) -> dict[str, Any]:
+async def _refunds_of(conn, purchase_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Per purchase: the amounts of its refunds by status at the gateway (PENDING, SUCCEEDED, FAILED...)."""
+    found: dict[str, dict[str, int]] = {}
+    if not purchase_ids:
+        return found
+    rows = await conn.execute(
+        select(payments.c.purchase_id, refunds.c.status, func.sum(refunds.c.amount_minor))
+        .join(refunds, refunds.c.payment_id == payments.c.id).where(payments.c.purchase_id.in_(purchase_ids))
+        .group_by(payments.c.purchase_id, refunds.c.status))
+    for purchase_id, status, amount in rows:
+        found.setdefault(purchase_id, {})[status] = int(amount)  # PostgreSQL sums are Decimal
+    return found
+
+
+def render(row, risk_decision: str | None, warnings: list[str], returned: dict[str, int]) -> dict[str, Any]:
+    """``returned``: the purchase's refunds by status. ``refunded`` counts the completed ones;
+    ``refundPending`` what was decided and not settled either way yet (requested at the
+    gateway, or still to be requested)."""
+    settled = sum(returned.values()) - returned.get("PENDING", 0)
+    pending = max(0, row["refunded_minor"] - settled)
     return {
         "purchaseId": row["id"], "customerId": row["customer_id"], "vin": row["vin"],
         "serviceId": row["service_id"], "durationType": row["duration_type"],
         "expiresAt": isoformat(row["expiry"]) if row["expiry"] else None,
         "price": {"value": row["price_minor"], "currency": row["currency"]}, "status": row["status"],
         "attempts": row["attempts"], "paymentId": row["payment_id"], "riskDecision": risk_decision,
-        "warnings": warnings, "refunded": {"value": row["refunded_minor"], "currency": row["currency"]},
+        "warnings": warnings, "refunded": {"value": returned.get("SUCCEEDED", 0), "currency": row["currency"]},
+        "refundPending": {"value": pending, "currency": row["currency"]},
         "createdAt": isoformat(row["created_at"]),
         "deliveredAt": isoformat(row["delivered_at"]) if row["delivered_at"] else None,
     }
@@ -168,7 +329,8 @@ async def for_customer(core: Core, customer_id: str) -> list[dict[str, Any]]:
                 found = await outbox.decisions(conn, subject=row["id"])
                 if found:
                     risky[row["id"]] = (found[0].decision, list(found[0].detail.get("warnings", [])))
-    return [render(row, *risky.get(row["id"], (None, []))) for row in rows]
+        returned = await _refunds_of(conn, [row["id"] for row in rows])
+    return [render(row, *risky.get(row["id"], (None, [])), returned.get(row["id"], {})) for row in rows]
 
 
 async def owner_of(core: Core, purchase_id: str) -> str:

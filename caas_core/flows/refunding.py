@@ -5,6 +5,12 @@ enqueues this job in one transaction (the purchase's ``refunded`` says what is b
 given back from then on); the job asks the gateway, under an Idempotency-Key naming
 the decision, and records the refund. So a crash loses no refund and a race between
 two decisions cannot refund twice: the second one sees the first's state.
+
+The gateway reports each refund's outcome later (``refundStatus``, ``flows.webhooks``). A
+refund FAILED of a payment whose money did come in (a closed card, say) leaves the
+customer owed: ``failed_at_gateway`` opens an operator ticket to refund by hand and tells
+the customer, once per refund. A refund FAILED because the payment never settled
+(``PAYMENT_FAILED``) gives nothing back and needs nothing more.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from ..clients.http import Rejected, Unavailable
+from ..domain.notifications import CHANNELS, NoticeKind
 from ..store import jobs, outbox
 from ..store.schema import payments, purchases, refunds
+from . import sale_records as rec
 from .core import Core
 from .runner import JobContext
 
@@ -60,3 +68,44 @@ async def run(core: Core, job: jobs.Job, ctx: JobContext) -> None:
                 id=answer["refundId"], payment_id=payment["id"], amount_minor=p["amount"], currency=p["currency"],
                 status=answer["status"], reason=p["reason"], created_at=core.clock.now()))
         await jobs.complete(conn, job.id)
+
+
+#: Payments a failed refund has nothing to give back of: no money came in, or the
+#: chargeback already returned it to the customer.
+NOTHING_TO_GIVE_BACK = frozenset({"FAILED", "CHARGED_BACK"})
+
+
+async def failed_at_gateway(conn, payment, purchase, body: dict, now: float) -> str:
+    """The gateway reports a refund FAILED: the customer is still owed the money (unless it
+    never came in), so an operator refunds by hand. Call it in the transaction that marked
+    the refund FAILED, and only when this transaction is the one that did (a redelivered
+    outcome changes nothing: one ticket and one notice per refund). Returns the outcome."""
+    reason = body.get("failureReason") or "UNKNOWN"
+    if reason == "PAYMENT_FAILED" or payment["status"] in NOTHING_TO_GIVE_BACK:
+        return f"refund FAILED ({reason}): nothing to give back"
+    refund = (await conn.execute(select(refunds).where(refunds.c.id == body["refundId"]))).mappings().one()
+    amount = {"value": refund["amount_minor"], "currency": refund["currency"]}
+    diagnostics = {"error": f"the payment gateway could not pay the refund back ({reason})",
+                   "paymentId": payment["gateway_payment_id"], "refundId": refund["id"], "amount": amount,
+                   "failureReason": reason}
+    subject = (f"Refund {amount['value']} {amount['currency']} by hand: refund {refund['id']} of payment "
+               f"{payment['gateway_payment_id']} failed at the gateway ({reason})")
+    told = {"refundId": refund["id"], "amount": amount, "failureReason": reason}
+    if purchase is not None:
+        diagnostics.update(purchaseId=purchase["id"], serviceId=purchase["service_id"])
+        await outbox.open_ticket(conn, purchase["customer_id"], purchase["vin"], subject, diagnostics, now,
+                                 purchase_id=purchase["id"])
+        await outbox.notify_on(conn, purchase["customer_id"],
+                               [channel.value.lower() for channel in CHANNELS[NoticeKind.REFUND_FAILED]],
+                               NoticeKind.REFUND_FAILED.value,
+                               {"purchaseId": purchase["id"], "serviceId": purchase["service_id"],
+                                "vin": purchase["vin"], **told}, now)
+    elif payment["sale_id"]:
+        sale = await rec.load(conn, payment["sale_id"])
+        diagnostics["saleId"] = sale["id"]
+        await outbox.open_ticket(conn, sale["customer_id"], sale["vin"], subject, diagnostics, now)
+        await rec.record(conn, sale["id"], "REFUND_FAILED", {"paymentId": payment["gateway_payment_id"], **told}, now)
+        await rec.tell_customer(conn, sale, NoticeKind.REFUND_FAILED.value, now, **told)
+    else:  # a payment of nothing the core knows: no one to tell
+        return f"refund FAILED ({reason}) of a payment of nothing known"
+    return f"refund FAILED ({reason}): ticket opened to refund by hand"

@@ -7,8 +7,7 @@ is retried with exponential backoff, always under the same Idempotency-Key (one 
 order per paid reservation). The factory unreachable longer than the configured limit
 suspends new sales and tells the dealerships; its first success lifts the suspension.
 
-The final payment is synchronous and blocking: declined, the vehicle goes back to stock
-unassigned and the customer loses the reservation; paid, registration starts.
+The payments themselves (reservation signal, final payment) are ``sale_payments``.
 """
 
 from __future__ import annotations
@@ -52,25 +51,6 @@ async def register(core: Core, dealership_id: str, plan: dict, correlation_id: s
         sale = await rec.load(conn, sale_id)
         await rec.tell_customer(conn, sale, "RESERVATION_REQUESTED", now,
                                 amount={"value": plan["reservation"]["value"], "currency": plan["price"]["currency"]})
-    return await view(core, sale_id)
-
-
-async def pay_reservation(core: Core, sale_id: str, method: dict, correlation_id: str) -> dict[str, Any]:
-    async with core.db.transaction(readonly=True) as conn:
-        sale = await rec.load(conn, sale_id)
-    _require(sale, "pay the reservation of", S.AWAITING_RESERVATION)
-    answer = await _charge(core, sale, "RESERVATION", sale["reservation_minor"], method, correlation_id)
-    now = core.clock.now()
-    async with core.db.transaction() as conn:
-        sale = await rec.load(conn, sale_id, lock=True)
-        _require(sale, "pay the reservation of", S.AWAITING_RESERVATION)  # a concurrent payment won
-        await _insert_payment(core, conn, sale, "RESERVATION", sale["reservation_minor"], answer, now)
-        await rec.change(conn, sale_id, now, status=S.ORDER_QUEUED.value)
-        await rec.record(conn, sale_id, "RESERVATION_PAID", {"paymentId": answer["paymentId"]}, now)
-        # The safety net: if the call below fails or we crash, this job places the order.
-        await jobs.enqueue(conn, PLACE_ORDER, {"saleId": sale_id}, run_at=now + core.settings.factory.backoff_base,
-                           now=now, dedupe_key=f"{PLACE_ORDER}:{sale_id}", correlation_id=correlation_id)
-    await place_order(core, sale_id, correlation_id)
     return await view(core, sale_id)
 
 
@@ -182,7 +162,7 @@ async def refund_sale(core: Core, sale_id: str, reason: str, correlation_id: str
         except (Unavailable, Rejected) as exc:  # the gateway cannot now: an operator refunds by hand
             async with core.db.transaction() as conn:
                 sale = await rec.load(conn, sale_id)
-                await outbox.open_ticket(conn, sale["customer_id"], sale["vin"] or "", f"Refund {due} "
+                await outbox.open_ticket(conn, sale["customer_id"], sale["vin"], f"Refund {due} "
                                          f"{payment['currency']} by hand ({reason})",
                                          {"saleId": sale_id, "paymentId": payment["gateway_payment_id"],
                                           "error": str(exc)}, core.clock.now())
@@ -199,43 +179,6 @@ async def refund_sale(core: Core, sale_id: str, reason: str, correlation_id: str
                                                                  "amount": due, "refundId": answer["refundId"]}, now)
         total += due
     return total
-
-
-async def pay_final(core: Core, sale_id: str, method: dict, correlation_id: str) -> dict[str, Any]:
-    """Synchronous and blocking. Declined: the vehicle returns to stock, the reservation is lost."""
-    from .registration import SUBMIT  # the next step of the journey
-
-    async with core.db.transaction(readonly=True) as conn:
-        sale = await rec.load(conn, sale_id)
-    _require(sale, "take the final payment of", S.AWAITING_FINAL_PAYMENT)
-    amount = sale["price_minor"] - sale["reservation_minor"]
-    try:
-        answer = await _charge(core, sale, "FINAL", amount, method, correlation_id)
-    except Problem as problem:
-        if problem.status != 422:
-            raise  # the gateway is down: nothing happened, the customer may try again
-        now = core.clock.now()
-        async with core.db.transaction() as conn:
-            await rec.change(conn, sale_id, now, status=S.RETURNED_TO_STOCK.value)
-            await rec.record(conn, sale_id, "FINAL_PAYMENT_FAILED", {"reason": problem.detail}, now)
-            await rec.tell_customer(conn, sale, "FINAL_PAYMENT_FAILED_RESERVATION_LOST", now, reason=problem.detail)
-            await rec.alert_dealership(conn, sale["dealership_id"], "VEHICLE_UNASSIGNED_IN_STOCK", now,
-                                       sale_id=sale_id, vin=sale["vin"], model=sale["model"])
-        raise Problem(422, "Final payment declined", f"{problem.detail}; the vehicle returns to stock and the "
-                      "reservation is lost", kind="final-payment-declined", saleStatus=S.RETURNED_TO_STOCK.value) \
-            from None
-    now = core.clock.now()
-    async with core.db.transaction() as conn:
-        sale = await rec.load(conn, sale_id, lock=True)
-        _require(sale, "take the final payment of", S.AWAITING_FINAL_PAYMENT)
-        await _insert_payment(core, conn, sale, "FINAL", amount, answer, now)
-        await rec.change(conn, sale_id, now, status=S.REGISTRATION.value)
-        await rec.record(conn, sale_id, "FINAL_PAYMENT_RECEIVED", {"paymentId": answer["paymentId"]}, now)
-        await rec.tell_customer(conn, sale, "FINAL_PAYMENT_RECEIVED_REGISTRATION_STARTED", now)
-        await jobs.enqueue(conn, SUBMIT, {"saleId": sale_id}, run_at=now, now=now,
-                           dedupe_key=f"{SUBMIT}:{sale_id}:0", correlation_id=correlation_id)
-    core.wake()
-    return await view(core, sale_id)
 
 
 async def cancel(core: Core, sale_id: str, reason: str, correlation_id: str) -> dict[str, Any]:
@@ -266,30 +209,6 @@ def _require(sale, operation: str, *allowed: SaleStatus) -> None:
         require(sale["status"], operation, *allowed)
     except SaleConflict as exc:
         raise Problem(409, "Sale not in that state", str(exc), kind="sale-conflict", saleStatus=exc.status) from None
-
-
-async def _charge(core: Core, sale, kind: str, amount: int, method: dict, correlation_id: str) -> dict:
-    try:
-        answer = await core.payments.initiate(
-            kind, amount, sale["currency"], method["type"], method["token"], customer_id=sale["customer_id"],
-            order_id=sale["id"], description=f"{kind.title()} payment, {sale['model']}",
-            key=f"{sale['id']}:{kind.lower()}:{method['token']}", correlation_id=correlation_id)
-    except Unavailable as exc:
-        raise Problem(503, "Payment gateway unavailable", f"nothing was charged ({exc}); try again later",
-                      kind="payments-unavailable", headers={"Retry-After": str(int(exc.retry_after or 60))}) from None
-    except Rejected as exc:
-        raise Problem(422, "Payment refused", (exc.problem or {}).get("detail") or str(exc),
-                      kind="payment-refused") from None
-    if answer["status"] == "DECLINED":
-        raise Problem(422, "Payment declined", f"the payment was declined ({answer.get('declineReason')})",
-                      kind="payment-declined")
-    return answer
-
-
-async def _insert_payment(core: Core, conn, sale, kind: str, amount: int, answer: dict, now: float) -> None:
-    await conn.execute(payments.insert().values(
-        id=core.new_id("pay"), sale_id=sale["id"], gateway_payment_id=answer["paymentId"], kind=kind,
-        amount_minor=amount, currency=sale["currency"], status=answer["status"], created_at=now))
 
 
 # --- reading ------------------------------------------------------------------------

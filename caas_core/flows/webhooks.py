@@ -18,6 +18,7 @@ from ..domain.purchase import PurchaseEvent, PurchaseState, can, transition
 from ..domain.settlement import PaymentStatus, SettlementEvent, decide
 from ..store import inbox, jobs
 from ..store.schema import collection_cases, payments, purchases, refunds, sales
+from . import refunding
 from .core import Core
 from .manufacturing import FACTORY_EVENT
 from .ota import OUTCOME
@@ -166,9 +167,13 @@ async def on_payment_event(core: Core, job: jobs.Job, ctx: JobContext) -> None:
                 # committed yet: wait for it rather than lose the outcome.
                 await jobs.retry(conn, job.id, run_at=now + REFUND_RECHECK, error="refund not recorded yet")
                 return
-            await conn.execute(update(refunds).where(refunds.c.id == body.get("refundId")).values(
-                status=body["status"]))
-            outcome = f"refund {body['status']}"
+            # Only the transaction that changes the refund's status acts on it: a redelivered
+            # outcome (another webhook-id) finds it changed already (on PostgreSQL the row lock
+            # makes a concurrent one wait, then match nothing).
+            changed = (await conn.execute(update(refunds).where(
+                refunds.c.id == body.get("refundId"), refunds.c.status != body["status"]).values(
+                status=body["status"]))).rowcount == 1
+            outcome = f"refund {body['status']}" if changed else f"refund {body['status']} (already recorded)"
             if body["status"] == "SUCCEEDED" and purchase is not None \
                     and can(PurchaseState(purchase["status"]), PurchaseEvent.REFUND_COMPLETED):
                 state = transition(PurchaseState(purchase["status"]), PurchaseEvent.REFUND_COMPLETED)
@@ -176,6 +181,8 @@ async def on_payment_event(core: Core, job: jobs.Job, ctx: JobContext) -> None:
                     status=state.value, updated_at=now))
             elif body["status"] == "FAILED" and payment["status"] == "FAILED":  # refused: nothing came in
                 await _nothing_to_give_back(conn, payment["id"], purchase, now)
+            elif body["status"] == "FAILED" and changed:  # the money came in: an operator refunds it by hand
+                outcome = await refunding.failed_at_gateway(conn, payment, purchase, body, now)
         elif event in ("paymentSettlement", "paymentChargeback"):
             outcome = await _settle(core, conn, payment, purchase, body, now)
         else:

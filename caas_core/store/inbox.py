@@ -1,24 +1,23 @@
 """The webhook inbox: durable dedupe on (source, webhook-id) before acknowledging.
 
-Simulators deliver at least once (and, under faults, twice or out of order). An endpoint
-calls ``accept`` in the same transaction that records the webhook's effects or enqueues
-the job that will process it, and answers 2xx only after that transaction commits:
+Simulators deliver at least once (and, under faults, twice or out of order). The receivers
+gather deliveries into one transaction (``flows.webhooks``) that records them with
+``accept_many`` (``accept_many_sqlite`` on a SQLite file) together with the jobs that will
+process them, and answer 2xx only after that transaction commits:
 
-- first delivery: ``accept`` is True; effects and inbox row commit together;
-- redelivery after the commit: ``accept`` is False; acknowledge again, do nothing;
+- first delivery: the pair comes back as new; inbox row and job commit together;
+- redelivery after the commit: not new; acknowledge again, do nothing;
 - crash before the commit: neither survives, the sender retries, nothing is lost;
-- two deliveries racing: the primary key lets exactly one insert win (see ``accept``).
+- two deliveries racing: the primary key lets exactly one row exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .schema import webhook_inbox
@@ -36,26 +35,6 @@ def job_key(source: str, webhook_id: str) -> str:
 def job_key_of(table=webhook_inbox):
     """``job_key`` as a SQL expression over an inbox table (or an alias of it)."""
     return literal(JOB_KEY_PREFIX) + table.c.source + literal(":") + table.c.webhook_id
-
-
-async def accept(
-    conn: AsyncConnection, source: str, webhook_id: str, payload: Mapping[str, Any], now: float
-) -> bool:
-    """Record a webhook; True the first time, False for a duplicate.
-
-    Race-safe through the primary key with ``INSERT ... ON CONFLICT DO NOTHING`` (both
-    databases): a concurrent duplicate on PostgreSQL waits for the first transaction,
-    then inserts nothing (or inserts, if the first rolled back). Unlike catching an
-    IntegrityError, no statement fails, so the caller's transaction stays usable without
-    a savepoint.
-    """
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        insert(webhook_inbox)
-        .values(source=source, webhook_id=webhook_id, received_at=now, payload=dict(payload))
-        .on_conflict_do_nothing(index_elements=["source", "webhook_id"])
-    )
-    return (await conn.execute(stmt)).rowcount == 1
 
 
 async def mark_processed(
@@ -97,7 +76,7 @@ class Arrival:
 async def accept_many(conn: AsyncConnection, arrivals: Sequence[Arrival], now: float) -> set[tuple[str, str]]:
     """Record many deliveries; return the (source, webhook id) pairs seen for the first time.
 
-    The group-commit form of ``accept`` (see ``flows.webhooks``): the ids already in the
+    The group-commit path of every receiver (see ``flows.webhooks``): the ids already in the
     inbox are read first, then every row goes in with one ``executemany`` of
     ``INSERT ... ON CONFLICT DO NOTHING``. Plain driver SQL: SQLAlchemy's per-statement
     and per-row expression work cost more than the database did (see the README's

@@ -295,6 +295,13 @@ async def reschedule(
     return await _finish(conn, _held(job_id, worker), values, now)
 
 
+async def postpone(conn: AsyncConnection, *, dedupe_key: str, run_at: float, now: float | None = None) -> bool:
+    """Move the pending job named by ``dedupe_key`` to ``run_at`` (False if none is pending)."""
+    values: dict[str, Any] = {"run_at": run_at, **({"updated_at": now} if now is not None else {})}
+    where = and_(jobs.c.dedupe_key == dedupe_key, jobs.c.status == PENDING)
+    return (await conn.execute(update(jobs).where(where).values(**values))).rowcount == 1
+
+
 async def cancel(
     conn: AsyncConnection,
     *,

@@ -5,15 +5,14 @@ All writes take the caller's connection, so a notification or an audit entry com
 with the state change it describes (never "email sent" for a rolled-back purchase).
 Notifications are an outbox the API reads (the reference core delivers nothing itself).
 
-Ids default to ``<prefix>_<uuid4 hex>``. Callers that need ids stable across runs of the
-same seed (scenario reports compare them) pass ``id=`` derived from the entity, e.g.
-``f"ntf_{purchase_id}_activated"``. Listings order by ``created_at`` then id.
+Ids default to ``<prefix>_<order><random>`` from the core's id source (``store.ids``:
+seeded in a world on a virtual clock, so that the same seed gives the same ids). Callers
+may pass ``id=`` derived from the entity instead, e.g. ``f"ntf_{purchase_id}_activated"``.
+Listings order by ``created_at`` then id.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,13 +20,14 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .ids import of as id_source
 from .schema import CHANNELS, audit_log, notifications, support_tickets
 
 
-def _new_id(prefix: str) -> str:
-    # Time-ordered (as a ULID): rows written at the same clock instant list in the order
-    # they were written, since readers sort by (created_at, id).
-    return f"{prefix}_{time.time_ns():016x}{uuid.uuid4().hex[:12]}"
+def _new_id(conn: AsyncConnection, prefix: str) -> str:
+    # In write order: rows written at the same clock instant list in the order they were
+    # written, since readers sort by (created_at, id).
+    return id_source(conn).ordered(prefix)
 
 
 # --- notifications ------------------------------------------------------------------
@@ -73,7 +73,7 @@ async def notify_on(
         raise ValueError(f"unknown channel {unknown[0]!r}; expected one of {CHANNELS}")
     if not channels:
         return []
-    ids = list(ids or [_new_id("ntf") for _ in channels])
+    ids = list(ids or [_new_id(conn, "ntf") for _ in channels])
     await conn.execute(_INSERT_NOTIFICATION, [
         {"id": notification_id, "customer_id": customer_id, "channel": channel, "template": template,
          "payload": dict(payload), "created_at": now}
@@ -118,7 +118,7 @@ async def mark_read(conn: AsyncConnection, notification_id: str, now: float) -> 
 class Ticket:
     id: str
     customer_id: str
-    vin: str
+    vin: str | None
     purchase_id: str | None
     subject: str
     diagnostics: dict[str, Any]
@@ -129,7 +129,7 @@ class Ticket:
 async def open_ticket(
     conn: AsyncConnection,
     customer_id: str,
-    vin: str,
+    vin: str | None,
     subject: str,
     diagnostics: Mapping[str, Any],
     now: float,
@@ -139,7 +139,7 @@ async def open_ticket(
     id: str | None = None,
 ) -> str:
     """Open a support ticket (e.g. an activation that failed for good); return its id."""
-    ticket_id = id or _new_id("tkt")
+    ticket_id = id or _new_id(conn, "tkt")
     await conn.execute(
         support_tickets.insert().values(
             id=ticket_id, customer_id=customer_id, vin=vin, purchase_id=purchase_id,
@@ -189,7 +189,7 @@ async def record_decision(
 ) -> str:
     """Append a risk decision (e.g. kind="purchase_risk", decision="flag") to the audit
     log; return its id. Append-only: there is no update or delete."""
-    decision_id = id or _new_id("aud")
+    decision_id = id or _new_id(conn, "aud")
     await conn.execute(
         audit_log.insert().values(
             id=decision_id, kind=kind, subject=subject, decision=decision,

@@ -114,7 +114,7 @@ webhook_inbox = Table(
     "webhook_inbox",
     metadata,
     Column("source", String(64), nullable=False),
-    Column("webhook_id", String(200), nullable=False),
+    Column("webhook_id", String(255), nullable=False),  # the contracts' maxLength
     Column("received_at", Float, nullable=False),
     Column("payload", JSON, nullable=False),
     Column("processed_at", Float),
@@ -139,9 +139,11 @@ vehicles = Table(
     "vehicles",
     metadata,
     Column("vin", String(17), primary_key=True),
+    # who holds the vehicle: the customer of its delivered sale, or the customer who linked a
+    # vehicle of the existing fleet with their first purchase (flows.vehicles)
     Column("customer_id", ID, index=True),
     Column("model", String(100), nullable=False),
-    Column("country", String(2), nullable=False),
+    Column("country", String(2)),  # unknown for a linked fleet vehicle (the API IoT does not say)
 )
 
 purchases = Table(
@@ -168,9 +170,27 @@ purchases = Table(
     Column("refunded_minor", BigInteger, nullable=False, server_default=text("0")),
     Column("risk_flag", Boolean, nullable=False, server_default=false()),
     # a subscription's payment method on file (the gateway's token), charged at month end
+    # (and, for a one-time service, the card to charge until its payment goes through)
     Column("method_type", String(16)),
     Column("method_token", String(64)),
+    # the request charging it holds the purchase until then (core clock); a retry of the same
+    # Idempotency-Key before is 409, after it takes over (a crashed request)
+    Column("charge_lease_until", Float),
+    Column("deferred_since", Float),  # the gateway was down: when the payment was deferred
     Column("cancelled_at", Float),
+    # switching the feature off again once it must be off (withdrawn, expired, cancelled,
+    # given up): domain.ota_policy.DeactivationStatus, and the deactivation's OTA progress,
+    # retried like an activation; the request id finds its callback
+    Column("deactivation_status", String(16)),
+    Column("deactivation_request_id", String(100), index=True),
+    Column("deactivation_round", Integer, nullable=False, server_default=text("0")),  # deactivations started
+    Column("deactivation_queued_at", Float),
+    Column("deactivation_attempts", Integer, nullable=False, server_default=text("0")),
+    Column("deactivation_unavailable_retries", Integer, nullable=False, server_default=text("0")),
+    Column("deactivated_at", Float),  # the feature confirmed off on the vehicle
+    # what the vehicle last reported for the service (ACTIVE | PENDING | ERROR | ABSENT) and when
+    Column("vehicle_service_status", String(16)),
+    Column("vehicle_checked_at", Float),
     _currency_check("purchases"),
 )
 
@@ -202,6 +222,8 @@ sales = Table(
     Column("plate_number", String(16)),
     Column("delivery_id", String(64)),
     Column("delivery_attempts", Integer, nullable=False, server_default=text("0")),
+    # a payment being taken (flows.sale_payments): {"kind": RESERVATION|FINAL, "leaseUntil": core clock}
+    Column("payment_intent", JSON),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     _currency_check("sales"),
@@ -312,7 +334,7 @@ support_tickets = Table(
     metadata,
     Column("id", ID, primary_key=True),
     Column("customer_id", ID, nullable=False, index=True),
-    Column("vin", String(17), nullable=False),
+    Column("vin", String(17)),  # none for a sale with no vehicle assigned yet
     Column("purchase_id", ID, index=True),
     Column("subject", Text, nullable=False),
     Column("diagnostics", JSON, nullable=False),

@@ -20,6 +20,7 @@ from .. import stack as stack_mod
 from . import audit
 from .common import (
     LOCALHOST,
+    STATE_DEFAULT,
     TOKEN_ENV,
     UP_HINT,
     CliError,
@@ -106,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="every service on a free port (printed at start) instead of its default one")
     up.add_argument("--faults", type=_profile_arg, nargs="+", action="extend", default=[],
                     metavar="SERVICE=PROFILE.yaml", help="load a fault profile into a service at start")
+    up.add_argument("--state-file", metavar="PATH",
+                    help=f"where to record the service table, for the clock, fault and journal commands "
+                         f"(default: {STATE_DEFAULT}; removed at exit)")
     up.set_defaults(handler=cmd_up)
 
     serve = commands.add_parser("serve", parents=[server], formatter_class=fmt,
@@ -127,9 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin = _Parser(add_help=False)
     admin.add_argument("--token", default=os.environ.get(TOKEN_ENV), help="admin token of the service")
+    admin.add_argument("--state-file", metavar="PATH",
+                       help=f"the service table of a running `caas-sim up` (default: {STATE_DEFAULT})")
     target = _Parser(add_help=False, parents=[admin])
     target.add_argument("service", nargs="?", metavar="SERVICE",
-                        help="a simulator name (its default port on 127.0.0.1), or core")
+                        help="a simulator name, or core: in the running `caas-sim up`, else on its default "
+                             "port on 127.0.0.1")
     target.add_argument("--url", type=_url, help="the service's base URL instead, e.g. http://127.0.0.1:8103")
 
     fault = commands.add_parser("fault", help="fault rules of a running service",
@@ -153,19 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
     delete.set_defaults(handler=cmd_fault_delete)
 
     clock = commands.add_parser("clock", help="show or move the clocks of running services",
-                                description="Show or move clocks. Without --service or --url: every simulator "
-                                            "answering on its default port.")
+                                description="Show or move clocks. Without --service or --url: every service "
+                                            "of the running `caas-sim up`, the core included (its state "
+                                            "file), else every simulator answering on its default port.")
     clocks = clock.add_subparsers(dest="action", metavar="ACTION", required=True)
     chosen = _Parser(add_help=False, parents=[admin])
     which = chosen.add_mutually_exclusive_group()
     which.add_argument("--service", action="append", type=_named, metavar="NAME",
-                       help="a service on its default port (repeatable)")
+                       help="a service of the running `caas-sim up`, else on its default port (repeatable)")
     which.add_argument("--url", action="append", type=_url, metavar="URL", help="a service's base URL (repeatable)")
     advance = clocks.add_parser("advance", parents=[chosen], formatter_class=fmt,
                                 help="move forward by a duration, event by event",
-                                description="Move clocks forward by DURATION; each timer due on the way fires "
-                                            "and settles. Services sharing a clock (one `caas-sim up`) are "
-                                            "moved once.")
+                                description="Move clocks forward by DURATION, together and event by event: "
+                                            "every clock reaches the next instant something is due, then "
+                                            "each service runs what is due there (the core's jobs "
+                                            "included) and settles, until DURATION has passed.")
     advance.add_argument("duration", type=_duration, metavar="DURATION", help="90s, 15m, 1h30m, 3d, 250ms or seconds")
     advance.set_defaults(handler=cmd_clock_advance)
     show = clocks.add_parser("show", parents=[chosen], help="now, mode, busy and next due time of each service")

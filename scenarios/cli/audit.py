@@ -1,4 +1,5 @@
-"""`caas-sim audit`: the core's invariant audit (GET /__admin/audit), readable, with an exit code.
+"""`caas-sim audit`: the core's invariant audit (GET /__admin/audit), or with ``--peers`` the
+simulators' side of it (``scenarios.peer_audit``), readable, with an exit code.
 
 Exit 0 when every invariant holds, 1 on a violation (or an unreachable core). A core with
 work still in flight is audited all the same, with a warning: settle it first (advance
@@ -14,7 +15,8 @@ from collections import Counter
 
 from simulators.client import AdminClient
 
-from .common import EXIT_FAILURE, render_table
+from .. import peer_audit
+from .common import EXIT_FAILURE, render_table, running_up, service_url
 
 DEFAULT_TARGET = "http://127.0.0.1:8000"
 
@@ -24,9 +26,16 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
                                 description="Ask a running core for its invariant audit (GET /__admin/audit): "
                                             "nothing lost, nothing twice, no charge without delivery, every "
                                             "failed settlement collected, money adds up per customer.")
-    audit.add_argument("--target", default=DEFAULT_TARGET, metavar="URL",
-                       help=f"the core's base URL (default {DEFAULT_TARGET})")
+    audit.add_argument("--target", metavar="URL",
+                       help=f"the core's base URL (default: the running `caas-sim up`'s, else {DEFAULT_TARGET})")
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit.add_argument("--peers", action="store_true",
+                       help="audit from the simulators' side instead, needing nothing from the core: money settled "
+                            "for features never delivered, features on after a refund or never charged, refunds "
+                            "that never completed (the payment gateway's and the IoT fleet's journals and state)")
+    audit.add_argument("--payments", metavar="URL", help="with --peers: the payment gateway (default: the running "
+                       "`caas-sim up`'s, else its default port)")
+    audit.add_argument("--iot", metavar="URL", help="with --peers: the IoT fleet (default as --payments)")
     audit.set_defaults(handler=cmd_audit)
 
 
@@ -36,7 +45,12 @@ async def fetch(url: str, token: str | None) -> dict:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    report = asyncio.run(fetch(args.target, args.token))
+    up = running_up(args)
+    if args.peers:
+        report = asyncio.run(peer_audit.audit(args.payments or service_url("payments", up),
+                                              args.iot or service_url("iot", up), token=args.token))
+    else:
+        report = asyncio.run(fetch(args.target or (up or {}).get("core", DEFAULT_TARGET), args.token))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -49,6 +63,7 @@ def render(report: dict) -> str:
     rows = [[name, "ok" if not per[name] else f"{per[name]} violated"] for name in report["invariants"]]
     lines = [render_table(["invariant", "result"], rows), "",
              "checked: " + ", ".join(f"{n} {what}" for what, n in report["checked"].items())]
+    lines += [f"warning: {w}" for w in report.get("warnings", [])]
     if not report["settled"]:
         busy = ", ".join(f"{n} {what}" for what, n in report["inFlight"].items() if n)
         lines.append(f"warning: not settled ({busy} in flight); settle the clocks and audit again for a final verdict")

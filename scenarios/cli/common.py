@@ -12,12 +12,14 @@ from simulators.client import load_fault_profile
 from simulators.kit.durations import parse_duration
 
 from .. import stack as stack_mod
+from . import state
 
 EXIT_FAILURE, EXIT_USAGE = 1, 2
 CORE_PORT = 8000
 TOKEN_ENV = "CAAS_SIM_ADMIN_TOKEN"
 LOCALHOST = "127.0.0.1"
 UP_HINT = "start the simulators with `caas-sim up`"
+STATE_DEFAULT = f"${state.STATE_ENV}, $XDG_RUNTIME_DIR/caas-sim/up.json or ~/.cache/caas-sim/up.json"
 
 
 class CliError(Exception):
@@ -105,7 +107,17 @@ def _target(args: argparse.Namespace) -> tuple[str, str]:
         return args.service or args.url, args.url
     if not args.service:
         raise CliError("give a SERVICE name or --url", EXIT_USAGE)
-    return args.service, default_url(args.service)
+    return args.service, service_url(args.service, running_up(args))
+
+
+def running_up(args: argparse.Namespace) -> dict[str, str] | None:
+    """The services of a running `caas-sim up` (its state file), if one runs."""
+    return state.running(state.state_path(getattr(args, "state_file", None)))
+
+
+def service_url(name: str, up: dict[str, str] | None) -> str:
+    """Where ``name`` is: in the running `up`, else on its default port."""
+    return up[name] if up and name in up else default_url(name)
 
 
 def default_url(name: str) -> str:

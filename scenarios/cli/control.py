@@ -1,5 +1,6 @@
 """`caas-sim fault`, `clock` and `journal`: the admin protocol over HTTP, so they work
-against services started anywhere, the core included (`--url`)."""
+against services started anywhere, the core included (`--url`), and find those of a
+running `caas-sim up` by its state file (``state``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from simulators.client import AdminClient, AdminUnreachable, load_fault_profile
 from simulators.kit.durations import format_duration, parse_duration
 
 from .. import stack as stack_mod
+from ..scenario.coordinator import RemoteCoordinator
 from .common import (
     EXIT_USAGE,
     UP_HINT,
@@ -24,6 +26,8 @@ from .common import (
     _target,
     default_url,
     render_table,
+    running_up,
+    service_url,
 )
 
 #: Real seconds between two polls of `journal --follow` (a shell tool, not domain time).
@@ -113,16 +117,15 @@ def _rule_row(rule: dict) -> list[str]:
 class Target(NamedTuple):
     label: str
     admin: AdminClient
-    health: dict  # as first read: its clock tells which services share one
-
-    @property
-    def epoch(self) -> float:
-        return self.health["clock"]["epoch"]
+    health: dict
 
 
 async def _clock_targets(args: argparse.Namespace, session: aiohttp.ClientSession) -> list[Target]:
-    """The services to act on; default: the simulators that answer on their default ports."""
-    explicit = [(u, u) for u in args.url or []] or [(n, default_url(n)) for n in args.service or []]
+    """The services to act on: those named; else every service of the running `caas-sim up`,
+    the core included; else the simulators that answer on their default ports."""
+    up = running_up(args)
+    explicit = [(u, u) for u in args.url or []] or [(n, service_url(n, up)) for n in args.service or []] or \
+        list((up or {}).items())
     candidates = explicit or [(n, default_url(n)) for n in stack_mod.SERVICES]
     clients = [(label, AdminClient(url, token=args.token, session=session)) for label, url in candidates]
     healths = await asyncio.gather(*(c.health() for _, c in clients), return_exceptions=True)
@@ -140,39 +143,38 @@ async def _clock_targets(args: argparse.Namespace, session: aiohttp.ClientSessio
 
 
 def cmd_clock_advance(args: argparse.Namespace) -> int:
+    """Every clock moves as one, event by event: each service reaches an instant before any
+    of them acts there, and the core's jobs run at their due times (``RemoteCoordinator``).
+    Services sharing a clock (the simulators of one `up`) find it already moved."""
     seconds = parse_duration(args.duration)
 
     async def run() -> int:
         async with aiohttp.ClientSession() as session:
             targets = await _clock_targets(args, session)
-            real = [t.label for t in targets if t.health["clock"]["mode"] == "real"]
-            pending = [t for t in targets if t.label not in real]
-            while pending:
-                # Services of one process share a clock: advance one, and whoever
-                # moved along with it shares it (an equal epoch alone is not proof:
-                # two fresh virtual clocks in two processes both start at the same instant).
-                head, pending = pending[0], pending[1:]
-                after = await head.admin.advance(args.duration)
-                group, rest = [head.label], []
-                for other in pending:
-                    now = (await other.admin.clock())["epoch"]
-                    if _moved_along(other.epoch, now, head.epoch, seconds):
-                        group.append(other.label)
-                    else:
-                        rest.append(other)
-                pending = rest
-                print(f"{after['now']}  {after['mode']} clock of {', '.join(group)} (+{format_duration(seconds)})")
-            if real:
-                raise CliError(f"{', '.join(real)}: a real-time clock cannot be moved")
-            return 0
+        real = [t.label for t in targets if t.health["clock"]["mode"] == "real"]
+        movable = {t.label: t.admin.base_url for t in targets if t.label not in real}
+        clocks = []
+        if movable:
+            world = await RemoteCoordinator(movable, token=args.token).start()
+            try:
+                await world.advance_to(world.now() + seconds)
+                clocks = [(label, await world.admin(label).clock()) for label in movable]
+            finally:
+                await world.close()
+        for (now, mode), labels in _by_time(clocks).items():
+            print(f"{now}  {mode} clock of {', '.join(labels)} (+{format_duration(seconds)})")
+        if real:
+            raise CliError(f"{', '.join(real)}: a real-time clock cannot be moved")
+        return 0
 
     return asyncio.run(run())
 
 
-def _moved_along(before: float, now: float, head_before: float, seconds: float) -> bool:
-    if seconds > 0:
-        return now - before >= seconds - 1e-3
-    return before == head_before
+def _by_time(clocks: list[tuple[str, dict]]) -> dict[tuple[str, str], list[str]]:
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for label, clock in clocks:
+        grouped.setdefault((clock["now"], clock["mode"]), []).append(label)
+    return grouped
 
 
 def cmd_clock_show(args: argparse.Namespace) -> int:

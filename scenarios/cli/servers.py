@@ -17,6 +17,7 @@ from simulators.kit.contract import CONTRACTS_DIR
 from simulators.kit.service import is_loopback
 
 from .. import stack as stack_mod
+from . import state
 from .common import (
     CORE_PORT,
     EXIT_USAGE,
@@ -47,7 +48,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack = stack_mod.Stack(services=names, seed=args.seed, clock=stack_mod.parse_clock(args.clock),
                             host=args.host, ports=ports, fault_profiles=profiles, admin_token=args.admin_token,
                             core=core)
-    return _run_server(run_stack(stack))
+    return _run_server(run_stack(stack, state_file=state.state_path(args.state_file)))
 
 
 #: API keys of a local `caas-sim up` when CAAS_API_KEYS is not set.
@@ -107,8 +108,9 @@ def _run_server(coro) -> int:
 
 
 async def run_stack(stack: stack_mod.Stack, *, configure: Callable[[stack_mod.Stack], Any] | None = None,
-                    stop: asyncio.Event | None = None, out=None) -> int:
-    """Start ``stack``, print where everything is, serve until ``stop`` (default: SIGINT/SIGTERM)."""
+                    stop: asyncio.Event | None = None, out=None, state_file: Path | None = None) -> int:
+    """Start ``stack``, print where everything is, serve until ``stop`` (default: SIGINT/SIGTERM);
+    with ``state_file``, record the service table there meanwhile (``state``)."""
     out = out or sys.stdout
     stop = stop or _stop_on_signals()
     try:
@@ -124,6 +126,10 @@ async def run_stack(stack: stack_mod.Stack, *, configure: Callable[[stack_mod.St
         if stack.core is not None and stack.core.get("api_keys") is DEVELOPMENT_KEYS:
             print("\ncore API keys (development): " + ", ".join(
                 f"{key} ({grant['role']} {grant['subject']})" for key, grant in DEVELOPMENT_KEYS.items()), file=out)
+        if state_file is not None:
+            state.write(state_file, {name: r.url for name, r in stack.running.items() if name != "sink"})
+            print(f"\nservice table in {state_file}: `caas-sim clock`, `fault` and `journal` find every service "
+                  f"there", file=out)
         clock = stack.clock
         hint = "; move it with `caas-sim clock advance 15m`" if clock.mode != "real" else ""
         print(f"\nclock {clock.mode} at {clock.now_iso()}, seed {stack.seed}{hint}. Ctrl-C to stop.",
@@ -131,6 +137,8 @@ async def run_stack(stack: stack_mod.Stack, *, configure: Callable[[stack_mod.St
         await stop.wait()
         print("stopping...", file=sys.stderr)
     finally:
+        if state_file is not None:
+            state.remove(state_file)
         await stack.stop()
     return 0
 

@@ -11,6 +11,13 @@ and journals; they differ in how time moves:
   (busy 0, and a short real quiet period, since bytes may be in flight between
   processes), moves every clock to the earliest next-due time with
   ``POST /__admin/clock``, and repeats until the target.
+
+Either way no service ever hears from a later time than its own: every clock
+reaches the next instant before anything due there runs (a webhook the factory
+sends on 15 January reaches a core that is on 15 January, not one step behind).
+Across processes that takes two passes: every clock moves with ``fire: false``
+(contracts/admin.yaml), then each fires what is due, simulators before the core
+as in one process.
 """
 
 from __future__ import annotations
@@ -126,12 +133,16 @@ class RemoteCoordinator(_AdminMixin):
         self.token = token
         self._admins = {}
         self._now = 0.0
+        self._cores: set[str] = set()  # the names whose health says ``service: core``
+        self._no_hold: set[str] = set()  # services that do not know ``fire: false`` (admin 1.0)
 
     async def start(self) -> RemoteCoordinator:
         self.session = aiohttp.ClientSession()
         for name, url in self.urls.items():
             self._admins[name] = AdminClient(url, token=self.token, session=self.session, timeout=None)
-        await self._healths()
+        healths = await self._healths()
+        self._cores = {name for name, h in zip(self._admins, healths) if h["service"] == "core"} | \
+            ({"core"} & set(self.urls))
         self.started = self._now  # where the shared clock was when the run began
         return self
 
@@ -174,28 +185,46 @@ class RemoteCoordinator(_AdminMixin):
             await asyncio.sleep(QUIET_INTERVAL)  # real time: other processes' bytes in flight
 
     async def next_due(self) -> float | None:
+        # (one due before now was passed by a move that fires, and did not fire: time is
+        # not what it waits on, and stepping to it again would fire nothing, forever)
         due = [parse_datetime(h["nextDue"]) for h in await self._quiet() if h.get("nextDue")]
-        return min(due) if due else None
+        return min((d for d in due if d >= self._now), default=None)
 
     async def advance_to(self, target: float) -> None:
+        previous = None
         while True:
             due = await self.next_due()
-            # nextDue comes truncated to the millisecond: the timer is due at most 1 ms later, so
-            # move to the next millisecond (moving to the truncated instant would fire nothing, forever).
-            step = target if due is None or due + MS > target else max(due + MS, self._now)
-            instant = _instant(step)
-            # Simulators first: the core's jobs due at this instant then meet peers already there.
-            for name in [*self.services(), "core"]:
-                if name in self._admins:
-                    try:
-                        await self._admins[name].set_clock(instant)
-                    except AdminError as exc:
-                        if exc.status != 409:  # 409: already there (one process, one clock), fine
-                            raise
-            self._now = max(self._now, step)
+            step = target if due is None or due > target else max(due, self._now)
+            if step == previous and step < target:
+                # Still due after a move there: a timer within the millisecond after it, which
+                # the protocol's instants (milliseconds) cannot name: move past it.
+                step = min(step + MS, target)
+            await self._move_all(step)
+            previous, self._now = step, max(self._now, step)
             if step >= target:
                 await self._quiet()
                 return
+
+    async def _move_all(self, step: float) -> None:
+        """Every clock to ``step``, firing nothing, then each fires what is due there:
+        simulators first, so that the core's jobs due at ``step`` meet peers that have
+        done what was due then, as in one process (``Stack.advance``)."""
+        instant = _instant(step)
+        for name, admin in self._admins.items():
+            if name not in self._no_hold:
+                try:
+                    await admin.set_clock(instant, fire=False)
+                except AdminError as exc:
+                    if exc.status == 400:  # a service of admin protocol 1.0: its plain move below
+                        self._no_hold.add(name)
+                    elif exc.status != 409:  # 409: already there (one process, one clock), fine
+                        raise
+        for name in sorted(self._admins, key=lambda name: name in self._cores):
+            try:
+                await self._admins[name].set_clock(instant)
+            except AdminError as exc:
+                if exc.status != 409:
+                    raise
 
     async def during(self, call: Awaitable[T]) -> T:
         # Each process keeps its own clock: a call waiting on one ends at its real-time limit.

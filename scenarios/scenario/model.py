@@ -259,11 +259,15 @@ class CollectionExpectation(_Strict):
 
 class AuditExpectation(_Strict):
     class Spec(_Strict):
-        ok: bool = Field(default=True, description="every invariant of the core's audit holds")
+        ok: bool = Field(default=True, description="every invariant of the audit holds")
         settled: bool | None = Field(default=True, description="nothing is in flight any more")
+        peers: bool = Field(default=False, description="judge from the simulators' side (the payment gateway's "
+                                                       "and the IoT fleet's journals and state), needing nothing "
+                                                       "from the core, instead of the core's own audit")
 
     audit: Spec = Field(description="the core's invariant audit (GET /__admin/audit): nothing lost, nothing done "
-                                    "twice, no one charged for what was not delivered, owed money in collection")
+                                    "twice, no one charged for what was not delivered, owed money in collection; "
+                                    "or, with `peers`, the same promises checked from the simulators' side")
 
 
 class ViolationsExpectation(_Strict):

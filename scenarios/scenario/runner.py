@@ -20,9 +20,10 @@ import aiohttp
 import orjson
 
 from simulators.client import AdminError, load_fault_profile
-from simulators.kit.clock import isoformat
+from simulators.kit.clock import isoformat, wall_isoformat
 from simulators.kit.durations import parse_duration
 
+from .. import peer_audit
 from . import timeline
 from .coordinator import Coordinator, RemoteCoordinator, StackCoordinator
 from .model import (
@@ -352,7 +353,7 @@ class Play:
             raise Failed(f"{where} (workshop visit of {vin})", f"VSS answered {status}: {_brief(answer)}", {vin})
 
     def _record(self, fields: dict) -> dict:
-        entry = {"seq": len(self.journal) + 1, "vt": isoformat(self.world.now()), "wall": isoformat(time.time()),
+        entry = {"seq": len(self.journal) + 1, "vt": isoformat(self.world.now()), "wall": wall_isoformat(time.time()),
                  "service": timeline.SCENARIO, "direction": "out", **fields}
         self.journal.append(entry)
         return entry
@@ -456,7 +457,9 @@ class Play:
             return [(f"the events of {entity} were {seen}, expected {'exactly' if spec.exactly else 'in order'} "
                      f"{wanted}")], {str(v) for v in entity.values()}
         if isinstance(e, AuditExpectation):
-            report = await self.world.admin("core").audit()
+            report = await peer_audit.audit(self.world.url("payments"), self.world.url("iot"),
+                                            token=getattr(self.world, "token", None), session=self.world.session) \
+                if e.audit.peers else await self.world.admin("core").audit()
             wrong = []
             if report["ok"] != e.audit.ok:
                 wrong.append(f"audit ok is {report['ok']}, expected {e.audit.ok}: "

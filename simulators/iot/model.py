@@ -221,8 +221,9 @@ class IotModel:
         digest = hashlib.blake2b(f"{self.service.seed}:ota:{next(self._ids)}".encode(), digest_size=10).hexdigest()
         req = Request("ota_" + digest, kind, vin, service_id, self.service.clock.now(), correlation_id, **extra)
         self.requests[req.id] = req
+        duration = extra.get("duration")  # what a peer audit needs to tell a post-paid subscription
         self.service.journal.event("ota.queued", {"vin": vin, "requestId": req.id, "serviceId": service_id},
-                                   kind=kind)
+                                   kind=kind, **({"durationType": duration["type"]} if duration else {}))
         return req
 
     # --- the vehicle side ----------------------------------------------

@@ -24,7 +24,7 @@ from .contract import Contract, Operation
 from .errors import ProblemError
 from .faults import TRANSPORT_ACTIONS, FaultRule
 from .journal import CORRELATION_HEADER
-from .problems import from_error, problem
+from .problems import answer_unparsable_requests, from_error, problem
 from .service import Service
 
 SERVICE_KEY: web.AppKey[Service] = web.AppKey("service")
@@ -62,6 +62,7 @@ def build_app(service: Service, handlers: dict[str, Handler], *, admin: bool = T
     a simulator's own routes before the fallback that answers 404/405."""
     app = web.Application(client_max_size=MAX_BODY)
     app[SERVICE_KEY] = service
+    answer_unparsable_requests(app)
     for contract, served in ((service.contract, handlers), *also):
         missing = set(contract.operations) - set(served)
         extra = set(served) - set(contract.operations)

@@ -20,6 +20,7 @@ import contextlib
 import contextvars
 import heapq
 import itertools
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -48,6 +49,12 @@ def to_datetime(ts: float) -> datetime:
 
 def isoformat(ts: float) -> str:
     return to_datetime(ts).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def wall_isoformat(ts: float) -> str:
+    """A wall time to the microsecond: within one virtual instant, wall times order the
+    entries of several services' journals, and milliseconds tie too often to tell."""
+    return to_datetime(ts).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_datetime(value: str) -> float:
@@ -79,6 +86,7 @@ class Clock:
         if mode == "real":
             start = time.time()
         self._virtual = DEFAULT_EPOCH if start is None else float(start)
+        self._fires_to = self._virtual  # virtual: timers due by here fire; beyond, they wait for a move
         self._wall_anchor = time.monotonic()
         self._timers: list[tuple[float, int, Timer]] = []  # heap; (when, seq) orders ties by insertion
         self._seq = itertools.count()
@@ -103,16 +111,20 @@ class Clock:
     # --- timers ---------------------------------------------------------
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any, owner: str | None = None,
                 waiter: bool = False) -> Timer:
+        # On a whole millisecond (rounded up): the admin protocol names instants to the
+        # millisecond, so a coordinator in another process can then move a clock exactly to
+        # any timer, and a world across processes unfolds as the same world in one.
+        when = math.ceil(when * 1000 - 1e-3) / 1000
         timer = Timer(when, next(self._seq), callback, args, owner, waiter=waiter)
         heapq.heappush(self._timers, (when, timer.seq, timer))
         if self.mode != "virtual":
             if self._timers[0][2] is timer:
                 self._arm()
-        elif when <= self._virtual:
+        elif when <= self._fires_to:
             # Due already (a webhook sent "now", say): fire on the next loop
             # turn, in (when, seq) order, without waiting for a clock move.
             try:
-                asyncio.get_running_loop().call_soon(self._fire_due, self._virtual)
+                asyncio.get_running_loop().call_soon(self._fire_due, self._fires_to)
             except RuntimeError:
                 pass  # no loop yet: the next advance fires it
         return timer
@@ -302,6 +314,26 @@ class Clock:
                 return
         raise RuntimeError(f"system did not settle ({self._busy} busy after {limit} loop turns)")
 
+    def jump_to(self, target: float) -> None:
+        """Move to ``target`` without firing anything due on the way: it stays pending (and
+        ``next_due`` shows it) until the next ``advance_to``, which fires it at the clock's
+        time then. Lets a coordinator bring every service of a world to an instant before
+        any of them acts there (a scaled clock fires what is due as it runs anyway)."""
+        self._check_move(target)
+        if self.mode == "virtual":
+            self._virtual = target  # (``_fires_to`` stays: nothing fires before the next move)
+        else:
+            self._virtual += target - self.now()
+            self._arm()
+
+    def _check_move(self, target: float) -> None:
+        if self.mode == "real":
+            raise ClockError("a real-time clock cannot be moved")
+        if target < self.now():
+            raise ClockError(f"the clock never moves backward (now {self.now_iso()}, asked {isoformat(target)})")
+        if target > MAX_TIME:
+            raise ClockError(f"cannot move the clock past {isoformat(MAX_TIME)}")
+
     async def advance(self, seconds: float) -> int:
         if seconds < 0:
             raise ClockError("the clock never moves backward")
@@ -309,12 +341,7 @@ class Clock:
 
     async def advance_to(self, target: float) -> int:
         """Move to ``target`` event by event, settling after each; return events fired."""
-        if self.mode == "real":
-            raise ClockError("a real-time clock cannot be moved")
-        if target < self.now():
-            raise ClockError(f"the clock never moves backward (now {self.now_iso()}, asked {isoformat(target)})")
-        if target > MAX_TIME:
-            raise ClockError(f"cannot move the clock past {isoformat(MAX_TIME)}")
+        self._check_move(target)
         fired = 0
         await self.settle()
         while True:
@@ -322,13 +349,13 @@ class Clock:
             if due is None or due > target:
                 break
             if self.mode == "virtual":
-                self._virtual = max(self._virtual, due)
+                self._virtual = self._fires_to = max(self._virtual, due)
             else:
                 self._virtual += due - self.now()
             fired += self._fire_due(due)
             await self.settle()
         if self.mode == "virtual":
-            self._virtual = max(self._virtual, target)
+            self._virtual = self._fires_to = max(self._virtual, target)
         else:
             self._virtual += max(0.0, target - self.now())
             self._arm()

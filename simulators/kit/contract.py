@@ -56,7 +56,9 @@ class Operation:
 
     def check_request(self, match_info: dict[str, str], query, headers, raw: bytes,
                       content_type: str) -> tuple[Any, list[Violation]]:
-        violations: list[Violation] = []
+        violations = header_violations(headers)
+        if violations:  # nothing reads a header that is not text: answered before anything does
+            return None, violations
         for p in self.params:
             source = match_info if p.location == "path" else query if p.location == "query" else headers
             value = source.get(p.name)
@@ -68,7 +70,7 @@ class Operation:
             try:
                 if not p.validator.is_valid(value):
                     violations.extend(Violation(p.location, p.name, e.message) for e in p.validator.iter_errors(value))
-            except UnicodeEncodeError:  # aiohttp hands undecodable header bytes over as surrogates
+            except UnicodeEncodeError:  # undecodable bytes (as surrogates) in a path or query value
                 violations.append(Violation(p.location, p.name, "value is not valid UTF-8 text"))
         body = None
         if self.body is None:
@@ -100,6 +102,24 @@ class Operation:
         if validator is None or validator.is_valid(body):
             return []
         return _errors(validator, body, "response")
+
+
+def header_violations(headers) -> list[Violation]:
+    """A violation for each header whose value is not printable ASCII, read or not.
+
+    aiohttp hands header bytes over decoded (UTF-8, undecodable bytes as lone surrogates):
+    an ``.encode()`` or ``hmac.compare_digest`` of such a value raises (a 500), and nothing
+    a simulator reads in a header (ids, keys, tokens, media types) is anything but ASCII.
+    Checking every header covers the one someone reads tomorrow too."""
+    if _is_text("".join(headers.values())):  # the common case, in one pass
+        return []
+    return [Violation("header", str(name), "value is not printable ASCII") for name, value in headers.items()
+            if not _is_text(value)]
+
+
+def _is_text(value: str) -> bool:
+    # HTAB is the one control character a field value may hold (RFC 9110, 5.5).
+    return value.isascii() and value.replace("\t", " ").isprintable()
 
 
 class Contract:

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import orjson
 
-from .clock import isoformat
+from .clock import isoformat, wall_isoformat
 
 CORRELATION_HEADER = "X-Correlation-Id"
 
@@ -81,4 +81,4 @@ class Journal:
 
 
 def _render(entry: dict) -> dict:
-    return {**entry, "vt": isoformat(entry["vt"]), "wall": isoformat(entry["wall"])}
+    return {**entry, "vt": isoformat(entry["vt"]), "wall": wall_isoformat(entry["wall"])}

@@ -31,6 +31,9 @@ def create_app(config: SimConfig) -> web.Application:
     async def get_payment(call: Call) -> Reply:
         return Reply(200, model.payment(call.path["paymentId"]))
 
+    async def list_payments(call: Call) -> Reply:
+        return Reply(200, {"payments": model.payments_of_order(call.query["orderId"], call.query.get("paymentType"))})
+
     async def refund(call: Call) -> Reply:
         body = call.body
         accepted = model.refund(call.path["paymentId"], body.get("amount"), body["reason"], body.get("description"),
@@ -57,7 +60,7 @@ def create_app(config: SimConfig) -> web.Application:
         return run
 
     app = build_app(service, {op: gated(h) for op, h in {
-        "initiatePayment": initiate, "getPayment": get_payment, "refundPayment": refund, "getRefund": get_refund,
+        "initiatePayment": initiate, "listPayments": list_payments, "getPayment": get_payment, "refundPayment": refund, "getRefund": get_refund,
         "storePaymentMethod": store_method, "getPaymentMethod": get_method,
     }.items()})
     app[MODEL_KEY] = model

@@ -26,6 +26,8 @@ LIMITATIONS (where this knowingly differs from a real gateway):
   a reversal or chargeback only hits a payment still SETTLED (not fully refunded).
 - Subscriptions are the caller's schedule: the gateway charges a stored method
   when asked (SUBSCRIPTION type) and keeps no billing plan or retry policy.
+- The search by order id (``GET /payments?orderId=``) scans every payment: it serves
+  a merchant's recovery, not a hot path.
 - A refund succeeds or fails as a whole; refunds of a payment whose settlement
   then fails fail with PAYMENT_FAILED; money already refunded is not clawed back
   by a later reversal.
@@ -192,7 +194,8 @@ class PaymentsModel:
                        correlation_id: str | None = None) -> dict:
         method = self._method_for_charge(method_ref, metadata["customerId"])
         p = Payment(self._new_id("pay_"), payment_type, amount["value"], amount["currency"], method,
-                    metadata["customerId"], metadata["orderId"], metadata.get("description"), self.now, correlation_id)
+                    metadata["customerId"], metadata["orderId"], metadata.get("description"), self.now, correlation_id,
+                    vin=metadata.get("vin"), service_id=metadata.get("serviceId"))
         self.payments[p.id] = p
         self._event(p, "INITIATED", amount=p.amount)
         if self.settings.authorization_latency > 0:
@@ -225,6 +228,11 @@ class PaymentsModel:
 
     def payment(self, payment_id: str) -> dict:
         return self._payment(payment_id).view()
+
+    def payments_of_order(self, order_id: str, payment_type: str | None = None) -> list[dict]:
+        """The merchant's search by its own reference: every payment of ``order_id``, oldest first."""
+        return [p.view() for p in self.payments.values()
+                if p.order_id == order_id and (payment_type is None or p.type == payment_type)]
 
     def _payment(self, payment_id: str) -> Payment:
         p = self.payments.get(payment_id)

@@ -86,6 +86,8 @@ class Payment:
     chargeback: Chargeback | None = None
     refunds: list[Refund] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    vin: str | None = None         # what the merchant said the payment is for (metadata), if it did
+    service_id: str | None = None
 
     @property
     def refund_pending(self) -> int:
@@ -98,8 +100,13 @@ class Payment:
         return self.captured - self.refunded - self.refund_pending
 
     def entities(self) -> dict[str, str]:
-        return {"paymentId": self.id, "customerId": self.customer_id, "orderId": self.order_id,
-                "paymentType": self.type, "token": self.method.token, "currency": self.currency}
+        found = {"paymentId": self.id, "customerId": self.customer_id, "orderId": self.order_id,
+                 "paymentType": self.type, "token": self.method.token, "currency": self.currency}
+        if self.vin:
+            found["vin"] = self.vin
+        if self.service_id:
+            found["serviceId"] = self.service_id
+        return found
 
     def view(self) -> dict:
         m, c = money, self.currency
@@ -111,7 +118,9 @@ class Payment:
             "amountRefunded": m(self.refunded, c), "amountRefundPending": m(self.refund_pending, c),
             "amountRefundable": m(self.refundable, c),
             "paymentMethod": {"type": self.method.type, "token": self.method.token},
-            "metadata": {"customerId": self.customer_id, "orderId": self.order_id, "description": self.description},
+            "metadata": {"customerId": self.customer_id, "orderId": self.order_id, "description": self.description,
+                         **({"vin": self.vin} if self.vin else {}),
+                         **({"serviceId": self.service_id} if self.service_id else {})},
             "declineReason": self.decline_reason, "failureReason": self.failure_reason,
             "createdAt": isoformat(self.created),
             "expectedSettlementDate": isoformat(self.expected_settlement) if self.expected_settlement else None,

@@ -1,6 +1,8 @@
 """The invariant audit (caas_core.flows.audit): each invariant catches its own breach and
 names the entities, on SQLite and on PostgreSQL; a clean store passes."""
 
+import json
+
 import pytest
 
 from caas_core.flows import audit
@@ -51,7 +53,7 @@ async def test_a_clean_store_passes(db):
         await conn.execute(collection_cases.insert().values(id="col-1", payment_id="pay-pur-ok03", customer_id="c-1",
                                                             amount_minor=500, currency="EUR", reason="X",
                                                             status="open", created_at=NOW))
-        await inbox.accept(conn, "iot", "msg-1", {}, NOW)
+        await inbox.accept_many(conn, [inbox.Arrival("iot", "msg-1", json.dumps({}))], NOW)
         await inbox.mark_processed(conn, "iot", "msg-1", "processed", NOW)
     report = await audit.run(db, NOW)
     assert report["violations"] == []
@@ -62,9 +64,9 @@ async def test_a_clean_store_passes(db):
 async def test_each_invariant_names_what_breaks_it(db):
     async with db.transaction() as conn:
         # a webhook accepted, never processed, no job to process it: lost
-        await inbox.accept(conn, "payments", "msg-lost", {}, NOW)
+        await inbox.accept_many(conn, [inbox.Arrival("payments", "msg-lost", json.dumps({}))], NOW)
         # a webhook whose job gave up for good
-        await inbox.accept(conn, "iot", "msg-dead", {}, NOW)
+        await inbox.accept_many(conn, [inbox.Arrival("iot", "msg-dead", json.dumps({}))], NOW)
         dead = await jobs.enqueue(conn, "ota.outcome", {"webhookId": "msg-dead"}, run_at=NOW, now=NOW,
                                   dedupe_key="webhook:iot:msg-dead")
         await conn.execute(jobs_table.update().where(jobs_table.c.id == dead).values(status="failed"))

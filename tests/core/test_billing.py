@@ -1,11 +1,13 @@
 """Subscriptions are post-paid (mes vencido): month-end invoices charged on the clock,
 retried with backoff, cancelled into collection when every retry fails, and the partial
-month charged when the customer cancels (issue 6)."""
+month charged when the customer cancels (issue 6). An invoice's period is the part of the
+month it bills: from the subscription's activation, to its cancellation (issue 15)."""
 
 import pytest
 from sqlalchemy import select
 
 from caas_core.api.app import CORE_KEY
+from caas_core.clock import isoformat
 from caas_core.store.schema import collection_cases
 from tests.core import test_service_path as service_path
 from tests.core.test_service_path import as_, buy, purchase
@@ -44,12 +46,14 @@ async def test_month_end_invoices_the_consumed_part_then_whole_months(world):
     assert await invoices(http, purchase_id) == []
     await stack.advance("27d")  # past 1 February
     first, = await invoices(http, purchase_id)
-    # 26 days 16 hours of January's 31 days, rounded half up
-    assert first["status"] == "PAID" and first["periodStart"].startswith("2026-01-01")
+    # 26 days 16 hours of January's 31 days, rounded half up: billed from the activation on
+    assert first["status"] == "PAID" and first["periodStart"] == (await purchase(http, purchase_id))["deliveredAt"]
+    assert first["periodStart"].startswith("2026-01-05") and first["periodEnd"].startswith("2026-02-01")
     assert 425 <= first["amount"]["value"] <= 432 and first["failedAttempts"] == 0
     await stack.advance("28d")  # past 1 March
     second = (await invoices(http, purchase_id))[1]
     assert second["amount"]["value"] == MONTHLY and second["status"] == "PAID"
+    assert second["periodStart"].startswith("2026-02-01T00:00:00") and second["periodEnd"].startswith("2026-03-01")
 
 
 async def test_a_declined_charge_is_retried_and_the_retry_succeeds(world):
@@ -90,6 +94,7 @@ async def test_cancelling_charges_the_partial_month_unless_within_the_withdrawal
     stack, http, iot, _ = world
     purchase_id = await subscribe(stack, http, iot)
     await stack.advance(f"{days}d")
+    cancelled_at = isoformat(stack.clock.now())
     async with http.post(f"/purchases/{purchase_id}/withdrawal", headers=as_("k-c1")) as r:
         assert r.status == 200, await r.text()
         cancelled = await r.json()
@@ -100,5 +105,6 @@ async def test_cancelling_charges_the_partial_month_unless_within_the_withdrawal
         return
     assert cancelled["status"] == "CANCELLED"
     _january, february = billed  # cancelled on 14 February: 13 days 8 hours of 28, billed at once
-    assert february["periodStart"].startswith("2026-02-01") and february["status"] == "PAID"
+    assert february["periodStart"].startswith("2026-02-01T00:00:00") and february["status"] == "PAID"
+    assert february["periodEnd"] == cancelled_at  # the final invoice ends at the cancellation
     assert february["amount"]["value"] == round(MONTHLY * (13 * 24 + 8) / (28 * 24))

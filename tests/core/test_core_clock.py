@@ -21,3 +21,18 @@ def test_real_clock_refuses_to_move_and_specs_parse():
     for bad in ("scaled:x", "virtual:2", "sundial"):
         with pytest.raises(ValueError):
             CoreClock.parse(bad)
+
+
+async def test_a_move_that_does_not_expire_keeps_the_deadlines_for_the_next_one():
+    import asyncio
+
+    clock = CoreClock("virtual")
+    never = asyncio.get_running_loop().create_future()
+    call = asyncio.ensure_future(clock.within(never, timeout=60))
+    await asyncio.sleep(0)
+    clock.move_to(DEFAULT_EPOCH + 60, expire=False)  # a coordinator's first pass (fire: false)
+    await asyncio.sleep(0)
+    assert not call.done() and clock.next_due() == DEFAULT_EPOCH + 60
+    clock.expire_passed()
+    with pytest.raises(TimeoutError):
+        await call

@@ -1,6 +1,7 @@
 """The prune job: once per interval of the core's clock (a day here, a week by default), one row for the whole deployment, on SQLite and PostgreSQL."""
 
 import asyncio
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -58,7 +59,7 @@ async def test_the_prune_job_runs_at_each_midnight_and_reschedules_itself(db):
     await _finished_job(db, "gone-first-night", DEFAULT_EPOCH - WEEK + 3600)   # a week old before midnight
     await _finished_job(db, "gone-second-night", MIDNIGHT - WEEK + 3600)      # ...before the next one
     async with db.transaction() as conn:
-        await inbox.accept(conn, "payments", "msg-old", {}, DEFAULT_EPOCH - WEEK)
+        await inbox.accept_many(conn, [inbox.Arrival("payments", "msg-old", json.dumps({}))], DEFAULT_EPOCH - WEEK)
         await inbox.mark_processed(conn, "payments", "msg-old", "processed", DEFAULT_EPOCH - WEEK)
     runner = JobRunner(db, core.clock, pruning.handlers(core), worker="w1")
 

@@ -381,3 +381,106 @@ async def test_sales_are_private_to_their_customer_and_dealership(world):
     bad["reservation"]["value"] = bad["price"]["value"]
     status, problem = await api.call("POST", "/sales", "k-mad", bad)
     assert status == 422 and "less than the price" in problem["detail"], problem
+
+
+# --- concurrent payments of one sale -----------------------------------------------------
+
+async def _race(api, pay, sale_id, n=12):
+    import asyncio
+
+    return sorted(status for status, _ in await asyncio.gather(*(pay(sale_id) for _ in range(n))))
+
+
+async def test_concurrent_reservation_and_final_payments_charge_once_and_answer_409(any_db_world):
+    stack, api = any_db_world
+    sale_id = await api.sell()
+    statuses = await _race(api, api.reserve, sale_id)
+    assert statuses.count(200) == 1 and set(statuses) == {200, 409}, statuses
+    await until(stack, api, sale_id, "AWAITING_FINAL_PAYMENT")
+    statuses = await _race(api, api.pay_final, sale_id)
+    assert statuses.count(200) == 1 and set(statuses) == {200, 409}, statuses
+    assert [p["kind"] for p in (await api.file(sale_id))["payments"]] == ["RESERVATION", "FINAL"]
+
+
+# --- a process that dies between a sale's charge and its record --------------------------
+
+class DiesAfterTheCharge:
+    def __init__(self, real):
+        self.real = real
+
+    async def initiate(self, *args, **kwargs):
+        await self.real.initiate(*args, **kwargs)
+        raise ConnectionResetError("killed between the charge and its record")
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def _gateway_charges(stack, sale_id, kind):
+    from simulators.payments.api import MODEL_KEY
+
+    return [p for p in stack.running["payments"].app[MODEL_KEY].payments.values()
+            if p.order_id == sale_id and p.type == kind and p.status != "DECLINED"]
+
+
+async def test_a_reservation_charged_but_not_recorded_is_found_at_the_gateway_and_the_order_placed(world):
+    from caas_core.api.app import CORE_KEY
+
+    stack, api = world
+    core = stack.running["core"].app[CORE_KEY]
+    sale_id = await api.sell()
+    real, core.payments = core.payments, DiesAfterTheCharge(core.payments)
+    async with api.http.post(f"/sales/{sale_id}/reservation", headers=as_("k-c1"),
+                             json={"paymentMethod": CARD}) as r:
+        assert r.status == 500
+    core.payments = real
+    status, problem = await api.reserve(sale_id, token="pm_card_mastercard")  # another card, at once
+    assert status == 409 and problem["type"].endswith("/idempotency-in-flight")
+    await stack.advance("5m")  # the lease lapses: the recovery asks the gateway for the sale's reservation
+    sale = await api.sale(sale_id)
+    assert sale["status"] in ("ORDER_PLACED", "ORDER_QUEUED") and len(_gateway_charges(stack, sale_id, "RESERVATION")) == 1
+    assert [p["kind"] for p in (await api.file(sale_id))["payments"]] == ["RESERVATION"]
+
+
+async def test_a_final_payment_retried_after_a_lost_record_is_recorded_once_whatever_the_card(world):
+    from sqlalchemy import update
+
+    from caas_core.api.app import CORE_KEY
+    from caas_core.store.schema import sales
+
+    stack, api = world
+    core = stack.running["core"].app[CORE_KEY]
+    sale_id = await to_final_payment(stack, api)
+    real, core.payments = core.payments, DiesAfterTheCharge(core.payments)
+    async with api.http.post(f"/sales/{sale_id}/final-payment", headers=as_("k-c1"),
+                             json={"paymentMethod": CARD}) as r:
+        assert r.status == 500
+    core.payments = real
+    async with core.db.transaction() as conn:  # the lease lapsed before the recovery job's turn
+        await conn.execute(update(sales).where(sales.c.id == sale_id).values(
+            payment_intent={"kind": "FINAL", "leaseUntil": core.clock.now() - 1}))
+    status, sale = await api.pay_final(sale_id, token="pm_card_mastercard")
+    assert status == 200 and sale["status"] == "REGISTRATION", sale
+    assert len(_gateway_charges(stack, sale_id, "FINAL")) == 1  # the first card's charge, found; no second
+
+
+async def test_a_declined_final_payment_whose_answer_was_lost_still_returns_the_vehicle_to_stock(world):
+    from sqlalchemy import update
+
+    from caas_core.api.app import CORE_KEY
+    from caas_core.store.schema import sales
+
+    stack, api = world
+    core = stack.running["core"].app[CORE_KEY]
+    sale_id = await to_final_payment(stack, api)
+    real, core.payments = core.payments, DiesAfterTheCharge(core.payments)
+    async with api.http.post(f"/sales/{sale_id}/final-payment", headers=as_("k-c1"),
+                             json={"paymentMethod": {"type": "CARD", "token": "pm_card_insufficient_funds"}}) as r:
+        assert r.status == 500
+    core.payments = real
+    async with core.db.transaction() as conn:
+        await conn.execute(update(sales).where(sales.c.id == sale_id).values(
+            payment_intent={"kind": "FINAL", "leaseUntil": core.clock.now() - 1}))
+    status, problem = await api.pay_final(sale_id, token="pm_card_visa")  # a better card, too late
+    assert status == 422 and problem["saleStatus"] == "RETURNED_TO_STOCK", problem
+    assert _gateway_charges(stack, sale_id, "FINAL") == []  # the second card was never charged

@@ -116,10 +116,11 @@ async def test_all_attempts_failing_means_ticket_refund_notice_and_no_charge(wor
     _, bought = await buy(http, iot["always_offline"])
     await stack.advance("2h")
     failed = await purchase(http, bought["purchaseId"])
-    assert failed["status"] == "ACTIVATION_FAILED" and failed["refunded"] == failed["price"]
+    assert failed["status"] == "ACTIVATION_FAILED" and failed["refundPending"] == failed["price"]
+    assert failed["refunded"]["value"] == 0  # requested at the gateway, not completed yet
     async with http.get("/support/tickets", headers=as_("k-ops")) as r:
         [ticket] = (await r.json())["tickets"]
-    assert ticket["purchaseId"] == bought["purchaseId"] and ticket["diagnostics"]["vehicleStatus"]["vin"]
+    assert ticket["purchaseId"] == bought["purchaseId"] and ticket["diagnostics"]["connectivity"] == "OFFLINE"
     async with http.get("/support/tickets", headers=as_("k-c1")) as r:
         assert r.status == 403
     async with http.get("/customers/c-1/notifications", headers=as_("k-c1")) as r:
@@ -143,6 +144,20 @@ async def test_a_temporary_service_expires_and_is_deactivated(world):
     assert len(deactivations) == 1  # asked once (the vehicle may already have switched it off: 422 is fine)
 
 
+async def test_refunded_counts_a_refund_once_the_gateway_completes_it(world):
+    stack, http, iot, _ = world
+    _, bought = await buy(http, iot["healthy"])
+    await stack.advance("1d")
+    async with http.post(f"/purchases/{bought['purchaseId']}/withdrawal", headers=as_("k-c1")) as r:
+        assert r.status == 200
+    await stack.advance("1h")  # the refund is requested at the gateway, which completes it days later
+    asked = await purchase(http, bought["purchaseId"])
+    assert asked["refunded"]["value"] == 0 and asked["refundPending"] == asked["price"]
+    await stack.advance("5d")
+    done = await purchase(http, bought["purchaseId"])
+    assert done["refunded"] == done["price"] and done["refundPending"]["value"] == 0
+
+
 async def test_withdrawal_inside_14_days_refunds_and_deactivates_after_it_is_refused(world):
     stack, http, iot, _ = world
     _, early = await buy(http, iot["healthy"])
@@ -151,7 +166,8 @@ async def test_withdrawal_inside_14_days_refunds_and_deactivates_after_it_is_ref
     async with http.post(f"/purchases/{early['purchaseId']}/withdrawal", headers=as_("k-c1")) as r:
         withdrawn = await r.json()
         assert r.status == 200, withdrawn
-    assert withdrawn["status"] == "WITHDRAWN" and withdrawn["refunded"] == withdrawn["price"]
+    assert withdrawn["status"] == "WITHDRAWN" and withdrawn["refundPending"] == withdrawn["price"]
+    assert withdrawn["refunded"]["value"] == 0  # `refunded` counts completed refunds only
     await stack.advance("1m")
     assert any(e.get("operation") == "deactivateService" for e in stack.service("iot").journal.entries())
     await stack.advance("12d")  # 15 days after the second purchase

@@ -127,3 +127,29 @@ def test_journal_pages_with_since_and_reports_drops_not_clears():
     journal.record("event", "internal", event="e5")
     page = journal.read(since=0)
     assert [e["event"] for e in page["entries"]] == ["e5"] and page["dropped"] == 0
+
+
+async def test_a_jump_fires_nothing_until_the_next_move():
+    """What a coordinator's first pass does (POST /__admin/clock with fire: false): every
+    clock reaches the instant before any service acts there."""
+    clock = Clock("virtual")
+    start, fired = clock.now(), []
+    clock.call_later(60, lambda: fired.append(("timer", clock.now() - start)))
+    clock.jump_to(start + 120)
+    clock.call_later(0, lambda: fired.append(("due at once", clock.now() - start)))
+    await clock.settle()
+    assert fired == [] and clock.next_due() == start + 60 and clock.now() == start + 120
+    assert await clock.advance_to(start + 120) == 2
+    assert fired == [("timer", 120), ("due at once", 120)]
+    with pytest.raises(ClockError, match="backward"):
+        clock.jump_to(start)
+
+
+def test_timers_fall_on_whole_milliseconds():
+    # The admin protocol names instants to the millisecond: a coordinator in another process
+    # can then move a clock exactly to a timer (rounded up: never early).
+    clock = Clock("virtual")
+    start = clock.now()
+    assert clock.call_later(9.9494, lambda: None).when == start + 9.95
+    assert clock.call_later(0.3, lambda: None).when == start + 0.3
+    assert clock.call_later(1e-9, lambda: None).when == start

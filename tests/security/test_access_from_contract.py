@@ -35,11 +35,12 @@ def live(tmp_path_factory):
                   core={"database_url": f"sqlite+aiosqlite:///{db}", "api_keys": KEYS}) as live:
         from simulators.iot.api import MODEL_KEY
 
-        vin = live.stack.running["iot"].app[MODEL_KEY].fleet.magic_vins()["healthy"]
+        fleet = live.stack.running["iot"].app[MODEL_KEY].fleet
+        live.vins = {"c-1": fleet.magic_vins()["healthy"], "c-2": fleet.vin_at(7)}  # a vehicle each
         # one purchase of each customer, so that `purchase`-owned operations have something to guard
         live.purchases = {}
         for customer in ("c-1", "c-2"):
-            r = requests.post(f"{live.url}/customers/{customer}/vehicles/{vin}/purchases",
+            r = requests.post(f"{live.url}/customers/{customer}/vehicles/{live.vins[customer]}/purchases",
                               headers=bearer(KEY_OF["customer", customer]), timeout=30,
                               json={"serviceId": "heated-seats", "durationType": "PERMANENT",
                                     "paymentMethod": {"type": "CARD", "token": "pm_card_visa"}})
@@ -52,7 +53,6 @@ def live(tmp_path_factory):
                               json=SALE | {"customer": {**SALE["customer"], "customerId": customer}})
             assert r.status_code == 201, r.text
             live.sales[customer] = r.json()["saleId"]
-        live.vin = vin
         yield live
 
 
@@ -72,7 +72,7 @@ def bearer(key: str) -> dict:
 def call(live, op, *, key: str | None, owner: str = "c-1", raw_auth: str | None = None):
     """Call ``op`` on resources of customer ``owner`` with a valid body (the contract is checked
     before authorisation: a bad body would hide the answer we look for)."""
-    values = {"customerId": owner, "vin": live.vin, "purchaseId": live.purchases[owner], "saleId": live.sales[owner],
+    values = {"customerId": owner, "vin": live.vins[owner], "purchaseId": live.purchases[owner], "saleId": live.sales[owner],
               "dealershipId": "ES-MAD-001"}
     path = op.path.format(**{k: v for k, v in values.items() if "{" + k + "}" in op.path})
     headers = bearer(key) if key else {}

@@ -8,6 +8,7 @@ from caas_core.domain.billing import (
     BillingRetryPolicy,
     billing_period,
     final_charge,
+    invoice_period,
     month_start,
     next_month_start,
     period_charge,
@@ -39,6 +40,31 @@ def test_whole_and_partial_months():
     assert final_charge(MONTHLY, ts(2025, 6, 1), ts(2026, 1, 11)) == Money(round(4_900 * 10 / 31), "EUR")
     with pytest.raises(ValueError):
         period_charge(MONTHLY, ts(2026, 1, 2), 0)
+
+
+def test_an_invoice_period_is_the_month_cut_to_the_subscriptions_life():
+    jan, feb = ts(2026, 1, 1), ts(2026, 2, 1)
+    started = ts(2026, 1, 5, 8)
+    assert invoice_period(jan, started) == (started, feb)  # the first invoice: from the start
+    assert invoice_period(feb, started) == (feb, ts(2026, 3, 1))  # then whole months
+    cancelled = ts(2026, 2, 14, 8)
+    assert invoice_period(feb, started, cancelled) == (feb, cancelled)  # the final one: to the cancellation
+    assert invoice_period(jan, started, ts(2026, 1, 20)) == (started, ts(2026, 1, 20))
+    # activated only after the month's end (nothing due): the whole month, found by its start
+    assert invoice_period(jan, ts(2026, 2, 1, 0, 5)) == (jan, feb)
+    with pytest.raises(ValueError):
+        invoice_period(started, started)
+
+
+@settings(max_examples=150, deadline=None)
+@given(start=st.floats(ts(2025, 12, 1), ts(2026, 3, 1)), length=st.floats(1, 90 * DAY), price=st.integers(1, 10**6))
+def test_the_amount_is_the_price_of_the_period(start, length, price):
+    monthly = Money(price, "EUR")
+    month = month_start(start)
+    s, e = invoice_period(month, start, start + length)
+    assert month <= s <= e <= next_month_start(month)
+    whole = next_month_start(month) - month
+    assert period_charge(monthly, month, start, start + length) == prorate(monthly, e - s, whole)
 
 
 def test_prorate_rounds_half_up():

@@ -6,6 +6,7 @@ from caas_core.domain.purchase import (
     SETTLEMENT_EVENTS,
     TERMINAL,
     TRANSITIONS,
+    UNPAID,
     InvalidTransition,
     Liability,
     allowed_events,
@@ -113,7 +114,7 @@ def test_every_state_has_a_row_and_terminal_states_only_loop():
 @settings(max_examples=200, deadline=None)
 @given(st.sampled_from(list(S)), st.sampled_from(sorted(SETTLEMENT_EVENTS)))
 def test_settlement_events_never_change_the_delivery_state(state, event):
-    if state in (S.REQUESTED, S.REFUSED):
+    if state is S.REFUSED or state in UNPAID:  # no payment exists yet
         with pytest.raises(InvalidTransition):
             transition(state, event)
     else:
@@ -150,3 +151,13 @@ def test_once_refunded_always_refunded(events):
 @given(st.lists(st.sampled_from(sorted(SETTLEMENT_EVENTS) + [E.ACTIVATED]), max_size=30))
 def test_an_active_service_stays_active_whatever_the_money_does(events):
     assert all(x is S.ACTIVE for x in walk(S.ACTIVE, events))
+
+
+def test_a_deferred_payment_goes_on_to_activation_once_charged_or_to_manual_processing():
+    assert run(S.REQUESTED, [E.PAYMENT_POSTPONED, E.PAYMENT_POSTPONED, E.PAYMENT_INITIATED,
+                             E.ACTIVATION_REQUESTED]) is S.ACTIVATION_QUEUED
+    assert run(S.REQUESTED, [E.PAYMENT_POSTPONED, E.MANUAL_PAYMENT_REQUIRED]) is S.MANUAL_PAYMENT
+    assert run(S.REQUESTED, [E.PAYMENT_POSTPONED, E.WITHDRAWN]) is S.WITHDRAWN
+    for unpaid in (S.PAYMENT_DEFERRED, S.MANUAL_PAYMENT):  # nothing is activated unpaid
+        assert not can(unpaid, E.ACTIVATION_ATTEMPT_STARTED) and not can(unpaid, E.ACTIVATED)
+        assert liability(unpaid) is Liability.PENDING

@@ -35,7 +35,10 @@ def test_undelivered_opens_a_ticket_with_diagnostics_refunds_and_notifies():
     assert t.priority is Priority.NORMAL and t.attempts == 4 and t.last_error == "VEHICLE_OFFLINE"
     assert (t.connectivity, t.firmware_version, t.network_signal_strength, t.error_codes) == (
         "OFFLINE", "4.12.3", 12, ("U0100",))
-    assert t.to_dict()["diagnostics"]["errorCodes"] == ["U0100"]
+    assert t.diagnostics() == {  # flat, as contracts/core.yaml's OtaFailureDiagnostics
+        "connectivity": "OFFLINE", "lastSeen": "2026-01-05T07:00:00.000Z", "firmwareVersion": "4.12.3",
+        "networkSignalStrength": 12, "errorCodes": ["U0100"], "serviceStatusOnVehicle": None, "missingFeatures": [],
+        "vehicleStatusError": None, "attempts": 4, "lastError": "VEHICLE_OFFLINE", "priority": "NORMAL"}
     assert plan.refund.amount == PRICE and plan.refund.call_gateway
     assert plan.notices == (NoticeKind.ACTIVATION_FAILED_REFUNDED,)
     assert CHANNELS[NoticeKind.ACTIVATION_FAILED_REFUNDED] == (Channel.EMAIL, Channel.PUSH)
@@ -59,6 +62,8 @@ def test_online_vehicle_or_missing_feature_is_high_priority():
 def test_vehicle_status_unavailable_still_refunds():
     plan = resolve(None, error="IOT_HTTP_503")
     assert plan.ticket.vehicle_status_error == "IOT_HTTP_503" and plan.ticket.connectivity is None
+    diagnostics = plan.ticket.diagnostics()
+    assert diagnostics["vehicleStatusError"] == "IOT_HTTP_503" and diagnostics["errorCodes"] == []
     assert plan.refund.amount == PRICE
 
 

@@ -1,5 +1,7 @@
 """Retention: old processed inbox rows and old finished jobs go; everything still of use stays."""
 
+import json
+
 from sqlalchemy import delete, select, update
 
 from caas_core.store import inbox, jobs, retention
@@ -15,7 +17,7 @@ async def _webhook(db, webhook_id: str, *, at: float, processed: bool = True, jo
     """A webhook received at ``at``, processed then (or not), with its processing job
     left in status ``job`` (or none, as for the sources nobody processes)."""
     async with db.transaction() as conn:
-        assert await inbox.accept(conn, "payments", webhook_id, {"id": webhook_id}, at)
+        assert await inbox.accept_many(conn, [inbox.Arrival("payments", webhook_id, json.dumps({"id": webhook_id}))], at)
         if job is not None:
             job_id = await jobs.enqueue(conn, "payments.event", {}, run_at=at, now=at,
                                         dedupe_key=inbox.job_key("payments", webhook_id))

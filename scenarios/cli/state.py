@@ -1,0 +1,72 @@
+"""Where a running `caas-sim up` is: its service table, in a small JSON file.
+
+`up` writes it once everything listens (``{"pid": ..., "services": {name: url}}``) and
+removes it when it stops cleanly; `clock`, `fault`, `journal` and `audit` look there
+first, so that they reach every service of that world, the core included, on whatever
+ports it chose (`--ephemeral`). A file whose process is gone (killed, not stopped) is
+ignored. The most recent `up` wins: it replaces the file, and an older one stopping
+later leaves it alone.
+
+Location: ``--state-file``, else ``$CAAS_SIM_STATE``, else
+``$XDG_RUNTIME_DIR/caas-sim/up.json`` (per user, gone at logout), else
+``~/.cache/caas-sim/up.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+STATE_ENV = "CAAS_SIM_STATE"
+
+
+def state_path(given: str | None = None) -> Path:
+    if given:
+        return Path(given)
+    if os.environ.get(STATE_ENV):
+        return Path(os.environ[STATE_ENV])
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return (Path(runtime) if runtime else Path.home() / ".cache") / "caas-sim" / "up.json"
+
+
+def write(path: Path, services: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps({"pid": os.getpid(), "services": services}, indent=2) + "\n")
+    partial.replace(path)  # atomic: a reader never sees half a table
+
+
+def remove(path: Path) -> None:
+    """Remove ``path`` if it still names this process (a later `up` may have replaced it)."""
+    if (_load(path) or {}).get("pid") == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+def running(path: Path) -> dict[str, str] | None:
+    """The services of the `up` recorded at ``path`` while its process lives, else None."""
+    state = _load(path)
+    if not state or not _alive(state.get("pid")):
+        return None
+    services = state.get("services")
+    return services if isinstance(services, dict) else None
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
