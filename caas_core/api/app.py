@@ -53,7 +53,7 @@ from . import validation
 from .audit import get_audit
 from .auth import authenticate, require_owner, require_role
 from .context import CORE_KEY, RUNNER_KEY, require_admin
-from .problems import Problem
+from .problems import ANSWERS_IN_PROBLEMS, Problem
 from .webhook_auth import verify
 
 log = logging.getLogger("caas_core.api")
@@ -78,6 +78,7 @@ class PurchaseRequest(BaseModel):
 
 def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_problems])
+    app[ANSWERS_IN_PROBLEMS] = True
     clock = clock or CoreClock.parse(settings.clock)
 
     async def start(app: web.Application) -> None:

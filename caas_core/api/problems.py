@@ -8,6 +8,8 @@ import orjson
 from aiohttp import web
 
 PROBLEM_BASE = "https://caas-sim.dev/problems/"
+#: Set on the core's app: its server answers even unparsable requests in problem+json.
+ANSWERS_IN_PROBLEMS: web.AppKey[bool] = web.AppKey("answers_in_problems")
 
 
 class Problem(Exception):
@@ -48,11 +50,9 @@ def _answer_unparsable_requests() -> None:
 
 
 def _serves_core(handler: web.RequestHandler) -> bool:
-    from .context import CORE_KEY  # late: context imports this module
-
     server = getattr(handler, "_manager", None)  # the Server, whose handler is the app's
     app = getattr(getattr(server, "request_handler", None), "__self__", None)
-    return isinstance(app, web.Application) and CORE_KEY in app
+    return isinstance(app, web.Application) and app.get(ANSWERS_IN_PROBLEMS, False)
 
 
 _answer_unparsable_requests()  # at import: before the core's server can take a request

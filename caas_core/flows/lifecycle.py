@@ -56,7 +56,7 @@ from ..domain.refunds import WithdrawalOutcome, withdrawal
 from ..domain.support import check_vehicle, resolve_final_deactivation_failure
 from ..store import jobs, outbox
 from ..store.schema import payments, purchases
-from . import billing, refunding
+from . import billing, refunding, vehicles
 from .core import Core
 from .kinds import CHARGE, DEACTIVATE, DEACTIVATE_GIVE_UP, DEACTIVATE_TIMEOUT, EXPIRE
 from .notices import notify
@@ -268,11 +268,7 @@ async def deactivation_give_up(core: Core, job: jobs.Job, ctx: JobContext) -> No
         async with core.db.transaction() as conn:
             await jobs.complete(conn, job.id)
         return
-    status, status_error = None, None
-    try:
-        status = await core.iot.vehicle_status(row["vin"], correlation_id=job.correlation_id or purchase_id)
-    except (Unavailable, Rejected) as exc:
-        status_error = str(exc)
+    status, status_error = await vehicles.status_or_error(core, row["vin"], job.correlation_id or purchase_id)
     now = core.clock.now()
     async with core.db.transaction() as conn:
         row = await _load(conn, purchase_id, lock=True)

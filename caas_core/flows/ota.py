@@ -54,7 +54,7 @@ from ..domain.support import (
 )
 from ..store import inbox, jobs, outbox
 from ..store.schema import collection_cases, payments, purchases
-from . import refunding
+from . import refunding, vehicles
 from .core import Core
 from .lifecycle import on_deactivation_callback, request_deactivation, schedule_expiry
 from .notices import notify
@@ -357,11 +357,7 @@ async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
         async with core.db.transaction() as conn:
             await _done(conn, job, core.clock.now())
         return
-    status, status_error = None, None
-    try:
-        status = await core.iot.vehicle_status(row["vin"], correlation_id=job.correlation_id or purchase_id)
-    except (Unavailable, Rejected) as exc:
-        status_error = str(exc)
+    status, status_error = await vehicles.status_or_error(core, row["vin"], job.correlation_id or purchase_id)
     now = core.clock.now()
     async with core.db.transaction() as conn:
         # Decide on the purchase as it is now: a withdrawal may have won the race meanwhile.

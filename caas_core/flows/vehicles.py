@@ -56,3 +56,11 @@ async def require_holder(core: Core, customer_id: str, vin: str, correlation_id:
 
 def _unknown(customer_id: str, vin: str) -> Problem:
     return Problem(404, "Unknown vehicle", f"customer {customer_id} has no vehicle {vin}", kind="unknown-vehicle")
+
+
+async def status_or_error(core: Core, vin: str, correlation_id: str) -> tuple[dict | None, str | None]:
+    """The vehicle's reported status (``GET /vehicles/{vin}/status``), or why it could not be read."""
+    try:
+        return await core.iot.vehicle_status(vin, correlation_id=correlation_id), None
+    except (Unavailable, Rejected) as exc:
+        return None, str(exc)

@@ -8,6 +8,7 @@ import pytest
 
 from scenarios.stack import Stack
 from tests.core import test_service_path as service_path
+from tests.core.test_purchase_payment import DiesAfterTheCharge
 
 database_url = service_path.database_url  # a SQLite file, then a fresh PostgreSQL database
 
@@ -403,18 +404,6 @@ async def test_concurrent_reservation_and_final_payments_charge_once_and_answer_
 
 
 # --- a process that dies between a sale's charge and its record --------------------------
-
-class DiesAfterTheCharge:
-    def __init__(self, real):
-        self.real = real
-
-    async def initiate(self, *args, **kwargs):
-        await self.real.initiate(*args, **kwargs)
-        raise ConnectionResetError("killed between the charge and its record")
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
 
 def _gateway_charges(stack, sale_id, kind):
     from simulators.payments.api import MODEL_KEY
