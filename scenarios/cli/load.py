@@ -26,9 +26,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
+
 from simulators.client import AdminError, AdminUnreachable
 from simulators.kit.durations import parse_duration
 
+from .. import peer_audit
 from .audit import fetch as fetch_audit
 from .audit import render as render_audit
 from .common import EXIT_USAGE, CliError, render_table
@@ -74,6 +77,10 @@ def add_parser(commands, fmt) -> None:
     load.add_argument("--admin-token", default=None, help="with --target: the core's admin token, for the audit")
     load.add_argument("--no-audit", action="store_true",
                       help="skip the invariant audit of the core after the load (exit 1 on a violation)")
+    load.add_argument("--peers", action="store_true",
+                      help="also audit from the simulators' side after the load (`caas-sim audit --peers`; with "
+                           "--target, give --iot-url and --payments-url); exit 1 on a violation")
+    load.add_argument("--payments-url", help="with --target and --peers: the payment gateway simulator")
     load.add_argument("--dealership-key", default="dev-dealership",
                       help="the dealership key that registers sales (sales, day; with --target)")
     load.set_defaults(handler=cmd_load)
@@ -192,6 +199,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     stack = None
     scratch = tempfile.TemporaryDirectory(prefix="caas-load-")
     try:
+        payments_url = args.payments_url
         if args.target:
             target, iot_url = args.target.rstrip("/"), args.iot_url
         else:
@@ -199,6 +207,7 @@ def cmd_load(args: argparse.Namespace) -> int:
             stack = BackgroundStack(args, database)
             stack.start()
             target, iot_url = stack.stack.url("core"), stack.stack.url("iot")
+            payments_url = stack.stack.url("payments")
             print(f"stack: core {target} ({_safe(database)}), iot {iot_url}, clock {stack.clock}", flush=True)
         commands = locust_commands(args, target, iot_url, report, seconds)
         print(f"locust: {args.kind}, {args.users} users, {seconds:g} s, "
@@ -206,6 +215,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         code = _run_locust(commands, seconds)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         audit = None if args.no_audit else settled_audit(target, args.admin_token)
+        peers = peers_audit(payments_url, iot_url, args.admin_token) if args.peers else None
     finally:
         if stack is not None:
             stack.stop()
@@ -233,7 +243,22 @@ def cmd_load(args: argparse.Namespace) -> int:
         return 1
     if audit is not None:
         print(f"invariant audit of the core after the load:\n{render_audit(audit)}")
-    return 1 if missed or raised or (audit is not None and not audit["ok"]) else 0
+    if isinstance(peers, Exception):
+        print(f"the peers' audit could not run: {peers}", file=sys.stderr)
+        return 1
+    if peers is not None:
+        print(f"the peers' audit (the simulators' side) after the load:\n{render_audit(peers)}")
+    failed = [report for report in (audit, peers) if report is not None and not report["ok"]]
+    return 1 if missed or raised or failed else 0
+
+
+def peers_audit(payments_url: str | None, iot_url: str | None, token: str | None) -> dict | Exception:
+    if not payments_url or not iot_url:
+        return CliError("--peers needs the simulators: with --target, give --iot-url and --payments-url")
+    try:
+        return asyncio.run(peer_audit.audit(payments_url, iot_url, token=token))
+    except (AdminError, AdminUnreachable, aiohttp.ClientError) as exc:
+        return exc
 
 
 def settled_audit(target: str, token: str | None, patience: float = 60.0) -> dict | Exception:

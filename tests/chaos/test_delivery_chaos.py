@@ -21,6 +21,7 @@ from caas_core.store.schema import (
     purchases,
     refunds,
 )
+from scenarios import peer_audit
 from scenarios.stack import Stack
 from simulators.iot.api import MODEL_KEY
 
@@ -77,6 +78,8 @@ async def journey(tmp_path, rules: dict, seed: int = 3) -> tuple[dict, dict]:
         await stack.advance("13d")  # settlement (days), the bank reversal (3 days after), webhook retries
         async with http.get("/__admin/audit") as r:
             report = await r.json()
+        peers = await peer_audit.audit(stack.url("payments"), stack.url("iot"))  # the simulators' side
+        assert peers["ok"], peers["violations"]
         state = await snapshot(stack.running["core"].app[CORE_KEY].db)
         assert stack.violations() == []
         if rules:
