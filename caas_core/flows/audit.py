@@ -44,8 +44,8 @@ DELIVERED = (_S.ACTIVE.value, _S.EXPIRED.value, _S.CANCELLED.value)
 #: Never delivered, or given back: nothing may stay charged.
 UNDELIVERED_FINAL = (_S.REFUNDED.value, _S.WITHDRAWN.value, _S.REFUSED.value)
 #: Delivery still in progress: money may legitimately be ahead of delivery.
-IN_FLIGHT = (_S.REQUESTED.value, _S.PAYMENT_INITIATED.value, _S.ACTIVATION_QUEUED.value, _S.ACTIVATING.value,
-             _S.ACTIVATION_FAILED.value)
+IN_FLIGHT = (_S.REQUESTED.value, _S.PAYMENT_DEFERRED.value, _S.PAYMENT_INITIATED.value, _S.ACTIVATION_QUEUED.value,
+             _S.ACTIVATING.value, _S.ACTIVATION_FAILED.value)
 #: The feature must be off on the vehicle (domain.purchase.needs_deactivation_on_late_activation).
 MUST_BE_OFF = (_S.ACTIVATION_FAILED.value, _S.REFUNDED.value, _S.WITHDRAWN.value, _S.EXPIRED.value,
                _S.CANCELLED.value)
