@@ -177,7 +177,10 @@ async def _pay(core: Core, row, correlation_id: str, *, job: jobs.Job | None = N
                                             kind="payment-refused")
     now = core.clock.now()
     async with core.db.transaction() as conn:
-        current = (await conn.execute(select(purchases).where(purchases.c.id == purchase_id))).mappings().one()
+        locked = select(purchases).where(purchases.c.id == purchase_id)
+        if conn.dialect.name == "postgresql":  # a withdrawal deciding meanwhile waits, then sees this
+            locked = locked.with_for_update()
+        current = (await conn.execute(locked)).mappings().one()
         state = PurchaseState(current["status"])
         if answer is not None and refusal is None:
             await _paid(core, conn, current, answer, now, correlation_id)
