@@ -119,12 +119,11 @@ FAULTS = {
             {"probability": 0.3, "action": {"type": "callback_duplicated", "params": {"copies": 2}}},
             {"probability": 0.2, "action": {"type": "callback_delayed", "params": {"seconds": 90}}},
             {"probability": 0.1, "action": {"type": "callback_lost", "params": {"redeliver_after": 600}}}],
-    # the gateway down now and then (purchases deferred, charged later) and slow to answer (a kill
-    # lands between a charge and its record more often)
+    # the gateway down now and then (purchases deferred, charged later). Not slow: a latency on
+    # the gateway's clock holds a charge job inside the core's clock move, which the other clock
+    # waits for (a limit of moving two processes' clocks one after the other).
     "payments": [{"match": {"operation": "initiatePayment"}, "probability": 0.15,
                   "action": {"type": "http_error", "params": {"status": 503}}},
-                 {"match": {"operation": "initiatePayment"}, "probability": 0.3,
-                  "action": {"type": "latency", "params": {"ms": 3000}}},
                  {"probability": 0.3, "action": {"type": "webhook_duplicated", "params": {"copies": 1}}},
                  {"probability": 0.2, "action": {"type": "webhook_reordered"}},
                  {"probability": 0.2, "action": {"type": "webhook_delayed", "params": {"seconds": 3600}}}],
