@@ -388,7 +388,9 @@ async def _mixed_load_with_kills(tmp_path, database: str, rng) -> None:
     for payment in gateway.payments.values():
         by_order.setdefault(payment.order_id, []).append(payment.id)
     sale_ids = {sale["id"] for sale in load.sales}
-    assert set(by_order) - sale_ids == set(load.bought.values())
+    # (not every purchase has one: one withdrawn while the gateway was down was never charged;
+    # the audits, the core's and the peers', hold that nothing was delivered unpaid)
+    assert set(by_order) - sale_ids <= set(load.bought.values())
     assert all(len(ids) == 1 for order, ids in by_order.items() if order not in sale_ids), by_order
     # ... a sale is charged at most once per kind (reservation, final) ...
     for sale_id in set(by_order) & sale_ids:
