@@ -97,7 +97,7 @@ class JobRunner:
 
         One at a time, a job waiting on a peer (an OTA push, a payment) or on the database
         held up every other: the queue drained at one job per round trip, whatever the CPU
-        left (see the README's benchmark notes). A purchase's own jobs still run one after
+        left (see docs/benchmarks.md). A purchase's own jobs still run one after
         the other, as before; jobs of different purchases never shared state that the
         handlers do not already guard, since several core processes run them side by side
         too (``serve core --workers``)."""

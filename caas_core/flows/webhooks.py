@@ -45,7 +45,7 @@ class GroupCommit:
 
     A webhook's acknowledgement waits for its commit; one commit per webhook made the
     database's round trips and SQLite's one-writer lock the limit (about 450 webhooks/s
-    on one process, see the README's benchmark notes). Here the first webhook to arrive
+    on one process, see docs/benchmarks.md). Here the first webhook to arrive
     starts a flush; those arriving while its transaction is in flight queue up and go
     together in the next one, so a burst costs a few transactions and a lone webhook
     waits for nothing. Durability is unchanged: every caller's future resolves only

@@ -315,7 +315,7 @@ class Database:
         For hot paths made of a few plain statements (webhook group commit): through
         SQLAlchemy and aiosqlite every statement, BEGIN and COMMIT is a hop to the
         driver's thread and back through the event loop, which costs far more CPU than
-        SQLite itself (see the README's benchmark notes). A file runs the whole
+        SQLite itself (see docs/benchmarks.md). A file runs the whole
         transaction on the event loop's thread (``sqlite_batches``); a private or
         in-memory database on its pooled connection, one hop at most. Same discipline
         as ``transaction``: the in-process writer lock is held, and any error rolls back

@@ -79,8 +79,7 @@ async def accept_many(conn: AsyncConnection, arrivals: Sequence[Arrival], now: f
     The group-commit path of every receiver (see ``flows.webhooks``): the ids already in the
     inbox are read first, then every row goes in with one ``executemany`` of
     ``INSERT ... ON CONFLICT DO NOTHING``. Plain driver SQL: SQLAlchemy's per-statement
-    and per-row expression work cost more than the database did (see the README's
-    benchmark notes). The primary key stays the dedupe: on SQLite the write lock is held
+    and per-row expression work cost more than the database did (see docs/benchmarks.md). The primary key stays the dedupe: on SQLite the write lock is held
     from BEGIN IMMEDIATE, so the read is exact; on PostgreSQL a concurrent process may
     insert an id between the read and the insert, and then both call it new, but the row
     and its job (``dedupe_key``) still exist once. Rows go in key order, so that two

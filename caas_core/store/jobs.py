@@ -62,7 +62,7 @@ def new_job_id(kind: str) -> str:
     time-ordered (48 bits of wall-clock milliseconds, a counter, then 64 random bits), so
     new rows land at the right edge of the primary-key index instead of on a random page:
     with random ids every commit of a webhook batch dirtied a page per job, and SQLite's
-    CPU per job was almost twice as high (see the README's benchmark notes). The random
+    CPU per job was almost twice as high (see docs/benchmarks.md). The random
     bits only keep processes apart: a generator of this module's own, seeded from the
     system once per process, not a system call per id.
     """

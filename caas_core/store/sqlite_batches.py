@@ -2,7 +2,7 @@
 
 A batch of webhooks is a handful of plain statements (``Database.run_sqlite_transaction``).
 On aiosqlite's thread each batch cost a hop there and back through the event loop, about
-an eighth of a webhook's CPU on an ingesting core (the README's benchmark notes). Here a
+an eighth of a webhook's CPU on an ingesting core (docs/benchmarks.md). Here a
 batch runs in place, on a ``sqlite3`` connection of its own. What would make that stall
 every request of the process is kept off the loop:
 

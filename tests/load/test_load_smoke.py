@@ -2,7 +2,7 @@
 
 Locust monkey-patches with gevent, so it never runs in the pytest process: the CLI runs
 it as a subprocess (here, the whole CLI is one). The webhooks run is distributed
-(a locust master and a worker), as the README's distributed run is.
+(a locust master and a worker), as the distributed run of docs/load-testing.md is.
 """
 
 import socket
