@@ -12,7 +12,8 @@ from aiohttp import web
 
 from ..kit.app import Call, Reply, build_app
 from ..kit.config import SimConfig
-from .base import Country, Method, Registry
+from .base import Registry
+from .vocabulary import Country, Method
 
 MODEL_KEY: web.AppKey[Registry] = web.AppKey("registry_model")
 

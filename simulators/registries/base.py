@@ -66,13 +66,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from enum import StrEnum
-from functools import lru_cache
+from datetime import date, time, timedelta
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import Field, create_model
 
@@ -82,152 +78,26 @@ from ..kit.delivery_faults import delivery_hooks, register_delivery_faults
 from ..kit.errors import ProblemError
 from ..kit.faults import NoParams
 from ..kit.service import Service
-from .plates import PlateIssuer, PlateRequest, PlateUnavailable
-
-# ------------------------------------------------------------------ vocabulary
-
-
-#: The status callbacks' delivery faults (simulators/kit/delivery_faults.py), for asynchronous registries.
-CALLBACK_FAULTS = {"lost": "callback_lost", "duplicated": "callback_duplicated", "delayed": "callback_delayed",
-                   "reordered": "webhook_reordered"}
-
-class Method(StrEnum):
-    SYNCHRONOUS = "SYNCHRONOUS"
-    SEMI_AUTOMATED = "SEMI_AUTOMATED"
-    ASYNCHRONOUS = "ASYNCHRONOUS"
-
-
-INITIATED, UNDER_REVIEW, APPROVED = "REGISTRATION_INITIATED", "UNDER_REVIEW", "APPROVED"
-INFO_REQUIRED, REJECTED, PLATE_ASSIGNED = "ADDITIONAL_INFO_REQUIRED", "REJECTED", "PLATE_ASSIGNED"
-TRANSITIONS: dict[str | None, frozenset[str]] = {
-    None: frozenset({INITIATED}),
-    INITIATED: frozenset({UNDER_REVIEW}),
-    UNDER_REVIEW: frozenset({APPROVED, INFO_REQUIRED, REJECTED}),
-    INFO_REQUIRED: frozenset({UNDER_REVIEW}),
-    APPROVED: frozenset({PLATE_ASSIGNED}),
-    REJECTED: frozenset(),
-    PLATE_ASSIGNED: frozenset(),
-}
-STATUSES = tuple(s for s in TRANSITIONS if s is not None)
-
-REJECTION_CODES = ("DOCUMENTS_INVALID", "OWNER_DEBTS", "VEHICLE_ALREADY_REGISTERED", "VEHICLE_REPORTED_STOLEN",
-                   "TYPE_APPROVAL_MISMATCH", "INSURANCE_NOT_VALID", "OTHER")
-#: Data fields an authority may ask for besides documents (``documents.<TYPE>``).
-VALUE_FIELDS = ("owner.driverLicense", "owner.dateOfBirth", "vehicle.typeApprovalNumber")
-#: What the magic "additional info" tax id is asked for, once.
-MAGIC_INFO_FIELDS = ("documents.PROOF_OF_ADDRESS", "vehicle.typeApprovalNumber")
-MAGIC_BEHAVIOURS = ("additional_info", "rejected", "unavailable", "slow")
-WEEKDAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
-STATUS_EVENT = "registrationStatus"  # the webhook of asynchronous registries
-_METRIC_HP_PER_KW = 1.35962
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """A weekly maintenance window in local time (``until`` 00:00 means midnight)."""
-    weekday: int
-    start: time
-    until: time
-
-    def to_dict(self) -> dict:
-        return {"weekday": WEEKDAYS[self.weekday], "from": self.start.strftime("%H:%M"),
-                "until": self.until.strftime("%H:%M")}
-
-
-def window(weekday: str, start: str, until: str) -> Window:
-    try:
-        day = WEEKDAYS.index(weekday.upper())
-        begin, end = time.fromisoformat(start), time.fromisoformat(until)
-    except (ValueError, AttributeError):
-        raise ValueError(f"maintenance window {weekday} {start}-{until}: use a weekday name and HH:MM times") from None
-    if end != time(0) and end <= begin:
-        raise ValueError(f"maintenance window {weekday} {start}-{until} ends before it starts")
-    return Window(day, begin, end)
-
-
-@dataclass(frozen=True)
-class Country:
-    """Everything a registry does differently; the model does the rest."""
-    code: str                         # ES, FR, DE, UK (ids, service names)
-    iso: str                          # ISO 3166-1 alpha-2: ES, FR, DE, GB (addresses, views)
-    service: str                      # registry-es ...
-    authority: str
-    method: Method
-    processing_days: tuple[int, int]  # business days, inclusive range
-    timezone: str
-    document_types: tuple[str, ...]   # accepted document types (PROOF_OF_ADDRESS among them)
-    required_documents: tuple[str, ...]
-    registration_document: str        # what PLATE_ASSIGNED issues
-    check_tax_id: Callable[[str, str], str | None]            # (owner type, tax id) -> error
-    check_owner: Callable[[dict], list[tuple[str, str]]]      # country rules on the request -> (field, error)
-    check_value: Callable[[str, Any, dict], str | None]       # a supplied info value -> error
-    holidays: Callable[[int], frozenset[date]]
-    magic_tax_ids: dict[str, str]     # tax id -> one of MAGIC_BEHAVIOURS
-    magic_rejection: tuple[str, str]  # (code, reason) of the magic rejection
-    maintenance: tuple[Window, ...]
-    manual_submission: dict[str, str]
-    plates: Callable[[int, dict], PlateIssuer]                # (seed, options) -> issuer
-    document_number: Callable[[int], str] = lambda n: f"{n % 10**12:012d}"
-
-
-# --------------------------------------------------------------- business days
-
-
-def easter(year: int) -> date:
-    """Western Easter Sunday (the anonymous Gregorian algorithm)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = divmod(b, 4)
-    g = (8 * b + 13) // 25
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    l_ = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * l_) // 451
-    month, day = divmod(h + l_ - 7 * m + 114, 31)
-    return date(year, month, day + 1)
-
-
-class Calendar:
-    """Business days and office hours of one authority, in its time zone."""
-
-    def __init__(self, timezone: str, holidays: Callable[[int], frozenset[date]],
-                 opens: time = time(9), closes: time = time(17)):
-        if closes <= opens:
-            raise ValueError(f"office hours {opens}-{closes} close before they open")
-        self.tz = ZoneInfo(timezone)
-        self.opens, self.closes = opens, closes
-        self._holidays = lru_cache(maxsize=64)(holidays)
-
-    def local(self, ts: float) -> datetime:
-        return datetime.fromtimestamp(ts, self.tz)
-
-    def at(self, day: date, when: time) -> float:
-        return datetime.combine(day, when, self.tz).timestamp()
-
-    def is_business_day(self, day: date) -> bool:
-        return day.weekday() < 5 and day not in self._holidays(day.year)
-
-    def add_business_days(self, day: date, n: int) -> date:
-        """The n-th business day after ``day`` (``day`` itself never counts)."""
-        while n > 0:
-            day += timedelta(days=1)
-            n -= self.is_business_day(day)
-        return day
-
-    def next_opening(self, ts: float) -> float:
-        """``ts`` if the office is open then, else when it next opens."""
-        now = self.local(ts)
-        day = now.date()
-        if self.is_business_day(day) and self.opens <= now.time() < self.closes:
-            return ts
-        if not (self.is_business_day(day) and now.time() < self.opens):
-            day = self.add_business_days(day, 1)
-        return self.at(day, self.opens)
-
-    def office_minute(self, key: int) -> time:
-        span = (self.closes.hour * 60 + self.closes.minute) - (self.opens.hour * 60 + self.opens.minute)
-        minute = self.opens.hour * 60 + self.opens.minute + key % span
-        return time(minute // 60, minute % 60)
-
+from .business_days import Calendar
+from .plates import PlateRequest, PlateUnavailable
+from .vocabulary import (
+    _METRIC_HP_PER_KW,
+    APPROVED,
+    CALLBACK_FAULTS,
+    INFO_REQUIRED,
+    INITIATED,
+    MAGIC_INFO_FIELDS,
+    PLATE_ASSIGNED,
+    REJECTED,
+    REJECTION_CODES,
+    STATUS_EVENT,
+    TRANSITIONS,
+    UNDER_REVIEW,
+    VALUE_FIELDS,
+    Country,
+    Method,
+    window,
+)
 
 # ------------------------------------------------------------------- the record
 

@@ -25,8 +25,9 @@ from aiohttp import web
 
 from ..kit.config import SimConfig
 from . import create_registry_app, taxids
-from .base import Country, Method, easter, window
+from .business_days import easter
 from .plates import SpainPlates
+from .vocabulary import Country, Method, window
 
 NAME = "registry-es"
 CONTRACT = "registry-es.yaml"

@@ -29,8 +29,9 @@ from aiohttp import web
 
 from ..kit.config import SimConfig
 from . import create_registry_app, taxids
-from .base import Country, Method, easter, window
+from .business_days import easter
 from .plates import UkPlates
+from .vocabulary import Country, Method, window
 
 NAME = "registry-uk"
 CONTRACT = "registry-uk.yaml"
