@@ -24,6 +24,7 @@ demo: $(RUNTIME)
 	$(BIN)/caas-sim demo
 
 test: $(DEV)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -n auto -q
 
 bench: $(RUNTIME)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from caas_sim import catalogue
 
 #: The webhook secret the simulators use unless configured otherwise (development only).
 DEVELOPMENT_SECRET = "whsec_Y2Fhcy1zaW0tZGV2ZWxvcG1lbnQtc2VjcmV0LTAwMDA="
@@ -71,15 +73,10 @@ class PaymentPolicy(BaseModel):
         return self.deferral_backoff[min(tries, len(self.deferral_backoff) - 1)]
 
 
-class Upstreams(BaseModel):
-    factory: str = "http://127.0.0.1:8101"
-    vss: str = "http://127.0.0.1:8102"
-    iot: str = "http://127.0.0.1:8103"
-    payments: str = "http://127.0.0.1:8104"
-    registry_es: str = "http://127.0.0.1:8111"
-    registry_fr: str = "http://127.0.0.1:8112"
-    registry_de: str = "http://127.0.0.1:8113"
-    registry_uk: str = "http://127.0.0.1:8114"
+#: Where each peer answers: one field per service of the catalogue (``CAAS_UPSTREAMS__IOT``...),
+#: its default where ``caas-sim up`` starts it.
+Upstreams = create_model("Upstreams", __config__=ConfigDict(extra="forbid"),
+                         **{e.setting: (str, e.default_url) for e in catalogue.SERVICES})
 
 
 class CoreSettings(BaseSettings):
@@ -97,8 +94,9 @@ class CoreSettings(BaseSettings):
     #: same ids (``store.ids``: each start on a database draws another stream, so none repeats).
     #: Ignored on a real or scaled clock; unset, ids are random.
     id_seed: int | None = None
-    upstreams: Upstreams = Field(default_factory=Upstreams)
-    #: Secret per webhook source (factory, payments, iot, registry-uk); one secret for all by default.
+    upstreams: Upstreams = Field(default_factory=Upstreams)  # type: ignore[valid-type]
+    #: Secret per webhook source (the catalogue's senders: factory, payments, iot, registry-uk); ``*``
+    #: for all; the development secret by default.
     webhook_secrets: dict[str, str] = Field(default_factory=dict)
     webhook_tolerance: float = Field(default=300.0, gt=0)  # Standard Webhooks: 5 minutes
     api_keys: dict[str, ApiKey] = Field(default_factory=dict)

@@ -16,6 +16,7 @@ from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
+from caas_sim import catalogue
 from simulators.kit.app import SERVICE_KEY
 from simulators.kit.clock import Clock
 from simulators.kit.config import SimConfig
@@ -26,17 +27,8 @@ from .sink import WebhookSink
 
 T = TypeVar("T")
 
-#: name -> (module with create_app, default port), as DESIGN.md numbers them.
-SERVICES: dict[str, tuple[str, int]] = {
-    "factory": ("simulators.factory.api", 8101),
-    "vss": ("simulators.vss.api", 8102),
-    "iot": ("simulators.iot.api", 8103),
-    "payments": ("simulators.payments.api", 8104),
-    "registry-es": ("simulators.registries.es", 8111),
-    "registry-fr": ("simulators.registries.fr", 8112),
-    "registry-de": ("simulators.registries.de", 8113),
-    "registry-uk": ("simulators.registries.uk", 8114),
-}
+#: name -> (module with create_app, default port): the service catalogue's rows.
+SERVICES: dict[str, tuple[str, int]] = {e.name: (e.module, e.port) for e in catalogue.SERVICES}
 
 
 def available_services() -> list[str]:
@@ -49,10 +41,11 @@ def _importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:  # its package is missing
         return False
-SINK_PORT = 8199
+
+
+SINK_PORT = catalogue.SINK_PORT
 #: Where the core receives each simulator's webhooks (contracts/core.yaml).
-CORE_WEBHOOK_PATHS = {"iot": "/caas/webhooks/ota-status", "payments": "/caas/webhooks/payments",
-                      "factory": "/caas/webhooks/factory", "registry-uk": "/caas/webhooks/registry-uk"}
+CORE_WEBHOOK_PATHS = catalogue.WEBHOOK_SENDERS
 
 
 def parse_clock(spec: str) -> Clock:

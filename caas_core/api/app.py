@@ -11,55 +11,37 @@ import os
 import time
 from typing import Literal
 
-import aiohttp
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..clients.http import JsonClient
-from ..clients.upstreams import (
-    FactoryClient,
-    IotClient,
-    PaymentsClient,
-    RegistryClient,
-    VssClient,
-)
+from caas_sim import catalogue
+
+from .. import compose
 from ..clock import ClockError, CoreClock, isoformat, parse_duration, parse_instant
-from ..domain.catalogue import Catalogue
-from ..domain.ota_policy import RetryPolicy
+from ..domain.errors import DomainError
 from ..flows import (
     billing,
-    delivery,
-    kinds,
     lifecycle,
-    manufacturing,
-    ota,
     pruning,
     purchases,
-    refunding,
-    registration,
-    sale_payments,
-    sales,
     webhooks,
 )
-from ..flows.core import Core
-from ..flows.runner import JobRunner
 from ..settings import CoreSettings
 from ..store import jobs, outbox
-from ..store.db import Database, DatabaseUnavailable, create_schema, drop_schema
-from ..store.ids import IdSource
+from ..store.db import DatabaseUnavailable, create_schema, drop_schema
 from . import sales as sales_api
 from . import validation
 from .audit import get_audit
 from .auth import authenticate, require_owner, require_role
 from .context import CORE_KEY, RUNNER_KEY, require_admin
-from .problems import ANSWERS_IN_PROBLEMS, Problem
+from .problems import ANSWERS_IN_PROBLEMS, Problem, problem_of
 from .webhook_auth import verify
 
 log = logging.getLogger("caas_core.api")
 
-#: Path of each webhook receiver -> the source whose secret signs it.
-WEBHOOK_SOURCES = {"ota-status": "iot", "payments": "payments", "factory": "factory", "registry-uk": "registry-uk"}
+#: Path of each webhook receiver (its last segment) -> the source whose secret signs it.
+WEBHOOK_SOURCES = {path.rsplit("/", 1)[1]: name for name, path in catalogue.WEBHOOK_SENDERS.items()}
 MAX_BODY = 256 * 1024
 
 
@@ -82,33 +64,8 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
     clock = clock or CoreClock.parse(settings.clock)
 
     async def start(app: web.Application) -> None:
-        db = await Database.open(settings.database_url, sqlite_inline=settings.sqlite_inline)
-        session = aiohttp.ClientSession()
-        client = lambda name, url: JsonClient(name, url, session, timeout=settings.request_timeout, clock=clock)
-        up = settings.upstreams
-        core = Core(settings, clock, db, Catalogue.default(), RetryPolicy(
-            attempts=settings.ota.attempts, backoff=settings.ota.backoff, attempt_timeout=settings.ota.attempt_timeout,
-            deadline=settings.ota.api_down_deadline), IotClient(client("iot", up.iot)), VssClient(client("vss", up.vss)),
-            PaymentsClient(client("payments", up.payments)),
-            FactoryClient(JsonClient("factory", up.factory, session, timeout=settings.factory.placement_timeout,
-                                     clock=clock)),
-            {country: RegistryClient(client(f"registry-{name}", getattr(up, f"registry_{name}")))
-             for country, name in (("ES", "es"), ("FR", "fr"), ("DE", "de"), ("GB", "uk"))})
-        handlers = {**ota.handlers(core), **pruning.handlers(core)} | {kind: _bound(core, handler) for kind, handler in (
-            (ota.GIVE_UP, ota.give_up), (kinds.CHARGE, purchases.charge_job), (sale_payments.RECOVER, sale_payments.recover_job), (webhooks.PAYMENT_EVENT, webhooks.on_payment_event),
-            (kinds.EXPIRE, lifecycle.expire), (kinds.DEACTIVATE, lifecycle.deactivate),
-            (kinds.DEACTIVATE_TIMEOUT, lifecycle.deactivation_timeout),
-            (kinds.DEACTIVATE_GIVE_UP, lifecycle.deactivation_give_up),
-            (sales.PLACE_ORDER, sales.place_order_job), (manufacturing.FACTORY_EVENT, manufacturing.on_factory_event),
-            (registration.SUBMIT, registration.submit), (registration.POLL, registration.poll),
-            (registration.SUBMIT_INFO, registration.submit_info),
-            (webhooks.REGISTRY_EVENT, registration.on_registry_event),
-            (registration.DELIVER, delivery.schedule), (billing.CHARGE, billing.charge), (refunding.REFUND, refunding.run))}
-        core.ids = await IdSource.open(db, seed=settings.id_seed, virtual=clock.mode == "virtual")
-        await pruning.schedule(core)  # once per deployment, whichever process starts first
-        runner = JobRunner(db, clock, handlers, worker=f"core-{os.getpid()}-{id(app):x}",  # unique per process
-                           housekeeping=frozenset({pruning.PRUNE}))
-        core.kick = runner.kick
+        assembly = await compose.assemble(settings, clock, worker=f"core-{os.getpid()}-{id(app):x}")  # unique per process
+        core, runner = assembly.core, assembly.runner
         app[CORE_KEY], app[RUNNER_KEY] = core, runner
         stop = asyncio.Event()
         serving = asyncio.ensure_future(runner.serve(stop) if settings.run_jobs else stop.wait())
@@ -116,8 +73,7 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
         async def close(_: web.Application) -> None:
             stop.set()
             await serving
-            await session.close()
-            await db.close()
+            await assembly.close()
 
         app.on_cleanup.append(close)
 
@@ -141,12 +97,6 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
     return app
 
 
-def _bound(core: Core, handler):
-    async def run(job, ctx):
-        await handler(core, job, ctx)
-    return run
-
-
 @web.middleware
 async def _problems(request: web.Request, handler):
     core = request.app[CORE_KEY]
@@ -166,6 +116,8 @@ async def _problems(request: web.Request, handler):
         return await handler(request)
     except Problem as exc:
         return exc.response()
+    except DomainError as exc:
+        return problem_of(exc).response()
     except DatabaseUnavailable as exc:  # nothing was done: the caller may retry
         log.warning("%s %s: %s", request.method, request.path, exc)  # the URL's password is masked
         return Problem(503, "Service unavailable", "the core's database is unavailable; nothing was done",

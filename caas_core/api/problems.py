@@ -7,6 +7,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ..domain.errors import Conflict, DomainError, NotFound, PeerUnavailable, Refused
+
 PROBLEM_BASE = "https://caas-sim.dev/problems/"
 #: Set on the core's app: its server answers even unparsable requests in problem+json.
 ANSWERS_IN_PROBLEMS: web.AppKey[bool] = web.AppKey("answers_in_problems")
@@ -29,6 +31,17 @@ class Problem(Exception):
         body.update({k: v for k, v in self.extra.items() if v is not None})
         return web.Response(status=self.status, body=orjson.dumps(body), content_type="application/problem+json",
                             headers=self.headers)
+
+
+#: The HTTP status of each kind of refusal the flows raise.
+STATUS_OF: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, Refused: 422, PeerUnavailable: 503}
+
+
+def problem_of(error: DomainError) -> Problem:
+    """The problem+json answer to a refusal raised by a flow."""
+    status = next(code for kind, code in STATUS_OF.items() if isinstance(error, kind))
+    headers = None if error.retry_after is None else {"Retry-After": str(error.retry_after)}
+    return Problem(status, error.title, error.detail, kind=error.kind, headers=headers, **error.extra)
 
 
 def _answer_unparsable_requests() -> None:

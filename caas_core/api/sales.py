@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..clock import isoformat
-from ..domain.registration import OPTION_CODES, SPECS
+from ..domain.registration import COUNTRIES, OPTION_CODES, SPECS
 from ..flows import delivery, registration, sale_payments, sales
 from ..flows.core import Core
 from ..store import outbox
@@ -42,7 +42,7 @@ class Address(_Strict):
     line2: str | None = Field(default=None, max_length=140)
     city: str = Field(min_length=1, max_length=80)
     postalCode: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]{1,9}$")
-    country: Literal["ES", "FR", "DE", "GB"]
+    country: Literal[COUNTRIES]  # type: ignore[valid-type]  # the countries the core registers in
 
 
 class Customer(_Strict):

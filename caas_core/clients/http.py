@@ -13,12 +13,14 @@ answer on the same clock (injected latency) answers when the clock gets there.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
+from pydantic import ValidationError
 
 from ..clock import CoreClock
+from .wire.base import Wire, describe
 
 CORRELATION_HEADER = "X-Correlation-Id"
 
@@ -43,6 +45,14 @@ class Unavailable(UpstreamError):
 
 class Rejected(UpstreamError):
     """The system understood and said no (4xx): the same request will not succeed."""
+
+
+class Malformed(Unavailable):
+    """A success we cannot read (not JSON, or not the shape its contract gives the answer):
+    as good as no answer, so worth retrying; ``status`` is the success status it came with."""
+
+
+M = TypeVar("M", bound=Wire)
 
 
 class JsonClient:
@@ -81,7 +91,7 @@ class JsonClient:
             body = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             if status < 400:  # a success we cannot read is no success (a malformed_body fault, say)
-                raise Unavailable(self.system, f"{method} {path} answered {status} with a body that is not JSON",
+                raise Malformed(self.system, f"{method} {path} answered {status} with a body that is not JSON",
                                   status=status) from None
             body = None
         if status >= 500 or status == 429:
@@ -93,6 +103,15 @@ class JsonClient:
             raise Rejected(self.system, f"{method} {path} answered {status}" + (f": {detail}" if detail else ""),
                            status=status, problem=body if isinstance(body, dict) else None)
         return Answer(status, body, resp_headers)
+
+    async def read(self, model: type[M], method: str, path: str, **call: Any) -> M:
+        """``call``, its answer parsed as ``model`` (the wire layer: ``clients.wire``)."""
+        answer = await self.call(method, path, **call)
+        try:
+            return model.model_validate(answer.body)
+        except ValidationError as exc:
+            raise Malformed(self.system, f"{method} {path} answered {answer.status} with a body its contract does "
+                            f"not allow: {describe(exc)}", status=answer.status) from None
 
 
 def _retry_after(value: str | None) -> float | None:

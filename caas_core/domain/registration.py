@@ -17,19 +17,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-COUNTRIES = ("ES", "FR", "DE", "GB")
-#: Registry service (scenarios.stack / settings.upstreams) per owner country.
-REGISTRY_OF = {"ES": "registry_es", "FR": "registry_fr", "DE": "registry_de", "GB": "registry_uk"}
-#: How each authority answers (poll: decide by GET after the published date).
-POLLED = frozenset({"ES", "FR", "DE", "GB"})
-
 #: The documents each authority requires (specification's table), as the contracts name them.
+#: One row per country the core registers in (its registry client comes from the service
+#: catalogue's row of that country). Every authority is polled after its published date; the
+#: UK's also sends webhooks.
 REQUIRED_DOCUMENTS = {
     "ES": ("PURCHASE_CONTRACT", "TECHNICAL_SPECS"),
     "FR": ("CERTIFICAT_CONFORMITE", "PROOF_OF_PURCHASE"),
     "DE": ("FAHRZEUGBRIEF", "INSURANCE_PROOF"),
     "GB": ("V5C_APPLICATION", "INSURANCE_CERTIFICATE"),
 }
+COUNTRIES = tuple(REQUIRED_DOCUMENTS)
 
 #: Transient submission failures retried before falling back to manual submission.
 SUBMISSION_RETRIES = 3

@@ -16,6 +16,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from ..clients.http import Rejected, Unavailable
+from ..clients.wire.payments import PaymentInitiated
 from ..clock import isoformat
 from ..domain.billing import (
     BillingRetryPolicy,
@@ -82,8 +83,8 @@ async def charge(core: Core, job: jobs.Job, ctx: JobContext) -> None:
             customer_id=row["customer_id"], order_id=invoice["id"], description=f"{row['service_id']}, "
             f"{isoformat(period)[:7]}", key=f"{invoice['id']}:{invoice['failures']}",
             correlation_id=job.correlation_id or purchase_id, vin=row["vin"], service_id=row["service_id"])
-        declined = answer["status"] == "DECLINED"
-        reason = answer.get("declineReason")
+        declined = answer.status == "DECLINED"
+        reason = answer.declineReason
     except Unavailable as exc:
         async with core.db.transaction() as conn:
             await jobs.retry(conn, job.id, run_at=now + GATEWAY_DOWN_RETRY, error=str(exc))
@@ -123,11 +124,11 @@ async def _invoice(core: Core, conn, row, month: float, now: float):
     return (await conn.execute(select(invoices).where(invoices.c.id == invoice_id))).mappings().first(), True
 
 
-async def _paid(core: Core, conn, row, invoice, answer: dict, now: float) -> None:
+async def _paid(core: Core, conn, row, invoice, answer: PaymentInitiated, now: float) -> None:
     payment_id = core.new_id("pay")
     await conn.execute(payments.insert().values(
-        id=payment_id, purchase_id=row["id"], gateway_payment_id=answer["paymentId"], kind="SUBSCRIPTION",
-        amount_minor=invoice["amount_minor"], currency=invoice["currency"], status=answer["status"], created_at=now))
+        id=payment_id, purchase_id=row["id"], gateway_payment_id=answer.paymentId, kind="SUBSCRIPTION",
+        amount_minor=invoice["amount_minor"], currency=invoice["currency"], status=answer.status, created_at=now))
     await conn.execute(update(invoices).where(invoices.c.id == invoice["id"]).values(
         status="PAID", payment_id=payment_id, updated_at=now))
     await _tell(conn, row, "SUBSCRIPTION_INVOICE_PAID", invoice, now)

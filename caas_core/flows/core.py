@@ -1,8 +1,11 @@
-"""What every flow works with: settings, clock, database, catalogue, upstream clients."""
+"""What every flow works with: settings, clock, database, catalogue, upstream clients (built by
+``caas_core.compose``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..clients.upstreams import (
     FactoryClient,
@@ -18,6 +21,9 @@ from ..settings import CoreSettings
 from ..store.db import Database
 from ..store.ids import IdSource
 
+if TYPE_CHECKING:
+    from .webhooks import GroupCommit
+
 
 @dataclass
 class Core:
@@ -31,7 +37,10 @@ class Core:
     payments: PaymentsClient
     factory: FactoryClient
     registries: dict[str, RegistryClient]  # by owner country: ES, FR, DE, GB
-    kick: object = None  # set by the app: wakes the job runner after an enqueue for now
+    #: Wakes the job runner after an enqueue for now (its ``kick``; None: no runner in this process).
+    kick: Callable[[], None] | None = None
+    #: Webhook arrivals committed in shared batches (``flows.webhooks``); made on first use.
+    webhook_batches: GroupCommit | None = None
     #: Requests being handled: with the clock's parked calls, what tells a world in virtual
     #: time whether the core is still working on something.
     in_flight: int = 0
@@ -42,5 +51,5 @@ class Core:
         return self.ids.new(prefix)
 
     def wake(self) -> None:
-        if callable(self.kick):
+        if self.kick is not None:
             self.kick()

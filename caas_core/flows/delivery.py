@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from ..api.problems import Problem
 from ..clients.http import Rejected, Unavailable
 from ..clock import isoformat, parse_instant
+from ..domain.errors import Conflict
 from ..domain.sale import SaleStatus
 from ..store import jobs
 from ..store.schema import payments
@@ -60,13 +60,14 @@ async def schedule(core: Core, job: jobs.Job, ctx: JobContext) -> None:
                 await jobs.retry(conn, job.id, run_at=now + RETRY, error=str(exc))
         return
     async with core.db.transaction() as conn:
-        await rec.change(conn, sale["id"], now, status=S.DELIVERY_SCHEDULED.value, delivery_id=answer["deliveryId"],
+        await rec.change(conn, sale["id"], now, status=S.DELIVERY_SCHEDULED.value, delivery_id=answer.deliveryId,
                          delivery_attempts=attempt)
-        await rec.record(conn, sale["id"], "DELIVERY_SCHEDULED", {"deliveryId": answer["deliveryId"],
-                                                                  "slot": answer["slot"], "carrier": answer["carrier"]},
+        slot = answer.slot.model_dump()
+        await rec.record(conn, sale["id"], "DELIVERY_SCHEDULED", {"deliveryId": answer.deliveryId,
+                                                                  "slot": slot, "carrier": answer.carrier},
                          now)
-        await rec.tell_customer(conn, sale, "HOME_DELIVERY_SCHEDULED", now, slot=answer["slot"],
-                                carrier=answer["carrier"], trackingNumber=answer["trackingNumber"])
+        await rec.tell_customer(conn, sale, "HOME_DELIVERY_SCHEDULED", now, slot=slot,
+                                carrier=answer.carrier, trackingNumber=answer.trackingNumber)
         await jobs.complete(conn, job.id)
 
 
@@ -76,7 +77,7 @@ async def hand_over(core: Core, sale_id: str) -> None:
     async with core.db.transaction() as conn:
         sale = await rec.load(conn, sale_id, lock=True)
         if sale["status"] != S.AWAITING_COLLECTION.value:
-            raise Problem(409, "Sale not in that state", f"the sale is {sale['status']}; a vehicle is handed over at "
+            raise Conflict("Sale not in that state", f"the sale is {sale['status']}; a vehicle is handed over at "
                           "the dealership only after a missed home delivery (AWAITING_COLLECTION)",
                           kind="sale-conflict", saleStatus=sale["status"])
         await delivered(conn, sale, now, in_person=True)

@@ -32,8 +32,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
-from ..api.problems import Problem
-from ..clients.http import Rejected, Unavailable
+from ..clients.http import Malformed, Rejected, Unavailable
+from ..clients.wire.iot import OtaStatusCallback
+from ..domain.errors import Conflict, NotFound, Refused
 from ..domain.money import Money
 from ..domain.notifications import NoticeKind
 from ..domain.ota_policy import (
@@ -166,6 +167,8 @@ async def deactivate(core: Core, job: jobs.Job, ctx: JobContext) -> None:
         accepted = await core.iot.deactivate(row["vin"], row["service_id"],
                                              key=f"{purchase_id}:deactivate:{round_}:{label}",
                                              correlation_id=job.correlation_id or purchase_id)
+    except Malformed as exc:  # an answer we cannot read: as if none came
+        outcome, reason = AttemptOutcome.malformed(), str(exc)
     except Unavailable as exc:
         outcome = AttemptOutcome.http(exc.status, exc.retry_after) if exc.status else AttemptOutcome.timeout()
         reason = str(exc)
@@ -180,7 +183,7 @@ async def deactivate(core: Core, job: jobs.Job, ctx: JobContext) -> None:
         if outcome is not None:
             await _decide(core, conn, row, outcome, reason, now, job.correlation_id)
         else:
-            request_id = accepted["requestId"]
+            request_id = accepted.requestId
             await _set(conn, purchase_id, {"deactivation_request_id": request_id,
                                            "deactivation_status": _D.IN_FLIGHT.value})
             await jobs.enqueue(conn, DEACTIVATE_TIMEOUT, {"purchaseId": purchase_id, "requestId": request_id},
@@ -225,14 +228,14 @@ async def _decide(core: Core, conn, row, outcome: AttemptOutcome, reason: str, n
     await _set(conn, purchase_id, values)
 
 
-async def on_deactivation_callback(core: Core, conn, row, body: dict, now: float,
+async def on_deactivation_callback(core: Core, conn, row, callback: OtaStatusCallback, now: float,
                                    correlation_id: str | None) -> None:
     """The ``otaStatus`` callback of a purchase's last deactivation command (``row`` found and
     locked by its request id, in the caller's transaction). In flight: DEACTIVATED switches
     the round off, FAILED counts an attempt. Arriving after our timeout counted the attempt
     failed (a retry queued, or given up): DEACTIVATED still confirms the feature off, FAILED
     was counted already."""
-    status, state = body.get("status"), row["deactivation_status"]
+    status, state = callback.status, row["deactivation_status"]
     if state != _D.IN_FLIGHT.value:
         if status == "DEACTIVATED" and state in (_D.PENDING.value, _D.FAILED.value):
             # the queued retry or the give-up finds the round settled and does nothing
@@ -242,8 +245,8 @@ async def on_deactivation_callback(core: Core, conn, row, body: dict, now: float
     if status == "DEACTIVATED":
         await _decide(core, conn, row, AttemptOutcome.deactivated(), status, now, correlation_id)
     elif status == "FAILED":
-        await _decide(core, conn, row, AttemptOutcome.failed(body.get("errorCode")),
-                      body.get("errorCode") or status, now, correlation_id)
+        await _decide(core, conn, row, AttemptOutcome.failed(callback.errorCode),
+                      callback.errorCode or status, now, correlation_id)
 
 
 async def deactivation_timeout(core: Core, job: jobs.Job, ctx: JobContext) -> None:
@@ -309,20 +312,20 @@ async def withdraw(core: Core, purchase_id: str, correlation_id: str) -> dict[st
             stmt = stmt.with_for_update()
         row = (await conn.execute(stmt)).mappings().first()
         if row is None:
-            raise Problem(404, "Unknown purchase", f"no purchase {purchase_id}")
+            raise NotFound("Unknown purchase", f"no purchase {purchase_id}")
         payment = (await conn.execute(select(payments).where(payments.c.purchase_id == purchase_id)
                                       .order_by(payments.c.created_at))).mappings().first()
         state = PurchaseState(row["status"])
         try:
             transition(state, PurchaseEvent.WITHDRAWN)
         except InvalidTransition:
-            raise Problem(409, "Not withdrawable", f"a purchase in state {state.value} cannot be withdrawn",
+            raise Conflict("Not withdrawable", f"a purchase in state {state.value} cannot be withdrawn",
                           kind="not-withdrawable") from None
         paid = Money(payment["amount_minor"] if payment else 0, row["currency"])
         decision = withdrawal(paid, row["created_at"], now, Money(row["refunded_minor"], row["currency"]),
                               duration_type=row["duration_type"])
         if decision.outcome is WithdrawalOutcome.REFUSED:
-            raise Problem(422, "Withdrawal period over", decision.message, kind="withdrawal-period-over")
+            raise Refused("Withdrawal period over", decision.message, kind="withdrawal-period-over")
         event = decision.purchase_event or PurchaseEvent.WITHDRAWN
         values: dict[str, Any] = {"status": transition(state, event).value, "updated_at": now}
         if row["duration_type"] == "SUBSCRIPTION":  # post-paid: bill the partial month unless waived

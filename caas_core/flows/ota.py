@@ -28,7 +28,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, or_, select, update
 
-from ..clients.http import Rejected, Unavailable
+from ..clients.http import Malformed, Rejected, Unavailable
+from ..clients.wire.base import Unusable
+from ..clients.wire.iot import parse_callback
 from ..domain.money import Money
 from ..domain.notifications import NoticeKind
 from ..domain.ota_policy import (
@@ -56,11 +58,12 @@ from ..store import inbox, jobs, outbox
 from ..store.schema import collection_cases, payments, purchases
 from . import refunding, vehicles
 from .core import Core
+from .kinds import ACTIVATE
 from .lifecycle import on_deactivation_callback, request_deactivation, schedule_expiry
 from .notices import notify
 from .runner import JobContext
 
-ACTIVATE, OUTCOME, TIMEOUT = "ota.activate", "ota.outcome", "ota.timeout"
+OUTCOME, TIMEOUT = "ota.outcome", "ota.timeout"
 GIVE_UP = "ota.give_up"
 RECONCILE = "ota.reconcile"
 IN_PROGRESS = (PurchaseState.ACTIVATION_QUEUED, PurchaseState.ACTIVATING)
@@ -72,27 +75,29 @@ _KNOWN = (*IN_PROGRESS, *GAVE_UP, PurchaseState.ACTIVE, PurchaseState.EXPIRED, P
 Locate = Callable[[Any], Awaitable[Any]]
 
 
-def handlers(core: Core) -> dict:
-    async def activate(job: jobs.Job, ctx: JobContext) -> None:
-        await _activate(core, job)
+# The job handlers (wired in ``caas_core.compose``).
 
-    async def outcome(job: jobs.Job, ctx: JobContext) -> None:
-        await _on_callback(core, job)
-
-    async def timeout(job: jobs.Job, ctx: JobContext) -> None:
-        await _on_timeout(core, job)
-
-    async def reconcile_job(job: jobs.Job, ctx: JobContext) -> None:
-        await _reconcile(core, job)
-
-    return {ACTIVATE: activate, OUTCOME: outcome, TIMEOUT: timeout, RECONCILE: reconcile_job}
+async def activate_job(core: Core, job: jobs.Job, ctx: JobContext) -> None:
+    await _activate(core, job)
 
 
-async def _done(conn, job: jobs.Job, now: float) -> None:
-    """Complete the job; for a callback, also note in the inbox that it was handled."""
+async def outcome_job(core: Core, job: jobs.Job, ctx: JobContext) -> None:
+    await _on_callback(core, job)
+
+
+async def timeout_job(core: Core, job: jobs.Job, ctx: JobContext) -> None:
+    await _on_timeout(core, job)
+
+
+async def reconcile_job(core: Core, job: jobs.Job, ctx: JobContext) -> None:
+    await _reconcile(core, job)
+
+
+async def _done(conn, job: jobs.Job, now: float, outcome: str = "processed") -> None:
+    """Complete the job; for a callback, also note in the inbox that it was handled (``outcome``)."""
     await jobs.complete(conn, job.id)
     if "webhookId" in job.payload:
-        await inbox.mark_processed(conn, job.payload["source"], job.payload["webhookId"], "processed", now)
+        await inbox.mark_processed(conn, job.payload["source"], job.payload["webhookId"], outcome, now)
 
 
 # The activation path's statements, built once (a statement's construction costs more CPU
@@ -151,6 +156,8 @@ async def _activate(core: Core, job: jobs.Job) -> None:
                                            dict(offer.parameters), duration, key=f"{purchase_id}:ota:{attempt}",
                                            correlation_id=job.correlation_id or purchase_id,
                                            timeout=core.policy.attempt_timeout)
+    except Malformed as exc:  # accepted, perhaps, but we cannot tell which request id to wait for
+        return await _decide(core, job, _purchase(purchase_id), AttemptOutcome.malformed(), str(exc))
     except Unavailable as exc:
         outcome = AttemptOutcome.http(exc.status, exc.retry_after) if exc.status else AttemptOutcome.timeout()
         return await _decide(core, job, _purchase(purchase_id), outcome, str(exc))
@@ -166,19 +173,24 @@ async def _activate(core: Core, job: jobs.Job) -> None:
             await _done(conn, job, now)
             return
         state = transition(PurchaseState(row["status"]), PurchaseEvent.ACTIVATION_ATTEMPT_STARTED)
-        await _update(conn, purchase_id, {"status": state.value, "activation_request_id": accepted["requestId"],
+        await _update(conn, purchase_id, {"status": state.value, "activation_request_id": accepted.requestId,
                                           "updated_at": now})
-        await jobs.enqueue(conn, TIMEOUT, {**job.payload, "requestId": accepted["requestId"]},
+        await jobs.enqueue(conn, TIMEOUT, {**job.payload, "requestId": accepted.requestId},
                            run_at=now + core.policy.attempt_timeout, now=now,
-                           dedupe_key=f"{TIMEOUT}:{accepted['requestId']}", correlation_id=job.correlation_id)
+                           dedupe_key=f"{TIMEOUT}:{accepted.requestId}", correlation_id=job.correlation_id)
         await _done(conn, job, core.clock.now())
 
 
 async def _on_callback(core: Core, job: jobs.Job) -> None:
     """Route one ``otaStatus`` callback, in one transaction with the purchase it is about."""
-    body = job.payload["body"]
-    status, request_id = body.get("status"), body.get("requestId")
     now = core.clock.now()
+    try:
+        callback = parse_callback(job.payload["body"])
+    except Unusable as exc:  # stored before the receiver parsed bodies: recorded, never retried
+        async with core.db.transaction() as conn:
+            await _done(conn, job, now, exc.outcome)
+        return
+    status, request_id = callback.status, callback.requestId
     async with core.db.transaction() as conn:
         row, latest = None, False
         if status in ("ACTIVATED", "FAILED"):
@@ -188,14 +200,14 @@ async def _on_callback(core: Core, job: jobs.Job) -> None:
             # the request id tells a deactivation's FAILED from an activation's
             off = (await conn.execute(_BY_DEACTIVATION_LOCKED, {"request_id": request_id})).mappings().first()
             if off is not None:
-                await on_deactivation_callback(core, conn, off, body, now, job.correlation_id)
+                await on_deactivation_callback(core, conn, off, callback, now, job.correlation_id)
                 await _done(conn, job, now)
                 core.wake()
                 return
         if row is None and status in ("ACTIVATED", "FAILED"):
             # An earlier command of a purchase (timed out on our side, or superseded by a later one)
-            row = (await conn.execute(_LATEST_FOR_SERVICE_LOCKED, {"vin": body.get("vin"),
-                                                                   "service_id": body.get("serviceId")})
+            row = (await conn.execute(_LATEST_FOR_SERVICE_LOCKED, {"vin": callback.vin,
+                                                                   "service_id": callback.serviceId})
                    ).mappings().first()
         if row is None:  # not ours, a stale deactivation, or EXPIRED (the expiry job switches it off too)
             await _done(conn, job, now)
@@ -206,8 +218,8 @@ async def _on_callback(core: Core, job: jobs.Job) -> None:
             deactivation_pending=row["deactivation_status"] in DEACTIVATING)
         if action is CallbackAction.DECIDE:
             outcome = (AttemptOutcome.activated() if status == "ACTIVATED"
-                       else AttemptOutcome.failed(body.get("errorCode")))
-            await _decide_locked(core, conn, job, row, outcome, body.get("errorCode") or status, now)
+                       else AttemptOutcome.failed(callback.errorCode))
+            await _decide_locked(core, conn, job, row, outcome, callback.errorCode or status, now)
         elif action is CallbackAction.RECONCILE:
             await jobs.enqueue(conn, RECONCILE, {"purchaseId": row["id"], "requestId": request_id, "status": status},
                                run_at=now, now=now, dedupe_key=f"{RECONCILE}:{row['id']}:{request_id}:{status}",
@@ -309,7 +321,8 @@ async def _reconcile(core: Core, job: jobs.Job) -> None:
             await _done(conn, job, core.clock.now())
         return
     try:
-        status = await core.iot.vehicle_status(row["vin"], correlation_id=job.correlation_id or purchase_id)
+        status = (await core.iot.vehicle_status(row["vin"], correlation_id=job.correlation_id or purchase_id)
+                  ).model_dump()  # domain.support reads the parsed status as a mapping
     except (Unavailable, Rejected) as exc:
         async with core.db.transaction() as conn:
             if job.attempts + 1 < core.policy.attempts:  # ask again later, as an attempt would be retried

@@ -39,14 +39,12 @@ async def schedule(core: Core) -> str:
                                   dedupe_key=PRUNE)
 
 
-def handlers(core: Core) -> dict:
-    async def prune(job: jobs.Job, ctx: JobContext) -> None:
-        settings, now = core.settings, core.clock.now()
-        pruned = await retention.prune(core.db, now=now, inbox_retention=settings.inbox_retention,
-                                       job_retention=settings.job_retention)
-        log.info("pruned %d inbox rows and %d finished jobs", pruned.inbox, pruned.jobs)
-        now = core.clock.now()
-        async with core.db.transaction() as conn:
-            await jobs.reschedule(conn, job.id, run_at=next_run(now, settings.prune_interval), now=now)
-
-    return {PRUNE: prune}
+async def prune(core: Core, job: jobs.Job, ctx: JobContext) -> None:
+    """The job: prune, then come back at the next boundary."""
+    settings, now = core.settings, core.clock.now()
+    pruned = await retention.prune(core.db, now=now, inbox_retention=settings.inbox_retention,
+                                   job_retention=settings.job_retention)
+    log.info("pruned %d inbox rows and %d finished jobs", pruned.inbox, pruned.jobs)
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        await jobs.reschedule(conn, job.id, run_at=next_run(now, settings.prune_interval), now=now)

@@ -24,22 +24,22 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..api.problems import Problem
-from ..clients.http import Rejected, Unavailable
+from ..clients.http import Malformed, Rejected, Unavailable
+from ..clients.wire.payments import PaymentInitiated
 from ..clock import isoformat
 from ..domain.catalogue import DurationNotOffered, DurationType, UnknownService
-from ..domain.maintenance import assess, needs_vss
+from ..domain.errors import Conflict, NotFound, Refused
+from ..domain.maintenance import VSS_INVALID, assess, needs_vss
 from ..domain.notifications import NoticeKind
 from ..domain.purchase import UNPAID, PurchaseEvent, PurchaseState, transition
 from ..store import jobs, outbox
 from ..store.schema import payments, purchases, refunds
 from . import billing, refunding, vehicles
 from .core import Core
-from .kinds import CHARGE
+from .kinds import ACTIVATE, CHARGE
 from .notices import notify
 from .runner import JobContext
 
-ACTIVATE = "ota.activate"
 # built once: a statement's construction costs more CPU than its run (see store/jobs.py)
 _INSERT_PAYMENT = payments.insert()
 _INSERT_PURCHASE = purchases.insert().returning(*purchases.c)
@@ -61,7 +61,7 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
         if existing is not None:
             if (existing["vin"], existing["service_id"], existing["duration_type"]) != (vin, service_id,
                                                                                         duration_type):
-                raise Problem(422, "Idempotency key reused", f"Idempotency-Key {idempotency_key!r} was first "
+                raise Refused("Idempotency key reused", f"Idempotency-Key {idempotency_key!r} was first "
                               "used for another purchase", kind="idempotency-mismatch")
             return await _again(core, existing, idempotency_key, correlation_id)
     try:
@@ -69,15 +69,15 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
         duration = DurationType(duration_type)
         price = offer.price_for(duration)
     except UnknownService:
-        raise Problem(404, "Unknown service", f"no service {service_id!r} in the catalogue") from None
+        raise NotFound("Unknown service", f"no service {service_id!r} in the catalogue") from None
     except DurationNotOffered:
-        raise Problem(422, "Duration not offered", f"{service_id} is not sold as {duration_type}; "
+        raise Refused("Duration not offered", f"{service_id} is not sold as {duration_type}; "
                       f"offered: {', '.join(d.value for d in offer.durations)}", kind="duration-not-offered") from None
     await vehicles.require_holder(core, customer_id, vin, correlation_id)
     eligibility = await _eligibility(core, offer, vin, correlation_id)
     warnings = [w.code.value for w in eligibility.warnings]
     if not eligibility.allowed:
-        raise Problem(422, "Maintenance required", eligibility.message, kind="maintenance-required",
+        raise Refused("Maintenance required", eligibility.message, kind="maintenance-required",
                       shortfalls=[{"block": s.block.display_name, "actualPercent": s.actual_pct,
                                    "requiredPercent": s.required_pct} for s in eligibility.shortfalls],
                       warnings=warnings)
@@ -133,9 +133,9 @@ async def _take_lease(core: Core, purchase_id: str, now: float) -> bool:
         )).rowcount == 1
 
 
-def _in_flight(key: str | None) -> Problem:
-    return Problem(409, "Request in progress", f"a purchase with Idempotency-Key {key!r} is still being processed; "
-                   "retry shortly for its outcome", kind="idempotency-in-flight", headers={"Retry-After": "1"})
+def _in_flight(key: str | None) -> Conflict:
+    return Conflict("Request in progress", f"a purchase with Idempotency-Key {key!r} is still being processed; "
+                   "retry shortly for its outcome", kind="idempotency-in-flight", retry_after=1)
 
 
 async def charge_job(core: Core, job: jobs.Job, ctx: JobContext) -> None:
@@ -165,15 +165,15 @@ async def _pay(core: Core, row, correlation_id: str, *, job: jobs.Job | None = N
                                               order_id=purchase_id, description=offer.name[:140],
                                               key=f"{purchase_id}:pay", correlation_id=correlation_id,
                                               vin=row["vin"], service_id=row["service_id"])
-        refusal = None if answer["status"] != "DECLINED" else Problem(
-            422, "Payment declined", f"the card was declined ({answer.get('declineReason')})", kind="payment-declined")
+        refusal = None if answer.status != "DECLINED" else Refused(
+            "Payment declined", f"the card was declined ({answer.declineReason})", kind="payment-declined")
     except Unavailable as exc:
         answer, refusal, down = None, None, str(exc)
     except Rejected as exc:
         if exc.status == 409:  # the gateway still runs the same key (a request we lost): later
             answer, refusal, down = None, None, str(exc)
         else:
-            answer, refusal = None, Problem(422, "Payment refused", (exc.problem or {}).get("detail") or str(exc),
+            answer, refusal = None, Refused("Payment refused", (exc.problem or {}).get("detail") or str(exc),
                                             kind="payment-refused")
     now = core.clock.now()
     async with core.db.transaction() as conn:
@@ -199,11 +199,11 @@ async def _pay(core: Core, row, correlation_id: str, *, job: jobs.Job | None = N
     core.wake()
 
 
-async def _paid(core: Core, conn, row, answer: dict, now: float, correlation_id: str) -> None:
+async def _paid(core: Core, conn, row, answer: PaymentInitiated, now: float, correlation_id: str) -> None:
     payment_id = core.new_id("pay")
     await conn.execute(_INSERT_PAYMENT, {
-        "id": payment_id, "purchase_id": row["id"], "gateway_payment_id": answer["paymentId"], "kind": "SERVICE",
-        "amount_minor": row["price_minor"], "currency": row["currency"], "status": answer["status"],
+        "id": payment_id, "purchase_id": row["id"], "gateway_payment_id": answer.paymentId, "kind": "SERVICE",
+        "amount_minor": row["price_minor"], "currency": row["currency"], "status": answer.status,
         "created_at": now})
     state = PurchaseState(row["status"])
     values: dict[str, Any] = {"payment_id": payment_id, "charge_lease_until": None, "updated_at": now}
@@ -265,20 +265,22 @@ async def _eligibility(core: Core, offer, vin: str, correlation_id: str):
     try:
         status = await core.vss.maintenance_status(vin, correlation_id=correlation_id,
                                                    timeout=core.settings.vss_timeout)
+    except Malformed as exc:  # an answer without the contract's shape: as unavailable, said apart
+        return assess(offer, None, vss_error=f"{VSS_INVALID}: {exc}")
     except Unavailable as exc:  # VSS down or slow: sell anyway, and say so in the audit log
         return assess(offer, None, vss_error=str(exc))
     except Rejected as exc:
         if exc.status == 404:
             return assess(offer, None, vss_error="VEHICLE_UNKNOWN")
         raise
-    return assess(offer, status)
+    return assess(offer, status.model_dump())  # domain.maintenance reads the parsed status as a mapping
 
 
 async def view(core: Core, purchase_id: str, *, warnings: list[str] | None = None) -> dict[str, Any]:
     async with core.db.transaction(readonly=True) as conn:
         row = (await conn.execute(select(purchases).where(purchases.c.id == purchase_id))).mappings().first()
         if row is None:
-            raise Problem(404, "Unknown purchase", f"no purchase {purchase_id}")
+            raise NotFound("Unknown purchase", f"no purchase {purchase_id}")
         decision = None
         if row["risk_flag"]:
             found = await outbox.decisions(conn, subject=purchase_id)
@@ -340,5 +342,5 @@ async def owner_of(core: Core, purchase_id: str) -> str:
     async with core.db.transaction(readonly=True) as conn:
         owner = await conn.scalar(select(purchases.c.customer_id).where(purchases.c.id == purchase_id))
     if owner is None:
-        raise Problem(404, "Unknown purchase", f"no purchase {purchase_id}")
+        raise NotFound("Unknown purchase", f"no purchase {purchase_id}")
     return owner

@@ -6,7 +6,7 @@ given back from then on); the job asks the gateway, under an Idempotency-Key nam
 the decision, and records the refund. So a crash loses no refund and a race between
 two decisions cannot refund twice: the second one sees the first's state.
 
-The gateway reports each refund's outcome later (``refundStatus``, ``flows.webhooks``). A
+The gateway reports each refund's outcome later (``refundStatus``, ``flows.settlement``). A
 refund FAILED of a payment whose money did come in (a closed card, say) leaves the
 customer owed: ``failed_at_gateway`` opens an operator ticket to refund by hand and tells
 the customer, once per refund. A refund FAILED because the payment never settled
@@ -18,6 +18,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from ..clients.http import Rejected, Unavailable
+from ..clients.wire.payments import RefundNotification
 from ..domain.notifications import CHANNELS, NoticeKind
 from ..store import jobs, outbox
 from ..store.schema import payments, purchases, refunds
@@ -62,11 +63,11 @@ async def run(core: Core, job: jobs.Job, ctx: JobContext) -> None:
             await jobs.complete(conn, job.id)
         return
     async with core.db.transaction() as conn:
-        known = await conn.scalar(select(refunds.c.id).where(refunds.c.id == answer["refundId"]))
+        known = await conn.scalar(select(refunds.c.id).where(refunds.c.id == answer.refundId))
         if known is None:  # a replayed answer after a crash is the same refund
             await conn.execute(refunds.insert().values(
-                id=answer["refundId"], payment_id=payment["id"], amount_minor=p["amount"], currency=p["currency"],
-                status=answer["status"], reason=p["reason"], created_at=core.clock.now()))
+                id=answer.refundId, payment_id=payment["id"], amount_minor=p["amount"], currency=p["currency"],
+                status=answer.status, reason=p["reason"], created_at=core.clock.now()))
         await jobs.complete(conn, job.id)
 
 
@@ -75,15 +76,15 @@ async def run(core: Core, job: jobs.Job, ctx: JobContext) -> None:
 NOTHING_TO_GIVE_BACK = frozenset({"FAILED", "CHARGED_BACK"})
 
 
-async def failed_at_gateway(conn, payment, purchase, body: dict, now: float) -> str:
+async def failed_at_gateway(conn, payment, purchase, event: RefundNotification, now: float) -> str:
     """The gateway reports a refund FAILED: the customer is still owed the money (unless it
     never came in), so an operator refunds by hand. Call it in the transaction that marked
     the refund FAILED, and only when this transaction is the one that did (a redelivered
     outcome changes nothing: one ticket and one notice per refund). Returns the outcome."""
-    reason = body.get("failureReason") or "UNKNOWN"
+    reason = event.failureReason or "UNKNOWN"
     if reason == "PAYMENT_FAILED" or payment["status"] in NOTHING_TO_GIVE_BACK:
         return f"refund FAILED ({reason}): nothing to give back"
-    refund = (await conn.execute(select(refunds).where(refunds.c.id == body["refundId"]))).mappings().one()
+    refund = (await conn.execute(select(refunds).where(refunds.c.id == event.refundId))).mappings().one()
     amount = {"value": refund["amount_minor"], "currency": refund["currency"]}
     diagnostics = {"error": f"the payment gateway could not pay the refund back ({reason})",
                    "paymentId": payment["gateway_payment_id"], "refundId": refund["id"], "amount": amount,

@@ -15,9 +15,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, time
 from typing import Any
 
-from ..api.problems import Problem
 from ..clients.http import Rejected, Unavailable
+from ..clients.wire.base import Unusable
+from ..clients.wire.registries import RegistrationReport, parse_event
 from ..domain import registration as reg
+from ..domain.errors import Conflict, PeerUnavailable, Refused
 from ..domain.registration import NEEDS_STAFF, RegStatus
 from ..domain.sale import SaleStatus
 from ..store import inbox, jobs
@@ -60,11 +62,11 @@ async def submit(core: Core, job: jobs.Job, ctx: JobContext) -> None:
             return
     async with core.db.transaction() as conn:
         sale = await rec.load(conn, sale["id"], lock=True)
-        await rec.change(conn, sale["id"], core.clock.now(), registration_id=answer["registrationId"],
+        await rec.change(conn, sale["id"], core.clock.now(), registration_id=answer.registrationId,
                          registration_attempts=0,
                          registration_detail={**detail, "submissions": submission})
-        await rec.record(conn, sale["id"], "REGISTRATION_SUBMITTED", {"registrationId": answer["registrationId"],
-                                                                      "authority": answer.get("authority")},
+        await rec.record(conn, sale["id"], "REGISTRATION_SUBMITTED", {"registrationId": answer.registrationId,
+                                                                      "authority": answer.authority},
                          core.clock.now())
         await apply(core, conn, await rec.load(conn, sale["id"]), answer)
         await jobs.complete(conn, job.id)
@@ -112,21 +114,22 @@ async def _invalid(core: Core, job: jobs.Job, sale, problem: dict, submission: i
         await jobs.complete(conn, job.id)
 
 
-async def apply(core: Core, conn, sale, registration: dict) -> str:
+async def apply(core: Core, conn, sale, registration: RegistrationReport) -> str:
     """An authority's report (answer, poll or webhook): move forward, never back."""
     now = core.clock.now()
-    status = registration["status"]
+    status = registration.status
     if sale["status"] != SaleStatus.REGISTRATION.value or not reg.is_newer(sale["registration_status"], status):
         await rec.record(conn, sale["id"], "REGISTRATION_REPORT_IGNORED", {"status": status}, now)
         return f"ignored {status} (registration is {sale['registration_status']})"
     detail = {k: v for k, v in (sale["registration_detail"] or {}).items()
               if k not in ("requiredFields", "missingValues", "rejection", "errors")}
     values: dict[str, Any] = {"registration_status": status}
-    if registration.get("plateNumber"):
-        values["plate_number"] = registration["plateNumber"]
+    if registration.plateNumber:
+        values["plate_number"] = registration.plateNumber
+    rejection = registration.rejection.model_dump() if registration.rejection else None
     await rec.record(conn, sale["id"], "REGISTRATION_STATUS", {
-        "status": status, "plateNumber": registration.get("plateNumber"),
-        "rejection": registration.get("rejection"), "requiredInfo": registration.get("requiredInfo")}, now)
+        "status": status, "plateNumber": registration.plateNumber, "rejection": rejection,
+        "requiredInfo": registration.requiredInfo.model_dump() if registration.requiredInfo else None}, now)
     if status == RegStatus.PLATE_ASSIGNED:
         values["status"] = SaleStatus.READY_FOR_DELIVERY.value
         await rec.change(conn, sale["id"], now, registration_detail=detail, **values)
@@ -135,7 +138,7 @@ async def apply(core: Core, conn, sale, registration: dict) -> str:
         await jobs.enqueue(conn, DELIVER, {"saleId": sale["id"]}, run_at=now, now=now,
                            dedupe_key=f"{DELIVER}:{sale['id']}:1")
     elif status == RegStatus.ADDITIONAL_INFO_REQUIRED:
-        fields = [f["field"] for f in registration["requiredInfo"]["fields"]]
+        fields = [f.field for f in registration.requiredInfo.fields] if registration.requiredInfo else []
         known = _known_values(sale)
         missing = reg.missing_values(fields, known)
         detail.update(requiredFields=fields, missingValues=missing)
@@ -150,17 +153,17 @@ async def apply(core: Core, conn, sale, registration: dict) -> str:
         await rec.tell_customer(conn, sale, "REGISTRATION_ADDITIONAL_INFO_REQUESTED", now, fields=fields,
                                 missing=missing)
     elif status == RegStatus.REJECTED:
-        detail["rejection"] = registration.get("rejection")
+        detail["rejection"] = rejection
         await rec.change(conn, sale["id"], now, registration_detail=detail, **values)
         await rec.alert_dealership(conn, sale["dealership_id"], "REGISTRATION_REJECTED", now, sale_id=sale["id"],
-                                   rejection=registration.get("rejection"))
+                                   rejection=rejection)
         await rec.tell_customer(conn, sale, "REGISTRATION_ISSUE_DEALERSHIP_WILL_CONTACT", now,
-                                rejection=registration.get("rejection"))
+                                rejection=rejection)
     else:  # initiated, under review, approved: wait for the authority
         await rec.change(conn, sale["id"], now, registration_detail=detail, **values)
         if status == RegStatus.UNDER_REVIEW and sale["registration_status"] == RegStatus.NOT_STARTED:
             await rec.tell_customer(conn, sale, "REGISTRATION_UNDER_REVIEW", now,
-                                    expected=registration.get("estimatedCompletionDate"))
+                                    expected=registration.estimated_completion)
         await _poll_later(conn, sale, registration, now)
     return f"applied {status}"
 
@@ -175,16 +178,16 @@ def _known_values(sale) -> dict:
     return known
 
 
-async def _poll_later(conn, sale, registration: dict, now: float) -> None:
+async def _poll_later(conn, sale, registration: RegistrationReport, now: float) -> None:
     """Look again after the published completion date (evening, local office closed), then daily."""
     when = now + DAY
-    estimate = registration.get("estimatedCompletionDate")
+    estimate = registration.estimated_completion
     if estimate:
         due = datetime.combine(datetime.fromisoformat(estimate).date(), time(20, 0), UTC).timestamp()
         if due > now:
             when = due
-    await jobs.enqueue(conn, POLL, {"saleId": sale["id"], "registrationId": registration["registrationId"]},
-                       run_at=when, now=now, dedupe_key=f"{POLL}:{registration['registrationId']}:{int(when)}")
+    await jobs.enqueue(conn, POLL, {"saleId": sale["id"], "registrationId": registration.registrationId},
+                       run_at=when, now=now, dedupe_key=f"{POLL}:{registration.registrationId}:{int(when)}")
 
 
 async def poll(core: Core, job: jobs.Job, ctx: JobContext) -> None:
@@ -202,7 +205,7 @@ async def poll(core: Core, job: jobs.Job, ctx: JobContext) -> None:
         return
     async with core.db.transaction() as conn:
         sale = await rec.load(conn, sale["id"], lock=True)
-        if answer["status"] in reg.PENDING and not reg.is_newer(sale["registration_status"], answer["status"]):
+        if answer.status in reg.PENDING and not reg.is_newer(sale["registration_status"], answer.status):
             await _poll_later(conn, sale, answer, core.clock.now())  # nothing new yet
         else:
             await apply(core, conn, sale, answer)
@@ -252,12 +255,17 @@ async def on_registry_event(core: Core, job: jobs.Job, ctx: JobContext) -> None:
 
     from ..store.schema import sales
 
-    body, now = job.payload["body"], core.clock.now()
+    now = core.clock.now()
+    try:
+        event = parse_event(job.payload["body"])
+    except Unusable as exc:  # stored before the receiver parsed bodies: recorded, never retried
+        event, outcome = None, exc.outcome
     async with core.db.transaction() as conn:
-        sale_id = await conn.scalar(select(sales.c.id).where(sales.c.registration_id == body.get("registrationId")))
-        outcome = "unknown registration"
-        if sale_id is not None:
-            outcome = await apply(core, conn, await rec.load(conn, sale_id, lock=True), body)
+        if event is not None:
+            sale_id = await conn.scalar(select(sales.c.id).where(sales.c.registration_id == event.registrationId))
+            outcome = "unknown registration"
+            if sale_id is not None:
+                outcome = await apply(core, conn, await rec.load(conn, sale_id, lock=True), event)
         await inbox.mark_processed(conn, job.payload["source"], job.payload["webhookId"], outcome, now)
         await jobs.complete(conn, job.id)
     core.wake()
@@ -272,14 +280,14 @@ async def provide_info(core: Core, sale_id: str, values: dict, correlation_id: s
     missing = reg.missing_values((sale["registration_detail"] or {}).get("requiredFields", []),
                                  {**_known_values(sale), **values})
     if missing:
-        raise Problem(422, "Information missing", f"the authority asked for {', '.join(missing)}",
+        raise Refused("Information missing", f"the authority asked for {', '.join(missing)}",
                       kind="information-missing", missing=missing)
     try:
         await _send_info(core, sale, values, correlation_id)
     except Unavailable as exc:
-        raise Problem(503, "Registry unavailable", str(exc), kind="registry-unavailable") from None
+        raise PeerUnavailable("Registry unavailable", str(exc), kind="registry-unavailable") from None
     except Rejected as exc:
-        raise Problem(422, "Information refused", (exc.problem or {}).get("detail") or str(exc),
+        raise Refused("Information refused", (exc.problem or {}).get("detail") or str(exc),
                       kind="information-refused", errors=(exc.problem or {}).get("errors")) from None
 
 
@@ -319,6 +327,6 @@ async def record_manual(core: Core, sale_id: str, plate: str, registration_date:
 
 def _staff_require(sale, *statuses: RegStatus) -> None:
     if sale["status"] != SaleStatus.REGISTRATION.value or sale["registration_status"] not in statuses:
-        raise Problem(409, "Registration not in that state", f"the sale is {sale['status']} and its registration "
+        raise Conflict("Registration not in that state", f"the sale is {sale['status']} and its registration "
                       f"{sale['registration_status']}; this needs {' or '.join(statuses)}", kind="sale-conflict",
                       saleStatus=sale["status"], registrationStatus=sale["registration_status"])

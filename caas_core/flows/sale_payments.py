@@ -19,8 +19,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ..api.problems import Problem
 from ..clients.http import Rejected, Unavailable
+from ..clients.wire.payments import Payment, PaymentInitiated
+from ..domain.errors import Conflict, PeerUnavailable, Refused
 from ..domain.sale import SaleConflict, SaleStatus, require
 from ..store import jobs
 from ..store.schema import payments
@@ -30,6 +31,8 @@ from .runner import JobContext
 from .sales import PLACE_ORDER, place_order, view
 
 RECOVER = "sale.payment_recover"
+#: A charge as the gateway answered it, or as its payments of the order show it (a lost answer).
+Charge = PaymentInitiated | Payment
 #: Clock seconds before the recovery asks a gateway that was unavailable again.
 RECOVER_RETRY = 300.0
 S = SaleStatus
@@ -55,19 +58,17 @@ async def pay_final(core: Core, sale_id: str, method: dict, correlation_id: str)
     if sale is None:
         found = await view(core, sale_id)
         if found["status"] == S.RETURNED_TO_STOCK.value:
-            raise Problem(422, "Final payment declined", "an earlier attempt at this payment was declined; the "
+            raise Refused("Final payment declined", "an earlier attempt at this payment was declined; the "
                           "vehicle returned to stock and the reservation is lost", kind="final-payment-declined",
                           saleStatus=S.RETURNED_TO_STOCK.value)
         return found
     amount = sale["price_minor"] - sale["reservation_minor"]
     try:
         answer = await _charge(core, sale, "FINAL", amount, method, correlation_id)
-    except Problem as problem:
-        if problem.status != 422:
-            raise  # the gateway is down (or busy with this payment): nothing happened, the customer may try again
+    except Refused as problem:  # declined (down or busy gateways raise others: nothing happened, try again)
         async with core.db.transaction() as conn:
             await _final_declined(conn, await rec.load(conn, sale_id, lock=True), problem.detail, core.clock.now())
-        raise Problem(422, "Final payment declined", f"{problem.detail}; the vehicle returns to stock and the "
+        raise Refused("Final payment declined", f"{problem.detail}; the vehicle returns to stock and the "
                       "reservation is lost", kind="final-payment-declined", saleStatus=S.RETURNED_TO_STOCK.value) \
             from None
     now = core.clock.now()
@@ -93,15 +94,15 @@ async def _begin(core: Core, sale_id: str, kind: str, correlation_id: str):
                                    correlation_id=correlation_id)
                 return sale
             if intent["leaseUntil"] > now:
-                raise Problem(409, "Request in progress", f"a {intent['kind'].lower()} payment of sale {sale_id} is "
+                raise Conflict("Request in progress", f"a {intent['kind'].lower()} payment of sale {sale_id} is "
                               "still being processed; retry shortly for its outcome", kind="idempotency-in-flight",
-                              headers={"Retry-After": "1"})
+                              retry_after=1)
         try:  # the request that recorded it died: find out what it did first
             if await _resolve(core, sale_id, intent, correlation_id):
                 return None
         except Unavailable as exc:
-            raise Problem(503, "Payment gateway unavailable", f"nothing was charged ({exc}); try again later",
-                          kind="payments-unavailable", headers={"Retry-After": "60"}) from None
+            raise PeerUnavailable("Payment gateway unavailable", f"nothing was charged ({exc}); try again later",
+                          kind="payments-unavailable", retry_after=60) from None
 
 
 async def _resolve(core: Core, sale_id: str, intent: dict, correlation_id: str) -> bool:
@@ -116,18 +117,19 @@ async def _resolve(core: Core, sale_id: str, intent: dict, correlation_id: str) 
             return sale["status"] != _WAITS_FOR[intent["kind"]].value
         known = set((await conn.scalars(select(payments.c.gateway_payment_id)
                                         .where(payments.c.sale_id == sale_id))).all())
-        charged = [p for p in found if p["status"] not in ("DECLINED", "FAILED") and p["paymentId"] not in known]
-        declined = [p for p in found if p["status"] == "DECLINED"]
+        charged = [p for p in found if p.status not in ("DECLINED", "FAILED") and p.paymentId not in known]
+        declined = [p for p in found if p.status == "DECLINED"]
         if not charged and declined and intent["kind"] == "FINAL":
             # A declined final payment whose outcome was lost: the decline stands (the customer
             # loses the reservation), as it would have had the answer been recorded.
-            await _final_declined(conn, sale, f"the payment was declined ({declined[-1].get('declineReason')})", now)
+            await _final_declined(conn, sale, f"the payment was declined ({declined[-1].declineReason})", now)
             return True
         if not charged:
             await rec.change(conn, sale_id, now, payment_intent=None)
             return False
-        answer = {"paymentId": charged[0]["paymentId"], "status": charged[0]["status"]}
-        await rec.record(conn, sale_id, "LOST_CHARGE_RECOVERED", {"kind": intent["kind"], **answer}, now)
+        answer = charged[0]
+        await rec.record(conn, sale_id, "LOST_CHARGE_RECOVERED", {"kind": intent["kind"], "paymentId": answer.paymentId,
+                                                                  "status": answer.status}, now)
         if intent["kind"] == "RESERVATION":
             await _reservation_paid(core, conn, sale, answer, now, correlation_id)
         else:
@@ -157,23 +159,23 @@ async def recover_job(core: Core, job: jobs.Job, ctx: JobContext) -> None:
         await jobs.complete(conn, job.id)
 
 
-async def _reservation_paid(core: Core, conn, sale, answer: dict, now: float, correlation_id: str) -> None:
+async def _reservation_paid(core: Core, conn, sale, answer: Charge, now: float, correlation_id: str) -> None:
     _require(sale, "RESERVATION")  # a concurrent payment won
     await _insert_payment(core, conn, sale, "RESERVATION", sale["reservation_minor"], answer, now)
     await rec.change(conn, sale["id"], now, status=S.ORDER_QUEUED.value, payment_intent=None)
-    await rec.record(conn, sale["id"], "RESERVATION_PAID", {"paymentId": answer["paymentId"]}, now)
+    await rec.record(conn, sale["id"], "RESERVATION_PAID", {"paymentId": answer.paymentId}, now)
     # The safety net: if the order call fails or we crash, this job places the order.
     await jobs.enqueue(conn, PLACE_ORDER, {"saleId": sale["id"]}, run_at=now + core.settings.factory.backoff_base,
                        now=now, dedupe_key=f"{PLACE_ORDER}:{sale['id']}", correlation_id=correlation_id)
 
 
-async def _final_paid(core: Core, conn, sale, answer: dict, now: float, correlation_id: str) -> None:
+async def _final_paid(core: Core, conn, sale, answer: Charge, now: float, correlation_id: str) -> None:
     from .registration import SUBMIT  # the next step of the journey
 
     _require(sale, "FINAL")
     await _insert_payment(core, conn, sale, "FINAL", sale["price_minor"] - sale["reservation_minor"], answer, now)
     await rec.change(conn, sale["id"], now, status=S.REGISTRATION.value, payment_intent=None)
-    await rec.record(conn, sale["id"], "FINAL_PAYMENT_RECEIVED", {"paymentId": answer["paymentId"]}, now)
+    await rec.record(conn, sale["id"], "FINAL_PAYMENT_RECEIVED", {"paymentId": answer.paymentId}, now)
     await rec.tell_customer(conn, sale, "FINAL_PAYMENT_RECEIVED_REGISTRATION_STARTED", now)
     await jobs.enqueue(conn, SUBMIT, {"saleId": sale["id"]}, run_at=now, now=now,
                        dedupe_key=f"{SUBMIT}:{sale['id']}:0", correlation_id=correlation_id)
@@ -192,10 +194,10 @@ def _require(sale, kind: str) -> None:
     try:
         require(sale["status"], _DOING[kind], _WAITS_FOR[kind])
     except SaleConflict as exc:
-        raise Problem(409, "Sale not in that state", str(exc), kind="sale-conflict", saleStatus=exc.status) from None
+        raise Conflict("Sale not in that state", str(exc), kind="sale-conflict", saleStatus=exc.status) from None
 
 
-async def _charge(core: Core, sale, kind: str, amount: int, method: dict, correlation_id: str) -> dict:
+async def _charge(core: Core, sale, kind: str, amount: int, method: dict, correlation_id: str) -> PaymentInitiated:
     """The charge; a refusal, or the gateway answering that it is down, ends the intent (nothing
     was charged). No answer at all leaves it to the recovery: the charge may have gone through."""
     try:
@@ -205,24 +207,24 @@ async def _charge(core: Core, sale, kind: str, amount: int, method: dict, correl
             key=f"{sale['id']}:{kind.lower()}:{method['token']}", correlation_id=correlation_id, vin=sale["vin"])
     except Unavailable as exc:
         if exc.status is None or exc.status < 400:  # no (readable) answer: it may have charged; the recovery finds out
-            raise Problem(503, "Payment gateway unavailable", f"the gateway did not answer ({exc}); whether it "
+            raise PeerUnavailable("Payment gateway unavailable", f"the gateway did not answer ({exc}); whether it "
                           "charged is checked with it before any new attempt", kind="payments-unavailable",
-                          headers={"Retry-After": str(int(core.settings.payments.charge_lease))}) from None
+                          retry_after=int(core.settings.payments.charge_lease)) from None
         await _end_intent(core, sale["id"])  # the gateway answered that it could not: nothing was charged
-        raise Problem(503, "Payment gateway unavailable", f"nothing was charged ({exc}); try again later",
-                      kind="payments-unavailable", headers={"Retry-After": str(int(exc.retry_after or 60))}) from None
+        raise PeerUnavailable("Payment gateway unavailable", f"nothing was charged ({exc}); try again later",
+                      kind="payments-unavailable", retry_after=int(exc.retry_after or 60)) from None
     except Rejected as exc:
         if exc.status == 409:  # the gateway still runs this payment (a request we lost): the intent stays
-            raise Problem(409, "Request in progress", f"a {kind.lower()} payment of sale {sale['id']} is still "
+            raise Conflict("Request in progress", f"a {kind.lower()} payment of sale {sale['id']} is still "
                           "being processed; retry shortly for its outcome", kind="idempotency-in-flight",
-                          headers={"Retry-After": "1"}) from None
+                          retry_after=1) from None
         await _end_intent(core, sale["id"])
-        raise Problem(422, "Payment refused", (exc.problem or {}).get("detail") or str(exc),
+        raise Refused("Payment refused", (exc.problem or {}).get("detail") or str(exc),
                       kind="payment-refused") from None
-    if answer["status"] == "DECLINED":
+    if answer.status == "DECLINED":
         if kind != "FINAL":  # a declined final payment ends the sale's wait itself (RETURNED_TO_STOCK)
             await _end_intent(core, sale["id"])
-        raise Problem(422, "Payment declined", f"the payment was declined ({answer.get('declineReason')})",
+        raise Refused("Payment declined", f"the payment was declined ({answer.declineReason})",
                       kind="payment-declined")
     return answer
 
@@ -232,7 +234,7 @@ async def _end_intent(core: Core, sale_id: str) -> None:
         await rec.change(conn, sale_id, core.clock.now(), payment_intent=None)
 
 
-async def _insert_payment(core: Core, conn, sale, kind: str, amount: int, answer: dict, now: float) -> None:
+async def _insert_payment(core: Core, conn, sale, kind: str, amount: int, answer: Charge, now: float) -> None:
     await conn.execute(payments.insert().values(
-        id=core.new_id("pay"), sale_id=sale["id"], gateway_payment_id=answer["paymentId"], kind=kind,
-        amount_minor=amount, currency=sale["currency"], status=answer["status"], created_at=now))
+        id=core.new_id("pay"), sale_id=sale["id"], gateway_payment_id=answer.paymentId, kind=kind,
+        amount_minor=amount, currency=sale["currency"], status=answer.status, created_at=now))

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
-from ..api.problems import Problem
+from ..domain.errors import NotFound
 from ..store import outbox
 from ..store.schema import sale_events, sales, system_state
 
@@ -25,7 +25,7 @@ async def load(conn, sale_id: str, *, lock: bool = False):
     stmt = _LOAD_LOCKED if lock and conn.dialect.name == "postgresql" else _LOAD
     row = (await conn.execute(stmt, {"sale_id": sale_id})).mappings().first()
     if row is None:
-        raise Problem(404, "Unknown sale", f"no sale {sale_id}")
+        raise NotFound("Unknown sale", f"no sale {sale_id}")
     return row
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ..api.problems import Problem
 from ..clients.http import Rejected, Unavailable
 from ..clock import isoformat
+from ..domain.errors import Conflict, PeerUnavailable
 from ..domain.sale import SaleConflict, SaleStatus, require
 from ..store import jobs, outbox
 from ..store.schema import invoices, payments, purchases, refunds, sale_events, sales
@@ -36,9 +36,9 @@ async def register(core: Core, dealership_id: str, plan: dict, correlation_id: s
     async with core.db.transaction() as conn:
         suspended = await rec.get_state(conn, SUSPENSION)
         if suspended:
-            raise Problem(503, "Sales suspended", "the factory has been unreachable since "
+            raise PeerUnavailable("Sales suspended", "the factory has been unreachable since "
                           f"{isoformat(suspended['outageSince'])}; new sales are suspended until it is back",
-                          kind="sales-suspended", headers={"Retry-After": "3600"})
+                          kind="sales-suspended", retry_after=3600)
         sale_id = core.new_id("sale")
         customer = plan["customer"]
         await conn.execute(sales.insert().values(
@@ -92,12 +92,12 @@ async def place_order(core: Core, sale_id: str, correlation_id: str) -> str:
         return "rejected"
     now = core.clock.now()
     async with core.db.transaction() as conn:
-        await rec.change(conn, sale_id, now, status=S.ORDER_PLACED.value, order_id=answer["orderId"],
-                         estimated_date=answer["estimatedDate"])
-        await rec.record(conn, sale_id, "ORDER_PLACED", {"orderId": answer["orderId"],
-                                                         "estimatedDate": answer["estimatedDate"]}, now)
-        await rec.tell_customer(conn, sale, "ORDER_CONFIRMED", now, orderId=answer["orderId"],
-                                estimatedDate=answer["estimatedDate"])
+        await rec.change(conn, sale_id, now, status=S.ORDER_PLACED.value, order_id=answer.orderId,
+                         estimated_date=answer.estimatedDate)
+        await rec.record(conn, sale_id, "ORDER_PLACED", {"orderId": answer.orderId,
+                                                         "estimatedDate": answer.estimatedDate}, now)
+        await rec.tell_customer(conn, sale, "ORDER_CONFIRMED", now, orderId=answer.orderId,
+                                estimatedDate=answer.estimatedDate)
         await _factory_back(conn, now)
     return "placed"
 
@@ -173,10 +173,10 @@ async def refund_sale(core: Core, sale_id: str, reason: str, correlation_id: str
         now = core.clock.now()
         async with core.db.transaction() as conn:
             await conn.execute(refunds.insert().values(
-                id=answer["refundId"], payment_id=payment["id"], amount_minor=due, currency=payment["currency"],
-                status=answer["status"], reason=reason, created_at=now))
+                id=answer.refundId, payment_id=payment["id"], amount_minor=due, currency=payment["currency"],
+                status=answer.status, reason=reason, created_at=now))
             await rec.record(conn, sale_id, "REFUND_REQUESTED", {"paymentId": payment["gateway_payment_id"],
-                                                                 "amount": due, "refundId": answer["refundId"]}, now)
+                                                                 "amount": due, "refundId": answer.refundId}, now)
         total += due
     return total
 
@@ -189,7 +189,7 @@ async def cancel(core: Core, sale_id: str, reason: str, correlation_id: str) -> 
         sale = await rec.load(conn, sale_id)
     _require(sale, "cancel", S.ORDER_QUEUED, S.REGISTRATION)
     if sale["status"] == S.REGISTRATION.value and sale["registration_status"] not in NEEDS_STAFF:
-        raise Problem(409, "Registration in progress", f"the registration is {sale['registration_status']}; a sale "
+        raise Conflict("Registration in progress", f"the registration is {sale['registration_status']}; a sale "
                       "is cancelled only when the registration cannot be resolved", kind="sale-conflict")
     refunded = await refund_sale(core, sale_id, "REGISTRATION_FAILED" if sale["status"] == S.REGISTRATION.value
                                  else "CUSTOMER_REQUEST", correlation_id)
@@ -208,7 +208,7 @@ def _require(sale, operation: str, *allowed: SaleStatus) -> None:
     try:
         require(sale["status"], operation, *allowed)
     except SaleConflict as exc:
-        raise Problem(409, "Sale not in that state", str(exc), kind="sale-conflict", saleStatus=exc.status) from None
+        raise Conflict("Sale not in that state", str(exc), kind="sale-conflict", saleStatus=exc.status) from None
 
 
 # --- reading ------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..api.problems import Problem
 from ..clients.http import Rejected, Unavailable
+from ..domain.errors import NotFound
 from ..store import outbox
 from ..store.schema import vehicles
 from .core import Core
@@ -36,16 +36,16 @@ async def require_holder(core: Core, customer_id: str, vin: str, correlation_id:
     """Raise 404 unless ``customer_id`` holds ``vin`` (linking a fleet vehicle nobody holds)."""
     held_by = await holder(core, vin)
     if held_by is None:
-        unverified = None
+        model, unverified = "unknown", None
         try:
-            status = await core.iot.vehicle_status(vin, correlation_id=correlation_id)
+            model = (await core.iot.vehicle_status(vin, correlation_id=correlation_id)).model
         except Unavailable as exc:
-            status, unverified = {}, str(exc)
+            unverified = str(exc)
         except Rejected:  # 404 (no such vehicle) or 400 (not a VIN the fleet could have)
             raise _unknown(customer_id, vin) from None
         async with core.db.transaction() as conn:  # the first to link it wins; a racing second sees the winner
             linked = (await conn.execute(_LINK[conn.dialect.name], {
-                "vin": vin, "customer_id": customer_id, "model": status.get("model") or "unknown"})).rowcount == 1
+                "vin": vin, "customer_id": customer_id, "model": model})).rowcount == 1
             if linked and unverified:
                 await outbox.record_decision(conn, "vehicle", vin, "IOT_UNAVAILABLE_LINKED_UNVERIFIED",
                                              {"customerId": customer_id, "reason": unverified}, core.clock.now())
@@ -54,13 +54,14 @@ async def require_holder(core: Core, customer_id: str, vin: str, correlation_id:
         raise _unknown(customer_id, vin)
 
 
-def _unknown(customer_id: str, vin: str) -> Problem:
-    return Problem(404, "Unknown vehicle", f"customer {customer_id} has no vehicle {vin}", kind="unknown-vehicle")
+def _unknown(customer_id: str, vin: str) -> NotFound:
+    return NotFound("Unknown vehicle", f"customer {customer_id} has no vehicle {vin}", kind="unknown-vehicle")
 
 
 async def status_or_error(core: Core, vin: str, correlation_id: str) -> tuple[dict | None, str | None]:
-    """The vehicle's reported status (``GET /vehicles/{vin}/status``), or why it could not be read."""
+    """The vehicle's reported status (``GET /vehicles/{vin}/status``, parsed: as the mapping
+    ``domain.support`` reads), or why it could not be read."""
     try:
-        return await core.iot.vehicle_status(vin, correlation_id=correlation_id), None
+        return (await core.iot.vehicle_status(vin, correlation_id=correlation_id)).model_dump(), None
     except (Unavailable, Rejected) as exc:
         return None, str(exc)

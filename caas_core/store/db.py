@@ -94,7 +94,17 @@ def _reason(exc: BaseException) -> str:
     return message.splitlines()[0]
 
 
-def _parse(url: str) -> URL:
+def parse_url(url: str) -> URL:
+    """``url`` as a SQLAlchemy ``URL`` on the async driver we ship for its scheme.
+
+    Plain schemes are accepted and mapped (``sqlite://`` to ``sqlite+aiosqlite://``,
+    ``postgresql://`` and ``postgres://`` to ``postgresql+asyncpg://``): what
+    ``create_engine`` connects with, for a caller that builds its own engine (an
+    administrative connection that creates or drops a database, say).
+
+    Raises ``DatabaseUnavailable`` (password masked) for a string that is not a database
+    URL or names a scheme we have no driver for.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -124,7 +134,7 @@ def create_engine(
     for a database no other process writes). Extra keyword arguments go to SQLAlchemy's
     ``create_async_engine``.
     """
-    parsed = _parse(url)
+    parsed = parse_url(url)
     connect_args = dict(connect_args or {})
     # JSON columns (job payloads, notifications, webhook bodies) on every hot path: orjson
     # is several times faster than the json module SQLAlchemy uses by default.

@@ -13,6 +13,15 @@ statement waiting on SQLite's busy timeout would stall the whole event loop. Ins
 process writers never wait on each other, since ``Database`` serializes SQLite
 transactions itself. A real server keeps the threads: there a commit's fsync must not
 hold every request.
+
+Private parts of aiosqlite this relies on (``AIOSQLITE_INTERNALS``). aiosqlite has no
+public way to run its calls in place, and SQLAlchemy's own aiosqlite dialect already
+reaches into the same parts (it puts work on ``_tx`` and reads ``_conn`` and
+``_connection``), so a stand-in that did not subclass would depend on them just the same.
+They are the same, in name and meaning, in aiosqlite 0.20.0, 0.21.0, 0.22.0 and 0.22.1
+(0.22 moved the worker thread out of the class, and 0.22.1 added ``stop``, around them);
+``tests/core/store/test_store_inline_internals.py`` fails, naming what changed, on a
+release where they differ, and pyproject.toml caps aiosqlite below the next minor.
 """
 
 from __future__ import annotations
@@ -25,6 +34,14 @@ from typing import Any
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import URL
+
+#: What ``InlineConnection`` (and ``Database.run_sqlite_transaction``) use of
+#: ``aiosqlite.Connection`` beyond its public API: the constructor's
+#: ``(connector, iter_chunk_size)``; the attributes ``_running``, ``_connection``,
+#: ``_connector`` and ``_tx`` (a queue of ``(future, work)`` that SQLAlchemy's dialect
+#: puts work on); ``_execute(fn, *args, **kwargs)``, through which every public method
+#: and ``aiosqlite.Cursor`` run their calls; ``_connect``; and the ``_conn`` property.
+AIOSQLITE_INTERNALS = ("_running", "_connection", "_connector", "_tx", "_execute", "_connect", "_conn")
 
 
 class _RunAtOnce:

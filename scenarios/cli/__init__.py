@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--faults", metavar="PROFILE.yaml", help="load a fault profile at start")
     serve.add_argument("--webhook-url", type=_url, metavar="URL",
                        help="deliver every webhook of the service to this URL (default: the core's endpoint "
-                            "for it on 127.0.0.1:8000, as the simulator's module names it in DEFAULT_WEBHOOK_URL)")
+                            "for it on 127.0.0.1:8000, as the service catalogue names it)")
     serve.add_argument("--workers", type=int, default=1, metavar="N",
                        help="core only: N processes on one port and one PostgreSQL (default 1)")
     serve.add_argument("--database", metavar="URL", default=None,

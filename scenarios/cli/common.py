@@ -8,6 +8,7 @@ import sys
 import yaml
 import yarl
 
+from caas_sim import catalogue
 from simulators.client import load_fault_profile
 from simulators.kit.durations import parse_duration
 
@@ -15,7 +16,7 @@ from .. import stack as stack_mod
 from . import state
 
 EXIT_FAILURE, EXIT_USAGE = 1, 2
-CORE_PORT = 8000
+CORE_PORT = catalogue.CORE_PORT
 TOKEN_ENV = "CAAS_SIM_ADMIN_TOKEN"
 LOCALHOST = "127.0.0.1"
 UP_HINT = "start the simulators with `caas-sim up`"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from caas_sim import catalogue
 from simulators.kit.contract import CONTRACTS_DIR
 from simulators.kit.service import is_loopback
 
@@ -75,8 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def subscribe(started: stack_mod.Stack) -> None:
         # The stack only wires webhooks to its own sink; alone, a simulator talks to the core.
-        url = args.webhook_url or getattr(importlib.import_module(stack_mod.SERVICES[name][0]),
-                                          "DEFAULT_WEBHOOK_URL", None)
+        url = args.webhook_url or catalogue.default_webhook_url(name)
         if url:
             started.service(name).webhooks.subscribe("*", url)
 

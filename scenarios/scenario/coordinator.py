@@ -111,14 +111,17 @@ class StackCoordinator(_AdminMixin):
         return await self.stack.during(call)
 
     async def collection_cases(self) -> list[dict] | None:
-        from sqlalchemy import select
+        """Read from the database this world gave its core (not on the core's API yet): a
+        connection of our own, read-only, beside the core's. ``None`` for an in-memory
+        database, which only the core's own connection sees."""
+        from caas_core.store import inspect
+        from caas_core.store.db import Database, parse_url
 
-        from caas_core.api.app import CORE_KEY
-        from caas_core.store.schema import collection_cases
-
-        db = self.stack.running["core"].app[CORE_KEY].db
-        async with db.transaction(readonly=True) as conn:
-            return [dict(row) for row in (await conn.execute(select(collection_cases))).mappings().all()]
+        url = self.stack.core["database_url"]
+        if parse_url(url).database in (None, "", ":memory:"):
+            return None
+        async with await Database.open(url, create=False) as db:
+            return await inspect.collection_cases(db)
 
     async def close(self) -> None:
         await self.session.close()

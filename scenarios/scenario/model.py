@@ -27,12 +27,15 @@ from pydantic import (
     model_validator,
 )
 
+from caas_sim import catalogue
+
 #: What a core key may be: the roles of contracts/core.yaml.
 Role = Literal["customer", "dealership", "operator"]
 #: Where a call goes: the core (default) or a simulator by its stack name.
-Target = Literal["core", "factory", "vss", "iot", "payments",
-                 "registry-es", "registry-fr", "registry-de", "registry-uk"]
-SIMULATORS = ["factory", "vss", "iot", "payments", "registry-es", "registry-fr", "registry-de", "registry-uk"]
+SIMULATORS = list(catalogue.NAMES)
+#: A simulator by its stack name (the service catalogue's).
+Simulator = Literal[catalogue.NAMES]  # type: ignore[valid-type]  # built from the catalogue's table
+Target = Literal[("core", *catalogue.NAMES)]  # type: ignore[valid-type]
 
 #: A duration: ``90s``, ``15m``, ``1h30m``, ``3d``, or seconds.
 Duration = Annotated[str | int | float, Field(examples=["30s", "15m", "3d"])]
@@ -66,8 +69,7 @@ class FaultRule(BaseModel):
 class World(_Strict):
     seed: int = Field(default=0, description="seed of every RNG and fleet; `--seed` overrides it")
     clock: Literal["virtual"] = "virtual"
-    services: list[Literal["factory", "vss", "iot", "payments", "registry-es", "registry-fr",
-                           "registry-de", "registry-uk"]] = Field(default_factory=lambda: ["iot", "vss", "payments"])
+    services: list[Simulator] = Field(default_factory=lambda: ["iot", "vss", "payments"])
     actors: dict[str, Actor] = Field(default_factory=dict)
     faults: dict[str, list[FaultRule]] = Field(default_factory=dict,
                                                description="rules loaded into a simulator before the first step")
@@ -123,7 +125,7 @@ class Assert(_Strict):
 
 class FaultStep(_Strict):
     fault: Literal["add", "remove", "clear"]
-    service: Literal["factory", "vss", "iot", "payments", "registry-es", "registry-fr", "registry-de", "registry-uk"]
+    service: Simulator
     rule: FaultRule | None = None
     rules: list[FaultRule] | None = None
     profile: str | None = Field(default=None, description="a fault profile file, relative to the scenario")

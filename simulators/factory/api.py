@@ -26,8 +26,6 @@ from .vins import VinPool
 
 NAME = "factory"
 CONTRACT = "factory.yaml"
-#: Where ``caas-sim serve factory`` sends notifications unless told otherwise (the core's endpoint).
-DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8000/caas/webhooks/factory"
 MODEL_KEY: web.AppKey[FactoryModel] = web.AppKey("factory_model")
 TRANSPORT_KEY: web.AppKey[Transport] = web.AppKey("factory_transport")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from ..iot.fleet import MAX_FLEET_SIZE, Fleet
+from ..fleet import MAX_FLEET_SIZE, Fleet
 from .timeline import unit
 
 #: Serials from here up are the IoT fleet's magic test vehicles.

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..fleet import Fleet
 from ..kit.app import Call, Reply, build_app
 from ..kit.config import SimConfig
-from .fleet import Fleet
 from .model import IotModel
 
 NAME = "iot"
 CONTRACT = "iot.yaml"
-#: Where ``caas-sim serve iot`` sends callbacks unless told otherwise (the core's endpoint).
-DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8000/caas/webhooks/ota-status"
 MODEL_KEY: web.AppKey[IotModel] = web.AppKey("iot_model")
 
 

@@ -27,12 +27,12 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .. import fleet as fl
 from ..kit.clock import isoformat, parse_datetime
 from ..kit.delivery_faults import delivery_hooks, register_delivery_faults
 from ..kit.errors import ProblemError
 from ..kit.faults import NoParams
 from ..kit.service import Service
-from . import fleet as fl
 
 CALLBACK_EVENT = "otaStatus"
 #: Seconds the gateway waits for a vehicle to be reachable (spec: timeout per attempt 60 s).

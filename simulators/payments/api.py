@@ -11,8 +11,6 @@ from .settings import Settings
 
 NAME = "payments"
 CONTRACT = "payments.yaml"
-#: Where ``caas-sim serve payments`` sends its webhooks unless told otherwise (the core's endpoint).
-DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8000/caas/webhooks/payments"
 MODEL_KEY: web.AppKey[PaymentsModel] = web.AppKey("payments_model")
 CLIENT_HEADER = "X-Client-Id"
 

@@ -1,49 +1,15 @@
 """National registration authorities: Spain (DGT), France (ANTS), Germany (KBA), UK (DVLA).
 
 One module per country (``es``, ``fr``, ``de``, ``uk``) holds what that
-registry does differently (a ``base.Country``); ``base`` holds the shared
-model. This package's ``create_registry_app`` is the HTTP of all four: parse,
-call the model, serialise.
+registry does differently (a ``vocabulary.Country``) and serves it. What the
+four share, by concept:
+
+- ``model``: the state and rules of a registry (``Registry``), no HTTP;
+- ``api``: the HTTP of all four (``create_registry_app``): parse, call the
+  model, serialise;
+- ``records`` (the registration and its review plan), ``validation`` (what
+  the authority checks), ``availability`` (maintenance windows, the 503 with
+  the manual-submission fallback), ``faults`` (the domain faults' parameters),
+  ``business_days`` (calendar and office hours), ``plates``, ``taxids``, and
+  ``vocabulary`` (statuses, magic values, ``Country``).
 """
-
-from __future__ import annotations
-
-from aiohttp import web
-
-from ..kit.app import Call, Reply, build_app
-from ..kit.config import SimConfig
-from .base import Registry
-from .vocabulary import Country, Method
-
-MODEL_KEY: web.AppKey[Registry] = web.AppKey("registry_model")
-
-
-def create_registry_app(config: SimConfig, country: Country, contract: str) -> web.Application:
-    service = config.service(country.service, contract)
-    model = Registry(service, country, config.options)
-    # A synchronous registry answers with the outcome (201, 200); the others accept (202).
-    sync = country.method is Method.SYNCHRONOUS
-    created, updated = (201, 200) if sync else (202, 202)
-
-    def location(view: dict) -> dict[str, str]:
-        return {"Location": f"/registrations/{view['registrationId']}"}
-
-    async def create(call: Call) -> Reply:
-        view = model.create(call.body, call.correlation_id)
-        return Reply(created, view, location(view))
-
-    async def get(call: Call) -> Reply:
-        return Reply(200, model.get(call.path["registrationId"]))
-
-    async def provide_info(call: Call) -> Reply:
-        view = model.provide_info(call.path["registrationId"], call.body, call.correlation_id)
-        return Reply(updated, view, location(view))
-
-    async def availability(call: Call) -> Reply:
-        return Reply(200, model.availability())
-
-    app = build_app(service, {"createRegistration": create, "getRegistration": get,
-                              "provideAdditionalInfo": provide_info, "getAvailability": availability})
-    app[MODEL_KEY] = model
-    config.finish(service)
-    return app

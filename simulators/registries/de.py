@@ -6,7 +6,7 @@ Nothing is called back: the caller polls ``GET /registrations/{id}``.
 Owners: Steuer-IdNr (MOD 11,10 and the digit-repetition rule) for
 individuals, USt-IdNr for companies. The insurance proof is the eVB number.
 
-LIMITATIONS (besides those of ``base``):
+LIMITATIONS (besides those of ``model``):
 - Business days skip the nationwide holidays only (no Land holidays such as
   Epiphany or Corpus Christi).
 - The district (Unterscheidungszeichen) comes from a table of large cities,
@@ -26,14 +26,14 @@ from datetime import date, timedelta
 from aiohttp import web
 
 from ..kit.config import SimConfig
-from . import create_registry_app, taxids
+from . import taxids
+from .api import create_registry_app
 from .business_days import easter
 from .plates import GermanPlates
 from .vocabulary import Country, Method, window
 
 NAME = "registry-de"
 CONTRACT = "registry-de.yaml"
-DEFAULT_WEBHOOK_URL = None  # semi-automated: the caller polls for the outcome
 
 DOCUMENT_TYPES = ("FAHRZEUGBRIEF", "INSURANCE_PROOF", "SEPA_MANDATE", "CERTIFICATE_OF_CONFORMITY",
                   "PROOF_OF_ADDRESS", "ID_DOCUMENT")

@@ -5,7 +5,7 @@ ADDITIONAL_INFO_REQUIRED, or REJECTED); the permiso de circulación is issued,
 and the registration becomes PLATE_ASSIGNED, 2-5 business days later.
 Owners: DNI or NIE (control letter) for individuals, CIF for companies.
 
-LIMITATIONS (besides those of ``base``):
+LIMITATIONS (besides those of ``model``):
 - Business days skip the national holidays only (Good Friday included,
   Maundy Thursday and regional holidays not).
 - The registration tax (modelo 576) and the vehicle tax (IVTM) are documents
@@ -24,14 +24,14 @@ from datetime import date, timedelta
 from aiohttp import web
 
 from ..kit.config import SimConfig
-from . import create_registry_app, taxids
+from . import taxids
+from .api import create_registry_app
 from .business_days import easter
 from .plates import SpainPlates
 from .vocabulary import Country, Method, window
 
 NAME = "registry-es"
 CONTRACT = "registry-es.yaml"
-DEFAULT_WEBHOOK_URL = None  # synchronous: the answer carries the outcome, nothing is called back
 
 DOCUMENT_TYPES = ("PURCHASE_CONTRACT", "TECHNICAL_SPECS", "REGISTRATION_TAX_576", "PROOF_OF_ADDRESS",
                   "ID_DOCUMENT", "POWER_OF_ATTORNEY")

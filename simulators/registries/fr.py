@@ -6,7 +6,7 @@ d'immatriculation is issued, and the registration becomes PLATE_ASSIGNED,
 3-7 business days later. Owners: numéro fiscal (SPI, 13 digits with its
 3-digit key) for individuals, SIREN or SIRET (Luhn) for companies.
 
-LIMITATIONS (besides those of ``base``):
+LIMITATIONS (besides those of ``model``):
 - Business days skip the national holidays (Easter Monday, Ascension and Whit
   Monday included; Alsace-Moselle's extra days not).
 - The regional tax (taxe régionale, Y.1 of the certificate) and the malus are
@@ -24,14 +24,14 @@ from datetime import date, timedelta
 from aiohttp import web
 
 from ..kit.config import SimConfig
-from . import create_registry_app, taxids
+from . import taxids
+from .api import create_registry_app
 from .business_days import easter
 from .plates import FrancePlates
 from .vocabulary import Country, Method, window
 
 NAME = "registry-fr"
 CONTRACT = "registry-fr.yaml"
-DEFAULT_WEBHOOK_URL = None  # synchronous: the answer carries the outcome, nothing is called back
 
 DOCUMENT_TYPES = ("CERTIFICAT_CONFORMITE", "PROOF_OF_PURCHASE", "CERFA_13750", "MANDAT_IMMATRICULATION",
                   "PROOF_OF_ADDRESS", "ID_DOCUMENT")

@@ -9,7 +9,7 @@ rules: it has no check digit) for individuals, VAT registration number
 of birth. Marks are ``AB12 CDE`` with the age identifier of the registration
 date.
 
-LIMITATIONS (besides those of ``base``):
+LIMITATIONS (besides those of ``model``):
 - Business days skip the bank holidays of England and Wales (Scotland's and
   Northern Ireland's extra days are ignored; one-off holidays and moved May
   bank holidays too).
@@ -28,15 +28,14 @@ from datetime import date, timedelta
 from aiohttp import web
 
 from ..kit.config import SimConfig
-from . import create_registry_app, taxids
+from . import taxids
+from .api import create_registry_app
 from .business_days import easter
 from .plates import UkPlates
 from .vocabulary import Country, Method, window
 
 NAME = "registry-uk"
 CONTRACT = "registry-uk.yaml"
-#: Where ``caas-sim serve registry-uk`` sends status callbacks unless told otherwise (the core's endpoint).
-DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8000/caas/webhooks/registry-uk"
 
 DOCUMENT_TYPES = ("V5C_APPLICATION", "INSURANCE_CERTIFICATE", "CERTIFICATE_OF_CONFORMITY", "PROOF_OF_ADDRESS",
                   "ID_DOCUMENT")

@@ -38,12 +38,24 @@ REJECTION_CODES = ("DOCUMENTS_INVALID", "OWNER_DEBTS", "VEHICLE_ALREADY_REGISTER
                    "TYPE_APPROVAL_MISMATCH", "INSURANCE_NOT_VALID", "OTHER")
 #: Data fields an authority may ask for besides documents (``documents.<TYPE>``).
 VALUE_FIELDS = ("owner.driverLicense", "owner.dateOfBirth", "vehicle.typeApprovalNumber")
+_DESCRIPTIONS = {
+    "owner.driverLicense": "The owner's driving licence number",
+    "owner.dateOfBirth": "The owner's date of birth",
+    "vehicle.typeApprovalNumber": "The EU whole-vehicle type-approval number of the certificate of conformity",
+}
 #: What the magic "additional info" tax id is asked for, once.
 MAGIC_INFO_FIELDS = ("documents.PROOF_OF_ADDRESS", "vehicle.typeApprovalNumber")
 MAGIC_BEHAVIOURS = ("additional_info", "rejected", "unavailable", "slow")
 WEEKDAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 STATUS_EVENT = "registrationStatus"  # the webhook of asynchronous registries
 _METRIC_HP_PER_KW = 1.35962
+
+
+def describe(name: str) -> str:
+    """How an authority words its request for a field (``documents.<TYPE>`` or a value field)."""
+    if name.startswith("documents."):
+        return f"A {name.split('.', 1)[1].replace('_', ' ').lower()} document"
+    return _DESCRIPTIONS.get(name, name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from aiohttp import web
 
-from ..iot.fleet import Fleet
+from ..fleet import Fleet
 from ..kit.app import Call, Reply, allowed_methods, build_app, correlation_id
 from ..kit.config import SimConfig
 from ..kit.contract import Contract
@@ -21,13 +21,12 @@ from ..kit.errors import ProblemError
 from ..kit.journal import CORRELATION_HEADER
 from ..kit.problems import problem
 from ..kit.service import Service
-from .model import VssModel, options_policy, workshops_from
+from .model import VssModel, options_policy
+from .workshops import workshops_from
 
 NAME = "vss"
 CONTRACT = "vss.yaml"
 WORKSHOP_CONTRACT = "vss-workshop.yaml"
-#: VSS sends no webhooks: CaaS polls it.
-DEFAULT_WEBHOOK_URL = None
 MODEL_KEY: web.AppKey[VssModel] = web.AppKey("vss_model")
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -6,11 +6,12 @@ maintenance plan (``plans.py``), the services workshops recorded and the clock:
 nothing about compliance is stored, so advancing the clock past a due service
 lowers its block's percentage, and a workshop record restores it.
 
-Vehicles are those of the IoT fleet (``simulators.iot.fleet.Fleet``: same seed,
+Vehicles are those of the IoT fleet (``simulators.fleet.Fleet``: same seed,
 same VINs). What VSS knows of a vehicle before the simulator started (delivery
 date, daily mileage, the services done so far) is derived from the seed by
-hashing, so a vehicle costs nothing until a workshop records a service on it;
-only those records are stored.
+hashing (``vehicles.py``), so a vehicle costs nothing until a workshop records
+a service on it; only those records are stored. Who may record them is the
+workshop registry's business (``workshops.py``).
 
 LIMITATIONS (where this knowingly differs from a real VSS):
 - Nothing happens after the simulator's epoch unless a workshop records it: no
@@ -39,93 +40,27 @@ import hashlib
 import itertools
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import Field
 
-from ..iot.fleet import MODELS, Fleet
+from ..fleet import Fleet
 from ..kit.clock import isoformat
 from ..kit.errors import ProblemError
 from ..kit.faults import FaultRule, NoParams
 from ..kit.service import Service
 from . import plans as pl
-from .plans import DAY, Block
-
-# ----------------------------------------------------------------- magic VINs
-
-#: Serial (last six VIN digits) -> behaviour, like test cards; see MAGIC.
-MAGIC_SERIALS: dict[int, str] = {
-    999801: "fully_compliant",      # every service done a week ago: 100% everywhere for months
-    999802: "one_block_overdue",    # Brakes long overdue, every other block 100%
-    999803: "several_blocks_low",   # Powertrain, Suspension & Steering and Electronics overdue
-    999804: "warranty_expired",     # maintained, but delivered more than 3 years ago
-    999805: "unknown_in_vss",       # in the fleet, never registered in VSS: 404
-    999806: "never_serviced",       # two years on the road without a single service
-    999807: "due_soon",             # the Powertrain service falls due 10 days after the epoch
-    999808: "due_by_distance",      # 160 km a day: services fall due by distance, ~14 days in
-    999809: "new_vehicle",          # delivered two weeks before the epoch, nothing due
-}
-
-
-@dataclass(frozen=True, slots=True)
-class MagicSpec:
-    delivered_days_ago: float
-    km_per_day: float
-    #: days before the epoch each block's services were last done; key None is the
-    #: default for the other blocks, value None means never done.
-    last_done_days_ago: dict[Block | None, float | None]
-
-
-MAGIC: dict[str, MagicSpec | None] = {
-    "fully_compliant": MagicSpec(730, 40, {None: 7}),
-    "one_block_overdue": MagicSpec(820, 30, {None: 7, Block.BRAKES: 800}),
-    "several_blocks_low": MagicSpec(850, 30, {None: 7, Block.POWERTRAIN: 450, Block.SUSPENSION_STEERING: 800,
-                                               Block.ELECTRONICS: 500}),
-    "warranty_expired": MagicSpec(1130, 40, {None: 7}),
-    "unknown_in_vss": None,
-    "never_serviced": MagicSpec(800, 40, {None: None}),
-    "due_soon": MagicSpec(720, 30, {None: 7, Block.POWERTRAIN: 355}),
-    "due_by_distance": MagicSpec(400, 160, {None: 80}),
-    "new_vehicle": MagicSpec(14, 40, {None: None}),
-}
-
-# ------------------------------------------------------------------ workshops
-
-WorkshopKind = Literal["OFFICIAL", "APPROVED", "INDEPENDENT"]
-
-
-@dataclass(frozen=True, slots=True)
-class Workshop:
-    id: str
-    name: str
-    kind: WorkshopKind
-    country: str
-    status: Literal["ACTIVE", "SUSPENDED"] = "ACTIVE"
-
-    @property
-    def can_record(self) -> bool:
-        """Only active official and approved ("homologados") workshops write to VSS."""
-        return self.kind in ("OFFICIAL", "APPROVED") and self.status == "ACTIVE"
-
-    def view(self) -> dict:
-        return {"workshopId": self.id, "name": self.name, "kind": self.kind, "country": self.country,
-                "status": self.status, "canRecord": self.can_record}
-
-
-DEFAULT_WORKSHOPS: tuple[Workshop, ...] = (
-    Workshop("OFF-ES-MAD01", "Servicio Oficial Madrid Norte", "OFFICIAL", "ES"),
-    Workshop("OFF-FR-PAR01", "Atelier Officiel Paris Est", "OFFICIAL", "FR"),
-    Workshop("OFF-DE-MUC01", "Vertragswerkstatt München Süd", "OFFICIAL", "DE"),
-    Workshop("OFF-GB-LON01", "Official Service Centre London West", "OFFICIAL", "GB"),
-    Workshop("APP-ES-BCN01", "Taller Homologado Barcelona Sants", "APPROVED", "ES"),
-    Workshop("APP-FR-LYO01", "Garage Agréé Lyon Confluence", "APPROVED", "FR"),
-    Workshop("APP-DE-HAM01", "Autorisierte Werkstatt Hamburg Nord", "APPROVED", "DE"),
-    Workshop("APP-GB-MAN01", "Approved Repairer Manchester", "APPROVED", "GB"),
-    Workshop("APP-DE-BER02", "Autorisierte Werkstatt Berlin Mitte", "APPROVED", "DE", "SUSPENDED"),
-    Workshop("IND-ES-VLC01", "Taller Independiente Valencia", "INDEPENDENT", "ES"),
+from .plans import Block
+from .vehicles import (
+    MAGIC_SERIALS,
+    Record,
+    Vehicle,
+    VehicleFacts,
+    derive_facts,
+    derived_history,
 )
+from .workshops import DEFAULT_WORKSHOPS, Workshop
 
 # -------------------------------------------------------------- domain faults
 
@@ -151,71 +86,7 @@ DOMAIN_FAULTS = {
 }
 DEFAULT_RETRY_AFTER = 60
 
-# ------------------------------------------------------------------ vehicles
-
-# Cumulative shares of maintenance habits before the epoch.
-_HABITS = ((0.70, "DILIGENT"), (0.90, "LATE"), (1.00, "NEGLECTFUL"))
-# ISO 3779 model-year codes, 2010-2039.
-_YEAR_CODES = {c: 2010 + i for i, c in enumerate("ABCDEFGHJKLMNPRSTVWXY123456789")}
-_MODEL_NAMES = dict(MODELS)
-
-
-def _digest(*parts: object) -> int:
-    return int.from_bytes(hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest(), "big")
-
-
-def _unit(*parts: object) -> float:
-    return _digest(*parts) / 2.0**64
-
-
-def _between(lo: float, hi: float, *parts: object) -> float:
-    return lo + (hi - lo) * _unit(*parts)
-
-
-@dataclass(frozen=True, slots=True)
-class VehicleFacts:
-    """What VSS knows of a vehicle without storing anything: a function of (seed, VIN)."""
-    vin: str
-    index: int
-    model: str
-    powertrain: pl.Powertrain
-    delivered: float
-    km_per_day: float
-    habit: str
-    magic: str | None
-
-    @property
-    def plan(self) -> tuple[pl.ServiceSpec, ...]:
-        return pl.plan_for(self.powertrain)
-
-
-@dataclass(slots=True)
-class Record:
-    id: str
-    vin: str
-    spec: pl.ServiceSpec
-    performed_at: float
-    mileage_km: int
-    workshop: Workshop
-    recorded_at: float
-    source: Literal["HISTORY", "WORKSHOP"]
-    notes: str | None = None
-
-    def view(self) -> dict:
-        out = {"recordId": self.id, "vin": self.vin, "block": self.spec.block.value, "serviceType": self.spec.code,
-               "performedAt": isoformat(self.performed_at), "mileageKm": self.mileage_km,
-               "workshopId": self.workshop.id, "workshopKind": self.workshop.kind,
-               "recordedAt": isoformat(self.recorded_at), "source": self.source}
-        if self.notes is not None:
-            out["notes"] = self.notes
-        return out
-
-
-@dataclass(slots=True)
-class Vehicle:
-    """A vehicle some workshop recorded a service on: the only per-vehicle memory."""
-    facts: VehicleFacts
-    records: list[Record] = field(default_factory=list)
+# ------------------------------------------------------------------ the model
 
 
 def add_years(ts: float, years: int) -> float:
@@ -246,7 +117,9 @@ class VssModel:
             raise ValueError("warranty_years and warranty_km must be positive")
         self.warranty_years, self.warranty_km = warranty_years, warranty_km
         self.workshops = {w.id: w for w in workshops}
-        self._recorders = sorted(w.id for w in self.workshops.values() if w.can_record)
+        # Who recorded the services before the epoch: the workshops allowed to, in id order.
+        self._recorders = tuple(self.workshops[i] for i in sorted(w.id for w in self.workshops.values()
+                                                                   if w.can_record))
         if not self._recorders:
             raise ValueError("the workshop registry needs at least one active official or approved workshop")
         self.vehicles: dict[str, Vehicle] = {}
@@ -296,81 +169,14 @@ class VssModel:
                                         entities=entities, correlation_id=correlation_id)
 
     def _derive(self, vin: str) -> VehicleFacts | None:
-        index = self.fleet.index_of(vin)
-        if index is None:
-            return None
-        magic_name = MAGIC_SERIALS.get(index)
-        model = _MODEL_NAMES[vin[3]]
-        powertrain = pl.Powertrain.EV if model.endswith(" EV") else pl.Powertrain.ICE
-        if magic_name is not None:
-            spec = MAGIC[magic_name]
-            if spec is None:
-                return None  # unknown_in_vss
-            return VehicleFacts(vin, index, model, powertrain, self.epoch - spec.delivered_days_ago * DAY,
-                                spec.km_per_day, "MAGIC", magic_name)
-        s = self.fleet.seed
-        year = _YEAR_CODES.get(vin[9], 2025)
-        latest = self.epoch - 14 * DAY
-        lo = min(datetime(year - 1, 7, 1, tzinfo=UTC).timestamp(), latest)
-        hi = min(datetime(year, 12, 31, tzinfo=UTC).timestamp(), latest)
-        if hi - lo < 30 * DAY:  # that model year is not on sale yet: a recent delivery
-            lo, hi = latest - 180 * DAY, latest
-        delivered = _between(lo, hi, s, "vss", index, "delivered")
-        km_per_day = round(_between(18, 75, s, "vss", index, "km_per_day"), 1)
-        u = _unit(s, "vss", index, "habit")
-        habit = next(name for threshold, name in _HABITS if u < threshold)
-        return VehicleFacts(vin, index, model, powertrain, delivered, km_per_day, habit, None)
+        return derive_facts(self.fleet, self.epoch, vin)
 
     # --- history ----------------------------------------------------------
     def _history(self, facts: VehicleFacts) -> list[Record]:
         """Every record of the vehicle, oldest first: derived before the epoch, stored after."""
-        derived = self._magic_history(facts) if facts.magic else self._habit_history(facts)
+        derived = derived_history(facts, self.fleet.seed, self.epoch, self._recorders)
         stored = self.vehicles[facts.vin].records if facts.vin in self.vehicles else []
         return sorted([*derived, *stored], key=lambda r: r.performed_at)
-
-    def _history_record(self, facts: VehicleFacts, spec: pl.ServiceSpec, n: int, at: float) -> Record:
-        s = self.fleet.seed
-        workshop = self.workshops[self._recorders[_digest(s, "vss", facts.index, "workshop", n) % len(self._recorders)]]
-        rid = "svc_" + hashlib.blake2b(f"{s}:vss:{facts.vin}:{spec.code}:{n}".encode(), digest_size=8).hexdigest()
-        km = math.floor((at - facts.delivered) / DAY * facts.km_per_day)
-        return Record(rid, facts.vin, spec, at, km, workshop, at, "HISTORY")
-
-    def _magic_history(self, facts: VehicleFacts) -> list[Record]:
-        spec = MAGIC[facts.magic]  # type: ignore[index]
-        days = spec.last_done_days_ago  # type: ignore[union-attr]
-        out = []
-        for service in facts.plan:
-            ago = days.get(service.block, days.get(None))
-            if ago is not None:
-                out.append(self._history_record(facts, service, 0, self.epoch - ago * DAY))
-        return out
-
-    def _habit_history(self, facts: VehicleFacts) -> list[Record]:
-        """What the owner did before the epoch: diligent owners service a little early,
-        late ones a few weeks late, neglectful ones late and sometimes stop altogether."""
-        s, index, out = self.fleet.seed, facts.index, []
-        km_per_second = facts.km_per_day / DAY
-        for service in facts.plan:
-            stop = self.epoch
-            if facts.habit == "NEGLECTFUL" and _unit(s, "vss", index, service.code, "skip") < 0.5:
-                stop -= _between(30, 400, s, "vss", index, service.code, "stop") * DAY
-            interval = service.every_seconds
-            if service.every_km is not None:
-                interval = min(interval, service.every_km / km_per_second)
-            t = facts.delivered
-            for n in itertools.count():
-                parts = (s, "vss", index, service.code, n)
-                if facts.habit == "DILIGENT":
-                    done = t + interval - _between(0, 21, *parts) * DAY
-                elif facts.habit == "LATE":
-                    done = t + interval + _between(3, 40, *parts) * DAY
-                else:
-                    done = t + interval + _between(0, 120, *parts) * DAY
-                if done >= stop:
-                    break
-                out.append(self._history_record(facts, service, n, done))
-                t = done
-        return out
 
     # --- the core's query ---------------------------------------------------
     def maintenance_status(self, vin: str, operation: str, correlation_id: str | None = None) -> dict:
@@ -525,11 +331,3 @@ def options_policy(options: dict[str, Any]) -> pl.Policy:
     soon_km, due_score, overdue_score)."""
     names = ("grace_days", "grace_km", "soon_days", "soon_km", "due_score", "overdue_score")
     return pl.Policy(**{n: float(options[n]) for n in names if n in options})
-
-
-def workshops_from(options: dict[str, Any]) -> tuple[Workshop, ...]:
-    raw = options.get("workshops")
-    if raw is None:
-        return DEFAULT_WORKSHOPS
-    return tuple(Workshop(w["workshopId"], w["name"], w["kind"], w["country"], w.get("status", "ACTIVE"))
-                 for w in raw)

@@ -11,12 +11,13 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, settings
 
+from caas_sim import catalogue
 from scenarios.stack import Stack
 from tests.fuzzing import contract_schema, outbound_violations, run_stateful
 
 POSTGRES_URL = os.environ.get("CAAS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 KEYS = {"k-ops": {"role": "operator", "subject": "ops"}}
-SIMULATORS = ["iot", "vss", "payments", "factory", "registry-es", "registry-fr", "registry-de", "registry-uk"]
+SIMULATORS = list(catalogue.NAMES)
 # Valid-looking requests the core may still refuse: unknown customers' vehicles and services
 # (404), a refused purchase (422: maintenance, duration, declined card), the payment gateway
 # down (503), and webhooks, whose generated signatures can never be valid (401).

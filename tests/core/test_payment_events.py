@@ -13,6 +13,7 @@ from caas_core.store.schema import (
     refunds,
     webhook_inbox,
 )
+from caas_core.store.schema import jobs as jobs_table
 from tests.core import test_service_path as service_path
 from tests.core.test_service_path import buy, purchase
 
@@ -124,7 +125,10 @@ async def test_a_signed_but_malformed_settlement_is_recorded_not_retried_forever
     await stack.advance("1m")
     async with core.db.transaction(readonly=True) as conn:
         outcome = await conn.scalar(select(webhook_inbox.c.outcome).where(webhook_inbox.c.webhook_id == "msg_bad"))
-    assert outcome.startswith("malformed paymentSettlement: KeyError")
+    assert outcome.startswith("malformed paymentSettlement: sequence: Field required"), outcome
+    async with core.db.transaction(readonly=True) as conn:  # recorded as it arrived, with no job to process it
+        assert await conn.scalar(select(jobs_table.c.id).where(jobs_table.c.dedupe_key == "webhook:payments:msg_bad")) \
+            is None
 
 
 async def test_a_given_up_purchase_whose_payment_never_settled_ends_refunded_of_nothing(world):

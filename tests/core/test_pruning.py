@@ -8,6 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select, update
 
+from caas_core import compose
 from caas_core.api.app import create_app
 from caas_core.clock import DEFAULT_EPOCH, CoreClock, parse_instant
 from caas_core.flows import pruning
@@ -61,7 +62,7 @@ async def test_the_prune_job_runs_at_each_midnight_and_reschedules_itself(db):
     async with db.transaction() as conn:
         await inbox.accept_many(conn, [inbox.Arrival("payments", "msg-old", json.dumps({}))], DEFAULT_EPOCH - WEEK)
         await inbox.mark_processed(conn, "payments", "msg-old", "processed", DEFAULT_EPOCH - WEEK)
-    runner = JobRunner(db, core.clock, pruning.handlers(core), worker="w1")
+    runner = JobRunner(db, core.clock, compose.handlers(core), worker="w1")
 
     assert await runner.advance_to(MIDNIGHT - 1) == 0
     assert await runner.advance_to(MIDNIGHT) == 1

@@ -6,6 +6,7 @@ import time
 import aiohttp
 import pytest
 
+from caas_sim import catalogue
 from scenarios.stack import Stack
 from tests.core import test_service_path as service_path
 from tests.core.test_purchase_payment import DiesAfterTheCharge
@@ -17,7 +18,7 @@ KEYS = {"k-c1": {"role": "customer", "subject": "c-1"}, "k-c2": {"role": "custom
 for magic in ("REJECT", "UNAVAILABLE", "QC-FAIL", "WEBHOOK-DUP", "WEBHOOK-REORDER", "WEBHOOK-LOST"):
     KEYS[f"k-{magic.lower()}"] = {"role": "dealership", "subject": f"TEST-{magic}"}
 CARD = {"type": "CARD", "token": "pm_card_visa"}
-SERVICES = ["factory", "payments", "registry-es", "registry-fr", "registry-de", "registry-uk", "iot", "vss"]
+SERVICES = list(catalogue.NAMES)
 #: A valid owner per country: address and a tax id with nothing magic about it.
 OWNERS = {
     "ES": ({"line1": "Calle de Alcalá 123", "city": "Madrid", "postalCode": "28009", "country": "ES"}, "12345678Z"),

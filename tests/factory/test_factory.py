@@ -11,7 +11,7 @@ from scenarios.stack import Stack
 from simulators.factory.model import STATUSES
 from simulators.factory.timeline import DEFAULT_STAGE_DAYS
 from simulators.factory.transport import DeliveryRules
-from simulators.iot.fleet import Fleet
+from simulators.fleet import Fleet
 from simulators.kit.clock import isoformat, parse_datetime
 
 SEED = 42

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from simulators.iot.fleet import (
+from simulators.fleet import (
     DEFAULT_EPOCH,
     LIMITED,
     MAGIC_SERIALS,

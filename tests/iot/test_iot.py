@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from scenarios.stack import Stack
+from simulators.fleet import Fleet
 from simulators.iot.api import MODEL_KEY
-from simulators.iot.fleet import Fleet
 
 PERF = {"featureFlags": ["performance_boost"], "parameters": {"power_kw": 30}}
 

@@ -15,7 +15,7 @@ import yaml
 from scenarios.stack import Stack
 from simulators.kit.clock import parse_datetime
 from simulators.kit.contract import CONTRACTS_DIR
-from simulators.registries import MODEL_KEY
+from simulators.registries.api import MODEL_KEY
 from simulators.registries.de import NAME, national_holidays
 from simulators.registries.plates import DE_PATTERN, de_plate_length
 

@@ -19,8 +19,8 @@ import simulators.registries
 from scenarios.stack import Stack
 from simulators.kit.config import SimConfig
 from simulators.kit.contract import CONTRACTS_DIR, Contract
-from simulators.registries import MODEL_KEY
 from simulators.registries import vocabulary as base
+from simulators.registries.api import MODEL_KEY
 from tests.fuzzing import contract_schema, on_stack, outbound_violations, run_stateful
 
 COUNTRIES = ("es", "fr", "de", "uk")

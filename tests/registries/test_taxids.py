@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulators.iot.fleet import (
+from simulators.fleet import (
     has_valid_check_digit,
     is_well_formed_vin,
     vin_check_digit,

@@ -12,12 +12,13 @@ import aiohttp
 import pytest
 import yaml
 
+from caas_sim import catalogue
 from scenarios.stack import Stack
 from simulators.kit.clock import parse_datetime
 from simulators.kit.contract import CONTRACTS_DIR
-from simulators.registries import MODEL_KEY
+from simulators.registries.api import MODEL_KEY
 from simulators.registries.plates import UK_PATTERN
-from simulators.registries.uk import DEFAULT_WEBHOOK_URL, NAME, bank_holidays
+from simulators.registries.uk import NAME, bank_holidays
 
 EPOCH = parse_datetime("2026-01-05T08:00:00Z")
 
@@ -83,7 +84,7 @@ def test_bank_holidays_of_england_and_wales():
 
 
 def test_the_core_endpoint_is_the_default_webhook_url():
-    assert DEFAULT_WEBHOOK_URL == "http://127.0.0.1:8000/caas/webhooks/registry-uk"
+    assert catalogue.default_webhook_url(NAME) == "http://127.0.0.1:8000/caas/webhooks/registry-uk"
 
 
 async def test_happy_path_is_accepted_then_called_back_on_every_change(dvla):

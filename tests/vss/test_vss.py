@@ -8,7 +8,7 @@ import pytest
 
 import simulators.vss
 from scenarios.stack import Stack
-from simulators.iot.fleet import Fleet
+from simulators.fleet import Fleet
 from simulators.kit.clock import isoformat, parse_datetime
 from simulators.kit.contract import Contract
 from simulators.vss import plans as pl

@@ -12,7 +12,8 @@ import pytest
 from simulators.kit.contract import Contract
 from simulators.vss import plans as pl
 from simulators.vss.api import CONTRACT, WORKSHOP_CONTRACT
-from simulators.vss.model import DEFAULT_WORKSHOPS, MAGIC_SERIALS
+from simulators.vss.vehicles import MAGIC_SERIALS
+from simulators.vss.workshops import DEFAULT_WORKSHOPS
 from tests.fuzzing import (
     FUZZ,
     contract_schema,
@@ -86,7 +87,7 @@ def test_schema_examples_are_valid(name):
 
 
 def test_magic_vin_examples_are_those_of_seed_0():
-    from simulators.iot.fleet import Fleet
+    from simulators.fleet import Fleet
     fleet = Fleet(0)
     example = _schemas(CONTRACT)["MagicVins"]["examples"][0]["vins"]
     assert example == {name: fleet.vin_at(serial) for serial, name in MAGIC_SERIALS.items()}

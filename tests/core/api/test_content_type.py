@@ -9,6 +9,7 @@ import requests
 from sqlalchemy import func, select
 
 from caas_core.store.schema import webhook_inbox
+from caas_sim import catalogue
 from simulators.kit.contract import Contract
 from tests.security.live import KEY_OF, KEYS, WEBHOOK_SECRET, LiveCore
 from tests.security.test_webhook_receivers import signed
@@ -22,7 +23,7 @@ JSON_BODIES = [op for op in Contract("core.yaml").operations.values() if op.body
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     db = tmp_path_factory.mktemp("core") / "core.db"
-    secrets = dict.fromkeys(("iot", "payments", "factory", "registry-uk"), WEBHOOK_SECRET)
+    secrets = dict.fromkeys(catalogue.WEBHOOK_SENDERS, WEBHOOK_SECRET)
     with LiveCore(services=["iot", "vss", "payments"], seed=0, with_sink=False,
                   core={"database_url": f"sqlite+aiosqlite:///{db}", "api_keys": KEYS,
                         "webhook_secrets": secrets}) as live:

@@ -65,23 +65,19 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import math
-from dataclasses import dataclass, field
-from datetime import date, time, timedelta
-from typing import Any, Literal
+from datetime import date, time
 
-from pydantic import Field, create_model
-
-from ..iot.fleet import has_valid_check_digit, vin_check_digit
 from ..kit.clock import isoformat
-from ..kit.delivery_faults import delivery_hooks, register_delivery_faults
+from ..kit.delivery_faults import delivery_hooks
 from ..kit.errors import ProblemError
-from ..kit.faults import NoParams
 from ..kit.service import Service
+from .availability import Maintenance, unavailable
 from .business_days import Calendar
-from .plates import PlateRequest, PlateUnavailable
+from .faults import register_faults
+from .plates import PlateUnavailable
+from .records import Plan, Registration, apply_values, copy_request
+from .validation import check_info, check_submission, invalid, plate_request
 from .vocabulary import (
-    _METRIC_HP_PER_KW,
     APPROVED,
     CALLBACK_FAULTS,
     INFO_REQUIRED,
@@ -89,94 +85,14 @@ from .vocabulary import (
     MAGIC_INFO_FIELDS,
     PLATE_ASSIGNED,
     REJECTED,
-    REJECTION_CODES,
     STATUS_EVENT,
     TRANSITIONS,
     UNDER_REVIEW,
-    VALUE_FIELDS,
     Country,
     Method,
+    describe,
     window,
 )
-
-# ------------------------------------------------------------------- the record
-
-
-@dataclass(slots=True)
-class Registration:
-    id: str
-    request: dict           # the submission, updated by additional info
-    correlation_id: str | None
-    created: float
-    updated: float = 0.0
-    status: str | None = None
-    history: list[dict] = field(default_factory=list)
-    round: int = 0          # review rounds started; stale timers compare it
-    info_rounds: int = 0    # additional-info requests answered
-    processing_days: int | None = None
-    estimated: date | None = None
-    required_info: dict | None = None
-    rejection: dict | None = None
-    plate: str | None = None
-    registration_date: date | None = None
-    document: dict | None = None
-
-    @property
-    def vin(self) -> str:
-        return self.request["vehicle"]["vin"]
-
-    @property
-    def tax_id(self) -> str:
-        return self.request["owner"]["taxId"]
-
-    def entities(self) -> dict[str, str]:
-        out = {"registrationId": self.id, "vin": self.vin, "taxId": self.tax_id,
-               "dealership": self.request["purchase"]["dealership"]}
-        if self.request.get("reference"):
-            out["reference"] = self.request["reference"]
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """When a review (or, synchronously, the certificate) completes."""
-    business_days: int  # as published
-    estimated: date     # the day it is due, as published
-    due: float          # when it really happens (injected delays included)
-
-
-# ------------------------------------------------------------------ fault params
-
-
-class ReasonParams(NoParams):
-    code: Literal[REJECTION_CODES] = "OTHER"  # type: ignore[valid-type]
-    reason: str = Field(default="Registration denied by the authority", min_length=1, max_length=500)
-
-
-class OutageParams(NoParams):
-    retry_after: int = Field(default=3600, ge=0, le=7 * 86400)
-
-
-class InvalidDataParams(NoParams):
-    field: str = Field(default="owner.taxId", min_length=1, max_length=64)
-    message: str = Field(default="rejected by the authority's validation", min_length=1, max_length=500)
-
-
-class DelayParams(NoParams):
-    business_days: int = Field(default=5, ge=1, le=60)
-
-
-
-def _info_params(country: Country) -> type[NoParams]:
-    fields = tuple(VALUE_FIELDS) + tuple(f"documents.{t}" for t in country.document_types)
-    return create_model(  # the fields a country can ask for, checked when the rule is posted
-        f"InfoParams{country.code}", __base__=NoParams,
-        fields=(list[Literal[fields]],  # type: ignore[valid-type]
-                Field(default=list(MAGIC_INFO_FIELDS), min_length=1)),
-    )
-
-
-# ----------------------------------------------------------------------- model
 
 
 def _digest(*parts: object) -> int:
@@ -205,8 +121,8 @@ class Registry:
         self.calendar = Calendar(options.get("timezone", country.timezone), holidays,
                                  time.fromisoformat(opens), time.fromisoformat(closes))
         raw_windows = options.get("maintenance")
-        self.maintenance = country.maintenance if raw_windows is None else tuple(
-            window(w["weekday"], w["from"], w["until"]) for w in raw_windows)
+        self.maintenance = Maintenance(self.calendar, country.maintenance if raw_windows is None else tuple(
+            window(w["weekday"], w["from"], w["until"]) for w in raw_windows))
         self.enforce_check_digit = bool(options.get("enforce_vin_check_digit", False))
         self.slow_extra_days = int(options.get("slow_extra_days", 10))
         self.plates = country.plates(self.seed, options)
@@ -214,21 +130,8 @@ class Registry:
         self._latest_by_vin: dict[str, Registration] = {}  # one live registration per VIN
         self._ids = itertools.count(1)
         self._documents = itertools.count(1)
-        self._register_faults()
+        register_faults(service.faults, country)
         service.reset_hooks.append(self.reset)
-
-    def _register_faults(self) -> None:
-        register = self.service.faults.register
-        register("registration_rejected", "The authority rejects the registration with code and reason",
-                 ReasonParams)
-        register("additional_info_required", "The authority asks for more information (fields)",
-                 _info_params(self.country))
-        register("registry_unavailable", "The registry answers 503: submit manually (retry_after seconds)",
-                 OutageParams)
-        register("invalid_data", "The submission fails validation on field with message (422)", InvalidDataParams)
-        register("processing_delay", "Processing takes business_days more than published", DelayParams)
-        if self.country.method is Method.ASYNCHRONOUS:
-            register_delivery_faults(self.service.faults, CALLBACK_FAULTS, "The status callback")
 
     def reset(self) -> None:
         self.registrations.clear()
@@ -252,7 +155,7 @@ class Registry:
 
     def availability(self) -> dict:
         now = self.service.clock.now()
-        down = self._maintenance_until(now)
+        down = self.maintenance.until(now)
         outage = self.service.faults.peek("registry_unavailable", entities={})
         status, reason, until = "AVAILABLE", None, None
         if down is not None:
@@ -260,11 +163,11 @@ class Registry:
         elif outage is not None:
             status, reason = "UNAVAILABLE", "OUTAGE"
             until = isoformat(now + outage.params["retry_after"])
-        upcoming = self._next_maintenance(now)
+        upcoming = self.maintenance.upcoming(now)
         return {"status": status, "reason": reason, "availableAgainAt": until,
                 "integrationMethod": self.country.method.value,
                 "timeZone": self.calendar.tz.key,
-                "maintenanceWindows": [w.to_dict() for w in self.maintenance],
+                "maintenanceWindows": [w.to_dict() for w in self.maintenance.windows],
                 "nextMaintenance": None if upcoming is None else
                 {"from": isoformat(upcoming[0]), "until": isoformat(upcoming[1])},
                 "manualSubmission": dict(self.country.manual_submission)}
@@ -292,7 +195,7 @@ class Registry:
                                registrationId=other.id, registrationStatus=other.status)
         digest = hashlib.blake2b(f"{self.seed}:{self.country.code}:registration:{next(self._ids)}".encode(),
                                  digest_size=8).hexdigest()
-        reg = Registration(f"reg_{self.country.code.lower()}_{digest}", _copy(body), correlation_id, now)
+        reg = Registration(f"reg_{self.country.code.lower()}_{digest}", copy_request(body), correlation_id, now)
         self.registrations[reg.id] = self._latest_by_vin[reg.vin] = reg
         self._move(reg, INITIATED, notify=False)
         if sync:
@@ -312,16 +215,16 @@ class Registry:
             raise ProblemError(409, "Not awaiting additional information",
                                f"registration {reg.id} is {reg.status}; information is accepted only while it is "
                                f"{INFO_REQUIRED}", kind="not-awaiting-info", registrationStatus=reg.status)
-        errors = self._check_info(reg, body)
+        errors = check_info(reg, body, self.country, self._today())
         if rule := self.service.domain_fault("invalid_data", entities=reg.entities(), operation="provideAdditionalInfo",
                                              correlation_id=correlation_id):
             errors.append((rule.params["field"], rule.params["message"]))
         if errors:
-            raise _invalid(errors)
+            raise invalid(errors)
         documents = {d["type"]: d for d in reg.request.get("documents", [])}
         documents.update({d["type"]: d for d in body.get("documents", [])})
         reg.request["documents"] = list(documents.values())
-        _apply_values(reg.request, body.get("values", {}))
+        apply_values(reg.request, body.get("values", {}))
         reg.info_rounds += 1
         reg.required_info = None
         self._move(reg, UNDER_REVIEW, notify=False)
@@ -334,115 +237,32 @@ class Registry:
         return self.view(reg)
 
     # --- availability --------------------------------------------------
-    def _maintenance_until(self, ts: float) -> float | None:
-        """When the maintenance under way at ``ts`` ends (adjacent windows run on), else None."""
-        end = None
-        for _ in range(len(self.maintenance) + 1):
-            local = self.calendar.local(ts if end is None else end)
-            for w in self.maintenance:
-                if local.weekday() == w.weekday and w.start <= local.time() \
-                        and (w.until == time(0) or local.time() < w.until):
-                    end_day = local.date() + timedelta(days=1) if w.until == time(0) else local.date()
-                    end = self.calendar.at(end_day, w.until)
-                    break
-            else:
-                return end
-        return end
-
-    def _next_maintenance(self, ts: float) -> tuple[float, float] | None:
-        """The maintenance under way or next to come (adjacent windows merged), if any."""
-        today = self.calendar.local(ts).date()
-        spans = []
-        for offset in range(-1, 8):
-            day = today + timedelta(days=offset)
-            for w in self.maintenance:
-                if day.weekday() == w.weekday:
-                    begin = self.calendar.at(day, w.start)
-                    end = self._maintenance_until(begin)
-                    if end is not None and end > ts:
-                        spans.append((begin, end))
-        return min(spans) if spans else None
-
     def _check_available(self, operation: str, entities: dict, *, magic: bool = False) -> None:
         now = self.service.clock.now()
-        until = self._maintenance_until(now)
+        until = self.maintenance.until(now)
         if until is not None:
-            raise self._unavailable("MAINTENANCE", until - now, f"scheduled maintenance until {isoformat(until)}")
+            raise unavailable(self.country, now, "MAINTENANCE", until - now,
+                              f"scheduled maintenance until {isoformat(until)}")
         rule = self.service.domain_fault("registry_unavailable", entities=entities, operation=operation)
         if rule is not None:
-            raise self._unavailable("OUTAGE", rule.params["retry_after"], f"outage (fault rule {rule.id})",
-                                    ruleId=rule.id)
+            raise unavailable(self.country, now, "OUTAGE", rule.params["retry_after"],
+                              f"outage (fault rule {rule.id})", ruleId=rule.id)
         if magic:
-            raise self._unavailable("OUTAGE", 3600, "outage (magic tax id)")
-
-    def _unavailable(self, reason: str, retry_after: float, why: str, **extra: Any) -> ProblemError:
-        retry = max(1, math.ceil(retry_after))
-        return ProblemError(503, "Registry unavailable",
-                            f"the {self.country.authority} is unavailable: {why}; retry later or submit manually",
-                            kind="registry-unavailable", headers={"Retry-After": str(retry)}, reason=reason,
-                            fallback="MANUAL_SUBMISSION", availableAgainAt=isoformat(self.service.clock.now() + retry),
-                            manualSubmission=dict(self.country.manual_submission), **extra)
+            raise unavailable(self.country, now, "OUTAGE", 3600, "outage (magic tax id)")
 
     # --- validation ----------------------------------------------------
+    def _today(self) -> date:
+        return self.calendar.local(self.service.clock.now()).date()
+
     def _validate(self, body: dict, registration_day: date, entities: dict, correlation_id: str | None) -> None:
         """Everything the schema cannot say; all errors at once (422)."""
-        today = self.calendar.local(self.service.clock.now()).date()
-        vehicle, owner, purchase, insurance = body["vehicle"], body["owner"], body["purchase"], body["insurance"]
-        errors: list[tuple[str, str]] = []
-        if self.enforce_check_digit and not has_valid_check_digit(vehicle["vin"]):
-            errors.append(("vehicle.vin", f"check digit (position 9) should be {vin_check_digit(vehicle['vin'])}"))
-        if vehicle["year"] > today.year + 1:
-            errors.append(("vehicle.year", f"model year {vehicle['year']} is after {today.year + 1}"))
-        electric = vehicle["engineType"] == "ELECTRIC"
-        if electric and vehicle["emissions"] != 0:
-            errors.append(("vehicle.emissions", "an ELECTRIC vehicle emits 0 g/km of CO2"))
-        elif not electric and vehicle["emissions"] == 0:
-            errors.append(("vehicle.emissions", f"a {vehicle['engineType']} vehicle cannot emit 0 g/km of CO2"))
-        kw, hp = vehicle["power"]["kw"], vehicle["power"]["hp"]
-        expected_hp = kw * _METRIC_HP_PER_KW
-        if abs(hp - expected_hp) > max(2.0, 0.03 * expected_hp):  # 3% admits imperial bhp (1.341 per kW)
-            errors.append(("vehicle.power.hp", f"{hp} hp does not match {kw} kW (about {round(expected_hp)} hp)"))
-        if owner["type"] == "INDIVIDUAL" and date.fromisoformat(owner["dateOfBirth"]) >= today:
-            errors.append(("owner.dateOfBirth", "the date of birth is not in the past"))
-        if (problem := self.country.check_tax_id(owner["type"], owner["taxId"])) is not None:
-            errors.append(("owner.taxId", problem))
-        if date.fromisoformat(purchase["date"]) > today:
-            errors.append(("purchase.date", f"the purchase date is after today ({today})"))
-        if date.fromisoformat(insurance["validFrom"]) > registration_day:
-            errors.append(("insurance.validFrom", (f"the insurance must be in force on the registration date "
-                                                  f"({registration_day})")))
-        types = [d["type"] for d in body.get("documents", [])]
-        for duplicated in sorted({t for t in types if types.count(t) > 1}):
-            errors.append(("documents", f"{duplicated} is given more than once"))
-        errors.extend(self.country.check_owner(body))
-        try:
-            self.plates.check(_plate_request(body, registration_day))
-        except PlateUnavailable as exc:
-            errors.append(("owner.address.postalCode", str(exc)))
+        errors = check_submission(body, self.country, self.plates, self._today(), registration_day,
+                                  self.enforce_check_digit)
         if rule := self.service.domain_fault("invalid_data", entities=entities, operation="createRegistration",
                                              correlation_id=correlation_id):
             errors.append((rule.params["field"], rule.params["message"]))
         if errors:
-            raise _invalid(errors)
-
-    def _check_info(self, reg: Registration, body: dict) -> list[tuple[str, str]]:
-        errors: list[tuple[str, str]] = []
-        given = {f"documents.{d['type']}" for d in body.get("documents", [])} | set(body.get("values", {}))
-        for name in reg.required_info["fields"] if reg.required_info else []:
-            if name["field"] not in given:
-                errors.append((name["field"], "asked for and not supplied"))
-        types = [d["type"] for d in body.get("documents", [])]
-        for duplicated in sorted({t for t in types if types.count(t) > 1}):
-            errors.append(("documents", f"{duplicated} is given more than once"))
-        today = self.calendar.local(self.service.clock.now()).date()
-        values = body.get("values", {})
-        updated = _apply_values(_copy(reg.request), values)  # values are checked against each other too
-        for name, value in values.items():
-            if name == "owner.dateOfBirth" and date.fromisoformat(value) >= today:
-                errors.append((name, "the date of birth is not in the past"))
-            elif (problem := self.country.check_value(name, value, updated)) is not None:
-                errors.append((name, problem))
-        return errors
+            raise invalid(errors)
 
     # --- the review ----------------------------------------------------
     def _plan(self, vin: str, tax_id: str, round_: int, start: float, entities: dict | None = None) -> Plan:
@@ -508,7 +328,7 @@ class Registry:
         self._move(reg, REJECTED, notify=notify, reason=reason)
 
     def _require(self, reg: Registration, fields: list[str], notify: bool) -> None:
-        reg.required_info = {"fields": [{"field": f, "description": _describe(f)} for f in dict.fromkeys(fields)],
+        reg.required_info = {"fields": [{"field": f, "description": describe(f)} for f in dict.fromkeys(fields)],
                              "requestedAt": isoformat(self.service.clock.now())}
         self._move(reg, INFO_REQUIRED, notify=notify)
 
@@ -516,7 +336,7 @@ class Registry:
         now = self.service.clock.now()
         today = self.calendar.local(now).date()
         try:
-            plate = self.plates.issue(_plate_request(reg.request, today))
+            plate = self.plates.issue(plate_request(reg.request, today))
         except PlateUnavailable as exc:  # a series ran out: the authority cannot register now
             return self._reject(reg, "OTHER", str(exc), notify)
         reg.plate, reg.registration_date = plate, today
@@ -580,43 +400,3 @@ class Registry:
             "registrationDocument": reg.document, "history": list(reg.history),
             "createdAt": isoformat(reg.created), "updatedAt": isoformat(reg.updated),
         }
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _copy(body: dict) -> dict:
-    """A private copy the model may update (additional info) without touching the caller's."""
-    return {k: (_copy(v) if isinstance(v, dict) else [dict(d) for d in v] if isinstance(v, list) else v)
-            for k, v in body.items()}
-
-
-def _apply_values(request: dict, values: dict) -> dict:
-    """Supplied values (``owner.driverLicense``...) written into the submission."""
-    for name, value in values.items():
-        section, key = name.split(".")
-        request[section][key] = value
-    return request
-
-
-def _plate_request(body: dict, on: date) -> PlateRequest:
-    address = body["owner"]["address"]
-    return PlateRequest(on, address["city"], address["postalCode"], body["vehicle"]["engineType"] == "ELECTRIC")
-
-
-def _invalid(errors: list[tuple[str, str]]) -> ProblemError:
-    return ProblemError(422, "Invalid registration data", "; ".join(f"{f}: {m}" for f, m in errors),
-                        kind="invalid-data", errors=[{"field": f, "message": m} for f, m in errors])
-
-
-_DESCRIPTIONS = {
-    "owner.driverLicense": "The owner's driving licence number",
-    "owner.dateOfBirth": "The owner's date of birth",
-    "vehicle.typeApprovalNumber": "The EU whole-vehicle type-approval number of the certificate of conformity",
-}
-
-
-def _describe(name: str) -> str:
-    if name.startswith("documents."):
-        return f"A {name.split('.', 1)[1].replace('_', ' ').lower()} document"
-    return _DESCRIPTIONS.get(name, name)

@@ -1,4 +1,10 @@
-"""A deterministic vehicle fleet for the API IoT simulator, derived from the run's seed.
+"""The vehicle fleet of the simulated world, derived from the run's seed.
+
+It lives at the top of ``simulators`` because no one simulator owns it: the API IoT
+simulator activates services on these vehicles, VSS keeps their maintenance history,
+the factory stamps their VINs on the cars it builds and the registries check those VINs.
+Each of them builds its own ``Fleet`` from the same seed and gets the same vehicles,
+without importing another simulator.
 
 Nothing is stored per vehicle: a VIN is computed from ``(seed, index)`` and its profile
 (model, firmware, connectivity archetype, signal) from hashing the same pair, so a

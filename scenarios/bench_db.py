@@ -1,0 +1,89 @@
+"""The bench's databases: throw-away PostgreSQL databases, and what it reads of the core's.
+
+The bench waits on the core's records (the webhook queue drained, purchases ACTIVE)
+through ``caas_core.store.inspect``, on a connection of its own, from the bench
+process: asking the core over HTTP (``GET /__admin/audit`` counts the same things)
+would spend the CPU of the very servers whose CPU per request is measured. Each call is
+synchronous (its own event loop), as the bench's loops are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Self
+
+DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+class PostgresDatabase:
+    """A throw-away database on the PostgreSQL server (created and dropped here)."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.name = f"caas_bench_{uuid.uuid4().hex[:10]}"
+        base = server_url.rsplit("/", 1)[0]
+        self.url = f"{base}/{self.name}"
+
+    async def _admin(self, sql: str) -> None:
+        from sqlalchemy import text
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        from caas_core.store.db import parse_url
+
+        engine = create_async_engine(parse_url(self.server_url), isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text(sql))
+        finally:
+            await engine.dispose()
+
+    def __enter__(self) -> Self:
+        asyncio.run(self._admin(f'CREATE DATABASE "{self.name}"'))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run(self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+
+
+def _read(database: str, question):
+    """``question(db)`` on the core's database at ``database``, opened for this read only."""
+    from caas_core.store.db import Database
+
+    async def ask():
+        async with await Database.open(database, create=False) as db:
+            return await question(db)
+
+    return asyncio.run(ask())
+
+
+def unprocessed_webhooks(database: str) -> int:
+    from caas_core.store import inspect
+
+    return _read(database, inspect.unprocessed_webhooks)
+
+
+def until_processed(database: str, timeout: float = 120.0) -> None:
+    """Wait until every webhook in the inbox is processed (the jobs the load queued ran)."""
+    deadline = time.monotonic() + timeout
+    while unprocessed_webhooks(database):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"webhooks still unprocessed after {timeout:g} s")
+        time.sleep(0.05)  # polling the queue's state
+
+
+def count_active(database: str) -> int:
+    """Purchases whose service is ACTIVE."""
+    from caas_core.store import inspect
+
+    return _read(database, lambda db: inspect.purchases_in_status(db, "ACTIVE"))
+
+
+def activation_latencies(database: str, scale: float) -> list[float]:
+    """Real seconds from purchase accepted to ACTIVE, of each delivered purchase, sorted
+    (the core's clock runs ``scale`` times real time)."""
+    from caas_core.store import inspect
+
+    times = _read(database, inspect.delivery_times)
+    return sorted((delivered - created) / scale for created, delivered in times)

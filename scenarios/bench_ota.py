@@ -1,0 +1,128 @@
+"""``caas-sim bench ota``: OTA activations end to end, and the ceiling HTTP alone sets.
+
+``purchases`` sales of heated seats through the whole stack (the core on PostgreSQL, the
+IoT, payments and VSS simulators in one process, the clock scaled): purchase accepted,
+payment, OTA attempt, the simulator's signed ACTIVATED callback ingested and processed.
+The rate is activations per second until the last is ACTIVE, against bare POST requests
+per second; ``exchange_cpu`` measures the unit an activation is made of (one HTTP
+exchange between two services of one process) to say what HTTP alone would allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import statistics
+import time
+
+import orjson
+
+from simulators.fleet import ConnectivityKind, Fleet
+
+from . import bench_client
+from .bench_db import PostgresDatabase, activation_latencies, count_active
+from .bench_measure import TARGETS, Comparison, Servers
+from .bench_server import BENCH_KEY, post_app
+from .bench_webhooks import OTA_STATUS
+
+#: The HTTP exchanges between the stack's own services per activation, besides the purchase
+#: request itself: the charge, the OTA push and the status callback.
+OTA_EXCHANGES = 3
+
+
+def always_online_vins(count: int, seed: int = 0) -> list[str]:
+    """The first ``count`` vehicles of the fleet that are always online and carry no magic value."""
+    fleet = Fleet(seed)
+    vins = []
+    for index in itertools.count(1000):
+        profile = fleet.profile_at(index)
+        if profile.connectivity is ConnectivityKind.ALWAYS_ONLINE and profile.magic is None:
+            vins.append(profile.vin)
+            if len(vins) == count:
+                return vins
+    raise AssertionError("unreachable")
+
+
+def exchange_cpu(connections: int, requests: int = 4000) -> float:
+    """µs of CPU of one HTTP exchange between two services of one process, as in the
+    bench's stack: aiohttp's client (what the core and the simulators call each other
+    with) and the bare aiohttp JSON POST handler on one event loop, client and server
+    together. The unit an OTA activation is made of, measured on this machine."""
+    import aiohttp
+    from aiohttp import web
+
+    body = orjson.dumps(OTA_STATUS)
+
+    async def measure() -> float:
+        app_runner = web.AppRunner(post_app(), access_log=None)
+        await app_runner.setup()
+        await web.TCPSite(app_runner, "127.0.0.1", 0).start()
+        host, port = app_runner.addresses[0][:2]
+        url = f"http://{host}:{port}/x"
+        try:
+            async with aiohttp.ClientSession() as session:
+                async def worker(count: int) -> None:
+                    for _ in range(count):
+                        async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as answer:
+                            await answer.read()
+
+                per_worker = requests // connections
+                await asyncio.gather(*(worker(per_worker // 4) for _ in range(connections)))  # warm-up
+                started = time.process_time()
+                await asyncio.gather(*(worker(per_worker) for _ in range(connections)))
+                return (time.process_time() - started) / (per_worker * connections) * 1e6
+        finally:
+            await app_runner.cleanup()
+
+    with asyncio.Runner(loop_factory=bench_client.loop_factory()) as runner:
+        return runner.run(measure())
+
+
+def bench_ota(purchases: int, connections: int, postgres: str, baseline_rps: float, baseline_cpu: float | None, *,
+              scale: float = 20.0, timeout: float = 120.0) -> Comparison:
+    """``purchases`` sales of heated seats (no maintenance gate) on always-online vehicles,
+    sent over ``connections``; the rate is purchases / time until the last is ACTIVE."""
+    print(f"ota: {purchases} purchases to ACTIVE through the whole stack (core on PostgreSQL, IoT, payments and "
+          f"VSS simulators in one process, clock scaled:{scale:g})")
+    vins = always_online_vins(purchases)
+    body = orjson.dumps({"serviceId": "heated-seats", "durationType": "PERMANENT",
+                         "paymentMethod": {"type": "CARD", "token": "pm_card_visa"}})
+    with PostgresDatabase(postgres) as db, \
+            Servers("stack", "--database", db.url, "--clock", f"scaled:{scale:g}") as servers:
+        host = servers.url.split("//", 1)[1]
+        requests = [bench_client.http_request(
+            "POST", host, f"/customers/c-1/vehicles/{vin}/purchases", body,
+            {"Authorization": f"Bearer {BENCH_KEY}"}) for vin in vins]
+        cpu0 = servers.cpu()
+        started = time.perf_counter()
+        sent = bench_client.run_blocking(servers.url, lambda n: requests[n] if n < len(requests) else b"",
+                                         duration=timeout, connections=connections, total=len(requests))
+        accepted = sent.statuses.get(201, 0)
+        sending = time.perf_counter() - started
+        active = 0
+        while time.perf_counter() - started < timeout:
+            active = count_active(db.url)
+            if active >= accepted:
+                break
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - started
+        cpu = servers.cpu() - cpu0
+        latencies = activation_latencies(db.url, scale)
+    comparison = Comparison("OTA end to end", "activations", "bare POST", active / elapsed, baseline_rps,
+                            TARGETS["ota"], subject_cpu=cpu / max(1, active) * 1e6, baseline_cpu=baseline_cpu)
+    comparison.notes.append(f"{accepted}/{purchases} purchases accepted (201), {active} ACTIVE after "
+                            f"{elapsed:.1f} s; {comparison.subject_cpu:.0f} µs of stack CPU per activation")
+    if latencies:
+        comparison.notes.append(
+            f"purchases sent in {sending:.1f} s ({accepted / sending:.0f}/s); purchase to ACTIVE (real s): median "
+            f"{statistics.median(latencies):.2f}, p95 {latencies[int(len(latencies) * 0.95)]:.2f}, "
+            f"max {latencies[-1]:.2f}")
+    if sent.errors({201}):
+        comparison.notes.append(f"answers other than 201: {sent.statuses}")
+    if baseline_cpu:
+        exchange = exchange_cpu(connections)
+        comparison.notes.append(
+            f"ceiling of HTTP alone: one aiohttp client-to-server exchange costs {exchange:.0f} µs of CPU here; an "
+            f"activation's purchase plus its {OTA_EXCHANGES} exchanges, with no database and no logic, would reach "
+            f"capacity {baseline_cpu / (baseline_cpu + OTA_EXCHANGES * exchange):.2f}")
+    return comparison

@@ -1,0 +1,114 @@
+"""``caas-sim bench webhooks`` and ``scaleout``: the core's webhook ingestion.
+
+- ``webhooks``: signed Standard Webhooks (each id new) on one core process (SQLite
+  file): ingesting only (signature check, durable dedupe, inbox row and processing job
+  committed, 204), and ingesting plus processing every job, against a bare aiohttp JSON
+  POST handler;
+- ``scaleout``: the same ingestion, jobs processed too, by two core processes on one
+  PostgreSQL database against one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import tempfile
+import time
+import uuid
+
+import orjson
+
+from simulators.fleet import Fleet
+
+from . import bench_client
+from .bench_db import PostgresDatabase, until_processed
+from .bench_measure import (
+    TARGETS,
+    Comparison,
+    Round,
+    Servers,
+    compare,
+    load_round,
+    print_round,
+)
+
+#: The body of every webhook the bench sends (its requestId varies).
+OTA_STATUS = {"vin": Fleet(0).vin_at(42), "serviceId": "heated-seats", "status": "ACTIVATED", "errorCode": None,
+              "timestamp": "2026-01-05T08:00:42.000Z"}
+
+
+def webhook_maker(url: str, path: str, secret: str, template: dict, *, prefix: str | None = None
+                  ) -> bench_client.RequestMaker:
+    """Signed Standard Webhooks, each with a webhook-id never sent before."""
+    host = url.split("//", 1)[1]
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    prefix = prefix or f"msg_{uuid.uuid4().hex[:12]}"
+
+    def make(n: int) -> bytes:
+        webhook_id, timestamp = f"{prefix}_{n}", str(int(time.time()))
+        body = orjson.dumps({**template, "requestId": f"ota_bench{n:012d}"})
+        signature = base64.b64encode(hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body,
+                                              hashlib.sha256).digest()).decode()
+        return bench_client.http_request("POST", host, path, body, {
+            "webhook-id": webhook_id, "webhook-timestamp": timestamp, "webhook-signature": f"v1,{signature}"})
+
+    return make
+
+
+def webhook_round(kind: str, database: str | None, duration: float, connections: int, *, count: int = 1,
+                  no_jobs: bool = False) -> Round:
+    """One round of signed webhooks on ``count`` servers: ``post`` (the bare baseline) or
+    a core on ``database``, timed until its queue is drained when it processes jobs."""
+    from caas_core.settings import DEVELOPMENT_SECRET
+
+    if kind == "post":
+        args: tuple[str, ...] = ()
+    else:
+        args = ("--database", database, *(["--no-jobs"] if no_jobs else []))
+    processing = kind != "post" and not no_jobs
+    with Servers("post" if kind == "post" else "core", *args, count=count) as servers:
+        return load_round(servers, lambda url: webhook_maker(url, "/caas/webhooks/ota-status", DEVELOPMENT_SECRET,
+                                                             OTA_STATUS), duration, connections, {204}, kind,
+                          drain=(lambda: until_processed(database)) if processing else None)
+
+
+def bench_webhooks(duration: float, connections: int, rounds: int) -> list[Comparison]:
+    """Ingestion (signature, durable dedupe, inbox row and job committed, 204) on a core process
+    that leaves the jobs to others (``--no-jobs``: the ingestion node of a scale-out), the
+    issue's measure; and, reported beside it, one process that also processes every job."""
+    print("webhooks: POST /caas/webhooks/ota-status (signed, each id new) on one core process (SQLite file), "
+          "ingesting only, and ingesting + processing the jobs, vs a bare aiohttp JSON POST")
+    results: dict[str, list[Round]] = {"post": [], "core": [], "core+jobs": []}
+    with tempfile.TemporaryDirectory(prefix="caas-bench-") as tmp:
+        for n in range(rounds):
+            for kind, rounds_of_kind in results.items():
+                database = f"sqlite+aiosqlite:///{tmp}/round{n}-{kind}.db"
+                r = webhook_round(kind.removesuffix("+jobs"), database, duration, connections,
+                                  no_jobs=kind == "core")
+                r.kind = kind
+                rounds_of_kind.append(r)
+                print_round(n, r)
+    ingestion = compare("webhook ingestion", {k: results[k] for k in ("post", "core")}, "core", "post",
+                        TARGETS["webhooks"])
+    processing = compare("ingest + process", {k: results[k] for k in ("post", "core+jobs")}, "core+jobs", "post",
+                         None)
+    processing.notes.append("the same process also runs each webhook's ota.outcome job (claim, look-up, complete); "
+                            "timed until the queue is drained")
+    return [ingestion, processing]
+
+
+def bench_scaleout(duration: float, connections: int, rounds: int, postgres: str) -> Comparison:
+    print(f"scaleout: webhook ingestion (jobs processed too) by 1 and 2 core processes on PostgreSQL "
+          f"({postgres.split('@')[-1]})")
+    results: dict[str, list[Round]] = {"1 process": [], "2 processes": []}
+    for n in range(rounds):
+        for kind, rounds_of_kind in results.items():
+            with PostgresDatabase(postgres) as db:
+                r = webhook_round(kind, db.url, duration, connections, count=1 if kind == "1 process" else 2)
+            rounds_of_kind.append(r)
+            print_round(n, r)
+    comparison = compare("2 core processes", results, "2 processes", "1 process", TARGETS["scaleout"])
+    comparison.notes.append(f"{os.cpu_count()} CPUs on this machine, load generator and PostgreSQL included")
+    return comparison
