@@ -27,9 +27,11 @@ class Received:
 
 
 class WebhookSink:
-    def __init__(self, clock: Clock, secret: str = DEFAULT_SECRET):
+    def __init__(self, clock: Clock, secret: str = DEFAULT_SECRET, secrets: dict[str, str] | None = None):
         self.clock = clock
         self.verifier = Webhook(secret)
+        #: Per sending service (``/webhooks/{service}``), where it signs with its own secret.
+        self.verifiers = {service: Webhook(s) for service, s in (secrets or {}).items()}
         self.received: list[Received] = []
         self.rejected = 0
         self._seen: set[str] = set()
@@ -43,7 +45,8 @@ class WebhookSink:
     async def receive(self, request: web.Request) -> web.Response:
         body = await request.read()
         try:
-            self.verifier.verify(body, dict(request.headers), json_parse=False)
+            verifier = self.verifiers.get(request.match_info["service"], self.verifier)
+            verifier.verify(body, dict(request.headers), json_parse=False)
         except WebhookVerificationError as exc:
             self.rejected += 1
             return web.json_response({"title": "Invalid signature", "detail": str(exc)}, status=401)

@@ -22,6 +22,7 @@ from simulators.kit.clock import Clock
 from simulators.kit.config import SimConfig
 from simulators.kit.durations import parse_duration
 from simulators.kit.service import Service
+from simulators.kit.webhooks import DEFAULT_SECRET
 
 from .sink import WebhookSink
 
@@ -83,6 +84,11 @@ class Stack:
     #: settings overrides as CoreSettings fields, e.g. {"database_url": ..., "api_keys": {...}}.
     core: dict[str, Any] | None = None
     admin_token: str | None = None
+    #: Where a simulator's webhooks go instead of the sink or the core: name -> URL.
+    webhook_urls: dict[str, str] = field(default_factory=dict)
+    #: The ``whsec_`` secret a simulator signs its webhooks with: name -> secret, ``*`` for
+    #: all; the development secret otherwise. The sink and the core verify with the same.
+    webhook_secrets: dict[str, str] = field(default_factory=dict)
     #: Real seconds a stop waits for handlers still running (e.g. parked on a clock that
     #: will not move again): aiohttp's 60 s default is for real servers, not throwaway worlds.
     shutdown_timeout: float = 60.0
@@ -102,13 +108,15 @@ class Stack:
 
     async def _start_all(self) -> None:
         if self.with_sink:
-            self.sink = WebhookSink(self.clock)
+            self.sink = WebhookSink(self.clock, secrets={n: self.webhook_secret(n) for n in self.services})
             await self._serve("sink", self.sink.app(), self.ports.get("sink", 0))
         for name in self.services:
             module = importlib.import_module(SERVICES[name][0])
             config = SimConfig(seed=self.seed, clock=self.clock, admin_token=self.admin_token,
                                options=self.options.get(name, {}), fault_profile=self.fault_profiles.get(name),
-                               webhook_url=f"{self.running['sink'].url}/webhooks/{name}" if self.sink else None)
+                               webhook_url=self.webhook_urls.get(name) or (
+                                   f"{self.running['sink'].url}/webhooks/{name}" if self.sink else None),
+                               webhook_secret=self.webhook_secret(name))
             await self._serve(name, module.create_app(config), self.ports.get(name, 0))
         if self.core is not None:
             await self._start_core()
@@ -124,7 +132,9 @@ class Stack:
         # (a thread hop per statement was most of a journey's time); and its ids come from
         # the seed, so that one seed gives one report (store.ids: never the same id twice).
         virtual = self.clock.mode == "virtual"
+        secrets = {name: self.webhook_secret(name) for name in self.services if name in CORE_WEBHOOK_PATHS}
         settings = CoreSettings(**{"seed": self.seed, "upstreams": upstreams, "sqlite_inline": virtual,
+                                   "webhook_secrets": secrets,
                                    **({"id_seed": self.seed} if virtual else {}), **self.core})
         clock = CoreClock("virtual" if self.clock.mode == "virtual" else "scaled", scale=self.clock.scale,
                           start=self.clock.now())
@@ -132,7 +142,8 @@ class Stack:
         for name in self.services:  # the simulators now call back the core, not the sink
             path = CORE_WEBHOOK_PATHS.get(name)
             if path:
-                self.service(name).webhooks.subscribe("*", self.url("core") + path)
+                self.service(name).webhooks.subscribe("*", self.webhook_urls.get(name) or self.url("core") + path,
+                                                      self.webhook_secret(name))
 
     async def _serve(self, name: str, app: web.Application, port: int) -> None:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.shutdown_timeout)
@@ -154,6 +165,9 @@ class Stack:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    def webhook_secret(self, name: str) -> str:
+        return self.webhook_secrets.get(name) or self.webhook_secrets.get("*") or DEFAULT_SECRET
 
     def url(self, name: str) -> str:
         return self.running[name].url

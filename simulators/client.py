@@ -101,8 +101,10 @@ class AdminClient:
         body = {"to": to_iso} if fire else {"to": to_iso, "fire": False}
         return await self._call("POST", "/__admin/clock", json=body, timeout=_MOVE_TIMEOUT)
 
-    async def reset(self) -> dict:
-        return await self._call("POST", "/__admin/reset")
+    async def reset(self, *, keep_configuration: bool = False) -> dict:
+        """Back to how the service started (webhook subscriptions included, unless kept)."""
+        body = {"keepConfiguration": True} if keep_configuration else None
+        return await self._call("POST", "/__admin/reset", json=body)
 
     async def audit(self) -> dict:
         """The core's invariant audit (``GET /__admin/audit``, contracts/core.yaml): cores only."""

@@ -12,13 +12,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 
 from simulators.client import AdminError, AdminUnreachable
 from simulators.kit.durations import parse_duration
 
 from .. import stack as stack_mod
-from . import audit
+from . import audit, webhooks
 from .common import (
+    CORE_PORT,
     LOCALHOST,
     STATE_DEFAULT,
     TOKEN_ENV,
@@ -45,7 +47,7 @@ from .control import (
 )
 from .load import add_parser as add_load_parser
 from .scenario import add_parser as add_scenario_parser
-from .servers import cmd_serve, cmd_up
+from .servers import cmd_serve, cmd_up, up_ports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,24 +94,57 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--admin-token", default=os.environ.get(TOKEN_ENV), metavar="T",
                         help="require `Authorization: Bearer T` on admin routes")
 
+    offsets = textwrap.fill(", ".join(f"{name} +{port}" for name, port in sorted(
+        up_ports([*stack_mod.SERVICES], 0).items(), key=lambda item: item[1])), 96)
     up = commands.add_parser("up", parents=[server], formatter_class=fmt,
-                             help="start every simulator and the webhook sink on their default ports",
-                             description="Start the simulators (and a webhook sink standing in for the core) in "
-                                         "one process on one shared clock, each on its default port, until "
-                                         "Ctrl-C or SIGTERM.")
+                             help="start every simulator and the reference core (or yours) on one clock",
+                             description="Start the simulators and the reference core in one process on one "
+                                         "shared clock, each on its default port, until Ctrl-C or SIGTERM. "
+                                         "With --no-core, a webhook sink stands in for the core; with "
+                                         "--core-url, the simulators send their webhooks to your core.",
+                             epilog="ports: --port-base N (default 8000) plus each service's offset:\n"
+                                    f"{offsets}.\n\n"
+                                    "webhooks: every simulator that sends them signs them (Standard Webhooks) "
+                                    "with a whsec_ secret,\nthe development secret unless --secret says "
+                                    "otherwise; the start table lists targets and secrets,\nand `caas-sim "
+                                    "secrets` prints them as CAAS_SIM_<SERVICE>_WEBHOOK_SECRET lines.\n\n"
+                                    "examples:\n"
+                                    "  caas-sim up --core-url http://127.0.0.1:9000      your core receives "
+                                    "the webhooks\n"
+                                    "  caas-sim up --core-url http://127.0.0.1:9000 --secret whsec_... "
+                                    "--port-base 18000\n"
+                                    "  caas-sim up --no-core --webhook-url iot=http://127.0.0.1:9000/ota")
     up.add_argument("--services", type=_service_list, metavar="NAME,...",
                     help=f"only these (default: every available one of {', '.join(stack_mod.SERVICES)})")
     up.add_argument("--no-core", action="store_true",
                     help="simulators only; their webhooks go to a sink standing in for the core")
+    up.add_argument("--core-url", type=_url, metavar="URL",
+                    help="your core, at this base URL: simulators only (no reference core, no sink), each "
+                         "sending its webhooks to URL plus its receiver path in contracts/core.yaml "
+                         "(iot: /caas/webhooks/ota-status, payments: /caas/webhooks/payments, ...)")
+    up.add_argument("--webhook-url", type=webhooks.webhook_target, action="append", default=[],
+                    metavar="SERVICE=URL",
+                    help="send SERVICE's webhooks to this URL (path included) instead (repeatable; with or "
+                         "without --core-url)")
+    up.add_argument("--secret", type=webhooks.secret_arg, action="append", default=[],
+                    metavar="[SERVICE=]whsec_...",
+                    help="sign webhooks with this Standard Webhooks secret: SERVICE's, or with no SERVICE "
+                         "every service's (repeatable; default: the development secret). The reference core "
+                         "is given the same")
     up.add_argument("--database", metavar="URL", default=None,
                     help="the core's database (default: $CAAS_DATABASE_URL or sqlite caas.db here)")
-    up.add_argument("--ephemeral", action="store_true",
-                    help="every service on a free port (printed at start) instead of its default one")
+    ports = up.add_mutually_exclusive_group()
+    ports.add_argument("--port-base", type=_port_base, metavar="N",
+                       help="every service on N plus its usual offset (see below; default 8000: the "
+                            "default ports)")
+    ports.add_argument("--ephemeral", action="store_true",
+                       help="every service on a free port (printed at start) instead of its default one")
     up.add_argument("--faults", type=_profile_arg, nargs="+", action="extend", default=[],
                     metavar="SERVICE=PROFILE.yaml", help="load a fault profile into a service at start")
     up.add_argument("--state-file", metavar="PATH",
-                    help=f"where to record the service table, for the clock, fault and journal commands "
-                         f"(default: {STATE_DEFAULT}; removed at exit)")
+                    help=f"where to record the service table, webhook targets and secrets, for the clock, "
+                         f"fault, journal and secrets commands (default: {STATE_DEFAULT}; owner-only; removed "
+                         f"at exit)")
     up.set_defaults(handler=cmd_up)
 
     serve = commands.add_parser("serve", parents=[server], formatter_class=fmt,
@@ -122,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--webhook-url", type=_url, metavar="URL",
                        help="deliver every webhook of the service to this URL (default: the core's endpoint "
                             "for it on 127.0.0.1:8000, as the service catalogue names it)")
+    serve.add_argument("--secret", type=webhooks.check_secret, metavar="whsec_...",
+                       help="sign its webhooks with this Standard Webhooks secret (default: the development "
+                            "secret)")
     serve.add_argument("--workers", type=int, default=1, metavar="N",
                        help="core only: N processes on one port and one PostgreSQL (default 1)")
     serve.add_argument("--database", metavar="URL", default=None,
@@ -129,10 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_serve)
 
-    admin = _Parser(add_help=False)
+    admin_state = _Parser(add_help=False)
+    admin_state.add_argument("--state-file", metavar="PATH",
+                             help=f"the service table of a running `caas-sim up` (default: {STATE_DEFAULT})")
+    admin = _Parser(add_help=False, parents=[admin_state])
     admin.add_argument("--token", default=os.environ.get(TOKEN_ENV), help="admin token of the service")
-    admin.add_argument("--state-file", metavar="PATH",
-                       help=f"the service table of a running `caas-sim up` (default: {STATE_DEFAULT})")
     target = _Parser(add_help=False, parents=[admin])
     target.add_argument("service", nargs="?", metavar="SERVICE",
                         help="a simulator name, or core: in the running `caas-sim up`, else on its default "
@@ -189,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     journal.set_defaults(handler=cmd_journal)
 
     audit.add_parser(commands, [admin])
+    webhooks.add_parser(commands, [admin_state], fmt)
 
     add_scenario_parser(commands, fmt)
 
@@ -217,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--purchases", type=int, default=1000, help="purchases of the ota measure (default 1000)")
     bench.set_defaults(handler=cmd_bench)
     return parser
+
+
+def _port_base(value: str) -> int:
+    top = 65535 - (stack_mod.SINK_PORT - CORE_PORT)
+    if not value.isdigit() or not 1 <= int(value) <= top:
+        raise argparse.ArgumentTypeError(f"not a port base: {value!r} (1-{top}: every service's port, up to "
+                                         f"the sink's N+{stack_mod.SINK_PORT - CORE_PORT}, must be a TCP port)")
+    return int(value)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

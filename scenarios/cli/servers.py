@@ -18,7 +18,7 @@ from simulators.kit.contract import CONTRACTS_DIR
 from simulators.kit.service import is_loopback
 
 from .. import stack as stack_mod
-from . import state
+from . import state, webhooks
 from .common import (
     CORE_PORT,
     EXIT_USAGE,
@@ -33,23 +33,46 @@ def cmd_up(args: argparse.Namespace) -> int:
     _check_exposure(args)
     names = args.services or _available_services()
     profiles = dict(args.faults)
-    stray = sorted(set(profiles) - set(names))
-    if stray:
-        raise CliError(f"--faults for {', '.join(stray)}, which is not started (--services {','.join(names)})",
-                       EXIT_USAGE)
+    webhooks.check_started("--faults", profiles, names)
     for path in profiles.values():
         _check_profile(path)
-    ports = {name: stack_mod.SERVICES[name][1] for name in names} | {"sink": stack_mod.SINK_PORT,
-                                                                      "core": CORE_PORT}
-    if args.ephemeral:
-        ports = {}  # the stack binds port 0 for whatever has none
-    core = None if args.no_core else ({"database_url": args.database} if args.database else {})
+    core_url = getattr(args, "core_url", None)
+    if core_url and args.database:
+        raise CliError("--database is the reference core's, and --core-url starts none", EXIT_USAGE)
+    targets = webhooks.resolve_targets(getattr(args, "webhook_url", []), names, core_url)
+    secrets = webhooks.resolve_secrets(getattr(args, "secret", []), names)
+    ports = {} if args.ephemeral else up_ports(names, getattr(args, "port_base", None))  # {}: port 0 for each
+    core = None if args.no_core or core_url else ({"database_url": args.database} if args.database else {})
     if core is not None and "CAAS_API_KEYS" not in os.environ:
         core["api_keys"] = DEVELOPMENT_KEYS  # printed at start; set CAAS_API_KEYS for real ones
+    if core is not None and os.environ.get("CAAS_WEBHOOK_SECRETS"):
+        print("caas-sim: note: CAAS_WEBHOOK_SECRETS is not used by `up`: its core verifies with the secrets its "
+              "simulators sign with (--secret)", file=sys.stderr)
     stack = stack_mod.Stack(services=names, seed=args.seed, clock=stack_mod.parse_clock(args.clock),
                             host=args.host, ports=ports, fault_profiles=profiles, admin_token=args.admin_token,
-                            core=core)
-    return _run_server(run_stack(stack, state_file=state.state_path(args.state_file)))
+                            core=core, with_sink=not core_url, webhook_urls=targets, webhook_secrets=secrets)
+    return _run_server(run_stack(stack, state_file=state.state_path(args.state_file), render=render_up,
+                                 notes=_up_notes(core_url, secrets)))
+
+
+def up_ports(names: list[str], base: int | None = None) -> dict[str, int]:
+    """Each service's port: ``base`` (default the core's 8000) plus its usual offset, which is
+    its catalogue port minus 8000 (the core 0, factory 101, ..., registry-uk 114, sink 199)."""
+    base = CORE_PORT if base is None else base
+    defaults = {name: stack_mod.SERVICES[name][1] for name in names} | {"sink": stack_mod.SINK_PORT,
+                                                                         "core": CORE_PORT}
+    return {name: base + port - CORE_PORT for name, port in defaults.items()}
+
+
+def _up_notes(core_url: str | None, secrets: dict[str, str]) -> list[str]:
+    notes = []
+    if core_url:
+        notes.append(f"your core at {core_url} receives the webhooks as the WEBHOOKS column says, no reference "
+                     f"core runs;\n`caas-sim secrets` prints their secrets as environment lines for it")
+    if secrets and all(secret == webhooks.DEFAULT_SECRET for secret in secrets.values()):
+        notes.append("webhooks are signed with the development secret (public; `--secret whsec_...` brings "
+                     "your own)")
+    return notes
 
 
 #: API keys of a local `caas-sim up` when CAAS_API_KEYS is not set.
@@ -78,7 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # The stack only wires webhooks to its own sink; alone, a simulator talks to the core.
         url = args.webhook_url or catalogue.default_webhook_url(name)
         if url:
-            started.service(name).webhooks.subscribe("*", url)
+            started.service(name).webhooks.subscribe("*", url, getattr(args, "secret", None) or webhooks.DEFAULT_SECRET)
 
     return _run_server(run_stack(stack, configure=subscribe))
 
@@ -108,9 +131,11 @@ def _run_server(coro) -> int:
 
 
 async def run_stack(stack: stack_mod.Stack, *, configure: Callable[[stack_mod.Stack], Any] | None = None,
-                    stop: asyncio.Event | None = None, out=None, state_file: Path | None = None) -> int:
-    """Start ``stack``, print where everything is, serve until ``stop`` (default: SIGINT/SIGTERM);
-    with ``state_file``, record the service table there meanwhile (``state``)."""
+                    stop: asyncio.Event | None = None, out=None, state_file: Path | None = None,
+                    render: Callable[[stack_mod.Stack], str] | None = None, notes: list[str] = ()) -> int:
+    """Start ``stack``, print where everything is (``render``, then ``notes``), serve until
+    ``stop`` (default: SIGINT/SIGTERM); with ``state_file``, record the service table and
+    webhook targets and secrets there meanwhile (``state``)."""
     out = out or sys.stdout
     stop = stop or _stop_on_signals()
     try:
@@ -122,14 +147,17 @@ async def run_stack(stack: stack_mod.Stack, *, configure: Callable[[stack_mod.St
             raise CliError(f"cannot start {_starting(stack)}: {exc}") from None
         if configure:
             configure(stack)
-        print(render_stack(stack), file=out)
+        print((render or render_stack)(stack), file=out)
+        for note in notes:
+            print(f"\n{note}", file=out)
         if stack.core is not None and stack.core.get("api_keys") is DEVELOPMENT_KEYS:
             print("\ncore API keys (development): " + ", ".join(
                 f"{key} ({grant['role']} {grant['subject']})" for key, grant in DEVELOPMENT_KEYS.items()), file=out)
         if state_file is not None:
-            state.write(state_file, {name: r.url for name, r in stack.running.items() if name != "sink"})
-            print(f"\nservice table in {state_file}: `caas-sim clock`, `fault` and `journal` find every service "
-                  f"there", file=out)
+            state.write(state_file, {name: r.url for name, r in stack.running.items() if name != "sink"},
+                        webhooks=webhook_table(stack))
+            print(f"\nservice table in {state_file}: `caas-sim clock`, `fault`, `journal` and `secrets` find "
+                  f"every service there", file=out)
         clock = stack.clock
         hint = "; move it with `caas-sim clock advance 15m`" if clock.mode != "real" else ""
         print(f"\nclock {clock.mode} at {clock.now_iso()}, seed {stack.seed}{hint}. Ctrl-C to stop.",
@@ -161,7 +189,8 @@ def _bind_error(exc: OSError, stack: stack_mod.Stack) -> str:
     port = stack.ports.get(failed, 0)
     if exc.errno == errno.EADDRINUSE:
         return (f"cannot listen on {stack.host}:{port} for {failed}: address already in use "
-                f"(is `caas-sim up` already running? `caas-sim serve NAME --port P` picks another port)")
+                f"(is `caas-sim up` already running? `up --port-base N` or `up --ephemeral`, or "
+                f"`serve NAME --port P`, pick other ports)")
     return f"cannot listen on {stack.host}:{port} for {failed}: {exc.strerror or exc}"
 
 
@@ -181,6 +210,36 @@ def render_stack(stack: stack_mod.Stack) -> str:
         else:
             rows.append([name, running.url, f"{running.url}/__admin", _contract_file(stack, name)])
     return render_table(["SERVICE", "URL", "ADMIN", "CONTRACT"], rows)
+
+
+def webhook_table(stack: stack_mod.Stack) -> dict[str, dict[str, str]]:
+    """Where each started service that sends webhooks sends them, and its signing secret."""
+    table = {}
+    for name in stack.services:
+        subscriptions = stack.service(name).webhooks.subscriptions if name in catalogue.WEBHOOK_SENDERS else []
+        if subscriptions:
+            sub = next((s for s in subscriptions if s.event == "*"), subscriptions[0])
+            table[name] = {"url": sub.url, "secret": sub.secret}
+    return table
+
+
+def render_up(stack: stack_mod.Stack) -> str:
+    """`up`'s start table: each service, its admin routes, where its webhooks go and what signs them."""
+    table = webhook_table(stack)
+    rows = []
+    for name, running in stack.running.items():
+        if name == "sink":
+            rows.append([name, running.url, "-", "(receives POST /webhooks/{service})", "-"])
+        elif name == "core":
+            rows.append([name, running.url, f"{running.url}/__admin", "-", "-"])
+        else:
+            hook = table.get(name)
+            rows.append([name, running.url, f"{running.url}/__admin", *((hook["url"], hook["secret"]) if hook
+                                                                         else ("-", "-"))])
+    contracts = _relative(CONTRACTS_DIR)
+    return (render_table(["SERVICE", "URL", "ADMIN", "WEBHOOKS", "SECRET"], rows)
+            + f"\n\ncontracts: {contracts}/<service>.yaml ({contracts}/core.yaml: the core's API and "
+              f"webhook receivers)")
 
 
 def _contract_file(stack: stack_mod.Stack, name: str) -> str:

@@ -1,11 +1,12 @@
 """Where a running `caas-sim up` is: its service table, in a small JSON file.
 
-`up` writes it once everything listens (``{"pid": ..., "services": {name: url}}``) and
-removes it when it stops cleanly; `clock`, `fault`, `journal` and `audit` look there
+`up` writes it once everything listens (``{"pid": ..., "services": {name: url}, "webhooks":
+{name: {"url": ..., "secret": "whsec_..."}}}``) and removes it when it stops cleanly; `clock`, `fault`, `journal` and `audit` look there
 first, so that they reach every service of that world, the core included, on whatever
 ports it chose (`--ephemeral`). A file whose process is gone (killed, not stopped) is
 ignored. The most recent `up` wins: it replaces the file, and an older one stopping
-later leaves it alone.
+later leaves it alone. It holds the webhook signing secrets (`caas-sim secrets` prints
+them), so it is readable by its owner only (0600, in a 0700 folder when `up` creates it).
 
 Location: ``--state-file``, else ``$CAAS_SIM_STATE``, else
 ``$XDG_RUNTIME_DIR/caas-sim/up.json`` (per user, gone at logout), else
@@ -30,10 +31,16 @@ def state_path(given: str | None = None) -> Path:
     return (Path(runtime) if runtime else Path.home() / ".cache") / "caas-sim" / "up.json"
 
 
-def write(path: Path, services: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write(path: Path, services: dict[str, str], webhooks: dict[str, dict[str, str]] | None = None) -> None:
+    """Record ``services`` (name -> base URL) and, for each service that sends webhooks,
+    where they go and the secret that signs them (name -> {"url", "secret"})."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps({"pid": os.getpid(), "services": services}, indent=2) + "\n")
+    state = {"pid": os.getpid(), "services": services, **({"webhooks": webhooks} if webhooks is not None else {})}
+    partial.unlink(missing_ok=True)  # created afresh below: its mode is then ours to set
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(state, indent=2) + "\n")
     partial.replace(path)  # atomic: a reader never sees half a table
 
 
@@ -50,6 +57,16 @@ def running(path: Path) -> dict[str, str] | None:
         return None
     services = state.get("services")
     return services if isinstance(services, dict) else None
+
+
+def webhooks(path: Path) -> dict[str, dict[str, str]] | None:
+    """Where each webhook-sending service of the `up` recorded at ``path`` sends its webhooks
+    and with which secret (name -> {"url", "secret"}), while its process lives; else None."""
+    state = _load(path)
+    if not state or not _alive(state.get("pid")):
+        return None
+    table = state.get("webhooks")
+    return table if isinstance(table, dict) else None
 
 
 def _load(path: Path) -> dict | None:

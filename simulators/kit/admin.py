@@ -87,7 +87,7 @@ def _handlers(service: Service) -> dict:
         return 200, clock.describe()
 
     async def reset(request, body):
-        await service.reset()
+        await service.reset(keep_configuration=bool((body or {}).get("keepConfiguration", False)))
         return 200, {"reset": True, "service": service.name}
 
     async def list_faults(request, body):
@@ -131,12 +131,10 @@ def _handlers(service: Service) -> dict:
             if sub["event"] not in known and not any(c in sub["event"] for c in "*?["):
                 raise ProblemError(400, "Unknown webhook event",
                                    f"{sub['event']!r} is not a webhook of {service.name}; known: {sorted(known)}")
-        service.webhooks.subscriptions = []
-        for sub in subs:
-            try:
-                service.webhooks.subscribe(sub["event"], sub["url"], sub["secret"])
-            except (ValueError, TypeError, RuntimeError) as exc:  # binascii.Error is a ValueError
-                raise ProblemError(400, "Invalid webhook secret", str(exc)) from None
+        try:
+            service.webhooks.replace([(sub["event"], sub["url"], sub["secret"]) for sub in subs])
+        except (ValueError, TypeError, RuntimeError) as exc:  # binascii.Error is a ValueError
+            raise ProblemError(400, "Invalid webhook secret", str(exc)) from None
         return 200, {"subscriptions": [s.to_dict() for s in service.webhooks.subscriptions]}
 
     return {

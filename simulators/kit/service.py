@@ -50,13 +50,15 @@ class Service:
                      operation: str | None = None, correlation_id: str | None = None) -> FaultRule | None:
         return self.faults.take(actions, operation=operation, entities=entities, correlation_id=correlation_id)
 
-    async def reset(self) -> None:
+    async def reset(self, *, keep_configuration: bool = False) -> None:
+        """Back to how it started; ``keep_configuration``: keep the webhook subscriptions as
+        the admin protocol last set them."""
         self.clock.cancel_owned(self.name)
         await self.clock.cancel_tasks(self.name)
         self.journal.clear()
         self.faults.reset()
         self.idempotency.clear()
-        self.webhooks.reset()
+        self.webhooks.reset(keep_configuration=keep_configuration)
         for hook in self.reset_hooks:
             hook()
 

@@ -83,6 +83,9 @@ class WebhookDispatcher:
         self.schedule = schedule
         self.attempt_timeout = attempt_timeout
         self.subscriptions: list[Subscription] = []
+        #: The subscriptions the service started with, kept when the admin protocol first
+        #: changes them: what a reset goes back to.
+        self._started_with: list[Subscription] | None = None
         self._seed = seed
         self._ids = itertools.count(1)
         self._held: list[Delivery] = []
@@ -94,6 +97,14 @@ class WebhookDispatcher:
         sub = Subscription(event, url, secret)
         self.subscriptions = [s for s in self.subscriptions if s.event != event] + [sub]
         return sub
+
+    def replace(self, subscriptions: list[tuple[str, str, str]]) -> None:
+        """The admin protocol's change: these (event, url, secret) instead of the current ones."""
+        if self._started_with is None:
+            self._started_with = list(self.subscriptions)
+        self.subscriptions = []
+        for event, url, secret in subscriptions:
+            self.subscribe(event, url, secret)
 
     def _new_id(self) -> str:
         digest = hashlib.blake2b(f"{self._seed}:{self.service}:{next(self._ids)}".encode(), digest_size=12)
@@ -199,8 +210,10 @@ class WebhookDispatcher:
             await resp.read()
             return resp.status
 
-    def reset(self) -> None:
+    def reset(self, *, keep_configuration: bool = False) -> None:
         self._held.clear()
+        if not keep_configuration and self._started_with is not None:
+            self.subscriptions, self._started_with = self._started_with, None
 
     async def close(self) -> None:
         if self._session is not None:
