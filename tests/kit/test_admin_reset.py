@@ -11,9 +11,9 @@ EMPTY = {"subscriptions": []}
 
 @pytest.fixture
 async def iot():
-    async with Stack(services=["iot"], seed=0) as stack:  # subscribed to the stack's sink at start
-        async with aiohttp.ClientSession(stack.url("iot")) as http:
-            yield http
+    # the stack subscribes the simulator to its sink at start
+    async with Stack(services=["iot"], seed=0) as stack, aiohttp.ClientSession(stack.url("iot")) as http:
+        yield http
 
 
 async def subscriptions(http) -> list[dict]:
