@@ -150,7 +150,7 @@ class Stack:
         await runner.setup()
         site = web.TCPSite(runner, self.host, port)
         await site.start()
-        bound = site._server.sockets[0].getsockname()[1]
+        bound = runner.addresses[0][1]  # its one site's (host, port)
         # A wildcard bind is reached through loopback from here.
         host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.host, self.host)
         self.running[name] = Running(name, app, runner, f"http://{host}:{bound}")

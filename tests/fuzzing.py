@@ -8,7 +8,6 @@ data, seeded (derandomized) so that CI sees the same cases every run.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 
@@ -54,28 +53,19 @@ def outbound_violations(stack, *services: str) -> list[dict]:
 
 
 # --- how many cases the fuzzers generated ---------------------------------------------
-# Every request schemathesis sends goes through ``Case.call`` (single-operation tests and
-# stateful runs alike): counting there, per contract (its ``info.title``), gives the cases
-# generated. Each test records its counts in ``user_properties`` (xdist sends those to the
-# controller), and the terminal summary adds them up per contract; CAAS_FUZZ_COUNTS=<file>
-# also writes them as JSON.
+# Every request schemathesis sends (single-operation tests and stateful runs alike) goes
+# through its global ``before_call`` hook: counting there, per contract (its ``info.title``),
+# gives the cases generated. Each test records its counts in ``user_properties`` (xdist
+# sends those to the controller), and the terminal summary adds them up per contract;
+# CAAS_FUZZ_COUNTS=<file> also writes them as JSON.
 
 _generated: dict[str, int] = {}
 
 
-def _counting(call):
-    @functools.wraps(call)
-    def counted(self, *args, **kwargs):
-        title = self.operation.schema.raw_schema.get("info", {}).get("title", "?")
-        _generated[title] = _generated.get(title, 0) + 1
-        return call(self, *args, **kwargs)
-
-    counted.__caas_counting__ = True
-    return counted
-
-
-if not getattr(schemathesis.Case.call, "__caas_counting__", False):
-    schemathesis.Case.call = _counting(schemathesis.Case.call)
+@schemathesis.hook
+def before_call(context, case, kwargs) -> None:
+    title = case.operation.schema.raw_schema.get("info", {}).get("title", "?")
+    _generated[title] = _generated.get(title, 0) + 1
 
 
 @pytest.hookimpl(hookwrapper=True)

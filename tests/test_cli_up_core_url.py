@@ -161,7 +161,7 @@ async def test_core_url_delivers_a_signed_ota_callback_verified_with_the_printed
                                           IOT_SECRET)
         assert table["payments"][2:] == [f"{receiver.url}/elsewhere/payments", TEAM_SECRET]  # --webhook-url wins
         assert table["vss"][2:] == ["-", "-"]  # it sends none
-        assert f"your core at {receiver.url}" in printed
+        assert f"no reference core: the webhooks go to your core at {receiver.url}" in printed
 
         # `caas-sim secrets`: one environment line per service that sends webhooks, from the
         # state file, which only its owner may read.
@@ -275,6 +275,7 @@ async def test_secrets_without_a_running_up_says_so(own_state, capsys):
     ["up", "--secret", f"iot={TEAM_SECRET}", "--secret", f"iot={IOT_SECRET}"],
     ["up", "--services", "payments", "--secret", f"iot={IOT_SECRET}"],
     ["serve", "iot", "--secret", "plain"],
+    ["serve", "core", "--secret", TEAM_SECRET],
     ["secrets", "--format", "yaml"],
 ])
 def test_usage_errors_exit_2_with_one_line(argv, capsys):

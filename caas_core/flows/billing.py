@@ -29,7 +29,8 @@ from ..domain.money import Money
 from ..domain.notifications import NoticeKind
 from ..domain.purchase import PurchaseEvent, PurchaseState, transition
 from ..store import jobs, outbox
-from ..store.schema import collection_cases, invoices, payments, purchases
+from ..store.schema import collection_cases, invoices, payments
+from . import purchase_records as records
 from .core import Core
 from .kinds import DEACTIVATE
 from .notices import notify
@@ -60,7 +61,7 @@ async def close(conn, purchase, now: float, *, waive: bool) -> None:
     at once unless waived (withdrawal within 14 days)."""
     period = month_start(now)
     await jobs.cancel(conn, dedupe_key=_key(purchase["id"], period), now=now)
-    await conn.execute(update(purchases).where(purchases.c.id == purchase["id"]).values(cancelled_at=now))
+    await records.change(conn, purchase["id"], cancelled_at=now)
     if not waive:
         await jobs.enqueue(conn, CHARGE, {"purchaseId": purchase["id"], "periodStart": period}, run_at=now, now=now,
                            dedupe_key=f"{_key(purchase['id'], period)}:final")
@@ -70,7 +71,7 @@ async def charge(core: Core, job: jobs.Job, ctx: JobContext) -> None:
     purchase_id, period = job.payload["purchaseId"], job.payload["periodStart"]
     now = core.clock.now()
     async with core.db.transaction() as conn:
-        row = (await conn.execute(select(purchases).where(purchases.c.id == purchase_id))).mappings().first()
+        row = await records.load(conn, purchase_id)
         invoice, created = await _invoice(core, conn, row, period, now)
         if created and row["cancelled_at"] is None and PurchaseState(row["status"]) in ONGOING:
             await schedule_month_end(conn, purchase_id, next_month_start(period), now)
@@ -153,9 +154,9 @@ async def _declined(core: Core, conn, row, invoice, reason: str | None, now: flo
         reason=f"subscription unpaid after {failures} attempts ({reason})", status="open", created_at=now))
     if row["cancelled_at"] is None:
         state = PurchaseState(row["status"])
-        await conn.execute(update(purchases).where(purchases.c.id == row["id"]).values(
-            status=transition(state, PurchaseEvent.SUBSCRIPTION_CANCELLED).value
-            if state is PurchaseState.ACTIVE else PurchaseState.CANCELLED.value, cancelled_at=now, updated_at=now))
+        status = transition(state, PurchaseEvent.SUBSCRIPTION_CANCELLED) if state is PurchaseState.ACTIVE \
+            else PurchaseState.CANCELLED
+        await records.change(conn, row["id"], status=status.value, cancelled_at=now, updated_at=now)
         await jobs.enqueue(conn, DEACTIVATE, {"purchaseId": row["id"]}, run_at=now, now=now,
                            dedupe_key=f"{DEACTIVATE}:{row['id']}")
         await jobs.cancel(conn, dedupe_key=_key(row["id"], month_start(now)), now=now)

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 
 from ..clients.http import Malformed, Rejected, Unavailable
 from ..clients.wire.iot import OtaStatusCallback
@@ -56,8 +56,9 @@ from ..domain.purchase import (
 from ..domain.refunds import WithdrawalOutcome, withdrawal
 from ..domain.support import check_vehicle, resolve_final_deactivation_failure
 from ..store import jobs, outbox
-from ..store.schema import payments, purchases
+from ..store.schema import payments
 from . import billing, refunding, vehicles
+from . import purchase_records as records
 from .core import Core
 from .kinds import CHARGE, DEACTIVATE, DEACTIVATE_GIVE_UP, DEACTIVATE_TIMEOUT, EXPIRE
 from .notices import notify
@@ -75,11 +76,10 @@ async def schedule_expiry(conn, row, now: float) -> None:
 async def expire(core: Core, job: jobs.Job, ctx: JobContext) -> None:
     now = core.clock.now()
     async with core.db.transaction() as conn:
-        row = (await conn.execute(select(purchases).where(purchases.c.id == job.payload["purchaseId"]))
-               ).mappings().first()
+        row = await records.load(conn, job.payload["purchaseId"])
         if row is not None and row["status"] == PurchaseState.ACTIVE.value:
-            await conn.execute(update(purchases).where(purchases.c.id == row["id"]).values(
-                status=transition(PurchaseState.ACTIVE, PurchaseEvent.EXPIRED).value, updated_at=now))
+            await records.change(conn, row["id"], updated_at=now,
+                                 status=transition(PurchaseState.ACTIVE, PurchaseEvent.EXPIRED).value)
             await notify(conn, row, NoticeKind.SERVICE_EXPIRED, now)
             await request_deactivation(conn, row, now, job.correlation_id)
         await jobs.complete(conn, job.id)
@@ -89,18 +89,11 @@ async def expire(core: Core, job: jobs.Job, ctx: JobContext) -> None:
 # --- deactivation, retried -------------------------------------------------------------
 
 _D = DeactivationStatus
-_PURCHASE = select(purchases).where(purchases.c.id == bindparam("purchase_id"))
-_PURCHASE_LOCKED = _PURCHASE.with_for_update()  # SQLite renders none: its write transactions are serial
-_UPDATE = update(purchases).where(purchases.c.id == bindparam("b_purchase_id"))
-
-
-async def _load(conn, purchase_id: str, *, lock: bool = False):
-    return (await conn.execute(_PURCHASE_LOCKED if lock else _PURCHASE, {"purchase_id": purchase_id})
-            ).mappings().first()
+_load = records.load
 
 
 async def _set(conn, purchase_id: str, values: dict[str, Any]) -> None:
-    await conn.execute(_UPDATE, {**values, "b_purchase_id": purchase_id})
+    await records.change(conn, purchase_id, **values)
 
 
 def _progress(row) -> ActivationProgress:
@@ -307,10 +300,7 @@ async def withdraw(core: Core, purchase_id: str, correlation_id: str) -> dict[st
     expiry racing with it sees its result, and a crash loses nothing."""
     now = core.clock.now()
     async with core.db.transaction() as conn:
-        stmt = select(purchases).where(purchases.c.id == purchase_id)
-        if conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
-        row = (await conn.execute(stmt)).mappings().first()
+        row = await records.load(conn, purchase_id, lock=True)
         if row is None:
             raise NotFound("Unknown purchase", f"no purchase {purchase_id}")
         payment = (await conn.execute(select(payments).where(payments.c.purchase_id == purchase_id)
@@ -334,7 +324,7 @@ async def withdraw(core: Core, purchase_id: str, correlation_id: str) -> dict[st
             await refunding.enqueue(conn, purchase_id, payment["id"], decision.refund.minor, decision.refund.currency,
                                     decision.reason.value, now, correlation_id)
             values["refunded_minor"] = row["refunded_minor"] + decision.refund.minor
-        await conn.execute(update(purchases).where(purchases.c.id == purchase_id).values(**values))
+        await records.change(conn, purchase_id, **values)
         await notify(conn, row, NoticeKind.WITHDRAWAL_CONFIRMED if event is PurchaseEvent.WITHDRAWN
                      else NoticeKind.SUBSCRIPTION_CANCELLED, now)
         await jobs.cancel(conn, dedupe_key=f"{EXPIRE}:{purchase_id}", now=now)

@@ -56,6 +56,7 @@ from ..domain.support import (
 )
 from ..store import inbox, jobs, outbox
 from ..store.schema import collection_cases, payments, purchases
+from . import purchase_records as records
 from . import refunding, vehicles
 from .core import Core
 from .kinds import ACTIVATE
@@ -102,10 +103,8 @@ async def _done(conn, job: jobs.Job, now: float, outcome: str = "processed") -> 
 
 # The activation path's statements, built once (a statement's construction costs more CPU
 # than its run: see store/jobs.py).
-_PURCHASE = select(purchases).where(purchases.c.id == bindparam("purchase_id"))
 # FOR UPDATE locks the row on PostgreSQL; SQLite renders none, its write transactions being
 # serialized whole (store/db.py).
-_PURCHASE_LOCKED = _PURCHASE.with_for_update()
 _BY_REQUEST_LOCKED = select(purchases).where(
     purchases.c.activation_request_id == bindparam("request_id")).with_for_update()
 _BY_DEACTIVATION_LOCKED = select(purchases).where(
@@ -116,18 +115,15 @@ _LATEST_FOR_SERVICE_LOCKED = (
     select(purchases).where(purchases.c.vin == bindparam("vin"), purchases.c.service_id == bindparam("service_id"),
                             or_(*(purchases.c.status == s.value for s in _KNOWN)))
     .order_by(purchases.c.created_at.desc()).limit(1).with_for_update())
-_UPDATE_PURCHASE = update(purchases).where(purchases.c.id == bindparam("b_purchase_id"))
 _RELEASE_HELD = update(collection_cases).where(collection_cases.c.payment_id == bindparam("b_payment_id"),
                                                collection_cases.c.status == "on_hold")
 
 
-async def _load(conn, purchase_id: str, *, lock: bool = False):
-    stmt = _PURCHASE_LOCKED if lock else _PURCHASE
-    return (await conn.execute(stmt, {"purchase_id": purchase_id})).mappings().first()
+_load = records.load
 
 
 async def _update(conn, purchase_id: str, values: dict[str, Any]) -> None:
-    await conn.execute(_UPDATE_PURCHASE, {**values, "b_purchase_id": purchase_id})
+    await records.change(conn, purchase_id, **values)
 
 
 def _progress(row) -> ActivationProgress:

@@ -35,6 +35,7 @@ from ..domain.purchase import UNPAID, PurchaseEvent, PurchaseState, transition
 from ..store import jobs, outbox
 from ..store.schema import payments, purchases, refunds
 from . import billing, refunding, vehicles
+from . import purchase_records as records
 from .core import Core
 from .kinds import ACTIVATE, CHARGE
 from .notices import notify
@@ -56,8 +57,7 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
         digest = hashlib.blake2b(f"{customer_id}\n{idempotency_key}".encode(), digest_size=10).hexdigest()
         purchase_id = f"pur_{digest}"
         async with core.db.transaction(readonly=True) as conn:
-            existing = (await conn.execute(select(purchases).where(purchases.c.id == purchase_id))
-                        ).mappings().first()
+            existing = await records.load(conn, purchase_id)
         if existing is not None:
             if (existing["vin"], existing["service_id"], existing["duration_type"]) != (vin, service_id,
                                                                                         duration_type):
@@ -142,7 +142,7 @@ async def charge_job(core: Core, job: jobs.Job, ctx: JobContext) -> None:
     """Take the payment of a purchase whose request died before it did, or that was deferred."""
     purchase_id, now = job.payload["purchaseId"], core.clock.now()
     async with core.db.transaction() as conn:
-        row = (await conn.execute(select(purchases).where(purchases.c.id == purchase_id))).mappings().first()
+        row = await records.load(conn, purchase_id)
         if row is None or row["status"] not in (_S.REQUESTED.value, _S.PAYMENT_DEFERRED.value):
             await jobs.complete(conn, job.id)
             return
@@ -177,10 +177,8 @@ async def _pay(core: Core, row, correlation_id: str, *, job: jobs.Job | None = N
                                             kind="payment-refused")
     now = core.clock.now()
     async with core.db.transaction() as conn:
-        locked = select(purchases).where(purchases.c.id == purchase_id)
-        if conn.dialect.name == "postgresql":  # a withdrawal deciding meanwhile waits, then sees this
-            locked = locked.with_for_update()
-        current = (await conn.execute(locked)).mappings().one()
+        # locked: a withdrawal deciding meanwhile waits, then sees this
+        current = await records.load(conn, purchase_id, lock=True)
         state = PurchaseState(current["status"])
         if answer is not None and refusal is None:
             await _paid(core, conn, current, answer, now, correlation_id)
@@ -215,7 +213,7 @@ async def _paid(core: Core, conn, row, answer: PaymentInitiated, now: float, cor
         await refunding.enqueue(conn, row["id"], payment_id, row["price_minor"], row["currency"], "WITHDRAWAL", now,
                                 correlation_id)
         values["refunded_minor"] = row["refunded_minor"] + row["price_minor"]
-    await conn.execute(update(purchases).where(purchases.c.id == row["id"]).values(**values))
+    await records.change(conn, row["id"], **values)
 
 
 async def _deferred(core: Core, conn, row, job: jobs.Job | None, reason: str, now: float) -> None:
@@ -250,8 +248,7 @@ async def _charge_done(conn, job: jobs.Job | None, purchase_id: str, now: float)
 
 async def _move(conn, row, event: PurchaseEvent, now: float, **values: Any) -> None:
     state = transition(PurchaseState(row["status"]), event)
-    await conn.execute(update(purchases).where(purchases.c.id == row["id"]).values(
-        status=state.value, updated_at=now, **values))
+    await records.change(conn, row["id"], status=state.value, updated_at=now, **values)
 
 
 async def _queue_activation(conn, purchase_id: str, now: float, correlation_id: str) -> None:
@@ -278,7 +275,7 @@ async def _eligibility(core: Core, offer, vin: str, correlation_id: str):
 
 async def view(core: Core, purchase_id: str, *, warnings: list[str] | None = None) -> dict[str, Any]:
     async with core.db.transaction(readonly=True) as conn:
-        row = (await conn.execute(select(purchases).where(purchases.c.id == purchase_id))).mappings().first()
+        row = await records.load(conn, purchase_id)
         if row is None:
             raise NotFound("Unknown purchase", f"no purchase {purchase_id}")
         decision = None
@@ -326,8 +323,7 @@ def render(row, risk_decision: str | None, warnings: list[str], returned: dict[s
 
 async def for_customer(core: Core, customer_id: str) -> list[dict[str, Any]]:
     async with core.db.transaction(readonly=True) as conn:
-        rows = (await conn.execute(select(purchases).where(purchases.c.customer_id == customer_id)
-                                   .order_by(purchases.c.created_at, purchases.c.id))).mappings().all()
+        rows = await records.of_customer(conn, customer_id)
         risky = {}  # the risk decision and warnings of purchases sold without a maintenance check
         for row in rows:
             if row["risk_flag"]:

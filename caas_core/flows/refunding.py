@@ -21,7 +21,8 @@ from ..clients.http import Rejected, Unavailable
 from ..clients.wire.payments import RefundNotification
 from ..domain.notifications import CHANNELS, NoticeKind
 from ..store import jobs, outbox
-from ..store.schema import payments, purchases, refunds
+from ..store.schema import payments, refunds
+from . import purchase_records as records
 from . import sale_records as rec
 from .core import Core
 from .runner import JobContext
@@ -55,7 +56,7 @@ async def run(core: Core, job: jobs.Job, ctx: JobContext) -> None:
         return
     except Rejected as exc:  # the gateway will not: an operator refunds by hand
         async with core.db.transaction() as conn:
-            row = (await conn.execute(select(purchases).where(purchases.c.id == p["purchaseId"]))).mappings().one()
+            row = await records.load(conn, p["purchaseId"])
             await outbox.open_ticket(conn, row["customer_id"], row["vin"], f"Refund {p['amount']} {p['currency']} "
                                      f"by hand ({p['reason']})", {"paymentId": payment["gateway_payment_id"],
                                                                   "error": str(exc)}, core.clock.now(),

@@ -21,7 +21,8 @@ from ..clock import isoformat
 from ..domain.errors import Conflict, PeerUnavailable
 from ..domain.sale import SaleConflict, SaleStatus, require
 from ..store import jobs, outbox
-from ..store.schema import invoices, payments, purchases, refunds, sale_events, sales
+from ..store.schema import invoices, payments, refunds, sale_events, sales
+from . import purchase_records as records
 from . import sale_records as rec
 from .core import Core
 from .runner import JobContext
@@ -254,8 +255,7 @@ async def file(core: Core, sale_id: str) -> dict[str, Any]:
                                    .order_by(refunds.c.created_at))).mappings().all()
         services = []
         if sale["vin"]:
-            services = (await conn.execute(select(purchases).where(purchases.c.vin == sale["vin"])
-                                           .order_by(purchases.c.created_at))).mappings().all()
+            services = await records.of_vehicle(conn, sale["vin"])
         bills = (await conn.execute(select(invoices).where(invoices.c.purchase_id.in_([s["id"] for s in services]))
                                     .order_by(invoices.c.period_start))).mappings().all()
         notices = [n for n in await outbox.notifications_for(conn, sale["customer_id"])

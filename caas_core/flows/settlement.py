@@ -25,7 +25,8 @@ from ..domain.money import Money
 from ..domain.purchase import PurchaseEvent, PurchaseState, can, transition
 from ..domain.settlement import PaymentStatus, SettlementEvent, SettlementKind, decide
 from ..store import inbox, jobs
-from ..store.schema import collection_cases, payments, purchases, refunds, sales
+from ..store.schema import collection_cases, payments, refunds, sales
+from . import purchase_records as records
 from . import refunding
 from .core import Core
 from .runner import JobContext
@@ -51,8 +52,7 @@ async def on_payment_event(core: Core, job: jobs.Job, ctx: JobContext) -> None:
             payments.c.gateway_payment_id == event.paymentId))).mappings().first()
         purchase = None
         if payment is not None and payment["purchase_id"]:
-            purchase = (await conn.execute(select(purchases).where(
-                purchases.c.id == payment["purchase_id"]))).mappings().first()
+            purchase = await records.load(conn, payment["purchase_id"])
         if payment is None:
             outcome = "unknown payment"
         elif isinstance(event, RefundNotification):
@@ -79,8 +79,7 @@ async def _refund_outcome(conn, payment, purchase, event: RefundNotification, no
     if event.status == "SUCCEEDED" and purchase is not None \
             and can(PurchaseState(purchase["status"]), PurchaseEvent.REFUND_COMPLETED):
         state = transition(PurchaseState(purchase["status"]), PurchaseEvent.REFUND_COMPLETED)
-        await conn.execute(update(purchases).where(purchases.c.id == purchase["id"]).values(
-            status=state.value, updated_at=now))
+        await records.change(conn, purchase["id"], status=state.value, updated_at=now)
     elif event.status == "FAILED" and payment["status"] == "FAILED":  # refused: nothing came in
         await _nothing_to_give_back(conn, payment["id"], purchase, now)
     elif event.status == "FAILED" and changed:  # the money came in: an operator refunds it by hand
@@ -156,8 +155,7 @@ async def _nothing_to_give_back(conn, payment_id: str, purchase, now: float) -> 
                                                     refunds.c.status == "PENDING").limit(1)):
         return
     state = transition(PurchaseState(purchase["status"]), PurchaseEvent.REFUND_COMPLETED)
-    await conn.execute(update(purchases).where(purchases.c.id == purchase["id"]).values(
-        status=state.value, updated_at=now))
+    await records.change(conn, purchase["id"], status=state.value, updated_at=now)
 
 
 async def _delivery_of(conn, payment, purchase) -> PurchaseState:

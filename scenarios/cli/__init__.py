@@ -158,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="deliver every webhook of the service to this URL (default: the core's endpoint "
                             "for it on 127.0.0.1:8000, as the service catalogue names it)")
     serve.add_argument("--secret", type=webhooks.check_secret, metavar="whsec_...",
-                       help="sign its webhooks with this Standard Webhooks secret (default: the development "
-                            "secret)")
+                       help="a simulator's: sign its webhooks with this Standard Webhooks secret (default: the "
+                            "development secret)")
     serve.add_argument("--workers", type=int, default=1, metavar="N",
                        help="core only: N processes on one port and one PostgreSQL (default 1)")
     serve.add_argument("--database", metavar="URL", default=None,

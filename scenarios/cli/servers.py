@@ -67,8 +67,8 @@ def up_ports(names: list[str], base: int | None = None) -> dict[str, int]:
 def _up_notes(core_url: str | None, secrets: dict[str, str]) -> list[str]:
     notes = []
     if core_url:
-        notes.append(f"your core at {core_url} receives the webhooks as the WEBHOOKS column says, no reference "
-                     f"core runs;\n`caas-sim secrets` prints their secrets as environment lines for it")
+        notes.append(f"no reference core: the webhooks go to your core at {core_url}, as the WEBHOOKS column "
+                     f"says;\n`caas-sim secrets` prints their secrets as environment lines for it")
     if secrets and all(secret == webhooks.DEFAULT_SECRET for secret in secrets.values()):
         notes.append("webhooks are signed with the development secret (public; `--secret whsec_...` brings "
                      "your own)")
@@ -88,6 +88,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     name = args.name
     if name != "core" and getattr(args, "workers", 1) != 1:
         raise CliError("--workers is for the core only", EXIT_USAGE)
+    if name == "core" and getattr(args, "secret", None):
+        raise CliError("--secret is for a simulator; the core verifies with CAAS_WEBHOOK_SECRETS "
+                       "(`caas-sim secrets --format json` prints those of a running `up`)", EXIT_USAGE)
     if name == "core" and args.workers > 1:
         return serve_core_processes(args)
     if name == "core":
@@ -285,7 +288,7 @@ async def serve_core(args: argparse.Namespace, *, stop: asyncio.Event | None = N
     except OSError as exc:
         await runner.cleanup()
         raise CliError(f"cannot listen on {settings.host}:{settings.port} for the core: {exc.strerror or exc}") from None
-    url = f"http://{settings.host}:{site._server.sockets[0].getsockname()[1]}"
+    url = f"http://{settings.host}:{runner.addresses[0][1]}"
     if not reuse_port:  # one of serve_core_processes' children: the parent prints
         print(render_table(["SERVICE", "URL", "ADMIN", "CONTRACT"],
                            [["core", url, f"{url}/__admin", _relative(CONTRACTS_DIR / "core.yaml")]]), flush=True)

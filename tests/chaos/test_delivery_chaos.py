@@ -25,6 +25,9 @@ from scenarios import peer_audit
 from scenarios.stack import Stack
 from simulators.iot.api import MODEL_KEY
 
+#: Its tests share a module-wide world: one worker runs them all, in order.
+pytestmark = pytest.mark.xdist_group("tests.chaos.test_delivery_chaos")
+
 EXAMPLES = int(os.environ.get("CAAS_CHAOS_STACK_EXAMPLES", "4"))
 #: CAAS_CHAOS_SEEDS=1 also draws the stack's seed (which webhooks each probabilistic rule hits).
 #: Finding (40 drawn examples): a paymentSettlement SETTLED delivered late (reordered, or delayed

@@ -79,7 +79,7 @@ async def test_an_answer_without_the_contracts_shape_is_malformed():
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     try:
         async with aiohttp.ClientSession() as session:
             iot = IotClient(JsonClient("iot", f"http://127.0.0.1:{port}", session, timeout=5))

@@ -6,6 +6,9 @@ import pytest
 
 from tests.fuzzing import FUZZ, contract_schema
 
+#: Its tests share a module-wide world: one worker runs them all, in order.
+pytestmark = pytest.mark.xdist_group("tests.core.test_core_admin_fuzz")
+
 schema = contract_schema("core.yaml", semantic=("409",)).include(tag="admin")
 
 

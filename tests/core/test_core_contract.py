@@ -15,6 +15,9 @@ from caas_sim import catalogue
 from scenarios.stack import Stack
 from tests.fuzzing import contract_schema, outbound_violations, run_stateful
 
+#: Its tests share a module-wide world: one worker runs them all, in order.
+pytestmark = pytest.mark.xdist_group("tests.core.test_core_contract")
+
 POSTGRES_URL = os.environ.get("CAAS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 KEYS = {"k-ops": {"role": "operator", "subject": "ops"}}
 SIMULATORS = list(catalogue.NAMES)

@@ -8,6 +8,8 @@ clock never moves here, so orders stay in production: delivery requests meet
 409, as the contract says they do.
 """
 
+import pytest
+
 from tests.fuzzing import (
     FUZZ,
     contract_schema,
@@ -15,6 +17,9 @@ from tests.fuzzing import (
     outbound_violations,
     run_stateful,
 )
+
+#: Its tests share a module-wide world: one worker runs them all, in order.
+pytestmark = pytest.mark.xdist_group("tests.factory.test_factory_contract")
 
 # 422 is the contract's answer to what a schema cannot say: an order the factory
 # rejects (options a model does not offer), a delivery window that holds no slot,

@@ -28,6 +28,9 @@ from simulators.fleet import (
     vin_check_digit,
 )
 
+#: Its tests share a module-wide world: one worker runs them all, in order.
+pytestmark = pytest.mark.xdist_group("tests.iot.test_fleet")
+
 SEED = 42
 HOUR, DAY = 3600.0, 86400.0
 MIDNIGHT = DEFAULT_EPOCH - 8 * HOUR  # 2026-01-05T00:00:00Z

@@ -1,5 +1,7 @@
 """schemathesis against the running IoT simulator, from contracts/iot.yaml."""
 
+import pytest
+
 from tests.fuzzing import (
     FUZZ,
     contract_schema,
@@ -7,6 +9,9 @@ from tests.fuzzing import (
     outbound_violations,
     run_stateful,
 )
+
+#: Its tests share a module-wide world: one worker runs them all, in order.
+pytestmark = pytest.mark.xdist_group("tests.iot.test_iot_contract")
 
 # 422: an expiryDate in the past, a feature flag the vehicle's firmware lacks, an Idempotency-Key reused.
 schema = contract_schema("iot.yaml", semantic=("422",))

@@ -1,6 +1,11 @@
 """schemathesis over the admin protocol, as every simulator serves it."""
 
+import pytest
+
 from tests.fuzzing import FUZZ, contract_schema, on_stack
+
+#: Its tests share a module-wide world: one worker runs them all, in order.
+pytestmark = pytest.mark.xdist_group("tests.kit.test_admin_contract")
 
 # A well-formed rule can still name a domain fault this simulator does not have (400).
 schema = contract_schema("admin.yaml", semantic=("400",))

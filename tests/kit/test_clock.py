@@ -79,7 +79,7 @@ async def test_settlement_covers_a_response_in_flight():
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     import aiohttp
 
     async with aiohttp.ClientSession() as session:

@@ -6,6 +6,8 @@ at module level (from_fixture breaks on pytest 9.2, DESIGN.md) and the base URL
 comes from a simulator on a real socket.
 """
 
+import pytest
+
 from tests.fuzzing import (
     FUZZ,
     contract_schema,
@@ -19,7 +21,7 @@ from tests.fuzzing import (
 # for a card the issuer refuses to store (an expiry date already past is valid
 # JSON but declined).
 schema = contract_schema("payments.yaml", semantic=("402", "422"))
-pytestmark = on_stack("payments")
+pytestmark = [pytest.mark.xdist_group("tests.payments.test_payments_contract"), on_stack("payments")]
 
 
 @schema.parametrize()

@@ -23,6 +23,9 @@ from simulators.registries import vocabulary as base
 from simulators.registries.api import MODEL_KEY
 from tests.fuzzing import contract_schema, on_stack, outbound_violations, run_stateful
 
+#: Its tests share a module-wide world: one worker runs them all, in order.
+pytestmark = pytest.mark.xdist_group("tests.registries.test_registries_contract")
+
 COUNTRIES = ("es", "fr", "de", "uk")
 SERVICES = [f"registry-{c}" for c in COUNTRIES]
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))

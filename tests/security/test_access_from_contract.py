@@ -8,6 +8,9 @@ import requests
 from tests.security.contract_ops import of_kind, operations
 from tests.security.live import KEY_OF, KEYS, LiveCore
 
+#: Its tests share a module-wide world: one worker runs them all, in order.
+pytestmark = pytest.mark.xdist_group("tests.security.test_access_from_contract")
+
 ROLES = {"customer", "dealership", "operator"}
 OWNER_KINDS = {"customerId", "purchase", "sale"}
 

@@ -12,6 +12,9 @@ from tests.security.contract_ops import of_kind, operations
 from tests.security.live import ADMIN_TOKEN, KEYS, LiveCore
 from tests.security.test_webhook_receivers import signed
 
+#: Its tests share a module-wide world: one worker runs them all, in order.
+pytestmark = pytest.mark.xdist_group("tests.security.test_admin_and_limits")
+
 ADMIN = of_kind("admin")
 WITH_BODY = [op for op in operations() if op.method in ("POST", "PUT", "PATCH")]
 OFF_LOOPBACK = "192.0.2.2"  # this machine's own non-loopback address (see hostname -I)

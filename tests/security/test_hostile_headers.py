@@ -31,6 +31,9 @@ from simulators.kit.contract import CONTRACTS_DIR, Contract
 from tests.security.live import ADMIN_TOKEN, KEYS, WEBHOOK_SECRET, LiveCore
 from tests.security.test_admin_and_limits import OFF_LOOPBACK
 
+#: Its tests share a module-wide world: one worker runs them all, in order.
+pytestmark = pytest.mark.xdist_group("tests.security.test_hostile_headers")
+
 SIMULATORS = list(SERVICES)
 CORE = Contract("core.yaml")
 THEIRS = [Contract(path) for path in sorted(CONTRACTS_DIR.glob("*.yaml")) if path.name != "core.yaml"]

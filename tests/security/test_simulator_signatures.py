@@ -42,7 +42,7 @@ async def test_every_simulator_webhook_verifies_with_the_reference_library():
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    receiver = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    receiver = f"http://127.0.0.1:{runner.addresses[0][1]}"
     try:
         async with Stack(services=list(TRIGGERS), seed=0, with_sink=False) as stack:
             import aiohttp

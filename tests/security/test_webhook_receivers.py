@@ -16,6 +16,9 @@ from caas_core.store.schema import jobs, webhook_inbox
 from tests.security.contract_ops import of_kind
 from tests.security.live import KEYS, WEBHOOK_SECRET, LiveCore
 
+#: Its tests share a module-wide world: one worker runs them all, in order.
+pytestmark = pytest.mark.xdist_group("tests.security.test_webhook_receivers")
+
 RECEIVERS = of_kind("webhook")
 SOURCE = {"/caas/webhooks/ota-status": "iot", "/caas/webhooks/payments": "payments",
           "/caas/webhooks/factory": "factory", "/caas/webhooks/registry-uk": "registry-uk"}

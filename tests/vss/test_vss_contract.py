@@ -22,6 +22,9 @@ from tests.fuzzing import (
     run_stateful,
 )
 
+#: Its tests share a module-wide world: one worker runs them all, in order.
+pytestmark = pytest.mark.xdist_group("tests.vss.test_vss_contract")
+
 core = contract_schema(CONTRACT)
 # 422 is the workshop contract's answer to what a schema cannot say: a service
 # type outside the vehicle's plan, a date in the future or before delivery, a

@@ -14,6 +14,9 @@ from simulators.kit.contract import Contract
 from tests.security.live import KEY_OF, KEYS, WEBHOOK_SECRET, LiveCore
 from tests.security.test_webhook_receivers import signed
 
+#: Its tests share a module-wide world: one worker runs them all, in order.
+pytestmark = pytest.mark.xdist_group("tests.core.api.test_content_type")
+
 PURCHASE = orjson.dumps({"serviceId": "heated-seats", "durationType": "PERMANENT",
                          "paymentMethod": {"type": "CARD", "token": "pm_card_visa"}})
 NOT_JSON = ["text/plain", "application/x-www-form-urlencoded", "application/xml", None]  # None: no Content-Type

@@ -1,0 +1,36 @@
+"""The purchase row: every flow reads and writes it through here (as sales through
+``sale_records``). Statements are built once: a statement's construction costs more CPU
+than its run (see store/jobs.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+
+from ..store.schema import purchases
+
+_LOAD = select(purchases).where(purchases.c.id == bindparam("purchase_id"))
+# FOR UPDATE locks the row on PostgreSQL; SQLite renders none, its write transactions being
+# serialized whole (store/db.py).
+_LOAD_LOCKED = _LOAD.with_for_update()
+_CHANGE = update(purchases).where(purchases.c.id == bindparam("b_purchase_id"))
+
+
+async def load(conn, purchase_id: str, *, lock: bool = False):
+    """The purchase's row (locked for the transaction with ``lock``), or None."""
+    return (await conn.execute(_LOAD_LOCKED if lock else _LOAD, {"purchase_id": purchase_id})).mappings().first()
+
+
+async def change(conn, purchase_id: str, **values: Any) -> None:
+    await conn.execute(_CHANGE, {**values, "b_purchase_id": purchase_id})
+
+
+async def of_customer(conn, customer_id: str) -> list:
+    return (await conn.execute(select(purchases).where(purchases.c.customer_id == customer_id)
+                               .order_by(purchases.c.created_at, purchases.c.id))).mappings().all()
+
+
+async def of_vehicle(conn, vin: str) -> list:
+    return (await conn.execute(select(purchases).where(purchases.c.vin == vin)
+                               .order_by(purchases.c.created_at))).mappings().all()

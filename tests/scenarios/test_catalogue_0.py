@@ -1,8 +1,0 @@
-import pytest
-
-from ._catalogue import check, shard
-
-
-@pytest.mark.parametrize("name", shard(0))
-async def test_scenario(name):
-    await check(name)
