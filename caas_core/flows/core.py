@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..clients.upstreams import (
     FactoryClient,
@@ -21,8 +21,12 @@ from ..settings import CoreSettings
 from ..store.db import Database
 from ..store.ids import IdSource
 
-if TYPE_CHECKING:
-    from .webhooks import GroupCommit
+
+class WebhookBatches(Protocol):
+    """Webhook arrivals committed in shared batches (``flows.webhooks.GroupCommit``)."""
+
+    async def submit(self, source: str, webhook_id: str, payload: str, correlation_id: str | None, *,
+                     unusable: str | None = None) -> bool: ...
 
 
 @dataclass
@@ -40,7 +44,7 @@ class Core:
     #: Wakes the job runner after an enqueue for now (its ``kick``; None: no runner in this process).
     kick: Callable[[], None] | None = None
     #: Webhook arrivals committed in shared batches (``flows.webhooks``); made on first use.
-    webhook_batches: GroupCommit | None = None
+    webhook_batches: WebhookBatches | None = None
     #: Requests being handled: with the clock's parked calls, what tells a world in virtual
     #: time whether the core is still working on something.
     in_flight: int = 0
