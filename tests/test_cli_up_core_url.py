@@ -82,7 +82,7 @@ async def receiver():
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    found.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    found.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     yield found
     await runner.cleanup()
 
