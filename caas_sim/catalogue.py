@@ -12,6 +12,13 @@ harness can all read it without depending on one another.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+#: The OpenAPI contracts: ``contracts/`` of the repository, which an installed package carries
+#: inside (``caas_sim/contracts`` is a link to it in the repository, the files in a wheel).
+CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
+#: The schemathesis configuration that goes with them (a link to the repository's too).
+SCHEMATHESIS_CONFIG = Path(__file__).resolve().parent / "schemathesis.toml"
 
 
 @dataclass(frozen=True, slots=True)

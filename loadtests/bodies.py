@@ -19,7 +19,6 @@ import re
 import string
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from pathlib import Path
 from re import _constants as sre_constants  # the regex parser (sre_parse is deprecated)
 from re import _parser as sre_parse
 from typing import Any
@@ -28,7 +27,9 @@ import jsonschema_rs
 import yaml
 from faker import Faker
 
-CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"
+from caas_sim import catalogue
+
+CONTRACTS = catalogue.CONTRACTS_DIR
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PRINTABLE = string.ascii_letters + string.digits
 

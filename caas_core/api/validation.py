@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
 import orjson
 import yaml
 
+from caas_sim import catalogue
+
 from .problems import Problem
 
-CONTRACT = Path(__file__).resolve().parents[2] / "contracts" / "core.yaml"
+CONTRACT = catalogue.CONTRACTS_DIR / catalogue.CORE_CONTRACT
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

@@ -10,6 +10,7 @@ one line on stderr, never a traceback: exit 2 for usage errors, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 import textwrap
@@ -18,7 +19,7 @@ from simulators.client import AdminError, AdminUnreachable
 from simulators.kit.durations import parse_duration
 
 from .. import stack as stack_mod
-from . import audit, webhooks
+from . import audit, contracts, webhooks
 from .common import (
     CORE_PORT,
     LOCALHOST,
@@ -72,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("caas-sim")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(prog="caas-sim", formatter_class=fmt,
@@ -82,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "  caas-sim clock advance 15m               move the shared clock, event by event\n"
                             "  caas-sim journal iot --follow            watch what the IoT simulator sees\n\n"
                             f"Admin tokens may also come from ${TOKEN_ENV}.")
+    parser.add_argument("--version", action="version", version=f"caas-sim {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     server = _Parser(add_help=False)
@@ -140,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     ports.add_argument("--ephemeral", action="store_true",
                        help="every service on a free port (printed at start) instead of its default one")
     up.add_argument("--faults", type=_profile_arg, nargs="+", action="extend", default=[],
-                    metavar="SERVICE=PROFILE.yaml", help="load a fault profile into a service at start")
+                    metavar="SERVICE=PROFILE", help="load a fault profile into a service at start: a file, or the name "
+                         "of one the service ships with (iot=flaky-network)")
     up.add_argument("--state-file", metavar="PATH",
                     help=f"where to record the service table, webhook targets and secrets, for the clock, "
                          f"fault, journal and secrets commands (default: {STATE_DEFAULT}; owner-only; removed "
@@ -153,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("name", type=_named, metavar="NAME",
                        help=f"core, or one of {', '.join(stack_mod.SERVICES)}")
     serve.add_argument("--port", type=_port, help="port to listen on (default: the service's own)")
-    serve.add_argument("--faults", metavar="PROFILE.yaml", help="load a fault profile at start")
+    serve.add_argument("--faults", metavar="PROFILE", help="load a fault profile at start: a file, or the name of "
+                       "one the service ships with (e.g. iot: flaky-network)")
     serve.add_argument("--webhook-url", type=_url, metavar="URL",
                        help="deliver every webhook of the service to this URL (default: the core's endpoint "
                             "for it on 127.0.0.1:8000, as the service catalogue names it)")
@@ -228,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     journal.set_defaults(handler=cmd_journal)
 
     audit.add_parser(commands, [admin])
+    contracts.add_parser(commands)
     webhooks.add_parser(commands, [admin_state], fmt)
 
     add_scenario_parser(commands, fmt)

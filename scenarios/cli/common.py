@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
+from pathlib import Path
 
 import yaml
 import yarl
@@ -128,6 +130,21 @@ def default_url(name: str) -> str:
         return f"http://{LOCALHOST}:{CORE_PORT}"
     raise CliError(f"unknown service {name!r}; known: {', '.join([*stack_mod.SERVICES, 'core'])} "
                    f"(or give --url)", EXIT_USAGE)
+
+
+def shipped_profile(service: str, value: str) -> str:
+    """A fault profile's path: ``value`` itself when it names a file, else the profile of that
+    name the service ships with (``caas-sim serve iot --faults flaky-network``), which an
+    installed package carries too."""
+    if Path(value).exists() or service not in stack_mod.SERVICES:
+        return value
+    module = stack_mod.SERVICES[service][0]
+    spec = importlib.util.find_spec(module.rsplit(".", 1)[0])
+    folder = Path(next(iter(spec.submodule_search_locations))) / "profiles" if spec else None
+    name = value if value.endswith(".yaml") else f"{value}.yaml"
+    if folder is not None and (folder / name).is_file():
+        return str(folder / name)
+    return value
 
 
 def _check_profile(path: str) -> None:

@@ -26,13 +26,14 @@ from .common import (
     CliError,
     _check_profile,
     render_table,
+    shipped_profile,
 )
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     _check_exposure(args)
     names = args.services or _available_services()
-    profiles = dict(args.faults)
+    profiles = {service: shipped_profile(service, value) for service, value in args.faults}
     webhooks.check_started("--faults", profiles, names)
     for path in profiles.values():
         _check_profile(path)
@@ -84,6 +85,7 @@ DEVELOPMENT_KEYS = {"dev-operator": {"role": "operator", "subject": "operator"},
 def cmd_serve(args: argparse.Namespace) -> int:
     _check_exposure(args)
     if args.faults:
+        args.faults = shipped_profile(args.name, args.faults)
         _check_profile(args.faults)
     name = args.name
     if name != "core" and getattr(args, "workers", 1) != 1:

@@ -16,7 +16,9 @@ import jsonschema_rs
 import orjson
 import yaml
 
-CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts"
+from caas_sim import catalogue
+
+CONTRACTS_DIR = catalogue.CONTRACTS_DIR
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
 _METHODS = ("get", "put", "post", "delete", "patch")
 
