@@ -1,26 +1,33 @@
-"""An async client of the admin protocol (contracts/admin.yaml).
+"""The dict client of the admin protocol (contracts/admin.yaml); the typed ones are in
+``simulators.typed_client``.
 
-It speaks only HTTP, so it drives any simulator or the core, in this process
+They speak only HTTP, so they drive any simulator or the core, in this process
 or another one, without importing their code. Non-2xx answers raise
 ``AdminError`` carrying the problem+json body; a service that cannot be
 reached at all raises ``AdminUnreachable`` (the usual "is it running?" case).
+
+- ``AdminClient``: async, dict answers (what the harness reads);
+- ``typed_client.AsyncAdmin``: async, typed answers (``simulators.admin_models``), on an
+  ``AdminClient``; ``typed_client.Admin``: the same for synchronous code, on urllib.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 import yaml
 
+T = TypeVar("T")
+
 #: Ordinary admin calls answer at once; this only bounds a wedged service.
 DEFAULT_TIMEOUT = 30.0
 #: A clock move answers once every event on the way has fired and settled,
 #: which may legitimately take long: only the connection is bounded.
-_MOVE_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
+MOVE_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
 
 
 class AdminError(Exception):
@@ -92,14 +99,14 @@ class AdminClient:
 
     async def advance(self, duration: str | float) -> dict:
         """Move forward by ``15m``, ``1h30m``, ``90`` (seconds)...; returns the clock after the move."""
-        return await self._call("POST", "/__admin/clock", json={"advance": _duration_value(duration)},
-                                timeout=_MOVE_TIMEOUT)
+        return await self._call("POST", "/__admin/clock", json={"advance": duration_value(duration)},
+                                timeout=MOVE_TIMEOUT)
 
     async def set_clock(self, to_iso: str, *, fire: bool = True) -> dict:
         """Move forward to an instant (never backward: that is a 409); ``fire=False`` fires
         nothing due on the way yet (admin protocol 1.1; a 1.0 service answers 400)."""
         body = {"to": to_iso} if fire else {"to": to_iso, "fire": False}
-        return await self._call("POST", "/__admin/clock", json=body, timeout=_MOVE_TIMEOUT)
+        return await self._call("POST", "/__admin/clock", json=body, timeout=MOVE_TIMEOUT)
 
     async def reset(self, *, keep_configuration: bool = False) -> dict:
         """Back to how the service started (webhook subscriptions included, unless kept)."""
@@ -164,21 +171,30 @@ class AdminClient:
             raise AdminUnreachable(self.base_url, _reason(exc)) from None
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise AdminUnreachable(self.base_url, _reason(exc) or "no answer in time") from None
-        body = _decode(raw, ctype)
-        if 200 <= status < 300:
-            if not isinstance(body, dict):
-                raise AdminError(status, {"title": "Not an admin answer",
-                                          "detail": f"{method} {url} answered {ctype or 'no content type'}"}, url)
-            return body
-        if isinstance(body, dict) and "title" in body:
-            raise AdminError(status, body, url)
-        # Not one of ours (a proxy, another server on the port): keep what helps.
-        text = raw.decode("utf-8", "replace").strip()[:200]
-        raise AdminError(status, {"title": reason or f"HTTP {status}", "status": status,
-                                  "detail": f"{method} {url}" + (f": {text}" if text else "")}, url)
+        return answer_of(method, url, status, reason, ctype, raw, self._error)
+
+    #: What a non-2xx answer raises (the typed clients raise the richer ``AdminProblem``).
+    _error: type[AdminError] = AdminError
 
 
-def _duration_value(duration: str | float) -> str | float:
+def answer_of(method: str, url: str, status: int, reason: str | None, ctype: str | None, raw: bytes,
+            error: type[AdminError] = AdminError) -> dict:
+    """The JSON object of a 2xx answer; ``error`` (an ``AdminError``) for anything else."""
+    body = _decode(raw, ctype or "")
+    if 200 <= status < 300:
+        if not isinstance(body, dict):
+            raise error(status, {"title": "Not an admin answer",
+                                 "detail": f"{method} {url} answered {ctype or 'no content type'}"}, url)
+        return body
+    if isinstance(body, dict) and "title" in body:
+        raise error(status, body, url)
+    # Not one of ours (a proxy, another server on the port): keep what helps.
+    text = raw.decode("utf-8", "replace").strip()[:200]
+    raise error(status, {"title": reason or f"HTTP {status}", "status": status,
+                         "detail": f"{method} {url}" + (f": {text}" if text else "")}, url)
+
+
+def duration_value(duration: str | float) -> str | float:
     """Send numbers as numbers: the contract's duration strings need a unit ("90" is not one)."""
     if isinstance(duration, str):
         text = duration.strip().replace(" ", "")
