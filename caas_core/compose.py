@@ -47,6 +47,7 @@ from .flows import (
 )
 from .flows.core import Core
 from .flows.runner import Handler, JobContext, JobRunner
+from .metrics import CoreMetrics
 from .settings import CoreSettings
 from .store import jobs
 from .store.db import Database
@@ -92,9 +93,11 @@ def handlers(core: Core) -> dict[str, Handler]:
 def build_core(settings: CoreSettings, clock: CoreClock, db: Database, session: aiohttp.ClientSession) -> Core:
     """The flows' shared state, its clients on ``session``."""
     up = settings.upstreams
+    metrics = CoreMetrics(clock.now)
 
     def client(name: str, timeout: float = settings.request_timeout) -> JsonClient:
-        return JsonClient(name, getattr(up, services.entry(name).setting), session, timeout=timeout, clock=clock)
+        return JsonClient(name, getattr(up, services.entry(name).setting), session, timeout=timeout, clock=clock,
+                          observe=metrics.upstream_call)
 
     ota_policy = settings.ota
     return Core(
@@ -103,7 +106,8 @@ def build_core(settings: CoreSettings, clock: CoreClock, db: Database, session: 
                     attempt_timeout=ota_policy.attempt_timeout, deadline=ota_policy.api_down_deadline),
         IotClient(client("iot")), VssClient(client("vss")), PaymentsClient(client("payments")),
         FactoryClient(client("factory", settings.factory.placement_timeout)),
-        {country: RegistryClient(client(services.REGISTRY_COUNTRIES[country].name)) for country in COUNTRIES})
+        {country: RegistryClient(client(services.REGISTRY_COUNTRIES[country].name)) for country in COUNTRIES},
+        metrics=metrics)
 
 
 @dataclass

@@ -27,8 +27,9 @@ from ..flows import (
     purchases,
     webhooks,
 )
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..settings import CoreSettings
-from ..store import jobs, outbox
+from ..store import inspect, jobs, outbox
 from ..store.db import DatabaseUnavailable, create_schema, drop_schema
 from . import sales as sales_api
 from . import validation
@@ -89,6 +90,7 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
     r.add_get("/support/tickets", list_tickets)
     sales_api.routes(app, CORE_KEY, _principal, _cid)
     r.add_post("/caas/webhooks/{source}", receive_webhook)
+    r.add_get("/metrics", metrics)
     r.add_get("/__admin/health", health)
     r.add_get("/__admin/clock", get_clock)
     r.add_post("/__admin/clock", move_clock)
@@ -101,6 +103,21 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
 async def _problems(request: web.Request, handler):
     core = request.app[CORE_KEY]
     core.in_flight += 1
+    started, status = time.perf_counter(), 500
+    try:
+        response = await _answer(request, handler)
+        status = response.status
+        return response
+    finally:
+        core.in_flight -= 1
+        if core.metrics is not None:
+            resource = request.match_info.route.resource
+            core.metrics.request(request.method, resource.canonical if resource is not None else "unmatched", status,
+                                 time.perf_counter() - started)
+
+
+async def _answer(request: web.Request, handler) -> web.StreamResponse:
+    """The handler's answer, every error as problem+json."""
     try:
         validation.check_headers(request.headers)  # first: no route may read a header that is not text
         path = request.path
@@ -108,8 +125,8 @@ async def _problems(request: web.Request, handler):
             return await handler(request)        # the signature first: the hot path, kept short
         if request.body_exists:  # the size limit (413) holds on every route, not only on those that read
             await request.read()
-        # Admin routes answer their own protocol.
-        if not path.startswith("/__admin/"):
+        # Admin routes (and the metrics) answer their own protocol.
+        if not path.startswith("/__admin/") and path != "/metrics":
             if request.match_info.http_exception is None:  # the contract's order: 401 before 400
                 _principal(request)
             await validation.check(request)
@@ -127,8 +144,6 @@ async def _problems(request: web.Request, handler):
             raise
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return Problem(exc.status, exc.reason, headers=allow).response()
-    finally:
-        core.in_flight -= 1
 
 
 def _json(body, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -242,6 +257,16 @@ async def receive_webhook(request: web.Request) -> web.Response:
 
 
 # --- the admin protocol (contracts/admin.yaml) --------------------------------------
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text; the queue's figures read from the store now."""
+    require_admin(request)
+    core = request.app[CORE_KEY]
+    now = core.clock.now()
+    pending, oldest_due = await inspect.job_queue(core.db, now)
+    core.metrics.queue(pending, oldest_due, await inspect.unprocessed_webhooks(core.db), now)
+    return web.Response(body=core.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
 async def health(request: web.Request) -> web.Response:
     require_admin(request)
     runner, core = request.app[RUNNER_KEY], request.app[CORE_KEY]

@@ -12,6 +12,8 @@ answer on the same clock (injected latency) answers when the clock gets there.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -53,16 +55,35 @@ class Malformed(Unavailable):
 
 
 M = TypeVar("M", bound=Wire)
+#: Told of every call: the peer, its outcome (answered, rejected, unavailable, malformed) and
+#: how long the peer took to answer (None: it did not).
+Observer = Callable[[str, str, "float | None"], None]
+_OUTCOMES = {Rejected: "rejected", Unavailable: "unavailable", Malformed: "malformed"}
 
 
 class JsonClient:
     def __init__(self, system: str, base_url: str, session: aiohttp.ClientSession, *, timeout: float,
-                 clock: CoreClock | None = None):
+                 clock: CoreClock | None = None, observe: Observer | None = None):
         self.system, self.base_url, self.session, self.timeout = system, base_url.rstrip("/"), session, timeout
         self.on_clock = clock if clock is not None and clock.mode == "virtual" else None
+        self.observe = observe
 
     async def call(self, method: str, path: str, *, json: Any = None, correlation_id: str | None = None,
                    idempotency_key: str | None = None, timeout: float | None = None) -> Answer:
+        if self.observe is None:
+            return await self._call(method, path, json, correlation_id, idempotency_key, timeout)
+        started = time.perf_counter()
+        try:
+            answer = await self._call(method, path, json, correlation_id, idempotency_key, timeout)
+        except UpstreamError as exc:
+            answered = exc.status is not None  # a timeout or a refused connection has no answer to time
+            self.observe(self.system, _OUTCOMES[type(exc)], time.perf_counter() - started if answered else None)
+            raise
+        self.observe(self.system, "answered", time.perf_counter() - started)
+        return answer
+
+    async def _call(self, method: str, path: str, json: Any, correlation_id: str | None,
+                    idempotency_key: str | None, timeout: float | None) -> Answer:
         headers = {"Accept": "application/json"}
         if correlation_id:
             headers[CORRELATION_HEADER] = correlation_id

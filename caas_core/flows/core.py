@@ -17,6 +17,7 @@ from ..clients.upstreams import (
 from ..clock import CoreClock
 from ..domain.catalogue import Catalogue
 from ..domain.ota_policy import RetryPolicy
+from ..metrics import CoreMetrics
 from ..settings import CoreSettings
 from ..store.db import Database
 from ..store.ids import IdSource
@@ -50,6 +51,8 @@ class Core:
     in_flight: int = 0
     #: Random by default; seeded in a world on a virtual clock (``store.ids``), never reused.
     ids: IdSource = field(default_factory=IdSource)
+    #: What ``GET /metrics`` shows (the composition root makes it; None in bare test cores).
+    metrics: CoreMetrics | None = None
 
     def new_id(self, prefix: str) -> str:
         return self.ids.new(prefix)

@@ -20,7 +20,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from .db import Database
+from .jobs import PENDING
 from .schema import collection_cases as _collection_cases
+from .schema import jobs as _jobs
 from .schema import purchases, webhook_inbox
 
 
@@ -55,3 +57,14 @@ async def collection_cases(db: Database) -> list[dict[str, Any]]:
         return [dict(row) for row in (await conn.execute(
             select(_collection_cases).order_by(_collection_cases.c.created_at, _collection_cases.c.id)
         )).mappings().all()]
+
+
+async def job_queue(db: Database, now: float) -> tuple[dict[str, int], float | None]:
+    """The pending jobs by kind, and when the oldest of those due by ``now`` was due
+    (None: nothing is overdue)."""
+    async with db.transaction(readonly=True) as conn:
+        rows = (await conn.execute(select(_jobs.c.kind, func.count()).where(_jobs.c.status == PENDING)
+                                   .group_by(_jobs.c.kind))).all()
+        oldest = await conn.scalar(select(func.min(_jobs.c.run_at)).where(_jobs.c.status == PENDING,
+                                                                           _jobs.c.run_at <= now))
+    return {kind: int(n) for kind, n in rows}, (float(oldest) if oldest is not None else None)

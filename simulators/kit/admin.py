@@ -18,6 +18,7 @@ from .contract import load as load_contract
 from .durations import parse_duration
 from .errors import ProblemError
 from .faults import FaultConflict, FaultError
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .problems import from_error, problem
 from .service import Service, is_loopback
 
@@ -52,9 +53,12 @@ def _admin_endpoint(service: Service, op: Operation, handler):
             return problem(400, "Request violates contract", "; ".join(map(str, violations)),
                            kind="contract-violation", violations=[v.to_dict() for v in violations])
         try:
-            status, payload = await handler(request, body)
+            answer = await handler(request, body)
         except ProblemError as exc:
             return from_error(exc)
+        if isinstance(answer, web.Response):  # not JSON (the metrics)
+            return answer
+        status, payload = answer
         return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
 
     return endpoint
@@ -85,6 +89,9 @@ def _handlers(service: Service) -> dict:
         except ClockError as exc:
             raise ProblemError(409, "Clock cannot move", str(exc), kind="clock-conflict") from None
         return 200, clock.describe()
+
+    async def get_metrics(request, body):
+        return web.Response(body=service.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def reset(request, body):
         await service.reset(keep_configuration=bool((body or {}).get("keepConfiguration", False)))
@@ -138,7 +145,7 @@ def _handlers(service: Service) -> dict:
         return 200, {"subscriptions": [s.to_dict() for s in service.webhooks.subscriptions]}
 
     return {
-        "getHealth": get_health, "getClock": get_clock, "moveClock": move_clock, "reset": reset,
+        "getHealth": get_health, "getMetrics": get_metrics, "getClock": get_clock, "moveClock": move_clock, "reset": reset,
         "listFaults": list_faults, "addFaults": add_faults, "clearFaults": clear_faults,
         "deleteFault": delete_fault, "readJournal": read_journal, "clearJournal": clear_journal,
         "getWebhooks": get_webhooks, "setWebhooks": set_webhooks,

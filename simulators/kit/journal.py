@@ -23,8 +23,9 @@ CORRELATION_HEADER = "X-Correlation-Id"
 
 class Journal:
     def __init__(self, service: str, now: Callable[[], float], *, capacity: int = 10_000,
-                 jsonl_path: str | Path | None = None):
+                 jsonl_path: str | Path | None = None, observer: Callable[[dict], None] | None = None):
         self.service = service
+        self._observer = observer  # told of every entry as it is appended (the metrics)
         self._now = now
         self._entries: collections.deque[dict] = collections.deque(maxlen=capacity)
         self._next_seq = 1
@@ -43,6 +44,8 @@ class Journal:
                  "kind": kind, "direction": direction, **fields}
         self._next_seq += 1
         self._entries.append(entry)
+        if self._observer is not None:
+            self._observer(entry)
         if self._sink is not None:
             self._sink.write(orjson.dumps(_render(entry)) + b"\n")
             self._sink.flush()

@@ -15,6 +15,7 @@ from .contract import load as load_contract
 from .faults import FaultEngine, FaultRule
 from .idempotency import IdempotencyStore
 from .journal import Journal
+from .metrics import ServiceMetrics
 from .webhooks import WebhookDispatcher
 
 
@@ -28,7 +29,9 @@ class Service:
         self.seed = seed
         self.clock = clock or Clock("virtual")
         self.contract = contract if isinstance(contract, Contract) else load_contract(str(contract))
-        self.journal = Journal(name, self.clock.now, capacity=journal_capacity, jsonl_path=journal_path)
+        self.metrics = ServiceMetrics(name, self.clock.now)
+        self.journal = Journal(name, self.clock.now, capacity=journal_capacity, jsonl_path=journal_path,
+                               observer=self.metrics.observe)
         self.faults = FaultEngine(seed=seed, now=self.clock.now, record=self.journal.record)
         self.idempotency = IdempotencyStore(self.clock.now)
         self.webhooks = WebhookDispatcher(name, self.clock, self.journal, self.contract, seed=seed)
