@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
-from caas_sim import catalogue
+from caas_sim import catalogue, logs
 from simulators.kit.app import SERVICE_KEY
 from simulators.kit.clock import Clock
 from simulators.kit.config import SimConfig
@@ -92,6 +93,8 @@ class Stack:
     #: Real seconds a stop waits for handlers still running (e.g. parked on a clock that
     #: will not move again): aiohttp's 60 s default is for real servers, not throwaway worlds.
     shutdown_timeout: float = 60.0
+    #: One line per request on the ``caas.access`` logger (``caas-sim up --access-log``).
+    access_log: bool = False
     running: dict[str, Running] = field(default_factory=dict)
     sink: WebhookSink | None = None
 
@@ -146,7 +149,9 @@ class Stack:
                                                       self.webhook_secret(name))
 
     async def _serve(self, name: str, app: web.Application, port: int) -> None:
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.shutdown_timeout)
+        access = logging.getLogger(logs.ACCESS_LOGGER) if self.access_log else None
+        runner = web.AppRunner(app, access_log=access, access_log_format=logs.ACCESS_FORMAT,
+                               shutdown_timeout=self.shutdown_timeout)
         await runner.setup()
         site = web.TCPSite(runner, self.host, port)
         await site.start()

@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from caas_sim import catalogue
+from caas_sim.logs import CORRELATION
 
 from .. import compose
 from ..clock import ClockError, CoreClock, isoformat, parse_duration, parse_instant
@@ -104,6 +105,8 @@ async def _problems(request: web.Request, handler):
     core = request.app[CORE_KEY]
     core.in_flight += 1
     started, status = time.perf_counter(), 500
+    given = request.headers.get("X-Correlation-Id")
+    CORRELATION.set(given if given and len(given) <= 128 and given.isascii() and given.isprintable() else None)
     try:
         response = await _answer(request, handler)
         status = response.status

@@ -19,6 +19,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from caas_sim.logs import CORRELATION
+
 from ..clock import CoreClock
 from ..store import jobs
 from ..store.db import Database
@@ -118,6 +120,13 @@ class JobRunner:
         await asyncio.gather(*(lane(queue) for queue in by_lane.values()))
 
     async def _run(self, job: jobs.Job) -> None:
+        token = CORRELATION.set(job.correlation_id)  # on every line the job logs
+        try:
+            await self._run_job(job)
+        finally:
+            CORRELATION.reset(token)
+
+    async def _run_job(self, job: jobs.Job) -> None:
         handler = self.handlers.get(job.kind)
         try:
             if handler is None:

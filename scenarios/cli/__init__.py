@@ -15,6 +15,7 @@ import os
 import sys
 import textwrap
 
+from caas_sim import logs
 from simulators.client import AdminError, AdminUnreachable
 from simulators.kit.durations import parse_duration
 
@@ -95,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     server = _Parser(add_help=False)
     server.add_argument("--seed", type=int, default=0, help="seed of every RNG and fleet (default 0)")
+    server.add_argument("--log-format", choices=logs.FORMATS, default=os.environ.get("CAAS_LOG_FORMAT", "text"),
+                        help="text or json lines, with the correlation id on each (default text; $CAAS_LOG_FORMAT)")
+    server.add_argument("--log-level", type=str.upper, choices=logs.LEVELS,
+                        default=os.environ.get("CAAS_LOG_LEVEL", "INFO").upper(),
+                        help="least severe level logged (default INFO; $CAAS_LOG_LEVEL)")
+    server.add_argument("--access-log", action="store_true", default=os.environ.get("CAAS_LOG_ACCESS") == "1",
+                        help="one line per request on the caas.access logger ($CAAS_LOG_ACCESS=1)")
     server.add_argument("--clock", type=_clock_spec, default="virtual", metavar="real|virtual|scaled:N",
                         help="virtual: moves only when told (default); scaled:N: N virtual seconds per real "
                              "second; real: wall time")

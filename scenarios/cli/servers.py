@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import errno
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from caas_sim import catalogue
+from caas_sim import catalogue, logs
 from simulators.kit.contract import CONTRACTS_DIR
 from simulators.kit.service import is_loopback
 
@@ -32,6 +33,7 @@ from .common import (
 
 def cmd_up(args: argparse.Namespace) -> int:
     _check_exposure(args)
+    logs.configure(level=args.log_level, fmt=args.log_format)
     names = args.services or _available_services()
     profiles = {service: shipped_profile(service, value) for service, value in args.faults}
     webhooks.check_started("--faults", profiles, names)
@@ -49,7 +51,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if core is not None and os.environ.get("CAAS_WEBHOOK_SECRETS"):
         print("caas-sim: note: CAAS_WEBHOOK_SECRETS is not used by `up`: its core verifies with the secrets its "
               "simulators sign with (--secret)", file=sys.stderr)
-    stack = stack_mod.Stack(services=names, seed=args.seed, clock=stack_mod.parse_clock(args.clock),
+    stack = stack_mod.Stack(services=names, seed=args.seed, access_log=args.access_log,
+                            clock=stack_mod.parse_clock(args.clock),
                             host=args.host, ports=ports, fault_profiles=profiles, admin_token=args.admin_token,
                             core=core, with_sink=not core_url, webhook_urls=targets, webhook_secrets=secrets)
     return _run_server(run_stack(stack, state_file=state.state_path(args.state_file), render=render_up,
@@ -84,6 +87,7 @@ DEVELOPMENT_KEYS = {"dev-operator": {"role": "operator", "subject": "operator"},
 
 def cmd_serve(args: argparse.Namespace) -> int:
     _check_exposure(args)
+    logs.configure(level=args.log_level, fmt=args.log_format)
     if args.faults:
         args.faults = shipped_profile(args.name, args.faults)
         _check_profile(args.faults)
@@ -98,7 +102,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if name == "core":
         return _run_server(serve_core(args))
     port = stack_mod.SERVICES[name][1] if args.port is None else args.port
-    stack = stack_mod.Stack(services=[name], seed=args.seed, clock=stack_mod.parse_clock(args.clock),
+    stack = stack_mod.Stack(services=[name], seed=args.seed, access_log=args.access_log,
+                            clock=stack_mod.parse_clock(args.clock),
                             host=args.host, ports={name: port}, with_sink=False, admin_token=args.admin_token,
                             fault_profiles={name: args.faults} if args.faults else {})
 
@@ -279,7 +284,8 @@ async def serve_core(args: argparse.Namespace, *, stop: asyncio.Event | None = N
     except ValueError as exc:
         raise CliError(f"core settings: {exc}", EXIT_USAGE) from None
     reuse_port = getattr(args, "reuse_port", False)
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    access = logging.getLogger(logs.ACCESS_LOGGER) if getattr(args, "access_log", False) else None
+    runner = web.AppRunner(create_app(settings), access_log=access, access_log_format=logs.ACCESS_FORMAT)
     try:
         await runner.setup()
     except DatabaseUnavailable as exc:

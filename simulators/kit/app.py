@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from caas_sim.logs import CORRELATION
+
 from .admin import add_admin_routes
 from .contract import Contract, Operation
 from .errors import ProblemError
@@ -160,6 +162,7 @@ def _endpoint(service: Service, op: Operation, handler: Handler):
     async def endpoint(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         cid = correlation_id(request, ids, owner)
+        CORRELATION.set(cid)  # on every line logged while it is handled
         busy = clock.enter(owner)
         try:
             try:

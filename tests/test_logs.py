@@ -1,0 +1,69 @@
+"""Logs a team can ship: JSON or text lines, the correlation id on each, secrets masked."""
+
+import io
+import json
+import logging
+import socket
+import subprocess
+import sys
+import urllib.request
+
+from caas_sim import logs
+
+
+def test_json_lines_carry_the_correlation_id_and_never_a_secret():
+    out = io.StringIO()
+    logs.configure(level="INFO", fmt="json", stream=out)
+    try:
+        token = logs.CORRELATION.set("cor-42")
+        logging.getLogger("caas_core.test").warning(
+            "calling %s with Bearer sk-live-123 and whsec_c2VjcmV0 at %s", "iot", "postgresql://u:pa55@db/x")
+        logs.CORRELATION.reset(token)
+        logging.getLogger("caas_core.test").info("no request")
+    finally:
+        logging.getLogger().handlers.clear()
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["correlationId"] == "cor-42" and first["level"] == "WARNING"
+    assert "sk-live-123" not in first["message"] and "c2VjcmV0" not in first["message"]
+    assert "pa55" not in first["message"] and "postgresql://u:***@db/x" in first["message"]
+    assert first["message"].startswith("calling iot with Bearer ***")
+    assert second["correlationId"] is None
+
+
+def test_text_lines_show_the_correlation_id():
+    out = io.StringIO()
+    logs.configure(level="DEBUG", fmt="text", stream=out)
+    try:
+        logs.CORRELATION.set("cor-7")
+        logging.getLogger("x").debug("hello")
+    finally:
+        logging.getLogger().handlers.clear()
+        logs.CORRELATION.set(None)
+    assert " DEBUG x [cor-7] hello" in out.getvalue()
+
+
+def test_serve_with_an_access_log_in_json_names_each_request_by_its_correlation_id():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "scenarios.cli", "serve", "iot", "--port", str(port),
+                               "--log-format", "json", "--access-log"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "SERVICE" in server.stdout.readline()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/__admin/health",
+                                         headers={"X-Correlation-Id": "trace-abc"})
+        urllib.request.urlopen(request, timeout=10).read()
+        bad = urllib.request.Request(f"http://127.0.0.1:{port}/vehicles/NOPE/status",
+                                     headers={"X-Correlation-Id": "trace-def"})
+        try:
+            urllib.request.urlopen(bad, timeout=10)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 400
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == logs.ACCESS_LOGGER]
+    assert any("GET /vehicles/NOPE/status" in line["message"] and line["correlationId"] == "trace-def"
+               for line in access), err
