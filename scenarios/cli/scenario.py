@@ -34,7 +34,13 @@ def add_parser(commands, fmt) -> None:
                                     "  caas-sim scenario run --all --report build/scenarios --junit build/junit.xml\n"
                                     "  caas-sim scenario run activation-succeeds-on-the-third-attempt --seed 7\n"
                                     "  caas-sim scenario run --all --target default      # caas-sim up on its "
-                                    "default ports")
+                                    "default ports\n"
+                                    "  caas-sim scenario run --all --target core=http://127.0.0.1:9000,iot=http://"
+                                    "127.0.0.1:8103,payments=http://127.0.0.1:8104,vss=http://127.0.0.1:8102 \\\n"
+                                    "      --core-command 'node examples/node-core/core.mjs'   # your own core, started "
+                                    "afresh for each\n\n"
+                                    "A core without the optional admin routes (/__admin/health, clock, reset, audit) "
+                                    "runs in the simulators' scaled or real time: docs/bring-your-own-core.md.")
     run.add_argument("names", nargs="*", metavar="NAME", help="scenario names or YAML files")
     run.add_argument("--all", action="store_true", help="every scenario of the catalogue")
     run.add_argument("--catalogue", metavar="DIR", help="another folder of scenarios")
@@ -46,6 +52,14 @@ def add_parser(commands, fmt) -> None:
                      help="run against services started elsewhere: core=URL, iot=URL, ... (repeatable, or "
                           "comma-separated); `default` is every service on its default port on 127.0.0.1")
     run.add_argument("--token", default=None, help="admin token of the --target services")
+    run.add_argument("--max-wait", type=float, default=None, metavar="SECONDS",
+                     help="with --target and a core that has no /__admin/clock (time then runs by itself, at the "
+                          "simulators' rate): skip the scenarios that may wait longer than this in real time "
+                          "(default 60)")
+    run.add_argument("--core-command", metavar="CMD",
+                     help="with --target: a shell command that starts the core at the core= URL; it is started "
+                          "before the run and afresh for each scenario (for a core without /__admin/reset), "
+                          "and stopped at the end")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     run.set_defaults(handler=cmd_run)
 
@@ -128,10 +142,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     urls = parse_targets(args.target)
+    if args.max_wait is not None and (not urls or args.max_wait <= 0):
+        raise CliError("--max-wait is a positive number of seconds, with --target", EXIT_USAGE)
+    if args.core_command is not None and (not urls or not args.core_command.strip()):
+        raise CliError("--core-command needs --target (its core= URL is where the core listens)", EXIT_USAGE)
+    world = {"max_wait": args.max_wait, "core_command": args.core_command}
     progress = None if args.quiet else print_progress
     started = wall_clock()
     if urls:
-        outcomes = asyncio.run(run_against(paths, urls, seed=args.seed, token=args.token, progress=progress))
+        from ..scenario.coordinator import CoreCommandError
+
+        try:
+            outcomes = asyncio.run(run_against(paths, urls, seed=args.seed, token=args.token, progress=progress,
+                                               **{k: v for k, v in world.items() if v is not None}))
+        except CoreCommandError as exc:
+            raise CliError(str(exc)) from None
     else:
         outcomes = run_files(paths, seed=args.seed, jobs=args.jobs, progress=progress)
     wall = wall_clock() - started
@@ -140,7 +165,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def finish(outcomes, wall: float, *, seed: int | None, report_dir: str | None, junit_file: str | None,
            out=None) -> int:
-    """Print failures and the summary, write the reports; exit 1 when anything failed."""
+    """Print failures and the summary, write the reports; exit 1 when anything failed, or when
+    every scenario was skipped (nothing was checked)."""
     from ..scenario import report
 
     out = out or sys.stdout
@@ -156,4 +182,8 @@ def finish(outcomes, wall: float, *, seed: int | None, report_dir: str | None, j
     if junit_file:
         report.junit(outcomes, junit_file)
         print(f"junit: {junit_file}", file=out)
+    if outcomes and all(o.result == "skipped" for o in outcomes):
+        print(f"caas-sim: every scenario was skipped ({len(outcomes)}): nothing was checked (the report says why "
+              f"each was)", file=sys.stderr)
+        return 1
     return 0 if all(o.passed for o in outcomes) else 1

@@ -18,19 +18,40 @@ sends on 15 January reaches a core that is on 15 January, not one step behind).
 Across processes that takes two passes: every clock moves with ``fire: false``
 (contracts/admin.yaml), then each fires what is due, simulators before the core
 as in one process.
+
+A core written by someone else may serve none of the admin routes. Without
+``/__admin/health`` (busy, nextDue) and ``/__admin/clock`` it runs on its own
+clock, real or scaled, which nobody can move: the ``RemoteCoordinator`` then
+moves no clock either and lets the world's time run (``paced``), at the rate of
+the simulators' clock (``caas-sim up --clock scaled:N`` or ``real``; the core
+must keep the same rate): ``advance`` waits, ``until`` polls. A scenario that
+may wait longer than ``max_wait`` real seconds at that rate needs virtual time
+and is skipped (``runner.target_blockers``). Without ``/__admin/reset`` the core
+keeps what a scenario leaves, so only the first scenario of a run plays on it,
+unless ``core_command`` starts it afresh for each scenario; without
+``/__admin/audit`` the core's audit is not checked (the peers' audit, from the
+simulators' side, still is). Each of these is said once, through ``notify``,
+when it is found (docs/bring-your-own-core.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from simulators.client import AdminClient, AdminError
 from simulators.kit.clock import Clock, isoformat, parse_datetime
+from simulators.kit.durations import format_duration
 
 T = TypeVar("T")
 
@@ -40,6 +61,33 @@ QUIET_POLLS = 3
 QUIET_INTERVAL = 0.01
 #: The admin protocol's time resolution (instants are ISO 8601 with milliseconds).
 MS = 0.001
+#: A paced world (a core on its own clock): how often, in real seconds, an ``until`` looks again.
+PACE_POLL = 0.025
+#: A paced world: the real seconds a scenario may wait at most (``--max-wait``).
+DEFAULT_MAX_WAIT = 60.0
+#: The optional admin routes of a core, and what the runner does without each.
+CORE_ROUTES = ("health", "clock", "reset", "audit")
+#: Answers that say a route is not there (not served, not this method, not implemented).
+ABSENT = frozenset({404, 405, 501})
+
+
+def absent(exc: AdminError) -> bool:
+    """Whether an admin call failed because the service does not serve the route: a 404,
+    405 or 501, or a 2xx that is not an admin answer (some catch-all page)."""
+    return exc.status in ABSENT or 200 <= exc.status < 300
+
+
+def print_notice(text: str) -> None:
+    print(f"caas-sim: {text}", file=sys.stderr, flush=True)
+
+
+class CoreCommandError(RuntimeError):
+    """The command that starts the core (``core_command``) did not bring it up."""
+
+
+#: How long a core started by ``core_command`` may take to listen, and to stop.
+CORE_START_TIMEOUT = 30.0
+CORE_STOP_TIMEOUT = 10.0
 
 
 class Coordinator(Protocol):
@@ -129,34 +177,192 @@ class StackCoordinator(_AdminMixin):
 
 
 class RemoteCoordinator(_AdminMixin):
-    """Services started elsewhere, by URL (``{"core": ..., "iot": ...}``)."""
+    """Services started elsewhere, by URL (``{"core": ..., "iot": ...}``).
 
-    def __init__(self, urls: dict[str, str], *, token: str | None = None):
+    ``core_lacks`` names the optional admin routes the core does not serve (``health``,
+    ``clock`` at start; ``reset`` and ``audit`` once tried); ``rate`` is set when the
+    world is paced (time runs by itself: virtual seconds per real second), ``None`` when
+    the coordinator moves the clocks; ``unrunnable`` says why no scenario can run."""
+
+    def __init__(self, urls: dict[str, str], *, token: str | None = None,
+                 notify: Callable[[str], None] | None = None, max_wait: float = DEFAULT_MAX_WAIT,
+                 core_command: str | None = None):
         self.urls = {name: url.rstrip("/") for name, url in urls.items()}
         self.token = token
+        self.notify = notify or print_notice
+        self.max_wait = max_wait
+        self.core_command = core_command  # a shell command that starts the core: afresh for each scenario
+        self._core_process: asyncio.subprocess.Process | None = None
         self._admins = {}
         self._now = 0.0
         self._cores: set[str] = set()  # the names whose health says ``service: core``
         self._no_hold: set[str] = set()  # services that do not know ``fire: false`` (admin 1.0)
+        self.core_lacks: set[str] = set()
+        self.rate: float | None = None
+        self.clock_label = "virtual"  # the clock time runs on, for messages: virtual, scaled:N, real
+        self.unrunnable: str | None = None
+        self.played = 0  # scenarios played in this world (a core that cannot be reset holds their state)
+        self._polled: list[str] = []  # the services whose health is read
+        self._audit_probed = False
+        self._read_at = 0.0  # paced: the real (monotonic) time of ``_now``, which runs on from there
+        self._poll_step: float | None = None  # paced: the instant ``next_due`` gave an ``until`` to look again
 
     async def start(self) -> RemoteCoordinator:
         self.session = aiohttp.ClientSession()
-        for name, url in self.urls.items():
-            self._admins[name] = AdminClient(url, token=self.token, session=self.session, timeout=None)
-        healths = await self._healths()
-        self._cores = {name for name, h in zip(self._admins, healths) if h["service"] == "core"} | \
-            ({"core"} & set(self.urls))
+        try:
+            for name, url in self.urls.items():
+                self._admins[name] = AdminClient(url, token=self.token, session=self.session, timeout=None)
+            if self.core_command:
+                await self._start_core()
+            await self._probe()
+        except BaseException:
+            await self.close()  # an unreachable service or a refusal: no session or core left behind
+            raise
         self.started = self._now  # where the shared clock was when the run began
         return self
 
+    async def _probe(self) -> None:
+        """Read every service's health; find what the core serves and whether time can be moved."""
+        async def health(name: str) -> dict | None:
+            try:
+                return await self._admins[name].health()
+            except AdminError as exc:
+                if name == "core" and absent(exc):
+                    return None
+                raise
+
+        names = list(self._admins)
+        healths = dict(zip(names, await asyncio.gather(*(health(name) for name in names))))
+        if "core" in healths:
+            if healths["core"] is None:
+                self.core_lacks.add("health")
+            try:
+                await self._admins["core"].clock()
+            except AdminError as exc:
+                if not absent(exc):
+                    raise
+                self.core_lacks.add("clock")
+        self._cores = {name for name, h in healths.items() if h and h["service"] == "core"} | \
+            ({"core"} & set(self.urls))
+        simulators = {name: h for name, h in healths.items() if h and name not in self._cores}
+        real = sorted(name for name, h in healths.items() if h and h["clock"]["mode"] == "real")
+        own_clock = bool({"health", "clock"} & self.core_lacks)
+        if not own_clock and not real:
+            self._polled = [name for name, h in healths.items() if h]
+            await self._healths()
+            return
+        # Paced: time runs by itself, at the simulators' rate; the core must keep the same.
+        self._polled = list(simulators)
+        virtual = sorted(name for name, h in simulators.items() if h["clock"]["mode"] == "virtual")
+        rates = [h["clock"]["scale"] if h["clock"]["mode"] == "scaled" else 1.0
+                 for h in simulators.values() if h["clock"]["mode"] != "virtual"]
+        self.rate = min(rates, default=1.0)
+        self.clock_label = "real time" if self.rate == 1.0 and not any(
+            h["clock"]["mode"] == "scaled" for h in simulators.values()) else f"scaled:{self.rate:g}"
+        core = self.urls.get("core", "?")
+        if own_clock:
+            missing = ("neither /__admin/health nor /__admin/clock" if {"health", "clock"} <= self.core_lacks
+                       else f"no /__admin/{'health' if 'health' in self.core_lacks else 'clock'}")
+            why = f"the core at {core} has {missing}: it runs on its own clock"
+        else:
+            why = f"the clock of {', '.join(real)} is real: it cannot be moved"
+        if virtual:
+            self.unrunnable = (f"{why}, and the simulators' clock ({', '.join(virtual)}) is virtual: it moves only "
+                               f"when told. Start them with `caas-sim up --clock scaled:N` (the core at the same "
+                               f"rate) or `--clock real`")
+            self.notify(f"{self.unrunnable}; every scenario is skipped")
+        else:
+            self.notify(f"{why}; time runs at the simulators' rate ({self.clock_label}), which the core must keep "
+                        f"too, and the scenarios that need virtual time (more than --max-wait {self.max_wait:g} s of "
+                        f"real waiting) are skipped")
+        if self._polled:
+            await self._healths()
+        else:
+            self._read_at = time.monotonic()  # no simulator to read the time from: it starts here
+
+    def wait_blocker(self, seconds: float) -> str | None:
+        """Why a scenario that may let ``seconds`` of world time pass cannot run here, if it cannot."""
+        if self.unrunnable:
+            return "time cannot pass in this world: the simulators' clock is virtual and the core's cannot be moved"
+        if self.rate is None or seconds / self.rate <= self.max_wait:
+            return None
+        real = seconds / self.rate
+        return (f"it needs virtual time: it may wait {format_duration(seconds)}, "
+                f"{format_duration(real) if real < 86400 else f'{real / 86400:.0f} days'} of real time at "
+                f"{self.clock_label} (more than --max-wait {self.max_wait:g} s)")
+
+    def _lack(self, route: str, consequence: str) -> None:
+        if route not in self.core_lacks:
+            self.core_lacks.add(route)
+            self.notify(f"the core at {self.urls['core']} has no /__admin/{route}: {consequence}")
+
+    async def serves_audit(self) -> bool:
+        """Whether the core serves ``GET /__admin/audit`` (asked once, then known)."""
+        if not self._audit_probed and "core" in self._admins:
+            self._audit_probed = True
+            try:
+                await self._admins["core"].audit()
+            except AdminError as exc:
+                if not absent(exc):
+                    raise
+                self._lack("audit", "its audit is skipped (reported as not checked); the peers' audit "
+                                    "(`audit: {peers: true}`, from the simulators' side) still runs")
+        return "audit" not in self.core_lacks
+
     async def reset(self) -> None:
         """A fresh world for the next scenario: state, rules and journals (clocks never go back)."""
+        if self.core_command and self.played:
+            await self._start_core()  # afresh: nothing of the scenario before in it
         for name in self.urls:
-            await self._admins[name].reset()
+            if name == "core" and ("reset" in self.core_lacks or self.core_command):
+                continue
+            try:
+                await self._admins[name].reset()
+            except AdminError as exc:
+                if name != "core" or not absent(exc):
+                    raise
+                self._lack("reset", "it keeps what a scenario leaves, so only the first scenario of a run plays on "
+                                    "it and the others are skipped (--core-command starts it afresh for each)")
             if name != "core":
                 await self._admins[name].clear_faults()
                 await self._admins[name].clear_journal()
         await self._quiet()
+
+    async def _start_core(self) -> None:
+        """(Re)start the core with ``core_command`` and wait until its URL takes connections."""
+        await self._stop_core()
+        url = urlsplit(self.urls["core"])
+        host, port = url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
+        # its own session (process group): stopping it stops what the shell started too
+        self._core_process = process = await asyncio.create_subprocess_shell(
+            self.core_command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            start_new_session=True)
+        deadline = time.monotonic() + CORE_START_TIMEOUT
+        while True:
+            if process.returncode is not None:
+                raise CoreCommandError(f"the core command exited with code {process.returncode} before the core "
+                                       f"listened on {self.urls['core']}: {self.core_command}")
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection(host, port)
+                writer.close()
+                return
+            if time.monotonic() > deadline:
+                raise CoreCommandError(f"the core command did not listen on {self.urls['core']} within "
+                                       f"{CORE_START_TIMEOUT:g} s: {self.core_command}")
+            await asyncio.sleep(0.02)  # polling the port of a process starting up
+
+    async def _stop_core(self) -> None:
+        process, self._core_process = self._core_process, None
+        if process is None or process.returncode is not None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+            try:
+                await asyncio.wait_for(process.wait(), CORE_STOP_TIMEOUT)
+                return
+            except TimeoutError:
+                continue
 
     def url(self, service: str) -> str:
         return self.urls[service]
@@ -165,11 +371,20 @@ class RemoteCoordinator(_AdminMixin):
         return [name for name in self.urls if name != "core"]
 
     def now(self) -> float:
-        return self._now
+        if self.rate is None:
+            return self._now
+        return self._now + (time.monotonic() - self._read_at) * self.rate  # paced: time runs on by itself
 
     async def _healths(self) -> list[dict]:
-        healths = await asyncio.gather(*(admin.health() for admin in self._admins.values()))
-        self._now = max(parse_datetime(h["clock"]["now"]) for h in healths)
+        admins = [self._admins[name] for name in self._polled]
+        healths = await asyncio.gather(*(admin.health() for admin in admins))
+        if healths:
+            latest = max(parse_datetime(h["clock"]["now"]) for h in healths)
+            if self.rate is None:
+                self._now = latest
+            else:
+                self._now = max(self.now(), latest) if self._read_at else latest
+                self._read_at = time.monotonic()
         return healths
 
     async def _quiet(self) -> list[dict]:
@@ -188,12 +403,18 @@ class RemoteCoordinator(_AdminMixin):
             await asyncio.sleep(QUIET_INTERVAL)  # real time: other processes' bytes in flight
 
     async def next_due(self) -> float | None:
+        if self.rate is not None:  # paced: time runs by itself; look again a moment later
+            self._poll_step = self.now() + PACE_POLL * self.rate
+            return self._poll_step
         # (one due before now was passed by a move that fires, and did not fire: time is
         # not what it waits on, and stepping to it again would fire nothing, forever)
         due = [parse_datetime(h["nextDue"]) for h in await self._quiet() if h.get("nextDue")]
         return min((d for d in due if d >= self._now), default=None)
 
     async def advance_to(self, target: float) -> None:
+        if self.rate is not None:
+            await self._wait_until(target)
+            return
         previous = None
         while True:
             due = await self.next_due()
@@ -207,6 +428,14 @@ class RemoteCoordinator(_AdminMixin):
             if step >= target:
                 await self._quiet()
                 return
+
+    async def _wait_until(self, target: float) -> None:
+        """Paced: let the world's clock reach ``target`` (real time at its rate); then, unless
+        this was an ``until`` looking again (``next_due``), let what is in flight settle."""
+        polling, self._poll_step = target == self._poll_step, None
+        await asyncio.sleep(max(0.0, (target - self.now()) / self.rate))
+        if not polling:
+            await self._quiet()
 
     async def _move_all(self, step: float) -> None:
         """Every clock to ``step``, firing nothing, then each fires what is due there:
@@ -237,7 +466,10 @@ class RemoteCoordinator(_AdminMixin):
         return None  # not on the core's API: only an in-process world can read them
 
     async def close(self) -> None:
-        await self.session.close()
+        try:
+            await self.session.close()
+        finally:
+            await self._stop_core()
 
 
 def _instant(ts: float) -> str:

@@ -28,6 +28,7 @@ from .expectations import ExpectationChecks, Failed, brief, words_in
 from .model import (
     Advance,
     Assert,
+    AuditExpectation,
     Call,
     Check,
     FaultStep,
@@ -66,13 +67,44 @@ class Outcome:
         return asdict(self)
 
 
-def target_blockers(scenario: Scenario) -> str | None:
-    """Why a scenario cannot run against separately started services, if it cannot."""
+def target_blockers(scenario: Scenario, world: RemoteCoordinator | None = None) -> str | None:
+    """Why a scenario cannot run against separately started services, if it cannot; with
+    ``world``, also why it cannot run in that one (what its core does not serve)."""
     if scenario.world.core:
         return "it overrides core settings (world.core): in-process only"
     if scenario.world.options:
         return "it sets simulator options (world.options): in-process only"
+    if world is None:
+        return None
+    missing = [s for s in scenario.world.services if s not in world.urls]
+    if missing:
+        return f"the target has no {', '.join(missing)}"
+    waits = world.wait_blocker(time_waited(scenario.steps))
+    if waits:
+        return waits
+    if "reset" in world.core_lacks and world.played:
+        return ("the core cannot be reset (no /__admin/reset) and a scenario already ran on it: run this one "
+                "against a freshly started core (--core-command starts one for each scenario)")
+    if scenario.world.from_start and world.now() > world.started:
+        return (f"it needs the world as it starts (world.from_start) and the target's clock has moved on to "
+                f"{isoformat(world.now())}: run it against a freshly started world")
     return None
+
+
+def time_waited(steps: list[Any]) -> float:
+    """The world time ``steps`` may let pass at most: every ``advance``, every ``until``'s limit."""
+    total = 0.0
+    for step in steps:
+        try:
+            if isinstance(step, Advance):
+                total += parse_duration(str(step.advance))
+            elif isinstance(step, Until):
+                total += parse_duration(str(step.within))
+        except ValueError:
+            pass  # a duration from a saved value: not known before the run
+        if isinstance(step, Repeat):
+            total += step.repeat * time_waited(step.steps)
+    return total
 
 
 async def run_in_process(scenario: Scenario, seed: int | None = None) -> Outcome:
@@ -102,16 +134,12 @@ async def run_in_process(scenario: Scenario, seed: int | None = None) -> Outcome
 
 async def run_remote(scenario: Scenario, coordinator: RemoteCoordinator, seed: int | None = None) -> Outcome:
     seed = scenario.world.seed if seed is None else seed
-    blocker = target_blockers(scenario)
-    missing = [s for s in scenario.world.services if s not in coordinator.urls]
-    if not blocker and scenario.world.from_start and coordinator.now() > coordinator.started:
-        blocker = (f"it needs the world as it starts (world.from_start) and the target's clock has moved on to "
-                   f"{isoformat(coordinator.now())}: run it against a freshly started world")
-    if blocker or missing:
-        why = blocker or f"the target has no {', '.join(missing)}"
-        return Outcome(scenario.name, scenario.proves, "skipped", failure=why, spec=scenario.spec, seed=seed)
+    blocker = target_blockers(scenario, coordinator)
+    if blocker:
+        return Outcome(scenario.name, scenario.proves, "skipped", failure=blocker, spec=scenario.spec, seed=seed)
     wall = time.perf_counter()
     await coordinator.reset()
+    coordinator.played += 1
     return await Play(scenario, coordinator, seed).run(wall, time.perf_counter() - wall)
 
 
@@ -342,6 +370,13 @@ class Play(ExpectationChecks):
         return entry
 
     # --- expectations ------------------------------------------------------------
+    async def _expectation(self, e: Any, journal: list[dict]) -> tuple[list[str], set[str]]:
+        serves_audit = getattr(self.world, "serves_audit", None)
+        if isinstance(e, AuditExpectation) and not e.audit.peers and serves_audit and not await serves_audit():
+            self.unchecked.append("audit: the core has no /__admin/audit")
+            return [], set()
+        return await super()._expectation(e, journal)
+
     async def _merged_journal(self) -> list[dict]:
         entries = list(self.journal)
         for service in self.world.services():

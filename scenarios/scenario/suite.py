@@ -48,9 +48,10 @@ def run_files(paths: list[Path], *, seed: int | None = None, jobs: int | None = 
 
 
 async def run_against(paths: list[Path], urls: dict[str, str], *, seed: int | None = None, token: str | None = None,
-                      progress: Callable[[Outcome, int, int], None] | None = None) -> list[Outcome]:
-    """Against services started elsewhere: one world, so one scenario at a time, reset in between."""
-    coordinator = await RemoteCoordinator(urls, token=token).start()
+                      progress: Callable[[Outcome, int, int], None] | None = None, **world: object) -> list[Outcome]:
+    """Against services started elsewhere: one world, so one scenario at a time, reset in between
+    (``world``: options of the ``RemoteCoordinator``, e.g. ``max_wait``)."""
+    coordinator = await RemoteCoordinator(urls, token=token, **world).start()
     outcomes = []
     try:
         for path in paths:
