@@ -54,14 +54,14 @@ class ServiceEntry:
 
 
 SERVICES: tuple[ServiceEntry, ...] = (
-    ServiceEntry("factory", "simulators.factory.api", "factory.yaml", 8101, "/caas/webhooks/factory"),
-    ServiceEntry("vss", "simulators.vss.api", "vss.yaml", 8102, more_contracts=("vss-workshop.yaml",)),
-    ServiceEntry("iot", "simulators.iot.api", "iot.yaml", 8103, "/caas/webhooks/ota-status"),
-    ServiceEntry("payments", "simulators.payments.api", "payments.yaml", 8104, "/caas/webhooks/payments"),
-    ServiceEntry("registry-es", "simulators.registries.es", "registry-es.yaml", 8111, country="ES"),
-    ServiceEntry("registry-fr", "simulators.registries.fr", "registry-fr.yaml", 8112, country="FR"),
-    ServiceEntry("registry-de", "simulators.registries.de", "registry-de.yaml", 8113, country="DE"),
-    ServiceEntry("registry-uk", "simulators.registries.uk", "registry-uk.yaml", 8114, "/caas/webhooks/registry-uk",
+    ServiceEntry("factory", "caas_sim.simulators.factory.api", "factory.yaml", 8101, "/caas/webhooks/factory"),
+    ServiceEntry("vss", "caas_sim.simulators.vss.api", "vss.yaml", 8102, more_contracts=("vss-workshop.yaml",)),
+    ServiceEntry("iot", "caas_sim.simulators.iot.api", "iot.yaml", 8103, "/caas/webhooks/ota-status"),
+    ServiceEntry("payments", "caas_sim.simulators.payments.api", "payments.yaml", 8104, "/caas/webhooks/payments"),
+    ServiceEntry("registry-es", "caas_sim.simulators.registries.es", "registry-es.yaml", 8111, country="ES"),
+    ServiceEntry("registry-fr", "caas_sim.simulators.registries.fr", "registry-fr.yaml", 8112, country="FR"),
+    ServiceEntry("registry-de", "caas_sim.simulators.registries.de", "registry-de.yaml", 8113, country="DE"),
+    ServiceEntry("registry-uk", "caas_sim.simulators.registries.uk", "registry-uk.yaml", 8114, "/caas/webhooks/registry-uk",
                  country="GB"),
 )
 BY_NAME: dict[str, ServiceEntry] = {entry.name: entry for entry in SERVICES}

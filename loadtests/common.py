@@ -19,7 +19,7 @@ import orjson
 from locust import events
 from standardwebhooks.webhooks import Webhook
 
-from simulators.fleet import ConnectivityKind, Fleet
+from caas_sim.simulators.fleet import ConnectivityKind, Fleet
 
 DEVELOPMENT_SECRET = "whsec_Y2Fhcy1zaW0tZGV2ZWxvcG1lbnQtc2VjcmV0LTAwMDA="  # caas_core.settings.DEVELOPMENT_SECRET
 #: Receiver path on the core -> the contract and webhook whose payload it takes.

@@ -20,10 +20,10 @@ import math
 import locust  # noqa: F401  first: gevent must patch ssl before anything imports it
 from locust import FastHttpUser, LoadTestShape, between, events, task
 
-from loadtests import common
-from loadtests.ota import ServiceBuyer
-from loadtests.sales import SaleMaker
-from loadtests.webhooks import WebhookSender
+from caas_sim.loadtests import common
+from caas_sim.loadtests.ota import ServiceBuyer
+from caas_sim.loadtests.sales import SaleMaker
+from caas_sim.loadtests.webhooks import WebhookSender
 
 __all__ = ["Browser", "DayShape", "SaleMaker", "ServiceBuyer", "WebhookSender"]
 

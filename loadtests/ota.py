@@ -32,8 +32,8 @@ import requests
 from locust import FastHttpUser, constant, events, task
 from locust.runners import WorkerRunner
 
-from loadtests import common
-from loadtests.bodies import BodyFactory
+from caas_sim.loadtests import common
+from caas_sim.loadtests.bodies import BodyFactory
 
 PURCHASE = "/customers/{customerId}/vehicles/{vin}/purchases"
 SERVICES = ("heated-seats", "premium-audio")  # no maintenance gate: the OTA path is what is measured

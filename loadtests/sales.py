@@ -18,8 +18,8 @@ import locust  # noqa: F401  first: gevent must patch ssl before anything import
 import orjson
 from locust import FastHttpUser, between, events, task
 
-from loadtests import common
-from loadtests.bodies import BodyFactory, request_example
+from caas_sim.loadtests import common
+from caas_sim.loadtests.bodies import BodyFactory, request_example
 
 SALES = "/sales"
 RESERVATION = "/sales/{saleId}/reservation"

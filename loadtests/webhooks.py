@@ -2,7 +2,7 @@
 
 Measures the core's acknowledgement latency and throughput at its receivers
 (``/caas/webhooks/{factory,payments,ota-status}``). Bodies come from the senders'
-contracts (``loadtests.bodies``); a share is delivered twice (``--caas-duplicate-share``:
+contracts (``caas_sim.loadtests.bodies``); a share is delivered twice (``--caas-duplicate-share``:
 the same webhook-id, re-signed, as a retry is) and a share out of order
 (``--caas-reorder-share``: held back, sent after the next). Duplicates are reported
 under their own name, so the dedupe path's latency shows separately.
@@ -18,8 +18,8 @@ import uuid
 import locust  # noqa: F401  first: gevent must patch ssl before anything imports it
 from locust import FastHttpUser, constant, task
 
-from loadtests import common
-from loadtests.bodies import BodyFactory
+from caas_sim.loadtests import common
+from caas_sim.loadtests.bodies import BodyFactory
 
 POOL = 32  # bodies generated per user and receiver at start; each send gets a fresh webhook-id
 

@@ -93,7 +93,7 @@ class Servers:
     def __init__(self, kind: str, *args: str, count: int = 1) -> None:
         self.port = free_port()
         extra = ["--reuse-port"] if count > 1 else []
-        command = [sys.executable, "-m", "scenarios.bench_server", "--kind", kind, "--port", str(self.port),
+        command = [sys.executable, "-m", "caas_sim.scenarios.bench_server", "--kind", kind, "--port", str(self.port),
                    *extra, *args]
         self.procs = [subprocess.Popen(command)]
         self.url = f"http://127.0.0.1:{self.port}"

@@ -17,7 +17,7 @@ import time
 
 import orjson
 
-from simulators.fleet import ConnectivityKind, Fleet
+from caas_sim.simulators.fleet import ConnectivityKind, Fleet
 
 from . import bench_client
 from .bench_db import PostgresDatabase, activation_latencies, count_active

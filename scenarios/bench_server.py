@@ -23,14 +23,14 @@ import time
 import orjson
 from aiohttp import web
 
-from scenarios.bench_client import loop_factory
+from caas_sim.scenarios.bench_client import loop_factory
 
 #: The customer key the bench's stack is configured with.
 BENCH_KEY = "bench-customer"
 
 
 def bare_app() -> web.Application:
-    from simulators.iot.api import MODEL_KEY
+    from caas_sim.simulators.iot.api import MODEL_KEY
 
     model = kit_app()[MODEL_KEY]
 
@@ -79,8 +79,8 @@ def core_app(database: str, run_jobs: bool = True, clock: str = "real") -> web.A
 
 
 def kit_app() -> web.Application:
-    from simulators.iot.api import create_app
-    from simulators.kit.config import SimConfig
+    from caas_sim.simulators.iot.api import create_app
+    from caas_sim.simulators.kit.config import SimConfig
 
     return create_app(SimConfig(seed=0))
 
@@ -88,7 +88,7 @@ def kit_app() -> web.Application:
 async def serve_stack(port: int, database: str, clock: str) -> None:
     import asyncio
 
-    from scenarios.stack import Stack, parse_clock
+    from caas_sim.scenarios.stack import Stack, parse_clock
 
     stack = Stack(services=["iot", "payments", "vss"], clock=parse_clock(clock), with_sink=False,
                   ports={"core": port},

@@ -16,7 +16,7 @@ import tempfile
 
 import orjson
 
-from simulators.fleet import Fleet
+from caas_sim.simulators.fleet import Fleet
 
 from .bench_measure import (
     TARGETS,

@@ -20,7 +20,7 @@ import uuid
 
 import orjson
 
-from simulators.fleet import Fleet
+from caas_sim.simulators.fleet import Fleet
 
 from . import bench_client
 from .bench_db import PostgresDatabase, until_processed

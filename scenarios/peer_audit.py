@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from simulators.client import AdminClient
+from caas_sim.simulators.client import AdminClient
 
 INVARIANTS = ("kept-money-undelivered", "active-after-refund", "active-never-charged", "ota-without-charge",
               "refund-not-completed")

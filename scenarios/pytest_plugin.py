@@ -1,7 +1,7 @@
 """The ``caas_world`` pytest fixture: a team's own tests against the simulators.
 
 Installed with caas-sim, the plugin loads itself (the ``pytest11`` entry point ``caas_sim``);
-from a checkout, enable it with ``-p scenarios.pytest_plugin`` or ``pytest_plugins``.
+from a checkout, enable it with ``-p caas_sim.scenarios.pytest_plugin`` or ``pytest_plugins``.
 ``caas_world`` is synchronous and works the same under pytest-asyncio (strict or auto mode)
 and pytest-xdist (each worker its own world)::
 
@@ -51,15 +51,15 @@ import pytest
 from caas_sim import catalogue
 
 if TYPE_CHECKING:  # the world's machinery is imported when a test first asks for it
-    from scenarios.scenario.coordinator import RemoteCoordinator
-    from scenarios.stack import Stack
-    from simulators.admin_models import (
+    from caas_sim.scenarios.scenario.coordinator import RemoteCoordinator
+    from caas_sim.scenarios.stack import Stack
+    from caas_sim.simulators.admin_models import (
         AuditReport,
         FaultRule,
         FaultRuleInput,
         JournalEntry,
     )
-    from simulators.typed_client import Admin
+    from caas_sim.simulators.typed_client import Admin
 
 T = TypeVar("T")
 
@@ -159,8 +159,8 @@ class CaasWorld:
 
     # --- the session --------------------------------------------------------
     def start(self) -> CaasWorld:
-        from scenarios.stack import Stack
-        from simulators.kit.clock import Clock
+        from caas_sim.scenarios.stack import Stack
+        from caas_sim.simulators.kit.clock import Clock
 
         config = self.config
         secrets = dict(config.webhook_secrets)
@@ -267,9 +267,9 @@ class CaasWorld:
         return {"Authorization": f"Bearer {key}"}
 
     def admin(self, name: str) -> Admin:
-        """The typed admin client of ``"core"`` or a simulator (``simulators.client.Admin``)."""
+        """The typed admin client of ``"core"`` or a simulator (``caas_sim.simulators.client.Admin``)."""
         if name not in self._admins:
-            from simulators.typed_client import Admin
+            from caas_sim.simulators.typed_client import Admin
 
             token = self.config.admin_token if name == "core" and self.core_url else None
             self._admins[name] = Admin(self.url(name), token=token)
@@ -284,7 +284,7 @@ class CaasWorld:
         """Move the whole world forward by ``duration`` (``"15m"``, ``"3d"``, ``90`` seconds),
         event by event, settling in between: each timer, job, retry and webhook due on the
         way happens at its time. Returns the world's time after the move."""
-        from simulators.kit.durations import parse_duration
+        from caas_sim.simulators.kit.durations import parse_duration
 
         seconds = parse_duration(duration)
         remote = self._coordinated_core()
@@ -360,7 +360,7 @@ class CaasWorld:
             self.admin(name).clear_journal()
 
     def _reset_core(self) -> None:
-        from simulators.client import AdminError
+        from caas_sim.simulators.client import AdminError
 
         try:
             self.admin("core").reset()
@@ -380,8 +380,8 @@ class CaasWorld:
             return self._remote
         from pydantic import ValidationError
 
-        from scenarios.scenario.coordinator import RemoteCoordinator
-        from simulators.client import AdminError, AdminUnreachable
+        from caas_sim.scenarios.scenario.coordinator import RemoteCoordinator
+        from caas_sim.simulators.client import AdminError, AdminUnreachable
 
         try:
             health = self.admin("core").health()
@@ -446,7 +446,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_plugin_registered(plugin: object, plugin_name: str, manager: pytest.PytestPluginManager) -> None:
-    """Registered once, under one name: enabled by ``-p scenarios.pytest_plugin`` (or
+    """Registered once, under one name: enabled by ``-p caas_sim.scenarios.pytest_plugin`` (or
     ``pytest_plugins``) in an environment where the entry point loads it too, the other
     name would register the same module again (pluggy refuses that: "already registered")."""
     if plugin is not sys.modules[__name__]:

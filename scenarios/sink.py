@@ -13,8 +13,8 @@ import orjson
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from simulators.kit.clock import Clock
-from simulators.kit.webhooks import DEFAULT_SECRET
+from caas_sim.simulators.kit.clock import Clock
+from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET
 
 
 @dataclass(slots=True)

@@ -18,12 +18,12 @@ from typing import Any, Self, TypeVar
 from aiohttp import web
 
 from caas_sim import catalogue, logs
-from simulators.kit.app import SERVICE_KEY
-from simulators.kit.clock import Clock
-from simulators.kit.config import SimConfig
-from simulators.kit.durations import parse_duration
-from simulators.kit.service import Service
-from simulators.kit.webhooks import DEFAULT_SECRET
+from caas_sim.simulators.kit.app import SERVICE_KEY
+from caas_sim.simulators.kit.clock import Clock
+from caas_sim.simulators.kit.config import SimConfig
+from caas_sim.simulators.kit.durations import parse_duration
+from caas_sim.simulators.kit.service import Service
+from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET
 
 from .sink import WebhookSink
 

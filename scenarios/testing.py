@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulators.kit.clock import Clock
+from caas_sim.simulators.kit.clock import Clock
 
 from .stack import Stack
 

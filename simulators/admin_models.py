@@ -1,6 +1,6 @@
 """Pydantic models of the admin protocol (``contracts/admin.yaml``), and of the core's audit.
 
-What ``Admin`` and ``AsyncAdmin`` (``simulators.typed_client``) answer with and accept. Field
+What ``Admin`` and ``AsyncAdmin`` (``caas_sim.simulators.typed_client``) answer with and accept. Field
 names are snake_case in Python and the contract's camelCase on the wire (``next_due`` is
 ``nextDue``; a rule window's ``from`` is ``from_``); instants are timezone-aware
 ``datetime``. A model built from a dict takes either spelling.

@@ -1,5 +1,5 @@
 """The dict client of the admin protocol (contracts/admin.yaml); the typed ones are in
-``simulators.typed_client``.
+``caas_sim.simulators.typed_client``.
 
 They speak only HTTP, so they drive any simulator or the core, in this process
 or another one, without importing their code. Non-2xx answers raise
@@ -7,7 +7,7 @@ or another one, without importing their code. Non-2xx answers raise
 reached at all raises ``AdminUnreachable`` (the usual "is it running?" case).
 
 - ``AdminClient``: async, dict answers (what the harness reads);
-- ``typed_client.AsyncAdmin``: async, typed answers (``simulators.admin_models``), on an
+- ``typed_client.AsyncAdmin``: async, typed answers (``caas_sim.simulators.admin_models``), on an
   ``AdminClient``; ``typed_client.Admin``: the same for synchronous code, on urllib.
 """
 

@@ -1,7 +1,7 @@
 """Typed clients of the admin protocol (contracts/admin.yaml): answers and requests as the
-models of ``simulators.admin_models``.
+models of ``caas_sim.simulators.admin_models``.
 
-- ``AsyncAdmin``: async, on the dict client (``simulators.client.AdminClient``);
+- ``AsyncAdmin``: async, on the dict client (``caas_sim.simulators.client.AdminClient``);
 - ``Admin``: the same answers for synchronous code, on urllib (no new dependency).
 
 Non-2xx answers raise ``AdminProblem`` (an ``AdminError`` with the problem as a model); a
@@ -55,7 +55,7 @@ from .client import (
 
 # --- the typed clients --------------------------------------------------------------------
 #
-# ``AsyncAdmin`` and ``Admin`` answer with the models of ``simulators.admin_models`` (checked
+# ``AsyncAdmin`` and ``Admin`` answer with the models of ``caas_sim.simulators.admin_models`` (checked
 # against contracts/admin.yaml by tests/test_admin_models.py). Each operation is described
 # once (``_Ops``) and run by either transport: aiohttp (through an ``AdminClient``, whose
 # dict answers stay what the harness reads) or the standard library's urllib.

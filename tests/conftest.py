@@ -3,8 +3,8 @@ import threading
 
 import pytest
 
-from scenarios.stack import Stack
-from scenarios.testing import running_stack  # noqa: F401  (the stack fixture)
+from caas_sim.scenarios.stack import Stack
+from caas_sim.scenarios.testing import running_stack  # noqa: F401  (the stack fixture)
 from tests.fuzzing import pytest_configure, pytest_runtest_call  # noqa: F401  (counts the fuzzers' cases)
 
 

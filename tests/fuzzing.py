@@ -16,7 +16,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.generation import GenerationMode
 
-from simulators.kit.contract import CONTRACTS_DIR
+from caas_sim.simulators.kit.contract import CONTRACTS_DIR
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 

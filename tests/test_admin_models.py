@@ -16,11 +16,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from caas_sim.catalogue import ADMIN_CONTRACT, CONTRACTS_DIR, CORE_CONTRACT
-from scenarios.stack import Stack
-from simulators import admin_models as m
-from simulators.client import AdminError, AdminUnreachable
-from simulators.kit.webhooks import DEFAULT_SECRET
-from simulators.typed_client import Admin, AdminProblem, AsyncAdmin
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators import admin_models as m
+from caas_sim.simulators.client import AdminError, AdminUnreachable
+from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET
+from caas_sim.simulators.typed_client import Admin, AdminProblem, AsyncAdmin
 
 DOCS = {name: yaml.safe_load((CONTRACTS_DIR / name).read_text()) for name in (ADMIN_CONTRACT, CORE_CONTRACT)}
 MIRRORED = {pointer: model for model, pointer in m.SCHEMAS.items()}

@@ -5,7 +5,7 @@ summary is measured and printed, with its ratios."""
 
 import pytest
 
-from scenarios import bench
+from caas_sim.scenarios import bench
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,7 +32,7 @@ def test_the_bench_reads_the_cores_queue_and_purchases_through_the_stores_public
 
     from caas_core.store.db import Database
     from caas_core.store.schema import purchases, webhook_inbox
-    from scenarios import bench_db
+    from caas_sim.scenarios import bench_db
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'core.db'}"
     t = 1_767_600_000.0

@@ -11,12 +11,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from scenarios import stack as stack_mod
-from scenarios.cli import TOKEN_ENV, main
-from scenarios.cli.state import STATE_ENV
-from scenarios.stack import Stack
-from simulators.client import AdminClient
-from simulators.kit.clock import Clock
+from caas_sim.scenarios import stack as stack_mod
+from caas_sim.scenarios.cli import TOKEN_ENV, main
+from caas_sim.scenarios.cli.state import STATE_ENV
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.client import AdminClient
+from caas_sim.simulators.kit.clock import Clock
 
 ROOT = Path(__file__).resolve().parents[1]
 RULE = '{"id": "slow", "match": {"method": "GET", "path": "/vehicles/{vin}/status"}, ' \
@@ -198,7 +198,7 @@ async def test_journal_prints_one_entry_a_line(iot, capsys):
 def test_serve_prints_where_it_listens_and_stops_on_sigterm():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop(TOKEN_ENV, None)
-    proc = subprocess.Popen([sys.executable, "-m", "scenarios.cli", "serve", "iot", "--port", "0"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "caas_sim.scenarios.cli", "serve", "iot", "--port", "0"], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         header = proc.stdout.readline().split()

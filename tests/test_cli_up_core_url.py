@@ -22,12 +22,12 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from caas_sim import catalogue
-from scenarios.cli import TOKEN_ENV, main
-from scenarios.cli.servers import up_ports
-from scenarios.cli.state import STATE_ENV
-from scenarios.cli.webhooks import env_name
-from scenarios.stack import Stack
-from simulators.kit.webhooks import DEFAULT_SECRET
+from caas_sim.scenarios.cli import TOKEN_ENV, main
+from caas_sim.scenarios.cli.servers import up_ports
+from caas_sim.scenarios.cli.state import STATE_ENV
+from caas_sim.scenarios.cli.webhooks import env_name
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 23
@@ -92,7 +92,7 @@ async def up(*argv: str):
     """`caas-sim up ARGV` in its own process until the clock line; yields the process and its
     start table ({service: [url, admin, webhooks, secret]}), then stops it with SIGTERM."""
     env = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "CAAS_API_KEYS", "CAAS_WEBHOOK_SECRETS")}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "scenarios.cli", "up", "--seed", str(SEED),
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "caas_sim.scenarios.cli", "up", "--seed", str(SEED),
                                                 *argv, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT)
     table, lines = {}, []

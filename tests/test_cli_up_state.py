@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from scenarios import stack as stack_mod
-from scenarios.cli import TOKEN_ENV, main
-from scenarios.cli import state as state_mod
+from caas_sim.scenarios import stack as stack_mod
+from caas_sim.scenarios.cli import TOKEN_ENV, main
+from caas_sim.scenarios.cli import state as state_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def up(tmp_path, monkeypatch):
     state_file = tmp_path / "up.json"
     env = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "CAAS_API_KEYS")}  # development keys
     env[state_mod.STATE_ENV] = str(state_file)
-    proc = subprocess.Popen([sys.executable, "-m", "scenarios.cli", "up", "--ephemeral", "--seed", "11",
+    proc = subprocess.Popen([sys.executable, "-m", "caas_sim.scenarios.cli", "up", "--ephemeral", "--seed", "11",
                              "--database", f"sqlite+aiosqlite:///{tmp_path / 'core.db'}"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     printed, lines = {}, []

@@ -5,14 +5,14 @@ import socket
 import aiohttp
 import pytest
 
-from scenarios.stack import Stack
-from simulators.client import (
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.client import (
     AdminClient,
     AdminError,
     AdminUnreachable,
     load_fault_profile,
 )
-from simulators.kit.webhooks import DEFAULT_SECRET
+from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET
 
 START = "2026-01-05T08:00:00.000Z"
 LATENCY = {"id": "slow-status", "match": {"method": "GET", "path": "/vehicles/{vin}/status"},

@@ -3,8 +3,8 @@ also its own test in tests/scenarios; here a few of them stand for the catalogue
 
 import shutil
 
-from scenarios import demo
-from scenarios.scenario.loader import CATALOGUE
+from caas_sim.scenarios import demo
+from caas_sim.scenarios.scenario.loader import CATALOGUE
 
 SOME = ["healthy-vehicle-is-activated-at-once-and-told-on-every-channel",
         "every-attempt-failing-opens-a-ticket-refunds-in-full-and-tells-the-customer",

@@ -1,5 +1,5 @@
 """examples/pytest, a team's own suite on the pytest plugin, passes as its README runs it:
-``pytest -p scenarios.pytest_plugin examples/pytest`` from the repository's root, under
+``pytest -p caas_sim.scenarios.pytest_plugin examples/pytest`` from the repository's root, under
 pytest-asyncio's strict and auto modes."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ async def test_the_example_suite_passes(mode):
     # A session of its own: none of this run's pytest or xdist variables.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pytest", "-p", "scenarios.pytest_plugin", "examples/pytest", "-o",
+        sys.executable, "-m", "pytest", "-p", "caas_sim.scenarios.pytest_plugin", "examples/pytest", "-o",
         f"asyncio_mode={mode}", "-q", cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:

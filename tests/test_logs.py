@@ -46,7 +46,7 @@ def test_serve_with_an_access_log_in_json_names_each_request_by_its_correlation_
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "scenarios.cli", "serve", "iot", "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "caas_sim.scenarios.cli", "serve", "iot", "--port", str(port),
                                "--log-format", "json", "--access-log"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

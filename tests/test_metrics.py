@@ -6,8 +6,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from caas_sim import catalogue
-from scenarios.stack import Stack
-from simulators.iot.api import MODEL_KEY
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.iot.api import MODEL_KEY
 
 KEYS = {"k-c1": {"role": "customer", "subject": "c-1"}}
 CARD = {"type": "CARD", "token": "pm_card_visa"}

@@ -1,5 +1,5 @@
 """The pytest plugin (scenarios/pytest_plugin.py), as a team uses it: suites of its own in a
-folder outside this repository, run by pytest in a subprocess with ``-p scenarios.pytest_plugin``.
+folder outside this repository, run by pytest in a subprocess with ``-p caas_sim.scenarios.pytest_plugin``.
 
 The world of the reference core under pytest-asyncio's strict and auto modes and under
 xdist; a core of the team's own at ``--caas-core-url`` (a bare webhook receiver, and a core
@@ -21,10 +21,10 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
 from caas_sim import catalogue
-from scenarios.pytest_plugin import CaasWorldError, WorldConfig, check_workers
-from scenarios.stack import Stack
-from simulators.kit.clock import Clock
-from simulators.kit.webhooks import DEFAULT_SECRET
+from caas_sim.scenarios.pytest_plugin import CaasWorldError, WorldConfig, check_workers
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.kit.clock import Clock
+from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET
 
 #: Each test runs pytest in a subprocess (a few seconds; much more on a loaded machine).
 pytestmark = pytest.mark.timeout(400)
@@ -68,10 +68,10 @@ WORLD_SUITE = {
         import pytest
 
         from caas_sim import catalogue
-        from scenarios.pytest_plugin import DEFAULT_API_KEYS
-        from simulators.admin_models import FaultAction, FaultMatch, FaultRuleInput
-        from simulators.typed_client import AdminProblem
-        from simulators.kit.webhooks import DEFAULT_SECRET
+        from caas_sim.scenarios.pytest_plugin import DEFAULT_API_KEYS
+        from caas_sim.simulators.admin_models import FaultAction, FaultMatch, FaultRuleInput
+        from caas_sim.simulators.typed_client import AdminProblem
+        from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET
 
         OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -163,7 +163,7 @@ RECEIVER_SUITE = {
 
         import pytest
 
-        from scenarios.pytest_plugin import CaasWorldWarning
+        from caas_sim.scenarios.pytest_plugin import CaasWorldWarning
 
         OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         ACTIVATION = {"serviceId": "perf-boost", "duration": {"type": "PERMANENT"},
@@ -260,7 +260,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 async def run_pytest(folder: Path, *args: str, env: dict[str, str] | None = None,
                      plugin: bool = True) -> tuple[int, str]:
-    argv = [sys.executable, "-m", "pytest", *(["-p", "scenarios.pytest_plugin"] if plugin else []),
+    argv = [sys.executable, "-m", "pytest", *(["-p", "caas_sim.scenarios.pytest_plugin"] if plugin else []),
             "-p", "no:cacheprovider", "-q", "-rA", "-W", "error::pytest.PytestUnraisableExceptionWarning", *args]
     proc = await asyncio.create_subprocess_exec(*argv, cwd=folder, env=env or clean_env(),
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
@@ -373,25 +373,25 @@ async def test_a_team_core_speaking_the_admin_protocol_moves_and_resets_with_the
 
 
 async def test_the_entry_point_and_p_together_register_the_plugin_once(tmp_path):
-    """Installed, caas-sim's entry point (``caas_sim = scenarios.pytest_plugin``) loads the
-    plugin; ``-p scenarios.pytest_plugin`` or ``pytest_plugins`` then name it a second time."""
+    """Installed, caas-sim's entry point (``caas_sim = caas_sim.scenarios.pytest_plugin``) loads the
+    plugin; ``-p caas_sim.scenarios.pytest_plugin`` or ``pytest_plugins`` then name it a second time."""
     dist = tmp_path / "site" / "caas_probe-0.0.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: caas-probe\nVersion: 0.0\n")
-    (dist / "entry_points.txt").write_text("[pytest11]\ncaas_sim = scenarios.pytest_plugin\n")
+    (dist / "entry_points.txt").write_text("[pytest11]\ncaas_sim = caas_sim.scenarios.pytest_plugin\n")
     env = clean_env()
     env["PYTHONPATH"] += os.pathsep + str(dist.parent)
     suite = write_suite(tmp_path / "team", {"test_once.py": '''
         import sys
 
         def test_registered_once(pytestconfig):
-            plugin = sys.modules["scenarios.pytest_plugin"]
+            plugin = sys.modules["caas_sim.scenarios.pytest_plugin"]
             names = [name for name, p in pytestconfig.pluginmanager.list_name_plugin() if p is plugin]
             assert len(names) == 1, names
             assert pytestconfig.getoption("caas_core_url") is None
     '''})
     rc, out = await run_pytest(suite, "-p", "no:xdist", env=env)  # the entry point and -p
     assert rc == 0, out
-    (suite / "conftest.py").write_text('pytest_plugins = ["scenarios.pytest_plugin"]\n')
+    (suite / "conftest.py").write_text('pytest_plugins = ["caas_sim.scenarios.pytest_plugin"]\n')
     rc, out = await run_pytest(suite, "-p", "no:xdist", env=env, plugin=False)  # and pytest_plugins
     assert rc == 0, out

@@ -4,6 +4,7 @@ own and run from another, so that nothing of the repository can be found."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,7 +20,11 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     work = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q",
+    # from a copy: an in-tree build would pick up whatever an earlier one left in build/
+    source = work / "source"
+    shutil.copytree(ROOT, source, symlinks=True,
+                    ignore=shutil.ignore_patterns(".venv", "build", "dist", "*.egg-info", "__pycache__", ".git"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-q",
                     "-w", str(work / "dist")], check=True, capture_output=True)
     [wheel] = (work / "dist").glob("caas_sim-*.whl")
     site = work / "site"
@@ -33,14 +38,16 @@ def installed(tmp_path_factory):
 
 def caas_sim(installed, *args, timeout=60) -> subprocess.CompletedProcess:
     _, cwd, env = installed
-    return subprocess.run([sys.executable, "-m", "scenarios.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "caas_sim.scenarios.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout, check=False)
 
 
-def test_the_installed_modules_are_the_wheels(installed):
+def test_the_installed_modules_are_the_wheels_under_two_names(installed):
     site, cwd, env = installed
-    code = ("import caas_sim, scenarios, simulators, caas_core, loadtests;"
-            "print(caas_sim.__file__, scenarios.__file__, simulators.__file__)")
+    modules = sorted(p.name for p in site.iterdir() if p.name != "bin" and not p.name.endswith(".dist-info"))
+    assert modules == ["caas_core", "caas_sim"]  # no generic top-level name claimed
+    code = ("import caas_sim, caas_sim.scenarios, caas_sim.simulators, caas_core, caas_sim.loadtests;"
+            "print(caas_sim.__file__, caas_sim.scenarios.__file__, caas_sim.simulators.__file__, caas_core.__file__)")
     found = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
                            check=True).stdout.split()
     assert all(path.startswith(str(site)) for path in found), found
@@ -68,7 +75,7 @@ def test_a_simulator_serves_with_its_contract_and_profiles(installed):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     _, cwd, env = installed
-    server = subprocess.Popen([sys.executable, "-m", "scenarios.cli", "serve", "iot", "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "caas_sim.scenarios.cli", "serve", "iot", "--port", str(port),
                                "--faults", "flaky-network"], cwd=cwd, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     try:

@@ -1,6 +1,6 @@
 """A team's journeys against the simulators: buy a service, see it delivered, under faults.
 
-Run from the repository's root: ``pytest -p scenarios.pytest_plugin examples/pytest``
+Run from the repository's root: ``pytest -p caas_sim.scenarios.pytest_plugin examples/pytest``
 (installed caas-sim loads the plugin by itself: ``pytest examples/pytest``)."""
 
 CARD = {"type": "CARD", "token": "pm_card_visa"}

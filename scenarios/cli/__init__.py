@@ -1,7 +1,7 @@
 """``caas-sim``: start the simulators and drive them from a shell.
 
 ``up`` and ``serve`` run services in this process; every other command speaks
-the admin protocol over HTTP (``simulators.client``), so it works as well
+the admin protocol over HTTP (``caas_sim.simulators.client``), so it works as well
 against services started elsewhere, the core included (``--url``).
 Expected failures (a service that is not running, a rule it rejects) end with
 one line on stderr, never a traceback: exit 2 for usage errors, 1 otherwise.
@@ -16,8 +16,8 @@ import sys
 import textwrap
 
 from caas_sim import logs
-from simulators.client import AdminError, AdminUnreachable
-from simulators.kit.durations import parse_duration
+from caas_sim.simulators.client import AdminError, AdminUnreachable
+from caas_sim.simulators.kit.durations import parse_duration
 
 from .. import stack as stack_mod
 from . import audit, contracts, webhooks
@@ -49,7 +49,7 @@ from .control import (
 )
 from .load import add_parser as add_load_parser
 from .scenario import add_parser as add_scenario_parser
-from .servers import cmd_serve, cmd_up, up_ports
+from .servers import DASHBOARD_OFFSET, cmd_serve, cmd_up, up_ports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="require `Authorization: Bearer T` on admin routes")
 
     offsets = textwrap.fill(", ".join(f"{name} +{port}" for name, port in sorted(
-        up_ports([*stack_mod.SERVICES], 0).items(), key=lambda item: item[1])), 96)
+        {**up_ports([*stack_mod.SERVICES], 0), "dashboard": DASHBOARD_OFFSET}.items(), key=lambda item: item[1])), 96)
     up = commands.add_parser("up", parents=[server], formatter_class=fmt,
                              help="start every simulator and the reference core (or yours) on one clock",
                              description="Start the simulators and the reference core in one process on one "
@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--faults", type=_profile_arg, nargs="+", action="extend", default=[],
                     metavar="SERVICE=PROFILE", help="load a fault profile into a service at start: a file, or the name "
                          "of one the service ships with (iot=flaky-network)")
+    up.add_argument("--no-dashboard", action="store_true",
+                    help="serve no dashboard (by default one listens on the port base plus 190, 8190: services, "
+                         "clock, fault rules and journals, live)")
     up.add_argument("--state-file", metavar="PATH",
                     help=f"where to record the service table, webhook targets and secrets, for the clock, "
                          f"fault, journal and secrets commands (default: {STATE_DEFAULT}; owner-only; removed "

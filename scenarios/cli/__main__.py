@@ -1,4 +1,4 @@
-"""``python -m scenarios.cli`` is ``caas-sim``."""
+"""``python -m caas_sim.scenarios.cli`` is ``caas-sim``."""
 
 import sys
 

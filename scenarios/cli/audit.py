@@ -1,5 +1,5 @@
 """`caas-sim audit`: the core's invariant audit (GET /__admin/audit), or with ``--peers`` the
-simulators' side of it (``scenarios.peer_audit``), readable, with an exit code.
+simulators' side of it (``caas_sim.scenarios.peer_audit``), readable, with an exit code.
 
 Exit 0 when every invariant holds, 1 on a violation (or an unreachable core). A core with
 work still in flight is audited all the same, with a warning: settle it first (advance
@@ -13,7 +13,7 @@ import asyncio
 import json
 from collections import Counter
 
-from simulators.client import AdminClient
+from caas_sim.simulators.client import AdminClient
 
 from .. import peer_audit
 from .common import EXIT_FAILURE, render_table, running_up, service_url

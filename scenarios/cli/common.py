@@ -11,8 +11,8 @@ import yaml
 import yarl
 
 from caas_sim import catalogue
-from simulators.client import load_fault_profile
-from simulators.kit.durations import parse_duration
+from caas_sim.simulators.client import load_fault_profile
+from caas_sim.simulators.kit.durations import parse_duration
 
 from .. import stack as stack_mod
 from . import state

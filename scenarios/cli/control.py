@@ -13,8 +13,8 @@ from typing import Any, NamedTuple
 
 import aiohttp
 
-from simulators.client import AdminClient, AdminUnreachable, load_fault_profile
-from simulators.kit.durations import format_duration, parse_duration
+from caas_sim.simulators.client import AdminClient, AdminUnreachable, load_fault_profile
+from caas_sim.simulators.kit.durations import format_duration, parse_duration
 
 from .. import stack as stack_mod
 from ..scenario.coordinator import RemoteCoordinator

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import aiohttp
 
-from simulators.client import AdminError, AdminUnreachable
-from simulators.kit.durations import parse_duration
+from caas_sim.simulators.client import AdminError, AdminUnreachable
+from caas_sim.simulators.kit.durations import parse_duration
 
 from .. import peer_audit
 from ..scenario.coordinator import absent

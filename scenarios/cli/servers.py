@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from caas_sim import catalogue, logs
-from simulators.kit.contract import CONTRACTS_DIR
-from simulators.kit.service import is_loopback
+from caas_sim.simulators.kit.contract import CONTRACTS_DIR
+from caas_sim.simulators.kit.service import is_loopback
 
 from .. import stack as stack_mod
+from ..dashboard import DASHBOARD_OFFSET, Dashboard
 from . import state, webhooks
 from .common import (
     CORE_PORT,
@@ -55,8 +56,10 @@ def cmd_up(args: argparse.Namespace) -> int:
                             clock=stack_mod.parse_clock(args.clock),
                             host=args.host, ports=ports, fault_profiles=profiles, admin_token=args.admin_token,
                             core=core, with_sink=not core_url, webhook_urls=targets, webhook_secrets=secrets)
+    dashboard = None if getattr(args, "no_dashboard", False) else \
+        0 if args.ephemeral else (getattr(args, "port_base", None) or CORE_PORT) + DASHBOARD_OFFSET
     return _run_server(run_stack(stack, state_file=state.state_path(args.state_file), render=render_up,
-                                 notes=_up_notes(core_url, secrets)))
+                                 notes=_up_notes(core_url, secrets), dashboard=dashboard))
 
 
 def up_ports(names: list[str], base: int | None = None) -> dict[str, int]:
@@ -142,12 +145,16 @@ def _run_server(coro) -> int:
 
 async def run_stack(stack: stack_mod.Stack, *, configure: Callable[[stack_mod.Stack], Any] | None = None,
                     stop: asyncio.Event | None = None, out=None, state_file: Path | None = None,
-                    render: Callable[[stack_mod.Stack], str] | None = None, notes: list[str] = ()) -> int:
+                    render: Callable[..., str] | None = None, notes: list[str] = (),
+                    dashboard: int | None = None) -> int:
     """Start ``stack``, print where everything is (``render``, then ``notes``), serve until
     ``stop`` (default: SIGINT/SIGTERM); with ``state_file``, record the service table and
-    webhook targets and secrets there meanwhile (``state``)."""
+    webhook targets and secrets there meanwhile (``state``); with ``dashboard`` (a port, 0:
+    any free one), serve the dashboard of the stack there too (``render`` is then given
+    its URL as ``dashboard=``)."""
     out = out or sys.stdout
     stop = stop or _stop_on_signals()
+    board = None
     try:
         try:
             await stack.start()
@@ -157,7 +164,11 @@ async def run_stack(stack: stack_mod.Stack, *, configure: Callable[[stack_mod.St
             raise CliError(f"cannot start {_starting(stack)}: {exc}") from None
         if configure:
             configure(stack)
-        print((render or render_stack)(stack), file=out)
+        if dashboard is not None:
+            board = await _start_dashboard(stack, dashboard)
+        print(render(stack, dashboard=board.url) if board and render else (render or render_stack)(stack), file=out)
+        if board and stack.admin_token and not is_loopback(stack.host):
+            print(f"\ndashboard: open {board.url}/?token=<the admin token> once (a cookie then carries it)", file=out)
         for note in notes:
             print(f"\n{note}", file=out)
         if stack.core is not None and stack.core.get("api_keys") is DEVELOPMENT_KEYS:
@@ -177,8 +188,23 @@ async def run_stack(stack: stack_mod.Stack, *, configure: Callable[[stack_mod.St
     finally:
         if state_file is not None:
             state.remove(state_file)
+        if board is not None:
+            await board.stop()
         await stack.stop()
     return 0
+
+
+async def _start_dashboard(stack: stack_mod.Stack, port: int) -> Dashboard:
+    """The dashboard of ``stack`` on ``port``: every service but the sink (a lane of the
+    journal's diagram only), through the admin protocol, with the stack's admin token."""
+    services = {name: running.url for name, running in stack.running.items() if name != "sink"}
+    lanes = {"sink": stack.url("sink")} if "sink" in stack.running else {}
+    try:
+        return await Dashboard(services, host=stack.host, port=port, token=stack.admin_token, lanes=lanes).start()
+    except OSError as exc:
+        why = ("address already in use (`up --no-dashboard` skips it; `--port-base N` or `--ephemeral` pick "
+               "other ports)" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc))
+        raise CliError(f"cannot listen on {stack.host}:{port} for the dashboard: {why}") from None
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -233,8 +259,9 @@ def webhook_table(stack: stack_mod.Stack) -> dict[str, dict[str, str]]:
     return table
 
 
-def render_up(stack: stack_mod.Stack) -> str:
-    """`up`'s start table: each service, its admin routes, where its webhooks go and what signs them."""
+def render_up(stack: stack_mod.Stack, dashboard: str | None = None) -> str:
+    """`up`'s start table: each service, its admin routes, where its webhooks go and what signs
+    them; and the dashboard's URL, when it runs."""
     table = webhook_table(stack)
     rows = []
     for name, running in stack.running.items():
@@ -246,6 +273,8 @@ def render_up(stack: stack_mod.Stack) -> str:
             hook = table.get(name)
             rows.append([name, running.url, f"{running.url}/__admin", *((hook["url"], hook["secret"]) if hook
                                                                          else ("-", "-"))])
+    if dashboard:
+        rows.append(["dashboard", dashboard, "-", "(open it in a browser)", "-"])
     contracts = _relative(CONTRACTS_DIR)
     return (render_table(["SERVICE", "URL", "ADMIN", "WEBHOOKS", "SECRET"], rows)
             + f"\n\ncontracts: {contracts}/<service>.yaml ({contracts}/core.yaml: the core's API and "
@@ -342,7 +371,7 @@ def serve_core_processes(args: argparse.Namespace) -> int:
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     holder.bind((args.host, CORE_PORT if args.port is None else args.port))
     port = holder.getsockname()[1]
-    command = [sys.executable, "-m", "scenarios.cli", "serve", "core", "--reuse-port", "--port", str(port),
+    command = [sys.executable, "-m", "caas_sim.scenarios.cli", "serve", "core", "--reuse-port", "--port", str(port),
                "--host", args.host, "--clock", args.clock, "--seed", str(args.seed), "--database", database]
     env = dict(os.environ, **({"CAAS_SIM_ADMIN_TOKEN": args.admin_token} if args.admin_token else {}))
     children = [subprocess.Popen(command, env=env) for _ in range(args.workers)]

@@ -16,7 +16,7 @@ import binascii
 import json
 
 from caas_sim import catalogue
-from simulators.kit.webhooks import DEFAULT_SECRET
+from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET
 
 from . import state
 from .common import EXIT_USAGE, UP_HINT, CliError, _url

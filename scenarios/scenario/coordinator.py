@@ -49,9 +49,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from simulators.client import AdminClient, AdminError
-from simulators.kit.clock import Clock, isoformat, parse_datetime
-from simulators.kit.durations import format_duration
+from caas_sim.simulators.client import AdminClient, AdminError
+from caas_sim.simulators.kit.clock import Clock, isoformat, parse_datetime
+from caas_sim.simulators.kit.durations import format_duration
 
 T = TypeVar("T")
 

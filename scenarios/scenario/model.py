@@ -4,7 +4,7 @@ A scenario reads as a journey of the specification: who acts (the actors and
 their roles), what they do (calls to the core, time passing, faults injected
 into the external systems, workshop visits), and what must hold at the end.
 These pydantic models are the format; ``scenario.schema.json`` is generated
-from them for editors (``python -m scenarios.scenario.schema``).
+from them for editors (``python -m caas_sim.scenarios.scenario.schema``).
 
 Strings may hold ``${name}``: a value saved by an earlier step, a magic VIN
 (``${vins.iot.healthy}``, ``${vins.vss.several_blocks_low}``), ``${seed}`` or

@@ -6,7 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from simulators.kit.durations import format_duration
+from caas_sim.simulators.kit.durations import format_duration
 
 from . import timeline
 from .runner import Outcome

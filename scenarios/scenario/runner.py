@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from simulators.client import AdminError, load_fault_profile
-from simulators.kit.clock import isoformat, wall_isoformat
-from simulators.kit.durations import parse_duration
+from caas_sim.simulators.client import AdminError, load_fault_profile
+from caas_sim.simulators.kit.clock import isoformat, wall_isoformat
+from caas_sim.simulators.kit.durations import parse_duration
 
 from . import timeline
 from .coordinator import Coordinator, RemoteCoordinator, StackCoordinator

@@ -2,7 +2,7 @@
 
 Scenario files point to it (`# yaml-language-server: $schema=../scenario/scenario.schema.json`)
 so that editors validate and complete them. Regenerate after changing model.py:
-``python -m scenarios.scenario.schema`` (a test fails while the file is stale).
+``python -m caas_sim.scenarios.scenario.schema`` (a test fails while the file is stale).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What the factory builds: models, factory-fitted options and the rules between them.
 
 Model names and their VIN model-line letters are those of the API IoT fleet
-(``simulators.fleet.MODELS``), so that the VIN the factory stamps on a
+(``caas_sim.simulators.fleet.MODELS``), so that the VIN the factory stamps on a
 car is one the IoT simulator of the same seed knows, as the same model.
 Options here are physical and fitted on the line (paint, wheels, towbar);
 the optional services CaaS sells later are firmware feature flags, a matter

@@ -6,7 +6,7 @@ maintenance plan (``plans.py``), the services workshops recorded and the clock:
 nothing about compliance is stored, so advancing the clock past a due service
 lowers its block's percentage, and a workshop record restores it.
 
-Vehicles are those of the IoT fleet (``simulators.fleet.Fleet``: same seed,
+Vehicles are those of the IoT fleet (``caas_sim.simulators.fleet.Fleet``: same seed,
 same VINs). What VSS knows of a vehicle before the simulator started (delivery
 date, daily mileage, the services done so far) is derived from the seed by
 hashing (``vehicles.py``), so a vehicle costs nothing until a workshop records

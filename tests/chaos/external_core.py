@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from scenarios.stack import CORE_WEBHOOK_PATHS, Stack
+from caas_sim.scenarios.stack import CORE_WEBHOOK_PATHS, Stack
 
 #: Real seconds between two looks at another process that must become idle.
 POLL = 0.02
@@ -48,7 +48,7 @@ class ExternalCore:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "scenarios.cli", "serve", "core", "--port", str(self.port), "--clock", "virtual",
+            sys.executable, "-m", "caas_sim.scenarios.cli", "serve", "core", "--port", str(self.port), "--clock", "virtual",
             env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
         header = await asyncio.wait_for(self.proc.stdout.readline(), timeout=30)
         assert b"SERVICE" in header, header

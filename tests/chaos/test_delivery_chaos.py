@@ -21,9 +21,9 @@ from caas_core.store.schema import (
     purchases,
     refunds,
 )
-from scenarios import peer_audit
-from scenarios.stack import Stack
-from simulators.iot.api import MODEL_KEY
+from caas_sim.scenarios import peer_audit
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.iot.api import MODEL_KEY
 
 #: Its tests share a module-wide world: one worker runs them all, in order.
 pytestmark = pytest.mark.xdist_group("tests.chaos.test_delivery_chaos")

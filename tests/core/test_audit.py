@@ -123,9 +123,9 @@ async def test_the_route_and_the_cli_audit_a_running_core(tmp_path):
     import aiohttp
 
     from caas_core.api.app import CORE_KEY
-    from scenarios.cli import main
-    from scenarios.stack import Stack
-    from simulators.iot.api import MODEL_KEY
+    from caas_sim.scenarios.cli import main
+    from caas_sim.scenarios.stack import Stack
+    from caas_sim.simulators.iot.api import MODEL_KEY
 
     keys = {"k": {"role": "customer", "subject": "c-1"}}
     stack = Stack(services=["iot", "vss", "payments"], seed=0,

@@ -6,9 +6,9 @@ import pytest
 
 from caas_core.clients.http import JsonClient, Malformed, Rejected, Unavailable
 from caas_core.clients.upstreams import IotClient, PaymentsClient, VssClient
-from scenarios.stack import Stack
-from simulators.fleet import Fleet
-from simulators.iot.api import MODEL_KEY
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.fleet import Fleet
+from caas_sim.simulators.iot.api import MODEL_KEY
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from caas_sim import catalogue
-from scenarios.stack import Stack
+from caas_sim.scenarios.stack import Stack
 from tests.fuzzing import contract_schema, outbound_violations, run_stateful
 
 #: Its tests share a module-wide world: one worker runs them all, in order.

@@ -16,7 +16,7 @@ import schemathesis
 import yaml
 
 from caas_core.domain.purchase import PurchaseState
-from simulators.kit.contract import CONTRACTS_DIR, Contract
+from caas_sim.simulators.kit.contract import CONTRACTS_DIR, Contract
 
 #: Its tests share a module-wide world: one worker runs them all, in order.
 pytestmark = pytest.mark.xdist_group("tests.core.test_core_contract_file")

@@ -24,9 +24,9 @@ from contextlib import closing
 import aiohttp
 import pytest
 
-from scenarios import peer_audit
-from scenarios.stack import CORE_WEBHOOK_PATHS, Stack
-from simulators.iot.api import MODEL_KEY
+from caas_sim.scenarios import peer_audit
+from caas_sim.scenarios.stack import CORE_WEBHOOK_PATHS, Stack
+from caas_sim.simulators.iot.api import MODEL_KEY
 from tests.chaos.external_core import kill_at_random
 
 
@@ -37,7 +37,7 @@ def free_port() -> int:
 
 
 async def start_core(env: dict, port: int) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "scenarios.cli", "serve", "core", "--port",
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "caas_sim.scenarios.cli", "serve", "core", "--port",
                                                 str(port), "--clock", "virtual", env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     header = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
@@ -313,7 +313,7 @@ async def test_repeated_sigkill_under_mixed_load_loses_nothing_and_repeats_nothi
     import random
 
     rng = random.Random(9)
-    from scenarios.bench import PostgresDatabase
+    from caas_sim.scenarios.bench import PostgresDatabase
     from tests.core.conftest import POSTGRES_URL
 
     postgres = PostgresDatabase(POSTGRES_URL) if ON_POSTGRES else None
@@ -328,8 +328,8 @@ async def test_repeated_sigkill_under_mixed_load_loses_nothing_and_repeats_nothi
 
 
 async def _mixed_load_with_kills(tmp_path, database: str, rng) -> None:
-    from simulators.factory.api import MODEL_KEY as FACTORY_MODEL
-    from simulators.payments.api import MODEL_KEY as PAYMENTS_MODEL
+    from caas_sim.simulators.factory.api import MODEL_KEY as FACTORY_MODEL
+    from caas_sim.simulators.payments.api import MODEL_KEY as PAYMENTS_MODEL
     from tests.chaos.external_core import ExternalCore
 
     async with Stack(services=["iot", "vss", "payments", "factory", "registry-es"], seed=9, with_sink=False) as stack:

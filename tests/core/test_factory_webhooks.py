@@ -11,7 +11,7 @@ from standardwebhooks.webhooks import Webhook
 from caas_core.api.app import CORE_KEY
 from caas_core.settings import DEVELOPMENT_SECRET
 from caas_core.store.schema import webhook_inbox
-from scenarios.stack import CORE_WEBHOOK_PATHS
+from caas_sim.scenarios.stack import CORE_WEBHOOK_PATHS
 from tests.core.test_sale_journey import until, world  # noqa: F401  (world: the fixture)
 
 

@@ -110,7 +110,7 @@ async def test_two_cores_on_one_database_share_one_prune_job_and_reset_brings_it
 
 
 async def test_a_world_advanced_for_days_prunes_without_a_step_of_its_own(tmp_path):
-    from scenarios.stack import Stack
+    from caas_sim.scenarios.stack import Stack
 
     stack = Stack(services=["iot"], seed=0, core={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'core.db'}",
                                                   "prune_interval": DAY})

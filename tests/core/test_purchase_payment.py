@@ -10,7 +10,7 @@ from sqlalchemy import update
 from caas_core.api.app import CORE_KEY
 from caas_core.store import outbox
 from caas_core.store.schema import purchases
-from simulators.payments.api import MODEL_KEY as PAYMENTS_MODEL
+from caas_sim.simulators.payments.api import MODEL_KEY as PAYMENTS_MODEL
 from tests.core import test_service_path as service_path
 from tests.core.test_service_path import CARD, as_, buy, purchase
 

@@ -19,8 +19,8 @@ from standardwebhooks.webhooks import Webhook
 from caas_core.api.app import CORE_KEY
 from caas_core.settings import DEVELOPMENT_SECRET
 from caas_core.store.schema import payments, refunds, webhook_inbox
-from scenarios.stack import CORE_WEBHOOK_PATHS, Stack
-from simulators.kit.contract import CONTRACTS_DIR, Contract
+from caas_sim.scenarios.stack import CORE_WEBHOOK_PATHS, Stack
+from caas_sim.simulators.kit.contract import CONTRACTS_DIR, Contract
 from tests.core import test_sale_journey as sale_journey
 from tests.core import test_service_path as service_path
 from tests.core.test_service_path import as_, purchase
@@ -82,7 +82,7 @@ async def refund_outcomes(stack):
 
 
 async def until(stack, check, *, within="10d", step="1h"):
-    from simulators.kit.durations import parse_duration
+    from caas_sim.simulators.kit.durations import parse_duration
 
     deadline = stack.clock.now() + parse_duration(within)
     while not (found := await check()):

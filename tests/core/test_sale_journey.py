@@ -7,7 +7,7 @@ import aiohttp
 import pytest
 
 from caas_sim import catalogue
-from scenarios.stack import Stack
+from caas_sim.scenarios.stack import Stack
 from tests.core import test_service_path as service_path
 from tests.core.test_purchase_payment import DiesAfterTheCharge
 
@@ -101,7 +101,7 @@ class Api:
 
 async def until(stack, api, sale_id, status, *, within="90d"):
     """Advance the world event by event until the sale reaches ``status``."""
-    from simulators.kit.durations import parse_duration
+    from caas_sim.simulators.kit.durations import parse_duration
 
     deadline = stack.clock.now() + parse_duration(within)
     while stack.clock.now() < deadline:
@@ -407,7 +407,7 @@ async def test_concurrent_reservation_and_final_payments_charge_once_and_answer_
 # --- a process that dies between a sale's charge and its record --------------------------
 
 def _gateway_charges(stack, sale_id, kind):
-    from simulators.payments.api import MODEL_KEY
+    from caas_sim.simulators.payments.api import MODEL_KEY
 
     return [p for p in stack.running["payments"].app[MODEL_KEY].payments.values()
             if p.order_id == sale_id and p.type == kind and p.status != "DECLINED"]

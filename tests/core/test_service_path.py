@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from caas_core.api.app import CORE_KEY
 from caas_core.store.schema import collection_cases
-from scenarios.stack import Stack
-from simulators.iot.api import MODEL_KEY as IOT_MODEL
-from simulators.vss.api import MODEL_KEY as VSS_MODEL
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.iot.api import MODEL_KEY as IOT_MODEL
+from caas_sim.simulators.vss.api import MODEL_KEY as VSS_MODEL
 
 POSTGRES_URL = os.environ.get("CAAS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 KEYS = {"k-c1": {"role": "customer", "subject": "c-1"}, "k-c2": {"role": "customer", "subject": "c-2"},

@@ -26,7 +26,7 @@ from caas_core.domain.ota_policy import (
 from caas_core.domain.purchase import PurchaseState as S
 from caas_core.store import jobs
 from caas_core.store.schema import purchases
-from simulators.iot.api import MODEL_KEY as IOT_MODEL
+from caas_sim.simulators.iot.api import MODEL_KEY as IOT_MODEL
 from tests.core import test_service_path as service_path
 from tests.core.test_service_path import as_, buy, purchase
 

@@ -25,7 +25,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from caas_core.api.app import WEBHOOK_SOURCES
 from caas_core.clients.wire import base, factory, iot, payments, registries, vss
 from caas_core.flows.webhooks import PARSERS
-from simulators.kit.contract import CONTRACTS_DIR
+from caas_sim.simulators.kit.contract import CONTRACTS_DIR
 
 REGISTRIES = ("registry-es.yaml", "registry-fr.yaml", "registry-de.yaml", "registry-uk.yaml")
 

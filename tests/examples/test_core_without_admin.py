@@ -15,8 +15,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from scenarios.stack import Stack
-from simulators.kit.clock import Clock
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.kit.clock import Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ["iot", "payments", "vss"]
@@ -54,7 +54,7 @@ async def world(clock: Clock) -> AsyncIterator[str]:
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "scenarios.cli", *args, cwd=ROOT,
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "caas_sim.scenarios.cli", *args, cwd=ROOT,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode, out.decode(), err.decode()

@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from caas_sim import catalogue
-from scenarios.scenario import loader
+from caas_sim.scenarios.scenario import loader
 
 NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="node (Node.js) is not installed: examples/node-core runs on it")
@@ -45,7 +45,7 @@ pytestmark = pytest.mark.skipif(NODE is None, reason="node (Node.js) is not inst
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "examples" / "node-core" / "core.mjs"
 HERE = Path(__file__).parent / "scenarios"
-CLI = [sys.executable, "-m", "scenarios.cli"]
+CLI = [sys.executable, "-m", "caas_sim.scenarios.cli"]
 SERVICES = ("iot", "payments", "vss")
 OFFSET = {e.name: e.port - catalogue.CORE_PORT for e in catalogue.SERVICES}
 #: The team's own signing secret (not the public development one): the node core must load it.

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 
-from scenarios.stack import Stack
-from simulators.factory.model import STATUSES
-from simulators.factory.timeline import DEFAULT_STAGE_DAYS
-from simulators.factory.transport import DeliveryRules
-from simulators.fleet import Fleet
-from simulators.kit.clock import isoformat, parse_datetime
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.factory.model import STATUSES
+from caas_sim.simulators.factory.timeline import DEFAULT_STAGE_DAYS
+from caas_sim.simulators.factory.transport import DeliveryRules
+from caas_sim.simulators.fleet import Fleet
+from caas_sim.simulators.kit.clock import isoformat, parse_datetime
 
 SEED = 42
 DAY = 86400.0
@@ -524,9 +524,9 @@ async def test_same_seed_same_timeline_and_configurable_stage_durations():
 async def test_the_shipped_fault_profile_loads_and_applies():
     from pathlib import Path
 
-    import simulators.factory
+    import caas_sim.simulators.factory
 
-    profile = Path(simulators.factory.__file__).parent / "profiles" / "bad-month.yaml"
+    profile = Path(caas_sim.simulators.factory.__file__).parent / "profiles" / "bad-month.yaml"
     async with Stack(services=["factory"], seed=3, fault_profiles={"factory": str(profile)}) as stack, \
             aiohttp.ClientSession(stack.url("factory")) as http:
         statuses = []

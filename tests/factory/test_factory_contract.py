@@ -51,7 +51,7 @@ def test_no_outbound_contract_violation(threaded_stack):
 
 def test_the_python_catalogue_and_rules_agree_with_the_contract():
     """The codes the model uses are the contract's enums: no second copy may drift."""
-    from simulators.factory import catalogue, model, timeline, transport
+    from caas_sim.simulators.factory import catalogue, model, timeline, transport
 
     schemas = schema.raw_schema["components"]["schemas"]
     enum = lambda name: set(schemas[name]["enum"])

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from simulators.fleet import (
+from caas_sim.simulators.fleet import (
     DEFAULT_EPOCH,
     LIMITED,
     MAGIC_SERIALS,

@@ -8,9 +8,9 @@ import tracemalloc
 import aiohttp
 import pytest
 
-from scenarios.stack import Stack
-from simulators.fleet import Fleet
-from simulators.iot.api import MODEL_KEY
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.fleet import Fleet
+from caas_sim.simulators.iot.api import MODEL_KEY
 
 PERF = {"featureFlags": ["performance_boost"], "parameters": {"power_kw": 30}}
 
@@ -197,9 +197,9 @@ async def test_a_million_vehicle_fleet_starts_fast_and_memory_grows_with_touched
 async def test_the_shipped_fault_profile_loads_and_applies():
     from pathlib import Path
 
-    import simulators.iot
+    import caas_sim.simulators.iot
 
-    profile = Path(simulators.iot.__file__).parent / "profiles" / "flaky-network.yaml"
+    profile = Path(caas_sim.simulators.iot.__file__).parent / "profiles" / "flaky-network.yaml"
     async with Stack(services=["iot"], seed=5, fault_profiles={"iot": str(profile)}) as stack:
         fleet = Fleet(5)
         async with aiohttp.ClientSession(stack.url("iot")) as http:

@@ -4,7 +4,7 @@ unless the caller asks to keep them."""
 import aiohttp
 import pytest
 
-from scenarios.stack import Stack
+from caas_sim.scenarios.stack import Stack
 
 EMPTY = {"subscriptions": []}
 

@@ -8,11 +8,11 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from simulators.kit.app import Reply, build_app
-from simulators.kit.clock import Clock
-from simulators.kit.errors import ProblemError
-from simulators.kit.service import Service
-from simulators.kit.webhooks import DEFAULT_SECRET, RETRY_SCHEDULE
+from caas_sim.simulators.kit.app import Reply, build_app
+from caas_sim.simulators.kit.clock import Clock
+from caas_sim.simulators.kit.errors import ProblemError
+from caas_sim.simulators.kit.service import Service
+from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET, RETRY_SCHEDULE
 
 CONTRACT = Path(__file__).with_name("echo.yaml")
 
@@ -196,7 +196,7 @@ async def test_webhooks_are_signed_and_retried_on_5xx_on_the_clock_schedule():
 
 
 async def test_delivery_hooks_lose_duplicate_delay_and_reorder():
-    from simulators.kit.webhooks import DeliveryHooks
+    from caas_sim.simulators.kit.webhooks import DeliveryHooks
 
     clock = Clock("virtual")
     service, _app = echo_service(clock)
@@ -265,14 +265,14 @@ async def test_reset_wakes_a_request_parked_on_the_clock(echo):
 
 
 def test_fault_selectors_see_nested_ids():
-    from simulators.kit.app import _entities
+    from caas_sim.simulators.kit.app import _entities
 
     body = {"reference": "R1", "vehicle": {"vin": "V1", "model": "X"}, "owner": {"taxId": "T1", "reference": "no"}}
     assert _entities({"id": "7"}, body) == {"id": "7", "reference": "R1", "vin": "V1", "model": "X", "taxId": "T1"}
 
 
 async def test_reordering_by_entity_waits_for_the_same_entity():
-    from simulators.kit.webhooks import DeliveryHooks
+    from caas_sim.simulators.kit.webhooks import DeliveryHooks
 
     clock = Clock("virtual")
     service, _app = echo_service(clock)

@@ -4,8 +4,8 @@ import time
 import pytest
 from aiohttp import web
 
-from simulators.kit.clock import Clock, ClockError
-from simulators.kit.durations import parse_duration
+from caas_sim.simulators.kit.clock import Clock, ClockError
+from caas_sim.simulators.kit.durations import parse_duration
 
 
 async def test_virtual_days_fire_due_events_in_order_in_milliseconds():
@@ -114,7 +114,7 @@ def test_bad_durations_say_why(bad):
 
 
 def test_journal_pages_with_since_and_reports_drops_not_clears():
-    from simulators.kit.journal import Journal
+    from caas_sim.simulators.kit.journal import Journal
 
     journal = Journal("svc", lambda: 0.0, capacity=3)
     for n in range(5):

@@ -1,6 +1,6 @@
 import pytest
 
-from simulators.kit.faults import FaultEngine, FaultError
+from caas_sim.simulators.kit.faults import FaultEngine, FaultError
 
 NOW = [1767600000.0]
 

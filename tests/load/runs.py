@@ -9,7 +9,7 @@ import sys
 def run_load(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict[str, dict]]:
     """Run `caas-sim load ARGS` into tmp_path/report; its answer and the stats CSV by row name."""
     report = tmp_path / "report"
-    done = subprocess.run([sys.executable, "-m", "scenarios.cli", "load", *args, "--report", str(report),
+    done = subprocess.run([sys.executable, "-m", "caas_sim.scenarios.cli", "load", *args, "--report", str(report),
                            "--slo-error-ratio", "0"], check=False, capture_output=True, text=True, timeout=80,
                           cwd=tmp_path)
     stats = report / f"{args[0]}_stats.csv"

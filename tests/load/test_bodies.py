@@ -5,7 +5,12 @@ import re
 
 import pytest
 
-from loadtests.bodies import BodyFactory, ContractDrift, request_schema, sample_regex
+from caas_sim.loadtests.bodies import (
+    BodyFactory,
+    ContractDrift,
+    request_schema,
+    sample_regex,
+)
 
 PURCHASE = "/customers/{customerId}/vehicles/{vin}/purchases"
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from scenarios.listening import wait_listening
+from caas_sim.scenarios.listening import wait_listening
 from tests.load.runs import run_load
 
 pytestmark = pytest.mark.timeout(90)
@@ -39,7 +39,7 @@ def test_the_audit_after_a_load_needs_the_targets_admin_token(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    core = subprocess.Popen([sys.executable, "-m", "scenarios.cli", "serve", "core", "--clock", "real", "--port",
+    core = subprocess.Popen([sys.executable, "-m", "caas_sim.scenarios.cli", "serve", "core", "--clock", "real", "--port",
                              str(port), "--admin-token", "t0ken", "--database",
                              f"sqlite+aiosqlite:///{tmp_path / 'core.db'}"], cwd=tmp_path)
     try:

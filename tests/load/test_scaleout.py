@@ -27,7 +27,7 @@ from caas_core.store.schema import (
     purchases,
     webhook_inbox,
 )
-from scenarios.bench import DEFAULT_POSTGRES, PostgresDatabase
+from caas_sim.scenarios.bench import DEFAULT_POSTGRES, PostgresDatabase
 
 pytestmark = pytest.mark.timeout(90)
 COUNT = 60
@@ -92,7 +92,7 @@ def test_two_core_processes_share_inbox_and_queue(tmp_path):
     port = _free_port()
     with PostgresDatabase(DEFAULT_POSTGRES) as pg:
         asyncio.run(_seed(pg.url))
-        server = subprocess.Popen([sys.executable, "-m", "scenarios.cli", "serve", "core", "--workers", "2",
+        server = subprocess.Popen([sys.executable, "-m", "caas_sim.scenarios.cli", "serve", "core", "--workers", "2",
                                    "--port", str(port), "--clock", "real", "--database", pg.url],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
         try:

@@ -9,16 +9,16 @@ import aiohttp
 import pytest
 import yaml
 
-from scenarios.stack import Stack
-from simulators.kit.clock import DEFAULT_EPOCH, parse_datetime
-from simulators.kit.contract import CONTRACTS_DIR, Contract
-from simulators.kit.faults import FaultError
-from simulators.payments import cards
-from simulators.payments import faults as pf
-from simulators.payments.api import MODEL_KEY
-from simulators.payments.money import fee, fmt
-from simulators.payments.ratelimit import RateLimiter
-from simulators.payments.settings import Settings
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.kit.clock import DEFAULT_EPOCH, parse_datetime
+from caas_sim.simulators.kit.contract import CONTRACTS_DIR, Contract
+from caas_sim.simulators.kit.faults import FaultError
+from caas_sim.simulators.payments import cards
+from caas_sim.simulators.payments import faults as pf
+from caas_sim.simulators.payments.api import MODEL_KEY
+from caas_sim.simulators.payments.money import fee, fmt
+from caas_sim.simulators.payments.ratelimit import RateLimiter
+from caas_sim.simulators.payments.settings import Settings
 
 HOUR, DAY = 3600.0, 86400.0
 

@@ -12,12 +12,12 @@ import aiohttp
 import pytest
 import yaml
 
-from scenarios.stack import Stack
-from simulators.kit.clock import parse_datetime
-from simulators.kit.contract import CONTRACTS_DIR
-from simulators.registries.api import MODEL_KEY
-from simulators.registries.de import NAME, national_holidays
-from simulators.registries.plates import DE_PATTERN, de_plate_length
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.kit.clock import parse_datetime
+from caas_sim.simulators.kit.contract import CONTRACTS_DIR
+from caas_sim.simulators.registries.api import MODEL_KEY
+from caas_sim.simulators.registries.de import NAME, national_holidays
+from caas_sim.simulators.registries.plates import DE_PATTERN, de_plate_length
 
 
 @functools.cache

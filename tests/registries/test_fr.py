@@ -11,11 +11,11 @@ import aiohttp
 import pytest
 import yaml
 
-from scenarios.stack import Stack
-from simulators.kit.clock import parse_datetime
-from simulators.kit.contract import CONTRACTS_DIR
-from simulators.registries.fr import NAME, national_holidays
-from simulators.registries.plates import FR_PATTERN
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.kit.clock import parse_datetime
+from caas_sim.simulators.kit.contract import CONTRACTS_DIR
+from caas_sim.simulators.registries.fr import NAME, national_holidays
+from caas_sim.simulators.registries.plates import FR_PATTERN
 
 
 @functools.cache

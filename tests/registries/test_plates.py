@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulators.registries.plates import (
+from caas_sim.simulators.registries.plates import (
     DE_DISTRICTS,
     DE_PATTERN,
     ES_PATTERN,

@@ -15,12 +15,12 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, settings
 
-import simulators.registries
-from scenarios.stack import Stack
-from simulators.kit.config import SimConfig
-from simulators.kit.contract import CONTRACTS_DIR, Contract
-from simulators.registries import vocabulary as base
-from simulators.registries.api import MODEL_KEY
+import caas_sim.simulators.registries
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.kit.config import SimConfig
+from caas_sim.simulators.kit.contract import CONTRACTS_DIR, Contract
+from caas_sim.simulators.registries import vocabulary as base
+from caas_sim.simulators.registries.api import MODEL_KEY
 from tests.fuzzing import contract_schema, on_stack, outbound_violations, run_stateful
 
 #: Its tests share a module-wide world: one worker runs them all, in order.
@@ -100,7 +100,7 @@ def test_the_shared_parts_of_the_four_contracts_do_not_drift(name):
 @pytest.mark.parametrize("code", COUNTRIES)
 def test_model_vocabulary_matches_the_contract(code):
     doc = _doc(code)["components"]["schemas"]
-    module = __import__(f"simulators.registries.{code}", fromlist=["COUNTRY"])
+    module = __import__(f"caas_sim.simulators.registries.{code}", fromlist=["COUNTRY"])
     country = module.COUNTRY
     assert set(doc["RegistrationStatus"]["enum"]) == set(base.STATUSES)
     assert tuple(doc["Rejection"]["properties"]["code"]["enum"]) == base.REJECTION_CODES
@@ -153,7 +153,7 @@ async def test_every_documented_example_does_what_its_summary_says(code):
 
 @pytest.mark.parametrize("code", COUNTRIES)
 async def test_the_shipped_fault_profile_loads_and_applies_in_every_registry(code):
-    profile = Path(simulators.registries.__file__).parent / "profiles" / "bad-week.yaml"
+    profile = Path(caas_sim.simulators.registries.__file__).parent / "profiles" / "bad-week.yaml"
     name = f"registry-{code}"
     examples = _doc(code)["paths"]["/registrations"]["post"]["requestBody"]["content"]["application/json"]["examples"]
     async with Stack(services=[name], seed=2, fault_profiles={name: str(profile)}) as stack, \

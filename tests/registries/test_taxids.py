@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulators.fleet import (
+from caas_sim.simulators.fleet import (
     has_valid_check_digit,
     is_well_formed_vin,
     vin_check_digit,
 )
-from simulators.registries import taxids as t
+from caas_sim.simulators.registries import taxids as t
 
 VALID = [
     (t.check_es_dni, "54362315K"), (t.check_es_dni, "12345678Z"), (t.check_es_nie, "X2482300W"),

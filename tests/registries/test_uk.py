@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from caas_sim import catalogue
-from scenarios.stack import Stack
-from simulators.kit.clock import parse_datetime
-from simulators.kit.contract import CONTRACTS_DIR
-from simulators.registries.api import MODEL_KEY
-from simulators.registries.plates import UK_PATTERN
-from simulators.registries.uk import NAME, bank_holidays
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.kit.clock import parse_datetime
+from caas_sim.simulators.kit.contract import CONTRACTS_DIR
+from caas_sim.simulators.registries.api import MODEL_KEY
+from caas_sim.simulators.registries.plates import UK_PATTERN
+from caas_sim.simulators.registries.uk import NAME, bank_holidays
 
 EPOCH = parse_datetime("2026-01-05T08:00:00Z")
 

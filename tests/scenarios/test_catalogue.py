@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from scenarios.scenario.loader import catalogue, load
-from scenarios.scenario.report import failure_text
-from scenarios.scenario.runner import run_in_process
+from caas_sim.scenarios.scenario.loader import catalogue, load
+from caas_sim.scenarios.scenario.report import failure_text
+from caas_sim.scenarios.scenario.runner import run_in_process
 
 
 @pytest.mark.parametrize("name", sorted(catalogue()))

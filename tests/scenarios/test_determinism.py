@@ -6,9 +6,9 @@ import re
 
 from caas_core.store.db import Database, create_schema, drop_schema
 from caas_core.store.ids import IdSource
-from scenarios.scenario import report
-from scenarios.scenario.loader import catalogue, load
-from scenarios.scenario.runner import run_in_process
+from caas_sim.scenarios.scenario import report
+from caas_sim.scenarios.scenario.loader import catalogue, load
+from caas_sim.scenarios.scenario.runner import run_in_process
 
 #: The purchase id is in a path the report draws (POST /purchases/<id>/withdrawal).
 SCENARIO = "withdrawal-within-14-days-refunds-in-full-and-deactivates"

@@ -2,15 +2,15 @@
 
 import pytest
 
-from scenarios.scenario import schema
-from scenarios.scenario.loader import (
+from caas_sim.scenarios.scenario import schema
+from caas_sim.scenarios.scenario.loader import (
     CATALOGUE,
     ScenarioError,
     catalogue,
     load_catalogue,
     parse,
 )
-from scenarios.scenario.values import mismatches, resolve
+from caas_sim.scenarios.scenario.values import mismatches, resolve
 
 
 def errors(text):
@@ -35,7 +35,7 @@ def test_broken_yaml_and_missing_fields():
 
 
 def test_the_committed_json_schema_is_generated_from_the_models():
-    assert schema.SCHEMA_FILE.read_text() == schema.generate(), "run python -m scenarios.scenario.schema"
+    assert schema.SCHEMA_FILE.read_text() == schema.generate(), "run python -m caas_sim.scenarios.scenario.schema"
 
 
 def test_the_catalogue_is_valid_and_points_to_the_schema():

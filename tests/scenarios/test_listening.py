@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from scenarios.listening import wait_listening
+from caas_sim.scenarios.listening import wait_listening
 
 # Binds the port at once, listens only when told on stdin, then waits for stdin to close.
 LISTENER = """

@@ -3,9 +3,9 @@ HTTP to the payment gateway and the IoT fleet, and doing what a broken core woul
 
 import aiohttp
 
-from scenarios import peer_audit
-from scenarios.stack import Stack
-from simulators.iot.api import MODEL_KEY as IOT_MODEL
+from caas_sim.scenarios import peer_audit
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.iot.api import MODEL_KEY as IOT_MODEL
 
 
 def _payment(status="SETTLED", amount=29900, refunded=0, pending=0, refunds=(), vin="V1", service="heated-seats",

@@ -4,10 +4,10 @@ seed gives the same per-entity sequences, reports render."""
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from scenarios.cli.scenario import finish
-from scenarios.scenario import report, timeline
-from scenarios.scenario.loader import catalogue, load
-from scenarios.scenario.runner import run_in_process
+from caas_sim.scenarios.cli.scenario import finish
+from caas_sim.scenarios.scenario import report, timeline
+from caas_sim.scenarios.scenario.loader import catalogue, load
+from caas_sim.scenarios.scenario.runner import run_in_process
 
 BAD = Path(__file__).parent / "bad"
 

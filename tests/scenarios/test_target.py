@@ -13,17 +13,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from scenarios.scenario import timeline
-from scenarios.scenario.coordinator import RemoteCoordinator, StackCoordinator
-from scenarios.scenario.loader import catalogue, load
-from scenarios.scenario.runner import Play
+from caas_sim.scenarios.scenario import timeline
+from caas_sim.scenarios.scenario.coordinator import RemoteCoordinator, StackCoordinator
+from caas_sim.scenarios.scenario.loader import catalogue, load
+from caas_sim.scenarios.scenario.runner import Play
 
 SCENARIOS = ["activation-succeeds-on-the-third-attempt", "iot-api-down-then-recovering-delays-and-then-delivers",
              "maintenance-below-threshold-refuses-the-purchase-and-charges-nothing",
              "withdrawal-within-14-days-refunds-in-full-and-deactivates",
              "factory-down-at-reservation-queues-the-order-and-places-exactly-one",
              "sale-to-delivery-full-journey"]
-CLI = [sys.executable, "-m", "scenarios.cli"]
+CLI = [sys.executable, "-m", "caas_sim.scenarios.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

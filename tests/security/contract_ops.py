@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from simulators.kit.contract import CONTRACTS_DIR
+from caas_sim.simulators.kit.contract import CONTRACTS_DIR
 
 METHODS = ("get", "put", "post", "delete", "patch")
 DOC = yaml.safe_load((CONTRACTS_DIR / "core.yaml").read_text())

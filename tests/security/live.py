@@ -9,7 +9,7 @@ from collections.abc import Coroutine
 from typing import Any, Self
 
 from caas_core.api.app import CORE_KEY
-from scenarios.stack import Stack
+from caas_sim.scenarios.stack import Stack
 
 #: Who is who in the security tests.
 KEYS = {"key-cust-1-s3cr3t": {"role": "customer", "subject": "c-1"},

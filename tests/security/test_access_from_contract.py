@@ -37,7 +37,7 @@ def live(tmp_path_factory):
     db = tmp_path_factory.mktemp("core") / "core.db"
     with LiveCore(services=["iot", "vss", "payments", "factory"], seed=0,
                   core={"database_url": f"sqlite+aiosqlite:///{db}", "api_keys": KEYS}) as live:
-        from simulators.iot.api import MODEL_KEY
+        from caas_sim.simulators.iot.api import MODEL_KEY
 
         fleet = live.stack.running["iot"].app[MODEL_KEY].fleet
         live.vins = {"c-1": fleet.magic_vins()["healthy"], "c-2": fleet.vin_at(7)}  # a vehicle each

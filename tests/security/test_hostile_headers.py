@@ -26,8 +26,8 @@ import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from scenarios.stack import SERVICES
-from simulators.kit.contract import CONTRACTS_DIR, Contract
+from caas_sim.scenarios.stack import SERVICES
+from caas_sim.simulators.kit.contract import CONTRACTS_DIR, Contract
 from tests.security.live import ADMIN_TOKEN, KEYS, WEBHOOK_SECRET, LiveCore
 from tests.security.test_admin_and_limits import OFF_LOOPBACK
 

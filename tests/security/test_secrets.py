@@ -79,7 +79,7 @@ def test_no_secret_in_logs_or_answers(database_url, caplog):
         keep(requests.get(f"{url}/__admin/audit", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}))
         # the gateway down: the purchase fails upstream, and says so without the key
         live.stack.service("payments").faults.add({"action": {"type": "http_error", "params": {"status": 500}}})
-        from simulators.iot.api import MODEL_KEY
+        from caas_sim.simulators.iot.api import MODEL_KEY
 
         vin = live.stack.running["iot"].app[MODEL_KEY].fleet.magic_vins()["healthy"]
         keep(requests.post(f"{url}/customers/c-1/vehicles/{vin}/purchases", data=body,

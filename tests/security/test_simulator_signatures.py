@@ -9,8 +9,8 @@ import yaml
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from scenarios.stack import Stack
-from simulators.kit.contract import CONTRACTS_DIR
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.kit.contract import CONTRACTS_DIR
 
 SECRET = "whsec_" + "c2ltdWxhdG9yLXNpZ25hdHVyZS10ZXN0LXNlY3JldA=="
 #: service -> (contract, operation whose example starts something that calls back)

@@ -6,16 +6,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-import simulators.vss
-from scenarios.stack import Stack
-from simulators.fleet import Fleet
-from simulators.kit.clock import isoformat, parse_datetime
-from simulators.kit.contract import Contract
-from simulators.vss import plans as pl
-from simulators.vss.api import CONTRACT, MODEL_KEY
+import caas_sim.simulators.vss
+from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.fleet import Fleet
+from caas_sim.simulators.kit.clock import isoformat, parse_datetime
+from caas_sim.simulators.kit.contract import Contract
+from caas_sim.simulators.vss import plans as pl
+from caas_sim.simulators.vss.api import CONTRACT, MODEL_KEY
 
 DAY = 86400.0
-PROFILE = Path(simulators.vss.__file__).parent / "profiles" / "availability-95.yaml"
+PROFILE = Path(caas_sim.simulators.vss.__file__).parent / "profiles" / "availability-95.yaml"
 
 
 @pytest.fixture

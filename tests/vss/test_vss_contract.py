@@ -9,11 +9,11 @@ contract. The schemas are loaded at module level (from_fixture breaks on pytest
 import jsonschema_rs
 import pytest
 
-from simulators.kit.contract import Contract
-from simulators.vss import plans as pl
-from simulators.vss.api import CONTRACT, WORKSHOP_CONTRACT
-from simulators.vss.vehicles import MAGIC_SERIALS
-from simulators.vss.workshops import DEFAULT_WORKSHOPS
+from caas_sim.simulators.kit.contract import Contract
+from caas_sim.simulators.vss import plans as pl
+from caas_sim.simulators.vss.api import CONTRACT, WORKSHOP_CONTRACT
+from caas_sim.simulators.vss.vehicles import MAGIC_SERIALS
+from caas_sim.simulators.vss.workshops import DEFAULT_WORKSHOPS
 from tests.fuzzing import (
     FUZZ,
     contract_schema,
@@ -90,7 +90,7 @@ def test_schema_examples_are_valid(name):
 
 
 def test_magic_vin_examples_are_those_of_seed_0():
-    from simulators.fleet import Fleet
+    from caas_sim.simulators.fleet import Fleet
     fleet = Fleet(0)
     example = _schemas(CONTRACT)["MagicVins"]["examples"][0]["vins"]
     assert example == {name: fleet.vin_at(serial) for serial, name in MAGIC_SERIALS.items()}

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from caas_core.store.schema import webhook_inbox
 from caas_sim import catalogue
-from simulators.kit.contract import Contract
+from caas_sim.simulators.kit.contract import Contract
 from tests.security.live import KEY_OF, KEYS, WEBHOOK_SECRET, LiveCore
 from tests.security.test_webhook_receivers import signed
 
@@ -49,7 +49,7 @@ def assert_415(r: requests.Response) -> None:
 
 
 def test_a_purchase_not_sent_as_json_is_415_and_charges_nothing(live):
-    from simulators.iot.api import MODEL_KEY
+    from caas_sim.simulators.iot.api import MODEL_KEY
 
     vin = live.stack.running["iot"].app[MODEL_KEY].fleet.magic_vins()["healthy"]
     url, key = f"{live.url}/customers/c-1/vehicles/{vin}/purchases", KEY_OF["customer", "c-1"]

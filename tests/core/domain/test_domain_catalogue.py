@@ -31,7 +31,7 @@ def contract_validator(contract: str, schema: str):
 
 
 def test_feature_flags_are_the_fleets():
-    from simulators.fleet import OPTIONAL_FEATURES
+    from caas_sim.simulators.fleet import OPTIONAL_FEATURES
     assert FEATURE_FLAGS == set(OPTIONAL_FEATURES)
 
 
