@@ -61,6 +61,7 @@ def test_version_and_contracts(installed, tmp_path):
     assert caas_sim(installed, "contracts", "payments").stdout.startswith("openapi: 3.1")
     assert caas_sim(installed, "contracts", "--export", str(tmp_path)).returncode == 0
     assert len(list(tmp_path.glob("*.yaml"))) == 11
+    assert (tmp_path / "schemathesis.toml").is_file()  # so that `schemathesis run` there needs no flag
 
 
 def test_a_scenario_of_the_catalogue_runs(installed):

@@ -14,7 +14,7 @@ def fmt(value: int, currency: str) -> str:
     """``1999, "EUR"`` -> ``"19.99 EUR"`` for error details people read."""
     exp = EXPONENTS[currency]
     sign = "-" if value < 0 else ""
-    units, cents = divmod(abs(value), 10**exp)
+    units, cents = divmod(int(abs(value)), 10**exp)  # 37325.0 is a JSON integer too: no 500 on it
     return f"{sign}{units}.{cents:0{exp}d} {currency}" if exp else f"{sign}{units} {currency}"
 
 
