@@ -10,8 +10,6 @@ import base64
 import contextlib
 import json
 import os
-import random
-import socket
 import stat
 import sys
 from pathlib import Path
@@ -28,6 +26,7 @@ from caas_sim.scenarios.cli.state import STATE_ENV
 from caas_sim.scenarios.cli.webhooks import env_name
 from caas_sim.scenarios.stack import Stack
 from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET
+from tests.worlds import free_port_base
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 23
@@ -128,26 +127,6 @@ async def activate_healthy(iot_url: str) -> str:
         async with http.post("/ota/activate", json={"vin": vin, **ACTIVATION}) as answer:
             assert answer.status == 202, await answer.text()
             return (await answer.json())["requestId"]
-
-
-def free_port_base(offsets: list[int]) -> int:
-    """A base N whose N + offset ports are all free now (tests run in parallel: pick at random)."""
-    pick = random.Random(os.getpid())
-    for _ in range(100):
-        base = pick.randrange(20000, 60000)
-        held = []
-        try:
-            for offset in offsets:
-                sock = socket.socket()
-                held.append(sock)
-                sock.bind(("127.0.0.1", base + offset))
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-        return base
-    raise RuntimeError("no free port range")
 
 
 async def test_core_url_delivers_a_signed_ota_callback_verified_with_the_printed_secret(receiver, own_state, capsys):

@@ -3,7 +3,6 @@ find them there, the core included, and `clock advance` moves the whole world as
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 from caas_sim.scenarios import stack as stack_mod
 from caas_sim.scenarios.cli import TOKEN_ENV, main
 from caas_sim.scenarios.cli import state as state_mod
+from tests.worlds import SERVICES, read_start_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,16 +28,8 @@ def up(tmp_path, monkeypatch):
     proc = subprocess.Popen([sys.executable, "-m", "caas_sim.scenarios.cli", "up", "--ephemeral", "--seed", "11",
                              "--database", f"sqlite+aiosqlite:///{tmp_path / 'core.db'}"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    printed, lines = {}, []
     try:
-        for line in proc.stdout:  # the URL table, then the clock line once everything listens
-            lines.append(line)
-            found = re.match(r"^(core|factory|vss|iot|payments|registry-\w\w)\s+(http://\S+)", line)
-            if found:
-                printed[found.group(1)] = found.group(2)
-            if line.startswith("clock "):
-                break
-        assert "core" in printed, "".join(lines)
+        printed = read_start_table(proc, "core", among=SERVICES)
         monkeypatch.setenv(state_mod.STATE_ENV, str(state_file))
         monkeypatch.delenv(TOKEN_ENV, raising=False)
         yield proc, state_file, printed

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
-import socket
 import sys
 import textwrap
 from pathlib import Path
@@ -25,6 +23,7 @@ from caas_sim.scenarios.pytest_plugin import CaasWorldError, WorldConfig, check_
 from caas_sim.scenarios.stack import Stack
 from caas_sim.simulators.kit.clock import Clock
 from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET
+from tests.worlds import free_port_base
 
 #: Each test runs pytest in a subprocess (a few seconds; much more on a loaded machine).
 pytestmark = pytest.mark.timeout(400)
@@ -273,27 +272,6 @@ async def run_pytest(folder: Path, *args: str, env: dict[str, str] | None = None
     return proc.returncode, out.decode()
 
 
-def free_port_base() -> int:
-    """A base N whose N + offset ports (the catalogue's offsets) are free now."""
-    offsets = [e.port - catalogue.CORE_PORT for e in catalogue.SERVICES]
-    pick = random.Random()
-    for _ in range(200):
-        base = pick.randrange(20000, 60000)
-        held = []
-        try:
-            for offset in offsets:
-                sock = socket.socket()
-                held.append(sock)
-                sock.bind(("127.0.0.1", base + offset))
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-        return base
-    raise RuntimeError("no free port range")
-
-
 @pytest.mark.parametrize("mode", ["strict", "auto"])
 async def test_the_reference_world_under_pytest_asyncio(tmp_path, mode):
     suite = write_suite(tmp_path / "team", WORLD_SUITE)
@@ -335,7 +313,7 @@ async def receiver():
 
 
 async def test_a_team_core_without_the_admin_protocol_gets_the_webhooks(tmp_path, receiver):
-    base = free_port_base()
+    base = free_port_base([e.port - catalogue.CORE_PORT for e in catalogue.SERVICES])
     suite = write_suite(tmp_path / "team", RECEIVER_SUITE, ini=INI + f"caas_core_url = {receiver.url}/\n")
     out = tmp_path / "request-id"
     env = clean_env(CAAS_TEST_CORE=receiver.url, CAAS_TEST_PORT_BASE=str(base), CAAS_TEST_OUT=str(out))
@@ -359,7 +337,7 @@ def test_one_team_core_is_not_shared_by_xdist_workers():
 
 
 async def test_a_team_core_speaking_the_admin_protocol_moves_and_resets_with_the_world(tmp_path):
-    base = free_port_base()
+    base = free_port_base([e.port - catalogue.CORE_PORT for e in catalogue.SERVICES])
     upstreams = {e.setting: f"http://127.0.0.1:{base + e.port - catalogue.CORE_PORT}" for e in catalogue.SERVICES}
     team_core = Stack(services=[], clock=Clock("virtual"), with_sink=False, shutdown_timeout=0.5,
                       core={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'team.db'}", "upstreams": upstreams,

@@ -26,6 +26,7 @@ import pytest
 
 from caas_sim.scenarios.cli import TOKEN_ENV
 from caas_sim.scenarios.cli import state as state_mod
+from tests.worlds import read_start_table
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Real milliseconds the page may take to show what the world did (it polls every 0.25 s).
@@ -71,17 +72,8 @@ def world(tmp_path):
                              "--database", f"sqlite+aiosqlite:///{tmp_path / 'core.db'}"],
                             cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    urls, lines = {}, []
     try:
-        for line in proc.stdout:  # the start table, then the clock line once everything listens
-            lines.append(line)
-            found = re.match(r"^([a-z][\w-]*)\s+(http://\S+)", line)
-            if found:
-                urls[found.group(1)] = found.group(2)
-            if line.startswith("clock "):
-                break
-        assert {"core", "iot", "dashboard"} <= set(urls), "".join(lines)
-        yield urls
+        yield read_start_table(proc, "core", "iot", "dashboard")
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -23,10 +23,8 @@ import base64
 import contextlib
 import json
 import os
-import random
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +36,7 @@ import pytest
 
 from caas_sim import catalogue
 from caas_sim.scenarios.scenario import loader
+from tests.worlds import free_port_base
 
 NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="node (Node.js) is not installed: examples/node-core runs on it")
@@ -66,23 +65,6 @@ PAYMENTS_AND_KEYS = ["declined-card-refuses-the-purchase-and-activates-nothing",
 NEED_VIRTUAL_TIME = ["healthy-vehicle-is-activated-at-once-and-told-on-every-channel",
                      "every-attempt-failing-opens-a-ticket-refunds-in-full-and-tells-the-customer"]
 OWN_CLOCK = "has neither /__admin/health nor /__admin/clock: it runs on its own clock"
-
-
-def free_port_base() -> int:
-    """A base B with B (the node core) and B + the simulators' offsets free, below the ephemeral
-    range (no port the kernel hands out for a connection can take them meanwhile)."""
-    pick = random.Random(os.urandom(8))
-    for _ in range(200):
-        base = pick.randrange(10000, 32500)
-        try:
-            with contextlib.ExitStack() as held:
-                for offset in (0, *(OFFSET[name] for name in SERVICES)):
-                    sock = held.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", base + offset))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port range")
 
 
 @dataclass
@@ -133,7 +115,7 @@ class World:
 @contextlib.contextmanager
 def world(tmp_path: Path, clock: str) -> Iterator[World]:
     for _ in range(3):  # a port of the base taken meanwhile by another test: another base
-        here = World(free_port_base(), clock, tmp_path)
+        here = World(free_port_base([0, *(OFFSET[name] for name in SERVICES)]), clock, tmp_path)
         up = subprocess.Popen([*CLI, "up", "--core-url", here.core, "--clock", clock, "--port-base", str(here.base),
                                "--services", ",".join(SERVICES), "--secret", SECRET,
                                "--state-file", str(tmp_path / "up.json")],

@@ -17,6 +17,7 @@ from caas_sim.scenarios.scenario import timeline
 from caas_sim.scenarios.scenario.coordinator import RemoteCoordinator, StackCoordinator
 from caas_sim.scenarios.scenario.loader import catalogue, load
 from caas_sim.scenarios.scenario.runner import Play
+from tests.worlds import SERVICES, read_start_table
 
 SCENARIOS = ["activation-succeeds-on-the-third-attempt", "iot-api-down-then-recovering-delays-and-then-delivers",
              "maintenance-below-threshold-refuses-the-purchase-and-charges-nothing",
@@ -37,17 +38,8 @@ def caas_sim_up(tmp_path: Path, seed: int):
                            "--database", f"sqlite+aiosqlite:///{tmp_path / 'core.db'}"],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                           cwd=ROOT)
-    urls, lines = {}, []
     try:
-        for line in up.stdout:  # the URL table, then the clock line once everything listens
-            lines.append(line)
-            found = re.match(r"^(core|factory|vss|iot|payments|registry-\w\w)\s+(http://\S+)", line)
-            if found:
-                urls[found.group(1)] = found.group(2)
-            if line.startswith("clock "):
-                break
-        assert "core" in urls, "".join(lines)
-        yield urls
+        yield read_start_table(up, "core", among=SERVICES)
     finally:
         up.terminate()
         up.wait(timeout=30)
