@@ -170,6 +170,17 @@ def sale_plan(i: int) -> dict:
 CUT = (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError)
 
 
+def _sale_status_after(status: int, answer: dict, before: str) -> str:
+    """A sale's status after a payment call: the sale's own on 200, the one a refusal names,
+    or unchanged when the call met a payment of this sale that a kill cut while it was being
+    charged (409 in flight until its lease lapses; the next pass tries again)."""
+    if status == 200:
+        return answer["status"]
+    if answer["type"].endswith("/idempotency-in-flight"):
+        return before
+    return answer["saleStatus"]
+
+
 class Load:
     """Customers buying and withdrawing through a core that dies under them. A client whose
     call was cut retries later with the same Idempotency-Key, as the contract invites."""
@@ -219,13 +230,13 @@ class Load:
             card = {"paymentMethod": {"type": "CARD", "token": RESERVATION_TOKENS[i % len(RESERVATION_TOKENS)]}}
             done = await self._call("POST", f"/sales/{sale['id']}/reservation", customer, card, (200, 409))
             if done:
-                sale["status"] = done[1]["status"] if done[0] == 200 else done[1]["saleStatus"]
+                sale["status"] = _sale_status_after(*done, sale["status"])
             return
         if sale["status"] == "AWAITING_FINAL_PAYMENT":
             card = {"paymentMethod": {"type": "CARD", "token": FINAL_TOKENS[i % len(FINAL_TOKENS)]}}
             done = await self._call("POST", f"/sales/{sale['id']}/final-payment", customer, card, (200, 409, 422))
             if done:
-                sale["status"] = done[1]["status"] if done[0] == 200 else done[1]["saleStatus"]
+                sale["status"] = _sale_status_after(*done, sale["status"])
             return
         if sale["status"] == "AWAITING_COLLECTION":
             await self._call("POST", f"/sales/{sale['id']}/handover", dealership, None, (200, 409))
