@@ -1,4 +1,5 @@
-"""What the locustfiles share: their options, Standard Webhooks signing, fleet VINs.
+"""What the locustfiles share: their options, the core under test, Standard Webhooks
+signing, the fleet's vehicles.
 
 Options are locust command-line options (also settable as environment variables and
 in the web UI), so every locustfile runs with plain ``locust -f`` as well as under
@@ -7,7 +8,6 @@ in the web UI), so every locustfile runs with plain ``locust -f`` as well as und
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,12 +19,8 @@ import orjson
 from locust import events
 from standardwebhooks.webhooks import Webhook
 
+from caas_sim.loadtests import target as target_mod
 from caas_sim.simulators.fleet import ConnectivityKind, Fleet
-
-DEVELOPMENT_SECRET = "whsec_Y2Fhcy1zaW0tZGV2ZWxvcG1lbnQtc2VjcmV0LTAwMDA="  # caas_core.settings.DEVELOPMENT_SECRET
-#: Receiver path on the core -> the contract and webhook whose payload it takes.
-RECEIVERS = {"ota-status": ("iot", "otaStatus"), "payments": ("payments", "paymentSettlement"),
-             "factory": ("factory", "orderStatus")}
 
 
 @events.init.add_listener
@@ -37,11 +33,14 @@ def _fresh_loop_time(**_) -> None:
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     group = parser.add_argument_group("caas-sim")
-    group.add_argument("--caas-api-key", env_var="CAAS_LOAD_API_KEY", default="dev-customer",
-                       help="customer API key of the core (its customer id: --caas-customer)")
-    group.add_argument("--caas-customer", env_var="CAAS_LOAD_CUSTOMER", default="c-1")
-    group.add_argument("--caas-webhook-secret", env_var="CAAS_LOAD_WEBHOOK_SECRET", default=DEVELOPMENT_SECRET,
-                       help="whsec_ secret the core verifies webhooks with")
+    group.add_argument("--caas-config", env_var="CAAS_LOAD_CONFIG", default="",
+                       help="TOML file describing the core under test (receivers, secrets, keys, vehicles, "
+                            "purchase); the reference core's values otherwise")
+    group.add_argument("--caas-api-key", env_var="CAAS_LOAD_API_KEY", default=None,
+                       help="customer API key of the core (its customer id: --caas-customer); overrides the config")
+    group.add_argument("--caas-customer", env_var="CAAS_LOAD_CUSTOMER", default=None)
+    group.add_argument("--caas-webhook-secret", env_var="CAAS_LOAD_WEBHOOK_SECRET", default=None,
+                       help="whsec_ secret the core verifies every sender's webhooks with; overrides the config")
     group.add_argument("--caas-duplicate-share", type=float, env_var="CAAS_LOAD_DUPLICATE_SHARE", default=0.05,
                        help="share of webhooks delivered twice (the same webhook-id, re-signed)")
     group.add_argument("--caas-reorder-share", type=float, env_var="CAAS_LOAD_REORDER_SHARE", default=0.05,
@@ -56,6 +55,11 @@ def _options(parser) -> None:
                        help="seconds between two looks at a purchase waiting for activation")
     group.add_argument("--caas-activation-timeout", type=float, env_var="CAAS_LOAD_ACTIVATION_TIMEOUT",
                        default=120.0, help="wall seconds after which a purchase not yet ACTIVE counts as failed")
+    group.add_argument("--caas-fail-fast", type=float, env_var="CAAS_LOAD_FAIL_FAST", default=5.0,
+                       help="stop the run (exit 1) when every request of its first this many seconds failed; 0: never")
+    group.add_argument("--caas-summary", env_var="CAAS_LOAD_SUMMARY", default="",
+                       help="write the run's figures as JSON here at the end (HTTP requests and business "
+                            "metrics apart)")
 
 
 def options(environment):
@@ -80,32 +84,45 @@ def dumps(value) -> bytes:
     return orjson.dumps(value)
 
 
-_vin_counter = itertools.count()
-
-
 @cache
 def _fleet(seed: int) -> Fleet:
     return Fleet(seed)
 
 
-#: Locust processes of one run whose vehicles never meet (see ``online_vins``).
+@cache
+def _target(config: str, api_key: str | None, customer: str | None, dealership_key: str | None,
+            secret: str | None) -> target_mod.LoadTarget:
+    described = target_mod.load(config)
+    return described.with_overrides(secrets={None: secret} if secret else None,
+                                    keys={"customer": api_key, "customer_id": customer, "dealership": dealership_key})
+
+
+def target(environment) -> target_mod.LoadTarget:
+    """The core under test: ``--caas-config`` (or the reference core) with the options on top."""
+    o = options(environment)
+    return _target(o.caas_config, o.caas_api_key, o.caas_customer, getattr(o, "caas_dealership_key", None),
+                   o.caas_webhook_secret)
+
+
+#: Locust processes of one run whose vehicles never meet (see ``vehicle_stream``).
 MAX_PROCESSES = 16
-#: Fleet indexes below this are left to scenarios and manual runs.
-FIRST_LOAD_VEHICLE = 10_000
 
 
-def online_vins(seed: int, worker: int) -> Iterator[str]:
-    """Always-online, non-magic vehicles of the seeded fleet for locust process ``worker``
-    (failures then come only from the fault rate the test sets), lazily, each once.
+def vehicle_stream(environment, *, always_online: bool) -> Iterator[object]:
+    """The seeded fleet's vehicles (non-magic, with a feature installed) for this locust
+    process, lazily, each once, within the target's vehicle range: only the always-online
+    ones when failures must come from the test's own fault rate alone, every kind of
+    connectivity otherwise (a realistic fleet: sleeping, flaky, offline vehicles too).
 
     Process ``worker`` takes every ``MAX_PROCESSES``-th index from its own offset, so two
-    processes never buy for one vehicle, and its users share the stream: however many
-    users a process runs, each vehicle is bought once. (Slices per user ran past the
-    fleet's end for the users of a second worker process.)"""
+    processes never use one vehicle, and its users share the stream: however many users a
+    process runs, each vehicle is used once."""
+    worker = getattr(environment.runner, "worker_index", 0) or 0
     if not 0 <= worker < MAX_PROCESSES:
         raise ValueError(f"worker index {worker}: at most {MAX_PROCESSES} locust processes per run")
-    fleet = _fleet(seed)
-    for index in range(FIRST_LOAD_VEHICLE + worker, fleet.size, MAX_PROCESSES):
+    fleet, vehicles = _fleet(options(environment).caas_seed), target(environment).vehicles
+    for index in range(vehicles.first + worker, min(fleet.size, vehicles.first + vehicles.count), MAX_PROCESSES):
         profile = fleet.profile_at(index)
-        if profile.connectivity is ConnectivityKind.ALWAYS_ONLINE and profile.magic is None:
-            yield profile.vin
+        if profile.magic is None and profile.features and (
+                not always_online or profile.connectivity is ConnectivityKind.ALWAYS_ONLINE):
+            yield profile

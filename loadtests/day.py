@@ -44,9 +44,9 @@ class Browser(FastHttpUser):
     wait_time = between(0.5, 2.0)
 
     def on_start(self) -> None:
-        options = common.options(self.environment)
-        self.customer = options.caas_customer
-        self.headers = {"Authorization": f"Bearer {options.caas_api_key}"}
+        keys = common.target(self.environment).keys
+        self.customer = keys.customer_id
+        self.headers = {"Authorization": f"Bearer {keys.customer}"}
 
     @task(3)
     def catalogue(self) -> None:

@@ -3,7 +3,9 @@
 Each user buys a service for a vehicle (``POST /customers/{c}/vehicles/{vin}/purchases``,
 body from contracts/core.yaml) and follows the purchase (``GET /purchases/{id}``) until
 the core has processed the IoT simulator's ACTIVATED callback (``ACTIVE``), or the
-core gave up (``REFUNDED``...). Two custom metrics, request type ``OTA``:
+core gave up (``REFUNDED``...). A core with another purchase API describes it in the
+target description (``[purchase]`` of ``--caas-config``: paths, body template, the status
+field and its values). Two business metrics (request type ``metric``):
 
 - ``activation (core clock)``: ``deliveredAt - createdAt`` of the purchase, on the core's
   clock: purchase accepted to ACTIVATED callback processed, exactly, in the domain's
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 from datetime import datetime
 
 import locust  # noqa: F401  first: gevent must patch ssl before anything imports it
@@ -32,14 +33,15 @@ import requests
 from locust import FastHttpUser, constant, events, task
 from locust.runners import WorkerRunner
 
-from caas_sim.loadtests import common
+from caas_sim.loadtests import common, figures
 from caas_sim.loadtests.bodies import BodyFactory
+from caas_sim.loadtests.target import fill
 
-PURCHASE = "/customers/{customerId}/vehicles/{vin}/purchases"
-SERVICES = ("heated-seats", "premium-audio")  # no maintenance gate: the OTA path is what is measured
-DONE = {"ACTIVE", "REFUNDED", "ACTIVATION_FAILED", "FAILED", "WITHDRAWN", "CANCELLED"}
+REFERENCE_PURCHASE = "/customers/{customerId}/vehicles/{vin}/purchases"  # its body schema in contracts/core.yaml
+ACTIVATION_CORE_CLOCK = figures.metric("activation (core clock)", "core clock")
+ACTIVATION_OBSERVED = figures.metric("activation (observed)", "wall")
 _users = itertools.count()
-_vins: Iterator[str] | None = None
+_vins = None
 
 
 @events.test_start.add_listener
@@ -68,45 +70,52 @@ class ServiceBuyer(FastHttpUser):
 
     def on_start(self) -> None:
         options = common.options(self.environment)
-        self.key, self.customer = options.caas_api_key, options.caas_customer
+        target = common.target(self.environment)
+        self.purchase, self.customer = target.purchase, target.keys.customer_id
         self.poll, self.timeout = options.caas_poll_interval, options.caas_activation_timeout
-        seed = options.caas_seed
-        number = next(_users)
         global _vins
         if _vins is None:  # one stream per process, shared by its users: one purchase per vehicle
-            _vins = common.online_vins(seed, getattr(self.environment.runner, "worker_index", 0) or 0)
+            _vins = common.vehicle_stream(self.environment, always_online=True)
         self.vins = _vins
-        self.bodies = BodyFactory(seed + number)
-        self.headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
+        self.bodies = BodyFactory(options.caas_seed + next(_users))
+        self.headers = {"Authorization": f"Bearer {target.keys.customer}", "Content-Type": "application/json"}
+
+    def _body(self, vin: str, service: str) -> dict:
+        values = {"vin": vin, "serviceId": service, "customerId": self.customer}
+        if self.purchase.body is not None:
+            return fill(self.purchase.body, values)
+        return self.bodies.request("core", "post", REFERENCE_PURCHASE, serviceId=service, durationType="PERMANENT",
+                                   paymentMethod={"type": "CARD", "token": "pm_card_visa"})
 
     @task
     def buy_and_wait(self) -> None:
-        vin = next(self.vins, None)
-        if vin is None:
-            raise RuntimeError("no vehicle of the fleet is left for this locust process")
-        body = self.bodies.request("core", "post", PURCHASE, serviceId=SERVICES[hash(vin) % len(SERVICES)],
-                                   durationType="PERMANENT", paymentMethod={"type": "CARD", "token": "pm_card_visa"})
-        with self.client.post(PURCHASE.format(customerId=self.customer, vin=vin), data=orjson.dumps(body),
+        profile = next(self.vins, None)
+        if profile is None:
+            raise RuntimeError("no vehicle of the target's range is left for this locust process")
+        p, vin = self.purchase, profile.vin
+        body = self._body(vin, p.services[hash(vin) % len(p.services)])
+        with self.client.post(fill(p.path, {"customerId": self.customer, "vin": vin}), data=orjson.dumps(body),
                               headers=self.headers, name="purchase", catch_response=True) as answer:
-            if answer.status_code != 201:
+            if answer.status_code != p.created_status:
                 answer.failure(f"{answer.status_code}: {answer.text[:200]}")
                 return
-            purchase = answer.json()
+            view = answer.json()
         accepted = time.perf_counter()
-        status, view = purchase["status"], purchase
-        while status not in DONE and time.perf_counter() - accepted < self.timeout:
+        purchase_id, status = str(view[p.id_field]), view.get(p.status_field)
+        while status not in p.active and status not in p.ended and time.perf_counter() - accepted < self.timeout:
             time.sleep(self.poll)
-            with self.client.get(f"/purchases/{purchase['purchaseId']}", headers=self.headers,
-                                 name="purchase status", catch_response=True) as answer:
+            with self.client.get(fill(p.status_path, {p.id_field: purchase_id, "customerId": self.customer}),
+                                 headers=self.headers, name="purchase status", catch_response=True) as answer:
                 if answer.status_code != 200:
                     answer.failure(f"{answer.status_code}")
                     continue
                 view = answer.json()
-                status = view["status"]
+                status = view.get(p.status_field)
         observed = (time.perf_counter() - accepted) * 1000
-        error = None if status == "ACTIVE" else RuntimeError(f"ended {status}")
-        core_clock = ((_instant(view["deliveredAt"]) - _instant(view["createdAt"])) * 1000
-                      if view.get("deliveredAt") else observed)
-        for name, value in (("activation (core clock)", core_clock), ("activation (observed)", observed)):
-            events.request.fire(request_type="OTA", name=name, response_time=value, response_length=0,
-                                exception=error, context={})
+        error = None if status in p.active else RuntimeError(f"ended {status}")
+        figures.record(ACTIVATION_OBSERVED, observed, error)
+        if view.get(p.delivered_field) and view.get(p.created_field):
+            figures.record(ACTIVATION_CORE_CLOCK,
+                           (_instant(view[p.delivered_field]) - _instant(view[p.created_field])) * 1000, error)
+        elif error is not None:
+            figures.record(ACTIVATION_CORE_CLOCK, observed, error)

@@ -18,7 +18,7 @@ import locust  # noqa: F401  first: gevent must patch ssl before anything import
 import orjson
 from locust import FastHttpUser, between, events, task
 
-from caas_sim.loadtests import common
+from caas_sim.loadtests import common, figures  # noqa: F401  figures: the summary, fail fast
 from caas_sim.loadtests.bodies import BodyFactory, request_example
 
 SALES = "/sales"
@@ -32,17 +32,17 @@ _users = itertools.count()
 
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
-    parser.add_argument("--caas-dealership-key", env_var="CAAS_LOAD_DEALERSHIP_KEY", default="dev-dealership",
-                        help="dealership API key of the core (registers the sales)")
+    parser.add_argument("--caas-dealership-key", env_var="CAAS_LOAD_DEALERSHIP_KEY", default=None,
+                        help="dealership API key of the core (registers the sales); overrides the config")
 
 
 class SaleMaker(FastHttpUser):
     wait_time = between(1.0, 3.0)
 
     def on_start(self) -> None:
-        options = common.options(self.environment)
-        self.customer = options.caas_customer
-        customer_key, dealership_key = options.caas_api_key, options.caas_dealership_key
+        options, keys = common.options(self.environment), common.target(self.environment).keys
+        self.customer = keys.customer_id
+        customer_key, dealership_key = keys.customer, keys.dealership
         self.bodies = BodyFactory(options.caas_seed + next(_users))
         example = request_example("core", "post", SALES)
         owner = {k: v for k, v in example["customer"].items() if k not in FAKED}

@@ -1,7 +1,9 @@
 """Webhook load: factory status, payment settlement and OTA status callbacks, validly signed.
 
-Measures the core's acknowledgement latency and throughput at its receivers
-(``/caas/webhooks/{factory,payments,ota-status}``). Bodies come from the senders'
+Measures the core's acknowledgement latency and throughput at its receivers: the
+reference core's (``/caas/webhooks/{ota-status,payments,factory}``) or those the target
+description gives (``--caas-config``: a path and a secret per sender), each signed with its
+receiver's secret. Bodies come from the senders'
 contracts (``caas_sim.loadtests.bodies``); a share is delivered twice (``--caas-duplicate-share``:
 the same webhook-id, re-signed, as a retry is) and a share out of order
 (``--caas-reorder-share``: held back, sent after the next). Duplicates are reported
@@ -18,8 +20,9 @@ import uuid
 import locust  # noqa: F401  first: gevent must patch ssl before anything imports it
 from locust import FastHttpUser, constant, task
 
-from caas_sim.loadtests import common
+from caas_sim.loadtests import common, figures  # noqa: F401  figures: the summary, fail fast
 from caas_sim.loadtests.bodies import BodyFactory
+from caas_sim.loadtests.target import SENT_WEBHOOKS
 
 POOL = 32  # bodies generated per user and receiver at start; each send gets a fresh webhook-id
 
@@ -29,33 +32,29 @@ class WebhookSender(FastHttpUser):
 
     def on_start(self) -> None:
         options = common.options(self.environment)
-        self.secret = options.caas_webhook_secret
+        self.receivers = common.target(self.environment).receivers
         self.duplicate_share, self.reorder_share = options.caas_duplicate_share, options.caas_reorder_share
         seed = options.caas_seed * 1000 + id(self) % 1000
         self.rng = random.Random(seed)
         factory = BodyFactory(seed)
-        self.bodies = {
-            "ota-status": [common.dumps(factory.webhook("iot", "otaStatus", requestId=f"ota_load{n}",
-                                                        status=self.rng.choice(["ACTIVATED", "FAILED"])))
-                           for n in range(POOL)],
-            "payments": [common.dumps(factory.webhook("payments", "paymentSettlement",
-                                                      paymentId=f"pay_load{uuid.uuid4().hex[:16]}"))
-                         for _ in range(POOL)],
-            "factory": [common.dumps(factory.webhook("factory", "orderStatus")) for _ in range(POOL)],
-        }
-        self.sent: list[tuple[str, str, bytes]] = []  # recent (receiver, id, body), for duplicates
+        overlays = {"iot": lambda n: {"requestId": f"ota_load{n}", "status": self.rng.choice(["ACTIVATED", "FAILED"])},
+                    "payments": lambda n: {"paymentId": f"pay_load{uuid.uuid4().hex[:16]}"},
+                    "factory": lambda n: {}}
+        self.bodies = {sender: [common.dumps(factory.webhook(sender, webhook, **overlays[sender](n)))
+                                for n in range(POOL)] for sender, webhook in SENT_WEBHOOKS.items()}
+        self.sent: list[tuple[str, str, bytes]] = []  # recent (sender, id, body), for duplicates
         self.held: tuple[str, str, bytes] | None = None  # a webhook overtaken by the next one
 
-    def _post(self, receiver: str, webhook_id: str, body: bytes, name: str) -> None:
-        self.client.post(f"/caas/webhooks/{receiver}", data=body, name=name,
-                         headers=common.sign(self.secret, webhook_id, body))
+    def _post(self, sender: str, webhook_id: str, body: bytes, name: str) -> None:
+        receiver = self.receivers[sender]
+        self.client.post(receiver.path, data=body, name=name, headers=common.sign(receiver.secret, webhook_id, body))
 
-    def _send(self, receiver: str) -> None:
-        message = (receiver, f"msg_{uuid.uuid4().hex}", self.rng.choice(self.bodies[receiver]))
+    def _send(self, sender: str) -> None:
+        message = (sender, f"msg_{uuid.uuid4().hex}", self.rng.choice(self.bodies[sender]))
         if self.held is None and self.rng.random() < self.reorder_share:
             self.held = message  # goes after the next one
             return
-        self._post(*message, name=f"webhook {receiver}")
+        self._post(*message, name=f"webhook {sender}")
         if self.held is not None:
             held, self.held = self.held, None
             self._post(*held, name=f"webhook {held[0]} (reordered)")
@@ -66,7 +65,7 @@ class WebhookSender(FastHttpUser):
 
     @task(3)
     def ota_status(self) -> None:
-        self._send("ota-status")
+        self._send("iot")
 
     @task(2)
     def payment_settlement(self) -> None:

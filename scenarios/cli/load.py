@@ -1,12 +1,17 @@
-"""``caas-sim load ota|webhooks|sales|day``: a headless locust run against the core, with SLOs.
+"""``caas-sim load KIND``: a headless locust run against a core, with SLOs and a report;
+``caas-sim load compare A B``: two reports side by side.
 
-Starts the stack (the core wired to the IoT, payments, VSS and factory simulators, in
-this process, on ephemeral ports) unless ``--target`` names a running core, runs
-locust headless as a subprocess (locust monkey-patches with gevent: it never runs in
-this process), writes its CSV and HTML report into ``--report``, prints a summary and
-exits 1 when an SLO is missed (p95 latency of every request and custom metric, and
-the error ratio). ``--processes N`` runs a locust master and N-1 workers here; across
-machines, start workers with ``locust -f loadtests/<kind>.py --worker --master-host``.
+Starts the stack (the reference core wired to the IoT, payments, VSS and factory
+simulators, in this process, on ephemeral ports) unless ``--target`` names a running core,
+whoever wrote it: what the load needs to know about that core (receiver paths, secrets,
+keys, vehicles, the purchase's shape) comes from ``--config`` and the options, with the
+reference core's values as defaults (``caas_sim.loadtests.target``). An unreachable target
+stops the run before it starts; one that answers only errors stops it within
+``--fail-fast``. Locust runs headless as a subprocess (it monkey-patches with gevent: it
+never runs in this process), its output in the report's ``locust.log``; the figures are
+printed (HTTP requests apart from business metrics), judged against the SLOs, and written
+to ``--report`` (``load_report``). Exit 1 when an SLO is missed, the run was stopped, the
+locustfile raised, or an audit found a violation.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import json
 import os
 import resource
+import shlex
 import signal
 import socket
 import subprocess
@@ -23,129 +30,237 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
+from caas_sim.loadtests import target as target_mod
 from caas_sim.simulators.client import AdminError, AdminUnreachable
 from caas_sim.simulators.kit.durations import parse_duration
 
 from .. import peer_audit
 from ..scenario.coordinator import absent
+from . import load_report
 from .audit import fetch as fetch_audit
 from .audit import render as render_audit
-from .common import EXIT_USAGE, CliError, render_table
+from .common import EXIT_USAGE, CliError, _duration, _Parser, _url
+from .load_deliveries import ANSWER, LAG, DeliveryWatch
+from .webhooks import secret_arg
 
-KINDS = ("ota", "webhooks", "sales", "day")
 LOCUSTFILES = Path(__file__).resolve().parents[2] / "loadtests"
-DEFAULT_CLOCK = {"ota": "scaled:60", "webhooks": "real", "sales": "scaled:60", "day": "scaled:60"}
+KINDS = {
+    "ota": ("ota.py", "scaled:60", "service purchases followed to activation: end-to-end latency on the core's clock"),
+    "ota-callbacks": ("ota_callbacks.py", "scaled:60", ("the IoT simulator's OTA callbacks at the core's receiver, "
+                      "from a realistic fleet: acknowledgement times, delivery lag, retries (no purchase API needed)")),
+    "webhooks": ("webhooks.py", "real", "signed factory, payment and OTA callbacks, with duplicates and reorderings"),
+    "sales": ("sales.py", "scaled:60", "sales registered, reservations paid, factory orders placed"),
+    "day": ("day.py", "scaled:60", "a compressed day with peaks and month-end billing"),
+}
+#: The stack started when there is no --target: the reference core and what it calls.
+STACK_SERVICES = ["iot", "payments", "vss", "factory"]
+PROGRESS_EVERY = 10.0  # seconds between two progress lines
+SECRET_OPTIONS = ("--secret", "--admin-token", "--api-key", "--dealership-key")
+
+
+def _share(value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise argparse.ArgumentTypeError(f"not a share: {value!r} (a number from 0 to 1)")
+    return share
+
+
+def _positive(kind):
+    def parse(value: str):
+        try:
+            number = kind(value)
+        except ValueError:
+            number = 0
+        if number <= 0:
+            raise argparse.ArgumentTypeError(f"not a positive {'integer' if kind is int else 'number'}: {value!r}")
+        return number
+    return parse
+
+
+def _receiver(value: str) -> tuple[str, str]:
+    name, sep, path = value.partition("=")
+    if not sep or name not in target_mod.SENT_WEBHOOKS or not path.startswith("/"):
+        raise argparse.ArgumentTypeError(f"expected SENDER=/path with SENDER one of "
+                                         f"{', '.join(target_mod.SENT_WEBHOOKS)}, got {value!r}")
+    return name, path
+
+
+def _vehicles(value: str) -> tuple[int, int]:
+    first, sep, end = value.partition(":")
+    if not (sep and first.isdigit() and end.isdigit() and int(end) - int(first) >= 16):
+        raise argparse.ArgumentTypeError(f"expected FIRST:END fleet indexes, at least 16 apart, got {value!r}")
+    return int(first), int(end) - int(first)
 
 
 def add_parser(commands, fmt) -> None:
     load = commands.add_parser(
-        "load", formatter_class=fmt, help="load-test the core with locust (headless), with SLOs",
-        description="Run a locust scenario headless against the core: `ota` (purchases to activation, "
-                    "end-to-end latency), `webhooks` (signed callbacks, duplicates and reorderings), `sales` (sales "
-                    "registered, reservations paid, factory orders placed), `day` "
-                    "(a compressed day with peaks and month-end billing). Starts the stack unless --target.",
+        "load", formatter_class=fmt, help="load-test a core with locust (headless), with SLOs and a report",
+        description="Run a locust scenario headless against a core (started here, or --target), judge it against "
+                    "SLOs and write a report; or compare two reports.",
         epilog="examples:\n"
                "  caas-sim load webhooks --users 50 --duration 60s --slo-p95-ms 50\n"
                "  caas-sim load ota --users 20 --duration 2m --fault-rate 0.1 --processes 2\n"
-               "  caas-sim load day --users 40 --duration 5m --db postgresql://postgres@127.0.0.1/caas\n"
-               "  caas-sim load webhooks --target http://core.internal:8000 --users 200")
-    load.add_argument("kind", choices=KINDS, help="the scenario (loadtests/<kind>.py)")
-    load.add_argument("--users", type=int, default=10, help="concurrent users (day: at the peak hour; default 10)")
-    load.add_argument("--spawn-rate", type=float, default=None, help="users started per second (default: all at once)")
-    load.add_argument("--duration", default="30s", help="how long (day: the length of the day; default 30s)")
-    load.add_argument("--processes", type=int, default=1,
-                      help="locust processes here: 1 (default), or a master and N-1 workers")
-    load.add_argument("--target", help="a running core's URL; nothing is started")
-    load.add_argument("--iot-url", help="with --target: the IoT simulator, for --fault-rate")
-    load.add_argument("--db", help="the started core's database URL (default: a throw-away SQLite file)")
-    load.add_argument("--clock", default=None, help="the started stack's clock: real, scaled:N (default: ota, "
-                                                    "sales and day scaled:60, webhooks real)")
-    load.add_argument("--seed", type=int, default=0)
-    load.add_argument("--fault-rate", type=float, default=0.0,
-                      help="share of OTA attempts failing on the IoT simulator (ota, day)")
-    load.add_argument("--duplicate-share", type=float, default=0.05, help="webhooks delivered twice (default 0.05)")
-    load.add_argument("--reorder-share", type=float, default=0.05, help="webhooks delivered out of order")
-    load.add_argument("--report", default="load-report", help="folder for locust's CSV and HTML (default load-report)")
-    load.add_argument("--slo-p95-ms", type=float, default=None,
-                      help="fail when a request's or metric's p95 latency exceeds this")
-    load.add_argument("--slo-error-ratio", type=float, default=0.01, help="fail above this error ratio (default 0.01)")
-    load.add_argument("--api-key", default="dev-customer", help="the customer key (with --target)")
-    load.add_argument("--admin-token", default=None, help="with --target: the core's admin token, for the audit")
-    load.add_argument("--no-audit", action="store_true",
-                      help="skip the invariant audit of the core after the load (exit 1 on a violation)")
-    load.add_argument("--peers", action="store_true",
-                      help="also audit from the simulators' side after the load (`caas-sim audit --peers`; with "
-                           "--target, give --iot-url and --payments-url); exit 1 on a violation")
-    load.add_argument("--payments-url", help="with --target and --peers: the payment gateway simulator")
-    load.add_argument("--dealership-key", default="dev-dealership",
-                      help="the dealership key that registers sales (sales, day; with --target)")
-    load.set_defaults(handler=cmd_load)
+               "  caas-sim load webhooks --target http://core.internal:8000 --config core.toml --report runs/today\n"
+               "  caas-sim load ota-callbacks --target http://core.internal:8000 --receiver iot=/hooks/ota\n"
+               "  caas-sim load compare runs/yesterday runs/today")
+    kinds = load.add_subparsers(dest="kind", metavar="KIND", required=True)
+    run = _Parser(add_help=False)
+    o = run.add_argument_group("the load")
+    o.add_argument("--users", type=_positive(int), default=10, help="concurrent users (day: at the peak hour; "
+                                                                     "default 10)")
+    o.add_argument("--spawn-rate", type=_positive(float), default=None,
+                   help="users started per second (default: all at once)")
+    o.add_argument("--duration", type=_duration, default="30s", help="how long (day: the length of the day; "
+                                                                      "default 30s)")
+    o.add_argument("--processes", type=int, choices=range(1, 17), default=1, metavar="1-16",
+                   help="locust processes here: 1 (default), or a master and N-1 workers")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--fault-rate", type=_share, default=0.0,
+                   help="share of OTA attempts failing on the IoT simulator (ota, ota-callbacks, day)")
+    o.add_argument("--duplicate-share", type=_share, default=0.05, help="webhooks delivered twice (default 0.05)")
+    o.add_argument("--reorder-share", type=_share, default=None,
+                   help="webhooks delivered out of order (webhooks, day; default 0.05)")
+    o.add_argument("--fail-fast", type=_duration, default="5s",
+                   help="stop (exit 1) when every request of this first stretch failed; 0: never (default 5s)")
+    t = run.add_argument_group("the core under test")
+    t.add_argument("--target", type=_url, help="a running core's URL; nothing is started but what the kind needs")
+    t.add_argument("--config", metavar="FILE", help="TOML description of the target: receivers, secrets, keys, "
+                                                    "vehicles, purchase (docs/load-testing.md)")
+    t.add_argument("--receiver", type=_receiver, action="append", default=[], metavar="SENDER=PATH",
+                   help="the target's receiver path for a sender's webhooks (iot, payments, factory); repeatable")
+    t.add_argument("--secret", type=secret_arg, action="append", default=[], metavar="[SENDER=]whsec_...",
+                   help="the secret the target verifies webhooks with (every sender, or one); repeatable")
+    t.add_argument("--api-key", help="the customer key (default dev-customer)")
+    t.add_argument("--customer", help="that key's customer id (default c-1)")
+    t.add_argument("--dealership-key", help="the dealership key that registers sales (default dev-dealership)")
+    t.add_argument("--vehicles", type=_vehicles, metavar="FIRST:END",
+                   help="the fleet's vehicle indexes the run may use (default 10000:1010000)")
+    t.add_argument("--iot-url", type=_url, help="with --target: the IoT simulator, for --fault-rate and --peers")
+    t.add_argument("--payments-url", type=_url, help="with --target and --peers: the payment gateway simulator")
+    t.add_argument("--admin-token", default=None, help="with --target: the core's admin token, for the audit")
+    t.add_argument("--db", help="the started core's database URL (default: a throw-away SQLite file)")
+    t.add_argument("--clock", default=None, help="the started stack's clock: real, scaled:N (default: webhooks "
+                                                 "real, the others scaled:60)")
+    r = run.add_argument_group("verdict and report")
+    r.add_argument("--report", default="load-report", help="folder of the report (default load-report)")
+    r.add_argument("--slo-p95-ms", type=_positive(float), default=None,
+                   help="fail when an HTTP request's p95 latency exceeds this")
+    r.add_argument("--slo-error-ratio", type=_share, default=0.01,
+                   help="fail above this HTTP error ratio, or business metric failure ratio (default 0.01)")
+    r.add_argument("--slo-activation-p95", type=_duration, metavar="DURATION",
+                   help="fail when purchase to ACTIVE takes longer at p95, on the core's clock (ota, day)")
+    r.add_argument("--slo-delivery-p95", type=_duration, metavar="DURATION",
+                   help="fail when a callback's delivery lag exceeds this at p95, on the simulator's clock "
+                        "(ota-callbacks)")
+    r.add_argument("--no-audit", action="store_true",
+                   help="skip the invariant audit of the core after the load (exit 1 on a violation)")
+    r.add_argument("--peers", action="store_true",
+                   help="also audit from the simulators' side after the load (`caas-sim audit --peers`; with "
+                        "--target, give --iot-url and --payments-url); exit 1 on a violation")
+    for kind, (_, _, help_text) in KINDS.items():
+        kinds.add_parser(kind, parents=[run], formatter_class=fmt, help=help_text,
+                         description=help_text).set_defaults(handler=cmd_load)
+    compare = kinds.add_parser("compare", help="print the differences between two reports",
+                               description="Compare two load reports (folders `--report` wrote, or their "
+                                           "summary.json): each figure in A and B, its change, and which got worse.")
+    compare.add_argument("a", help="the baseline report")
+    compare.add_argument("b", help="the report to judge against it")
+    compare.add_argument("--threshold", type=_share, default=0.1,
+                         help="a change worse than this share counts as a regression (default 0.1)")
+    compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a figure regressed")
+    compare.set_defaults(handler=cmd_compare)
 
 
-@dataclass
-class Line:
-    kind: str
-    name: str
-    requests: int
-    failures: int
-    median: float
-    p95: float
-    rps: float
+def cmd_compare(args: argparse.Namespace) -> int:
+    a, b = load_report.read(args.a), load_report.read(args.b)
+    if a["run"]["kind"] != b["run"]["kind"]:
+        print(f"caas-sim: note: comparing a `{a['run']['kind']}` run with a `{b['run']['kind']}` run",
+              file=sys.stderr)
+    table, worse = load_report.compare(a, b, args.threshold)
+    print(f"A: {args.a} ({a['machine']['at']}, {a['run']['target']})\nB: {args.b} ({b['machine']['at']}, "
+          f"{b['run']['target']})\n\n{table}\n")
+    print(f"{len(worse)} figure(s) worse by more than {args.threshold:.0%}: {', '.join(worse)}" if worse
+          else f"no figure worse by more than {args.threshold:.0%}")
+    return 1 if worse and args.fail_on_regression else 0
 
 
-def read_stats(path: Path) -> list[Line]:
-    with path.open() as f:
-        return [Line(row["Type"], row["Name"], int(row["Request Count"]), int(row["Failure Count"]),
-                     float(row["Median Response Time"] or 0), float(row["95%"] if row["95%"] != "N/A" else 0),
-                     float(row["Requests/s"] or 0)) for row in csv.DictReader(f)]
+# --- the run -----------------------------------------------------------------------------
+def resolve_target(args: argparse.Namespace) -> target_mod.LoadTarget:
+    if not args.target and (args.config or args.receiver):
+        raise CliError("--config and --receiver describe a --target; the core started here is the reference "
+                       "core", EXIT_USAGE)
+    secrets: dict[str | None, str] = {}
+    for sender, secret in args.secret:
+        secrets[sender] = secret
+    try:
+        return target_mod.load(args.config).with_overrides(
+            receivers=dict(args.receiver), secrets=secrets, vehicles=args.vehicles,
+            keys={"customer": args.api_key, "customer_id": args.customer, "dealership": args.dealership_key})
+    except target_mod.TargetError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
-def read_exceptions(path: Path) -> list[str]:
-    """What locust's users raised (``--csv``'s exceptions file): errors of the locustfile
-    itself, which its request statistics do not count."""
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return [f"{row['Count']} x {row['Message']}" for row in csv.DictReader(f)]
+def check_combinations(args: argparse.Namespace) -> None:
+    if args.kind == "ota-callbacks":
+        if args.iot_url:
+            raise CliError("ota-callbacks starts its own IoT simulator, aimed at the target's receiver: "
+                           "no --iot-url", EXIT_USAGE)
+        if args.peers:
+            raise CliError("--peers audits payments against vehicles; ota-callbacks takes no payment", EXIT_USAGE)
+    if args.reorder_share is not None and args.kind not in ("webhooks", "day"):
+        raise CliError(f"--reorder-share is for webhooks and day; the simulators' own callbacks ({args.kind}) "
+                       "come in the order their vehicles answer", EXIT_USAGE)
+    if not args.target and (args.iot_url or args.payments_url or args.admin_token):
+        raise CliError("--iot-url, --payments-url and --admin-token go with --target", EXIT_USAGE)
+    if args.target and (args.db or (args.clock and args.kind != "ota-callbacks")):
+        raise CliError("--db and --clock are for the stack started here; a --target runs its own", EXIT_USAGE)
+    if args.target and args.fault_rate and args.kind in ("ota", "day") and not args.iot_url:
+        raise CliError("--fault-rate sets faults on the IoT simulator the target calls: give its --iot-url",
+                       EXIT_USAGE)
+    if parse_duration(args.duration) <= 0:
+        raise CliError("--duration must be more than 0", EXIT_USAGE)
 
 
-def check_slos(lines: list[Line], p95_ms: float | None, error_ratio: float) -> list[str]:
-    missed = []
-    total = next((line for line in lines if line.name == "Aggregated"), None)
-    if total is None or total.requests == 0:
-        return ["no request was made"]
-    ratio = total.failures / total.requests
-    if ratio > error_ratio:
-        missed.append(f"error ratio {ratio:.4f} > {error_ratio:g}")
-    if p95_ms is not None:
-        missed += [f"p95 of {line.kind} {line.name} {line.p95:.0f} ms > {p95_ms:g} ms"
-                   for line in lines if line.name != "Aggregated" and line.requests and line.p95 > p95_ms]
-    return missed
+def reachable(url: str, what: str) -> None:
+    """Any HTTP answer will do; no answer at all ends the run before it starts."""
+    async def probe() -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session, \
+                session.get(url.rstrip("/") + "/") as answer:
+            await answer.read()
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    try:
+        asyncio.run(probe())
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise CliError(f"{what} {url} is unreachable ({reason}): nothing was load-tested") from None
 
 
 class BackgroundStack:
     """The stack on its own event loop in a thread of this process (locust is elsewhere)."""
 
-    def __init__(self, args: argparse.Namespace, database: str) -> None:
+    def __init__(self, args: argparse.Namespace, target: target_mod.LoadTarget, database: str | None) -> None:
         from .. import stack as stack_mod
         from .servers import DEVELOPMENT_KEYS
 
-        clock = args.clock or DEFAULT_CLOCK[args.kind]
-        self.stack = stack_mod.Stack(services=["iot", "payments", "vss", "factory"], seed=args.seed,
-                                     clock=stack_mod.parse_clock(clock), with_sink=False,
-                                     core={"database_url": database, "api_keys": DEVELOPMENT_KEYS})
-        self.clock = clock
+        self.clock = args.clock or KINDS[args.kind][1]
+        clock = stack_mod.parse_clock(self.clock)
+        secrets = {name: r.secret for name, r in target.receivers.items()}
+        if database is None:  # only the IoT simulator, calling back the --target
+            iot = target.receivers["iot"]
+            self.stack = stack_mod.Stack(services=["iot"], seed=args.seed, clock=clock, with_sink=False,
+                                         webhook_urls={"iot": args.target.rstrip("/") + iot.path},
+                                         webhook_secrets={"iot": iot.secret})
+        else:
+            self.stack = stack_mod.Stack(services=STACK_SERVICES, seed=args.seed, clock=clock, with_sink=False,
+                                         webhook_secrets=secrets,
+                                         core={"database_url": database, "api_keys": DEVELOPMENT_KEYS})
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="caas-stack", daemon=True)
 
@@ -164,23 +279,28 @@ class BackgroundStack:
         self.thread.join(timeout=10)
 
 
-def locust_commands(args: argparse.Namespace, target: str, iot_url: str | None, report: Path,
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def locust_commands(args: argparse.Namespace, host: str, iot_url: str | None, report: Path, scratch: Path,
                     seconds: float) -> list[list[str]]:
     """The master's (or the only) command first, then the workers'."""
-    locustfile = str(LOCUSTFILES / f"{args.kind}.py")
-    custom = ["--caas-seed", str(args.seed), "--caas-fault-rate", str(args.fault_rate),
-              "--caas-duplicate-share", str(args.duplicate_share), "--caas-reorder-share", str(args.reorder_share),
-              "--caas-api-key", args.api_key]
+    locustfile = str(LOCUSTFILES / KINDS[args.kind][0])
+    custom = ["--caas-config", str(scratch / "target.json"), "--caas-seed", str(args.seed),
+              "--caas-fault-rate", str(args.fault_rate), "--caas-duplicate-share", str(args.duplicate_share),
+              "--caas-reorder-share", str(0.05 if args.reorder_share is None else args.reorder_share)]
     if iot_url:
         custom += ["--caas-iot-url", iot_url]
-    if args.kind in ("sales", "day"):
-        custom += ["--caas-dealership-key", args.dealership_key]
     if args.kind == "day":
         custom += ["--caas-day-length", str(seconds), "--caas-peak-users", str(args.users)]
-    main = [sys.executable, "-m", "locust", "-f", locustfile, "--headless", "-H", target,
+    main = [sys.executable, "-m", "locust", "-f", locustfile, "--headless", "-H", host,
             "-u", str(args.users), "-r", str(args.spawn_rate or args.users), "-t", f"{max(1, round(seconds))}s",
-            "--csv", str(report / args.kind), "--html", str(report / f"{args.kind}.html"),
-            "--only-summary", "--stop-timeout", "10", "--exit-code-on-error", "0", *custom]
+            "--csv", str(report / "locust"), "--html", str(report / "report.html"),
+            "--only-summary", "--stop-timeout", "10", "--exit-code-on-error", "0", *custom,
+            "--caas-fail-fast", str(parse_duration(args.fail_fast)), "--caas-summary", str(scratch / "locust.json")]
     if args.processes <= 1:
         return [main]
     port = _free_port()
@@ -192,72 +312,168 @@ def locust_commands(args: argparse.Namespace, target: str, iot_url: str | None, 
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    if args.processes < 1 or args.users < 1:
-        raise CliError("--processes and --users must be at least 1", EXIT_USAGE)
+    check_combinations(args)
+    target = resolve_target(args)
     seconds = parse_duration(args.duration)
     report = Path(args.report)
     report.mkdir(parents=True, exist_ok=True)
-    stack = None
-    scratch = tempfile.TemporaryDirectory(prefix="caas-load-")
+    for target_url, what in ((args.target, "the target"), (args.iot_url, "the IoT simulator"),
+                             (args.payments_url, "the payment gateway")):
+        if target_url:
+            reachable(target_url, what)
+    scratch_dir = tempfile.TemporaryDirectory(prefix="caas-load-")
+    scratch = Path(scratch_dir.name)
+    # The description locust reads holds the secrets: in the owner-only scratch folder, never the report.
+    (scratch / "target.json").write_text(target.model_dump_json())
+    stack = watch = None
     try:
-        payments_url = args.payments_url
-        if args.target:
-            target, iot_url = args.target.rstrip("/"), args.iot_url
-        else:
-            database = args.db or f"sqlite+aiosqlite:///{scratch.name}/caas.db"
-            stack = BackgroundStack(args, database)
+        payments_url, iot_url, core_url, started = args.payments_url, args.iot_url, args.target, None
+        if args.kind == "ota-callbacks" or not args.target:
+            database = None if args.target else (args.db or f"sqlite+aiosqlite:///{scratch}/caas.db")
+            stack = BackgroundStack(args, target, database)
             stack.start()
-            target, iot_url = stack.stack.url("core"), stack.stack.url("iot")
-            payments_url = stack.stack.url("payments")
-            print(f"stack: core {target} ({_safe(database)}), iot {iot_url}, clock {stack.clock}", flush=True)
-        commands = locust_commands(args, target, iot_url, report, seconds)
-        print(f"locust: {args.kind}, {args.users} users, {seconds:g} s, "
-              f"{'1 process' if len(commands) == 1 else f'master + {len(commands) - 1} workers'}", flush=True)
-        code = _run_locust(commands, seconds)
+            iot_url = stack.stack.url("iot")
+            if not args.target:
+                core_url, payments_url = stack.stack.url("core"), stack.stack.url("payments")
+                started = f"the reference core ({_safe(database)}), clock {stack.clock}"
+            else:
+                started = f"an IoT simulator calling back {core_url}{target.receivers['iot'].path}, clock {stack.clock}"
+            print(f"started {started}", flush=True)
+        host = iot_url if args.kind == "ota-callbacks" else core_url
+        if args.kind == "ota-callbacks":
+            watch = DeliveryWatch(iot_url).start()
+        commands = locust_commands(args, host, iot_url, report, scratch, seconds)
+        print(f"locust: {args.kind} against {host}, {args.users} users, {seconds:g} s, "
+              f"{'1 process' if len(commands) == 1 else f'master + {len(commands) - 1} workers'}; "
+              f"its log: {report / 'locust.log'}", flush=True)
+        code = run_locust(commands, seconds, report)
+        deliveries = watch.stop() if watch else None
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-        audit = None if args.no_audit else settled_audit(target, args.admin_token)
-        run_peers = args.peers
-        if isinstance(audit, AdminError) and absent(audit):  # a core that does not serve the audit
-            audit, run_peers = None, run_peers or bool(payments_url and iot_url)
-            print(f"the core at {target} has no /__admin/audit: its invariant audit is skipped; "
-                  + ("the peers' audit (the simulators' side) runs instead" if run_peers else
-                     "give --iot-url and --payments-url for the peers' audit (the simulators' side)"),
-                  file=sys.stderr, flush=True)
-        peers = peers_audit(payments_url, iot_url, args.admin_token) if run_peers else None
+        located = _read_locust(scratch / "locust.json", code, report)
+        audit = peers = None
+        notes: list[str] = []
+        if not located.get("aborted"):
+            audit = None if args.no_audit else settled_audit(core_url, args.admin_token)
+            run_peers = args.peers
+            if isinstance(audit, AdminError) and absent(audit):  # a core that does not serve the audit
+                run_peers = run_peers or bool(payments_url and iot_url and args.kind != "ota-callbacks")
+                notes.append(f"the core at {core_url} serves no /__admin/audit: its invariant audit was not "
+                             "available" + ("; the peers' audit (the simulators' side) runs instead" if run_peers
+                                            else ""))
+                audit = None
+            peers = peers_audit(payments_url, iot_url, args.admin_token) if run_peers else None
     finally:
+        if watch is not None:  # stopping twice is harmless
+            watch.stop()
         if stack is not None:
             stack.stop()
-        scratch.cleanup()
-    stats = report / f"{args.kind}_stats.csv"
-    if not stats.exists():
-        raise CliError(f"locust wrote no statistics (exit code {code}); see its output above")
-    lines = read_stats(stats)
-    print(render_table(["TYPE", "NAME", "REQUESTS", "FAILURES", "MEDIAN ms", "P95 ms", "REQ/S"],
-                       [[line.kind, line.name, str(line.requests), str(line.failures), f"{line.median:.0f}",
-                         f"{line.p95:.0f}", f"{line.rps:.1f}"] for line in lines]))
-    if stack is not None:
-        print(f"peak memory of this process (stack included): {rss} MB")
-    print(f"report: {report}/{args.kind}.html and {report}/{args.kind}_*.csv")
-    missed = check_slos(lines, args.slo_p95_ms, args.slo_error_ratio)
-    for line in missed:
-        print(f"SLO missed: {line}", file=sys.stderr)
-    if not missed:
-        print("SLOs met")
-    raised = read_exceptions(report / f"{args.kind}_exceptions.csv")
-    for line in raised:
-        print(f"the locustfile raised: {line}", file=sys.stderr)
+        scratch_dir.cleanup()
+    summary = _summary(args, target, located, deliveries, core_url, started, seconds)
+    slos = load_report.judge(summary, p95_ms=args.slo_p95_ms, error_ratio_max=args.slo_error_ratio,
+                             metric_p95=_metric_bounds(args))
+    summary["slos"] = [vars(s) for s in slos]
+    summary["notes"] = notes
+    verdicts = _verdicts(summary, slos, audit, peers)
+    summary["passed"] = not verdicts
+    load_report.write(report, summary)
+    _print(summary, slos, stack is not None and not args.target, rss)
+    print(f"report: {report}/summary.md, figures.csv, summary.json and report.html (locust's)")
+    for line in [*notes, *verdicts]:
+        print(f"caas-sim: {line}", file=sys.stderr)
+    return 1 if verdicts else 0
+
+
+def _metric_bounds(args: argparse.Namespace) -> dict[str, float]:
+    bounds = {}
+    if args.slo_activation_p95:
+        bounds["activation (core clock)"] = parse_duration(args.slo_activation_p95) * 1000
+    if args.slo_delivery_p95:
+        bounds[LAG] = parse_duration(args.slo_delivery_p95) * 1000
+    return bounds
+
+
+def _read_locust(path: Path, code: int, report: Path) -> dict:
+    if not path.exists():
+        tail = "".join((report / "locust.log").read_text(errors="replace").splitlines(True)[-15:]) \
+            if (report / "locust.log").exists() else ""
+        raise CliError(f"locust ended (exit code {code}) without its figures; the end of {report}/locust.log:\n{tail}")
+    return json.loads(path.read_text())
+
+
+def _summary(args, target, located: dict, deliveries, core_url, started, seconds) -> dict:
+    summary = {**located, "run": {"kind": args.kind, "target": core_url, "started": started, "users": args.users,
+                                  "seconds": seconds, "processes": args.processes, "command": _command()},
+               "machine": load_report.machine(), "target": target.public(),
+               "raised": _exceptions(Path(args.report) / "locust_exceptions.csv")}
+    if deliveries is not None:
+        summary["metrics"] = summary["metrics"] + [
+            load_report.metric_row(ANSWER, "wall", deliveries.answers_ms, deliveries.failed_attempts),
+            load_report.metric_row(LAG, "simulator clock", deliveries.lags_ms(), deliveries.exhausted)]
+        summary["counts"] = deliveries.counts()
+        if deliveries.error:
+            summary["deliveriesError"] = deliveries.error
+    return summary
+
+
+def _verdicts(summary, slos, audit, peers) -> list[str]:
+    """One line per reason the run failed (none: it passed); the audit's text into the summary."""
+    failed = [f"SLO missed: {s.name}: {s.measured} (target {s.target})" for s in slos if not s.met]
+    if summary.get("aborted"):
+        failed.insert(0, summary["aborted"])
+    failed += [f"the locustfile raised: {line}" for line in summary["raised"]]
+    texts = []
     if isinstance(audit, Exception):
-        print(f"the core's invariant audit could not run: {audit} (--admin-token, or --no-audit)", file=sys.stderr)
-        return 1
-    if audit is not None:
-        print(f"invariant audit of the core after the load:\n{render_audit(audit)}")
+        failed.append(f"the core's invariant audit could not run: {audit} (--admin-token, or --no-audit)")
+    elif audit is not None:
+        texts.append(f"invariant audit of the core after the load:\n{render_audit(audit)}")
+        failed += [] if audit["ok"] else ["the core's invariant audit found violations"]
     if isinstance(peers, Exception):
-        print(f"the peers' audit could not run: {peers}", file=sys.stderr)
-        return 1
-    if peers is not None:
-        print(f"the peers' audit (the simulators' side) after the load:\n{render_audit(peers)}")
-    failed = [report for report in (audit, peers) if report is not None and not report["ok"]]
-    return 1 if missed or raised or failed else 0
+        failed.append(f"the peers' audit could not run: {peers}")
+    elif peers is not None:
+        texts.append(f"the peers' audit (the simulators' side) after the load:\n{render_audit(peers)}")
+        failed += [] if peers["ok"] else ["the peers' audit found violations"]
+    summary["auditText"] = "\n\n".join(texts) or None
+    if summary.get("deliveriesError"):
+        failed.append(f"the IoT simulator's journal could not be read: {summary['deliveriesError']}")
+    return failed
+
+
+def _print(summary: dict, slos, started_here: bool, rss: int) -> None:
+    print(f"\nHTTP requests (wall clock):\n{load_report.http_table(summary)}")
+    if summary["metrics"]:
+        print(f"\nbusiness metrics (each on its clock):\n{load_report.metrics_table(summary)}")
+    if summary.get("counts"):
+        print("\n" + "\n".join(f"{name}: {value}" for name, value in summary["counts"].items()))
+    print(f"\nSLOs:\n{load_report.slo_table(slos)}\n")
+    if summary.get("auditText"):
+        print(summary["auditText"] + "\n")
+    if started_here:
+        print(f"peak memory of this process (stack included): {rss} MB")
+
+
+def _command() -> str:
+    """This command line, with the values of secret options masked."""
+    words, masked = sys.argv[1:], []
+    hide = False
+    for word in words:
+        name, eq, _ = word.partition("=")
+        if hide:
+            masked.append("***")
+        elif eq and name in SECRET_OPTIONS:
+            masked.append(f"{name}=***")
+        else:
+            masked.append(word)
+        hide = word in SECRET_OPTIONS
+    return "caas-sim " + " ".join(shlex.quote(w) for w in masked)
+
+
+def _exceptions(path: Path) -> list[str]:
+    """What locust's users raised: errors of the locustfile itself, which its request
+    statistics do not count."""
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [f"{row['Count']} x {row['Message']}" for row in csv.DictReader(f)]
 
 
 def peers_audit(payments_url: str | None, iot_url: str | None, token: str | None) -> dict | Exception:
@@ -290,19 +506,41 @@ def _safe(url: str) -> str:
     return safe_url(url)
 
 
-def _run_locust(commands: list[list[str]], seconds: float) -> int:
+def run_locust(commands: list[list[str]], seconds: float, report: Path) -> int:
+    """Run locust, its output in ``report/locust.log``, a progress line every ten seconds."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    master = subprocess.Popen(commands[0], env=env)
-    workers = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL) for command in commands[1:]]
+    with (report / "locust.log").open("wb") as log:
+        master = subprocess.Popen(commands[0], env=env, stdout=log, stderr=subprocess.STDOUT)
+        workers = [subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+                   for command in commands[1:]]
+        started = time.monotonic()
+        try:
+            while True:
+                try:
+                    return master.wait(timeout=PROGRESS_EVERY)
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() - started > seconds + 180:
+                        master.send_signal(signal.SIGINT)
+                        return master.wait(timeout=30)
+                    _progress(report / "locust_stats_history.csv", time.monotonic() - started, seconds)
+        except KeyboardInterrupt:  # stop the run, keep what it measured
+            master.send_signal(signal.SIGINT)
+            return master.wait(timeout=30)
+        finally:
+            deadline = time.monotonic() + 15
+            for worker in workers:
+                try:
+                    worker.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+
+
+def _progress(history: Path, elapsed: float, seconds: float) -> None:
     try:
-        return master.wait(timeout=seconds + 180)
-    except subprocess.TimeoutExpired:
-        master.send_signal(signal.SIGINT)
-        return master.wait(timeout=30)
-    finally:
-        deadline = time.monotonic() + 15
-        for worker in workers:
-            try:
-                worker.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        with history.open() as f:
+            last = [row for row in csv.DictReader(f) if row["Name"] == "Aggregated"][-1]
+    except (OSError, IndexError, KeyError):
+        return
+    print(f"  {min(elapsed, seconds):.0f}/{seconds:.0f} s: {last['User Count']} users, "
+          f"{last['Total Request Count']} requests and metrics, {last['Total Failure Count']} failed, "
+          f"{float(last['Requests/s'] or 0):.0f}/s now", flush=True)

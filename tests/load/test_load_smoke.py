@@ -22,17 +22,17 @@ def test_webhooks_distributed(tmp_path):
                        "--duplicate-share", "0.3", "--reorder-share", "0.3")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "master + 1 workers" in done.stdout
-    for receiver in ("ota-status", "payments", "factory"):
-        assert int(rows[f"webhook {receiver}"]["Request Count"]) > 0
+    for sender in ("iot", "payments", "factory"):
+        assert int(rows[f"webhook {sender}"]["Request Count"]) > 0
     assert any("(duplicate)" in name for name in rows) and any("(reordered)" in name for name in rows)
     assert int(rows["Aggregated"]["Failure Count"]) == 0
-    assert (tmp_path / "report" / "webhooks.html").exists()
+    assert (tmp_path / "report" / "report.html").exists()
 
 
 def test_missed_slo_fails(tmp_path):
     done, _ = run_load(tmp_path, "webhooks", "--users", "1", "--duration", "4s", "--slo-p95-ms", "0.001")
     assert done.returncode == 1
-    assert "SLO missed: p95" in done.stderr
+    assert "SLO missed: p95 of webhook" in done.stderr
 
 
 def test_the_audit_after_a_load_needs_the_targets_admin_token(tmp_path):
