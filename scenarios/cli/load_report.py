@@ -208,12 +208,13 @@ def compare(a: dict, b: dict, threshold: float) -> tuple[str, list[str]]:
             continue
         x, y = float(old["value"]), float(figure["value"])
         change = (y - x) / x if x else (0.0 if y == x else float("inf"))
-        regressed = (change > threshold) if better == "lower" else (change < -threshold)
+        gain = -change if better == "lower" else change
+        regressed, improved = gain < -threshold, gain > threshold
         if figure["stat"] == "error_ratio":  # ratios of almost nothing: judge the absolute change
-            regressed = y - x > max(threshold * x, 0.001)
+            regressed, improved = y - x > max(threshold * x, 0.001), x - y > max(threshold * x, 0.001)
         label = f"{figure['name']} {figure['stat'].removesuffix('_ms')}" + (
             f" ({figure['clock']})" if figure["section"] == "metric" else "")
-        verdict = "WORSE" if regressed else ("better" if (change < 0) == (better == "lower") and change else "")
+        verdict = "WORSE" if regressed else ("better" if improved else "")
         if regressed:
             worse.append(label)
         rows.append([label, _value(x, figure), _value(y, figure), _change(change), verdict])
