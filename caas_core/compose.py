@@ -30,6 +30,7 @@ from .domain.catalogue import Catalogue
 from .domain.ota_policy import RetryPolicy
 from .domain.registration import COUNTRIES
 from .flows import (
+    backlog,
     billing,
     delivery,
     kinds,
@@ -81,6 +82,10 @@ JOBS: dict[str, FlowJob] = {
     refunding.REFUND: refunding.run,
     pruning.PRUNE: pruning.prune,
 }
+#: The kinds whose jobs may run many in one transaction (database work only), and how.
+BATCHES: dict[str, Callable[[Core, list[jobs.Job], JobContext], Awaitable[None]]] = {
+    ota.OUTCOME: ota.outcome_batch,
+}
 #: Jobs that keep the house (they alone never make a world busy).
 HOUSEKEEPING = frozenset({pruning.PRUNE})
 
@@ -130,11 +135,15 @@ async def assemble(settings: CoreSettings, clock: CoreClock, *, worker: str | No
     try:
         core.ids = await IdSource.open(db, seed=settings.id_seed, virtual=clock.mode == "virtual")
         await pruning.schedule(core)  # once per deployment, whichever process starts first
+        if settings.webhook_backlog:
+            core.backlog = backlog.Backlog(db, clock, settings.webhook_backlog, settings.webhook_retry_after)
+            await core.backlog.sample()  # a restart finds the queue it left
     except BaseException:
         await session.close()
         await db.close()
         raise
     runner = JobRunner(db, clock, handlers(core), worker=worker or f"core-{os.getpid()}",
-                       housekeeping=HOUSEKEEPING)
+                       housekeeping=HOUSEKEEPING,
+                       batches={kind: functools.partial(flow, core) for kind, flow in BATCHES.items()})
     core.kick = runner.kick
     return Assembly(core, runner, session)

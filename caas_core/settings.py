@@ -99,6 +99,12 @@ class CoreSettings(BaseSettings):
     #: for all; the development secret by default.
     webhook_secrets: dict[str, str] = Field(default_factory=dict)
     webhook_tolerance: float = Field(default=300.0, gt=0)  # Standard Webhooks: 5 minutes
+    #: Jobs due and not yet run past which webhooks are answered 503 with Retry-After and
+    #: not recorded (``flows.backlog``): the queue stays bounded when senders outpace the
+    #: processing. 0: no bound.
+    webhook_backlog: int = Field(default=20_000, ge=0)
+    #: The Retry-After (seconds) of a webhook refused for a full backlog.
+    webhook_retry_after: int = Field(default=5, ge=1, le=3600)
     api_keys: dict[str, ApiKey] = Field(default_factory=dict)
     admin_token: str | None = None
     #: False: an API-only process (it accepts requests and webhooks and enqueues their jobs;

@@ -73,6 +73,13 @@ def until_processed(database: str, timeout: float = 120.0) -> None:
         time.sleep(0.05)  # polling the queue's state
 
 
+def pending_jobs(database: str) -> int:
+    """Jobs waiting in the queue (any kind, due or not)."""
+    from caas_core.store import inspect
+
+    return sum(_read(database, lambda db: inspect.job_queue(db, 0.0))[0].values())
+
+
 def count_active(database: str) -> int:
     """Purchases whose service is ACTIVE."""
     from caas_core.store import inspect

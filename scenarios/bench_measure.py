@@ -22,7 +22,10 @@ from . import bench_client
 from .listening import wait_listening
 
 #: The ratio each measure must reach (None: reported, no target).
-TARGETS = {"sim": 0.7, "webhooks": 0.5, "ota": 0.1, "scaleout": None}
+TARGETS = {"sim": 0.7, "webhooks": 0.5, "ota": 0.1, "scaleout": 1.3,
+           # ingest + process vs bare POST; processing vs ingestion (at least half of what it accepts);
+           # OTA end to end vs the ceiling HTTP alone sets (capacity only: the ceiling is computed)
+           "webhooks+jobs": 0.25, "processing": 0.5, "ota/ceiling": 0.5}
 
 
 @dataclass
@@ -54,6 +57,8 @@ class Comparison:
     subject_cpu: float | None = None  # µs of server CPU per request
     baseline_cpu: float | None = None
     notes: list[str] = field(default_factory=list)
+    latency_met: bool = True  # a latency target of the line (in its notes), if any, holds
+    capacity_only: bool = False  # the baseline is computed, not a measured rate: only capacity counts
 
     @property
     def throughput_ratio(self) -> float:
@@ -67,9 +72,11 @@ class Comparison:
 
     @property
     def met(self) -> bool:
+        if not self.latency_met:
+            return False
         if self.target is None:
             return True
-        best = max(self.throughput_ratio, self.capacity_ratio or 0.0)
+        best = max(0.0 if self.capacity_only else self.throughput_ratio, self.capacity_ratio or 0.0)
         return best >= self.target
 
 
@@ -182,8 +189,10 @@ def print_summary(comparisons: list[Comparison]) -> None:
         verdict = "ok" if c.met else "MISSED"
         if c.target is None:
             verdict = "(reported)"
-        print(f"{c.name:<20}{c.subject:>14}{c.subject_rps:>10.0f}{c.baseline:>14}{c.baseline_rps:>10.0f}"
-              f"{c.throughput_ratio:>12.2f}{capacity:>10}{target:>8}  {verdict}")
+        throughput = "-" if c.capacity_only else f"{c.throughput_ratio:.2f}"
+        baseline_rps = "-" if c.capacity_only else f"{c.baseline_rps:.0f}"
+        print(f"{c.name:<20}{c.subject:>14}{c.subject_rps:>10.0f}{c.baseline:>14}{baseline_rps:>10}"
+              f"{throughput:>12}{capacity:>10}{target:>8}  {verdict}")
     for c in comparisons:
         for note in c.notes:
             print(f"  {c.name}: {note}")

@@ -1,11 +1,12 @@
 """One server for ``caas-sim bench sim``, alone in its process so the load
 generator does not share its core:
 
-- ``kit``: the IoT simulator as it ships (contract validation in and out,
-  fault matching, idempotency, journal, busy accounting, the model);
-- ``bare``: a plain aiohttp handler of the same shape: parse the JSON body, call
-  the same model, serialise its answer; none of the kit's HTTP pipeline;
-- ``echo``: a plain handler that only parses and answers (no model): the floor;
+- ``kit``: a simulator as it ships (``--sim``, the IoT one by default: contract
+  validation in and out, fault matching, idempotency, journal, busy accounting, the model);
+- ``bare``: a plain aiohttp handler of the IoT activation's shape: parse the JSON body,
+  call the same model, serialise its answer; none of the kit's HTTP pipeline;
+- ``echo``: a plain handler on every path that only parses the body (if any) and answers
+  a fixed 202 JSON (no model): the floor every simulator is judged against;
 - ``post``: the bare aiohttp JSON POST handler (parse the body, answer 204): what the
   core's webhook ingestion and OTA throughput are compared with;
 - ``stack``: the core with the IoT, payments and VSS simulators in this process, the
@@ -48,16 +49,17 @@ def bare_app() -> web.Application:
 def echo_app() -> web.Application:
     ids = itertools.count(1)
 
-    async def activate(request: web.Request) -> web.Response:
-        body = orjson.loads(await request.read())
+    async def echo(request: web.Request) -> web.Response:
+        raw = await request.read()
+        body = orjson.loads(raw) if raw else None
         request_id = f"ota_{next(ids):020x}"
         payload = {"requestId": request_id, "status": "IN_PROGRESS", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                   "vin": body["vin"]}
+                   "vin": body.get("vin") if isinstance(body, dict) else None}
         return web.Response(status=202, body=orjson.dumps(payload), content_type="application/json",
                             headers={"Location": f"/ota/activations/{request_id}"})
 
     app = web.Application()
-    app.router.add_post("/ota/activate", activate)
+    app.router.add_route("*", "/{tail:.*}", echo)
     return app
 
 
@@ -75,14 +77,19 @@ def core_app(database: str, run_jobs: bool = True, clock: str = "real") -> web.A
     from caas_core.api.app import create_app
     from caas_core.settings import CoreSettings
 
-    return create_app(CoreSettings(database_url=database, run_jobs=run_jobs, clock=clock))
+    # An ingestion-only core's queue is drained by nobody in the bench: no backlog bound there
+    # (it measures ingestion, not refusals); a core that runs its jobs keeps the default bound.
+    bound = {} if run_jobs else {"webhook_backlog": 0}
+    return create_app(CoreSettings(database_url=database, run_jobs=run_jobs, clock=clock, **bound))
 
 
-def kit_app() -> web.Application:
-    from caas_sim.simulators.iot.api import create_app
+def kit_app(sim: str = "iot") -> web.Application:
+    import importlib
+
+    from caas_sim import catalogue
     from caas_sim.simulators.kit.config import SimConfig
 
-    return create_app(SimConfig(seed=0))
+    return importlib.import_module(catalogue.BY_NAME[sim].module).create_app(SimConfig(seed=0))
 
 
 async def serve_stack(port: int, database: str, clock: str) -> None:
@@ -101,6 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kind", choices=["echo", "bare", "kit", "post", "core", "stack"], required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--sim", default="iot", help="the simulator of --kind kit (a catalogue name)")
     parser.add_argument("--database", default="sqlite+aiosqlite:///bench-caas.db")
     parser.add_argument("--no-jobs", action="store_true")
     parser.add_argument("--clock", default="real")
@@ -113,7 +121,7 @@ def main() -> None:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(serve_stack(args.port, args.database, args.clock))
         return
-    makers = {"echo": echo_app, "bare": bare_app, "kit": kit_app, "post": post_app,
+    makers = {"echo": echo_app, "bare": bare_app, "kit": lambda: kit_app(args.sim), "post": post_app,
               "core": lambda: core_app(args.database, run_jobs=not args.no_jobs)}
     web.run_app(makers[args.kind](), host="127.0.0.1", port=args.port, access_log=None, print=None,
                 reuse_port=args.reuse_port or None,

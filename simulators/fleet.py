@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -93,7 +94,7 @@ def vin_check_digit(vin: str) -> str:
     """The check digit (position 9) a well-formed VIN should carry; its own position 9 is ignored."""
     if not is_well_formed_vin(vin):
         raise ValueError(f"not a well-formed VIN: {vin!r}")
-    remainder = sum(_TRANSLITERATION[c] * w for c, w in zip(vin, _WEIGHTS)) % 11
+    remainder = sum(map(operator.mul, map(_TRANSLITERATION.__getitem__, vin), _WEIGHTS)) % 11
     return "X" if remainder == 10 else str(remainder)
 
 

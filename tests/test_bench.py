@@ -61,3 +61,37 @@ def test_the_bench_reads_the_cores_queue_and_purchases_through_the_stores_public
     bench_db.until_processed(url, timeout=5.0)
     assert bench_db.count_active(url) == 2
     assert bench_db.activation_latencies(url, scale=20.0) == [1.0, 2.0]  # (delivered - accepted) / scale, sorted
+
+
+def test_the_sim_measure_prints_each_operation_against_the_echo_with_its_tail(capsys):
+    comparisons = bench.bench_sim(duration=0.5, connections=4, rounds=1, only="iot status")
+    bench.print_summary(comparisons)
+    out = capsys.readouterr().out
+    status = next(line for line in out.splitlines() if line.startswith("iot status") and "echo GET" in line)
+    assert float(status.split()[-4]) > 0  # throughput against the echo
+    assert any("p99" in note for c in comparisons for note in c.notes)
+    assert [c.name for c in comparisons] == ["iot status", "iot model only"]
+
+
+def test_every_operation_of_the_sim_measure_is_answered_as_its_contract_says():
+    """The bodies the bench sends are accepted (a refused body would measure error paths)."""
+    import asyncio
+    import importlib
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from caas_sim import catalogue
+    from caas_sim.scenarios.bench_sim import operations
+    from caas_sim.simulators.kit.config import SimConfig
+
+    async def check() -> None:
+        for op in operations():
+            app = importlib.import_module(catalogue.BY_NAME[op.service].module).create_app(SimConfig(seed=0))
+            async with TestClient(TestServer(app)) as client:
+                for n in range(3):
+                    path, body = op.request(n)
+                    headers = {"Content-Type": "application/json"} if body else {}
+                    async with client.request(op.method, path, data=body or None, headers=headers) as r:
+                        assert r.status in op.expected, (op.name, r.status, await r.text())
+
+    asyncio.run(check())

@@ -7,7 +7,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..domain.errors import Conflict, DomainError, NotFound, PeerUnavailable, Refused
+from ..domain.errors import (
+    Conflict,
+    DomainError,
+    NotFound,
+    Overloaded,
+    PeerUnavailable,
+    Refused,
+)
 
 PROBLEM_BASE = "https://caas-sim.dev/problems/"
 #: Set on the core's app: its server answers even unparsable requests in problem+json.
@@ -34,7 +41,8 @@ class Problem(Exception):
 
 
 #: The HTTP status of each kind of refusal the flows raise.
-STATUS_OF: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, Refused: 422, PeerUnavailable: 503}
+STATUS_OF: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, Refused: 422, PeerUnavailable: 503,
+                                          Overloaded: 503}
 
 
 def problem_of(error: DomainError) -> Problem:

@@ -35,3 +35,7 @@ class Refused(DomainError):
 
 class PeerUnavailable(DomainError):
     """A system it depends on did not answer; nothing was done, the caller may retry."""
+
+
+class Overloaded(DomainError):
+    """The core has more work queued than it takes on; nothing was done, the caller may retry."""

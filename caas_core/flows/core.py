@@ -23,6 +23,14 @@ from ..store.db import Database
 from ..store.ids import IdSource
 
 
+class Backlog(Protocol):
+    """The job queue's depth as ingestion sees it (``flows.backlog.Backlog``)."""
+
+    def check(self) -> None: ...
+
+    def add(self, count: int) -> None: ...
+
+
 class WebhookBatches(Protocol):
     """Webhook arrivals committed in shared batches (``flows.webhooks.GroupCommit``)."""
 
@@ -56,6 +64,9 @@ class Core:
 
     def new_id(self, prefix: str) -> str:
         return self.ids.new(prefix)
+
+    #: Refuses webhooks while the job queue is too deep (``flows.backlog``; None: no bound).
+    backlog: Backlog | None = None
 
     def wake(self) -> None:
         if self.kick is not None:

@@ -30,7 +30,7 @@ from sqlalchemy import bindparam, or_, select, update
 
 from ..clients.http import Malformed, Rejected, Unavailable
 from ..clients.wire.base import Unusable
-from ..clients.wire.iot import parse_callback
+from ..clients.wire.iot import OtaStatusCallback, parse_callback
 from ..domain.money import Money
 from ..domain.notifications import NoticeKind
 from ..domain.ota_policy import (
@@ -74,6 +74,8 @@ GAVE_UP = (PurchaseState.ACTIVATION_FAILED, PurchaseState.REFUNDED, PurchaseStat
 _KNOWN = (*IN_PROGRESS, *GAVE_UP, PurchaseState.ACTIVE, PurchaseState.EXPIRED, PurchaseState.CANCELLED)
 #: Finds and locks the purchase a decision is about, in the deciding transaction.
 Locate = Callable[[Any], Awaitable[Any]]
+#: Marks a callback's job done (``(job, now, outcome="processed")``): at once, or with its batch.
+Finish = Callable[..., Awaitable[None]]
 
 
 # The job handlers (wired in ``caas_core.compose``).
@@ -115,6 +117,13 @@ _LATEST_FOR_SERVICE_LOCKED = (
     select(purchases).where(purchases.c.vin == bindparam("vin"), purchases.c.service_id == bindparam("service_id"),
                             or_(*(purchases.c.status == s.value for s in _KNOWN)))
     .order_by(purchases.c.created_at.desc()).limit(1).with_for_update())
+# what a batch of callbacks may be about (``_Known``)
+_ACTIVATION_IDS = select(purchases.c.activation_request_id).where(
+    purchases.c.activation_request_id.in_(bindparam("ids", expanding=True)))
+_DEACTIVATION_IDS = select(purchases.c.deactivation_request_id).where(
+    purchases.c.deactivation_request_id.in_(bindparam("ids", expanding=True)))
+_PAIRS = select(purchases.c.vin, purchases.c.service_id).where(
+    purchases.c.vin.in_(bindparam("vins", expanding=True))).distinct()
 _RELEASE_HELD = update(collection_cases).where(collection_cases.c.payment_id == bindparam("b_payment_id"),
                                                collection_cases.c.status == "on_hold")
 
@@ -179,53 +188,107 @@ async def _activate(core: Core, job: jobs.Job) -> None:
 
 async def _on_callback(core: Core, job: jobs.Job) -> None:
     """Route one ``otaStatus`` callback, in one transaction with the purchase it is about."""
-    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        await _route_callback(core, conn, job, lambda job, now, outcome="processed": _done(conn, job, now, outcome))
+    core.wake()
+
+
+async def outcome_batch(core: Core, batch: list[jobs.Job], ctx: JobContext) -> None:
+    """Route many callbacks in one transaction, in the order given: what running them one
+    after the other would do, for one transaction, one read of what they may be about, and
+    two statements marking them all done (see docs/benchmarks.md)."""
+    finished: list[tuple[jobs.Job, float, str]] = []
+
+    async def finish(job: jobs.Job, now: float, outcome: str = "processed") -> None:
+        finished.append((job, now, outcome))
+
+    parsed = [_parsed(job) for job in batch]
+    async with core.db.transaction() as conn:
+        known = await _Known.read(conn, [c for c in parsed if not isinstance(c, Unusable)])
+        for job, callback in zip(batch, parsed, strict=True):
+            await _route_callback(core, conn, job, finish, known, callback)
+        await jobs.complete_many(conn, [job.id for job, _, _ in finished])
+        await inbox.mark_processed_many(conn, [(job.payload["source"], job.payload["webhookId"], outcome, now)
+                                               for job, now, outcome in finished if "webhookId" in job.payload])
+    core.wake()
+
+
+class _Known:
+    """What a batch of callbacks may be about, read once for the batch: a request id, or a
+    vehicle and service, that names no purchase skips its look-up. Routing a callback never
+    sets a request id nor adds a purchase, and the batch's transaction holds the rows it
+    reads on SQLite (the write lock); on PostgreSQL a row committed meanwhile by another
+    process is seen as the callback would have, processed a moment earlier."""
+
+    def __init__(self, activations: set[str], deactivations: set[str], pairs: set[tuple[str, str]]) -> None:
+        self.activations, self.deactivations, self.pairs = activations, deactivations, pairs
+
+    @classmethod
+    async def read(cls, conn, callbacks: list[OtaStatusCallback]) -> _Known:
+        # only what ``_route_callback`` may look up for each status
+        of_activations = [c for c in callbacks if c.status in ("ACTIVATED", "FAILED")]
+        ids = sorted({c.requestId for c in of_activations})
+        off_ids = sorted({c.requestId for c in callbacks if c.status in ("DEACTIVATED", "FAILED")})
+        vins = sorted({c.vin for c in of_activations})
+        activations = set((await conn.scalars(_ACTIVATION_IDS, {"ids": ids})).all()) if ids else set()
+        deactivations = set((await conn.scalars(_DEACTIVATION_IDS, {"ids": off_ids})).all()) if off_ids else set()
+        pairs = {tuple(row) for row in (await conn.execute(_PAIRS, {"vins": vins})).all()} if vins else set()
+        return cls(activations, deactivations, pairs)
+
+
+def _parsed(job: jobs.Job) -> OtaStatusCallback | Unusable:
     try:
-        callback = parse_callback(job.payload["body"])
-    except Unusable as exc:  # stored before the receiver parsed bodies: recorded, never retried
-        async with core.db.transaction() as conn:
-            await _done(conn, job, now, exc.outcome)
+        return parse_callback(job.payload["body"])
+    except Unusable as exc:
+        return exc
+
+
+async def _route_callback(core: Core, conn, job: jobs.Job, finish: Finish, known: _Known | None = None,
+                          callback: OtaStatusCallback | Unusable | None = None) -> None:
+    """``known``, ``callback``: what the batch read and parsed already (None: one job alone)."""
+    now = core.clock.now()
+    callback = _parsed(job) if callback is None else callback
+    if isinstance(callback, Unusable):  # stored before the receiver parsed bodies: recorded, never retried
+        await finish(job, now, callback.outcome)
         return
     status, request_id = callback.status, callback.requestId
-    async with core.db.transaction() as conn:
-        row, latest = None, False
-        if status in ("ACTIVATED", "FAILED"):
-            row = (await conn.execute(_BY_REQUEST_LOCKED, {"request_id": request_id})).mappings().first()
-            latest = row is not None
-        if row is None and status in ("DEACTIVATED", "FAILED"):
-            # the request id tells a deactivation's FAILED from an activation's
-            off = (await conn.execute(_BY_DEACTIVATION_LOCKED, {"request_id": request_id})).mappings().first()
-            if off is not None:
-                await on_deactivation_callback(core, conn, off, callback, now, job.correlation_id)
-                await _done(conn, job, now)
-                core.wake()
-                return
-        if row is None and status in ("ACTIVATED", "FAILED"):
-            # An earlier command of a purchase (timed out on our side, or superseded by a later one)
-            row = (await conn.execute(_LATEST_FOR_SERVICE_LOCKED, {"vin": callback.vin,
-                                                                   "service_id": callback.serviceId})
-                   ).mappings().first()
-        if row is None:  # not ours, a stale deactivation, or EXPIRED (the expiry job switches it off too)
-            await _done(conn, job, now)
+    row, latest = None, False
+    if status in ("ACTIVATED", "FAILED") and (known is None or request_id in known.activations):
+        row = (await conn.execute(_BY_REQUEST_LOCKED, {"request_id": request_id})).mappings().first()
+        latest = row is not None
+    if row is None and status in ("DEACTIVATED", "FAILED") and (known is None or request_id in known.deactivations):
+        # the request id tells a deactivation's FAILED from an activation's
+        off = (await conn.execute(_BY_DEACTIVATION_LOCKED, {"request_id": request_id})).mappings().first()
+        if off is not None:
+            await on_deactivation_callback(core, conn, off, callback, now, job.correlation_id)
+            await finish(job, now)
             return
-        state = PurchaseState(row["status"])
-        action = route_activation_callback(
-            state, status == "ACTIVATED", latest=latest, in_flight=latest and state is PurchaseState.ACTIVATING,
-            deactivation_pending=row["deactivation_status"] in DEACTIVATING)
-        if action is CallbackAction.DECIDE:
-            outcome = (AttemptOutcome.activated() if status == "ACTIVATED"
-                       else AttemptOutcome.failed(callback.errorCode))
-            await _decide_locked(core, conn, job, row, outcome, callback.errorCode or status, now)
-        elif action is CallbackAction.RECONCILE:
-            await jobs.enqueue(conn, RECONCILE, {"purchaseId": row["id"], "requestId": request_id, "status": status},
-                               run_at=now, now=now, dedupe_key=f"{RECONCILE}:{row['id']}:{request_id}:{status}",
-                               correlation_id=job.correlation_id)
-        elif action is CallbackAction.DEACTIVATE:
-            # Activated after the purchase ended (given up and refunded, withdrawn, expired,
-            # cancelled): the customer does not keep (nor pay for) it, so it is switched off.
-            await request_deactivation(conn, row, now, job.correlation_id)
-        await _done(conn, job, core.clock.now())
-    core.wake()
+    if row is None and status in ("ACTIVATED", "FAILED") and (
+            known is None or (callback.vin, callback.serviceId) in known.pairs):
+        # An earlier command of a purchase (timed out on our side, or superseded by a later one)
+        row = (await conn.execute(_LATEST_FOR_SERVICE_LOCKED, {"vin": callback.vin,
+                                                               "service_id": callback.serviceId})
+               ).mappings().first()
+    if row is None:  # not ours, a stale deactivation, or EXPIRED (the expiry job switches it off too)
+        await finish(job, now)
+        return
+    state = PurchaseState(row["status"])
+    action = route_activation_callback(
+        state, status == "ACTIVATED", latest=latest, in_flight=latest and state is PurchaseState.ACTIVATING,
+        deactivation_pending=row["deactivation_status"] in DEACTIVATING)
+    if action is CallbackAction.DECIDE:
+        outcome = (AttemptOutcome.activated() if status == "ACTIVATED"
+                   else AttemptOutcome.failed(callback.errorCode))
+        await _decide_locked(core, conn, job, row, outcome, callback.errorCode or status, now)
+    elif action is CallbackAction.RECONCILE:
+        await jobs.enqueue(conn, RECONCILE, {"purchaseId": row["id"], "requestId": request_id, "status": status},
+                           run_at=now, now=now, dedupe_key=f"{RECONCILE}:{row['id']}:{request_id}:{status}",
+                           correlation_id=job.correlation_id)
+    elif action is CallbackAction.DEACTIVATE:
+        # Activated after the purchase ended (given up and refunded, withdrawn, expired,
+        # cancelled): the customer does not keep (nor pay for) it, so it is switched off.
+        await request_deactivation(conn, row, now, job.correlation_id)
+    await finish(job, core.clock.now())
 
 
 def _purchase(purchase_id: str) -> Locate:

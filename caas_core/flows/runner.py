@@ -10,6 +10,12 @@ transaction; if it crashes half-way the job's lease expires and it runs again,
 so handlers must be idempotent (they use Idempotency-Keys upstream and check
 state before acting). An unexpected error is retried a few times, then the job
 is failed and journaled in the audit log for an operator.
+
+Kinds with a batch handler (``batches``: database work only, no call to a peer, such as a
+webhook's processing) run many claimed jobs in one transaction, in claim order: a job
+and its transaction cost several times the handler's own statements (see
+docs/benchmarks.md). Should the batch fail, its jobs run again one by one, each with
+the error handling above.
 """
 
 from __future__ import annotations
@@ -41,17 +47,25 @@ class JobContext:
 
 
 Handler = Callable[[jobs.Job, JobContext], Awaitable[None]]
+#: Runs many jobs of one kind in one transaction, in the order given (all or nothing).
+BatchHandler = Callable[[list[jobs.Job], JobContext], Awaitable[None]]
 
 
 class JobRunner:
     def __init__(self, db: Database, clock: CoreClock, handlers: dict[str, Handler], *, worker: str,
-                 batch: int = 20, lanes: int = 16, housekeeping: frozenset[str] = frozenset()):
+                 batch: int = 20, lanes: int = 16, housekeeping: frozenset[str] = frozenset(),
+                 batches: dict[str, BatchHandler] | None = None, batch_claim: int = 100):
         """``housekeeping``: job kinds that never set the pace of the clock. They run when the
         clock passes their time for another reason (or at the next poll in real time), so a
         world advanced in virtual time takes no step of its own for them (a daily prune was
-        a step per virtual midnight, and a month-long journey paid for each)."""
+        a step per virtual midnight, and a month-long journey paid for each).
+        ``batches``: the kinds that may run many jobs in one transaction; while the queue
+        brings those, a claim takes up to ``batch_claim`` jobs instead of ``batch``."""
         self.db, self.clock, self.handlers = db, clock, handlers
         self.worker, self.batch, self.lanes = worker, batch, lanes
+        self.batches = batches or {}
+        self.batch_claim = max(batch, batch_claim)
+        self._claim = batch  # this pass's claim size: grows while claims are full and batchable
         self.housekeeping = housekeeping
         self.busy = 0  # passes over the queue under way in this process
         self.ran = 0  # jobs run since start
@@ -79,16 +93,23 @@ class JobRunner:
             try:
                 while stop is None or not stop.is_set():
                     claimed = await jobs.claim_due(self.db, now=self.clock.now(), worker=self.worker,
-                                                   limit=self.batch)
+                                                   limit=self._claim)
                     if not claimed:
+                        self._claim = self.batch
                         return ran
+                    full = len(claimed) == self._claim
+                    batchable = sum(job.kind in self.batches for job in claimed)
+                    self._claim = self.batch_claim if full and batchable * 2 > len(claimed) else self.batch
                     if self.lanes > 1 and self.clock.mode != "virtual":
                         await self._run_in_lanes(claimed)
                     else:  # virtual time: one at a time, so that a seeded run always unfolds the same way
-                        for job in claimed:
-                            await self._run(job)
+                        for run in _runs(claimed, self.batches):
+                            await self._run_many(run)
                     ran += len(claimed)
                     self.ran += len(claimed)
+                    if self.clock.mode != "virtual":
+                        # SQLite on the loop's thread never suspends: let requests in between claims
+                        await asyncio.sleep(0)
                 return ran
             finally:
                 self.busy -= 1
@@ -106,18 +127,38 @@ class JobRunner:
         by_lane: dict[str | None, list[jobs.Job]] = {}
         for job in claimed:
             by_lane.setdefault(job.correlation_id, []).append(job)
-        if len(by_lane) == 1:
-            for job in claimed:
-                await self._run(job)
+        # The lanes made only of jobs of one batchable kind go together, one batch per kind
+        # (in claim order: each lane's order is kept), beside the other lanes.
+        batched: dict[str, list[jobs.Job]] = {}
+        for key, queue in list(by_lane.items()):
+            kind = queue[0].kind
+            if kind in self.batches and all(job.kind == kind for job in queue):
+                batched.setdefault(kind, []).extend(queue)
+                del by_lane[key]
+        runs = [sorted(run, key=lambda j: (j.run_at, j.id)) for run in batched.values()] + list(by_lane.values())
+        if len(runs) == 1:
+            await self._run_many(runs[0])
             return
         lanes = asyncio.Semaphore(self.lanes)
 
         async def lane(queue: list[jobs.Job]) -> None:
             async with lanes:
-                for job in queue:
-                    await self._run(job)
+                await self._run_many(queue)
 
-        await asyncio.gather(*(lane(queue) for queue in by_lane.values()))
+        await asyncio.gather(*(lane(queue) for queue in runs))
+
+    async def _run_many(self, queue: list[jobs.Job]) -> None:
+        """The jobs of ``queue`` in order: in one batch when they are all of one batchable kind."""
+        batch = self.batches.get(queue[0].kind)
+        if batch is not None and len(queue) > 1 and all(job.kind == queue[0].kind for job in queue):
+            try:
+                await batch(queue, self._context)
+                return
+            except Exception:  # rolled back as a whole: each job again on its own, with its own error handling
+                log.warning("a batch of %d %s jobs failed; running them one by one", len(queue), queue[0].kind,
+                            exc_info=True)
+        for job in queue:
+            await self._run(job)
 
     async def _run(self, job: jobs.Job) -> None:
         token = CORRELATION.set(job.correlation_id)  # on every line the job logs
@@ -194,3 +235,15 @@ class JobRunner:
                 waking.cancel()
         finally:
             self.serving = False
+
+
+def _runs(claimed: list[jobs.Job], batches: dict[str, BatchHandler]) -> list[list[jobs.Job]]:
+    """``claimed`` cut, in order, into runs of consecutive jobs of one batchable kind and
+    single jobs of the others."""
+    runs: list[list[jobs.Job]] = []
+    for job in claimed:
+        if runs and job.kind in batches and runs[-1][0].kind == job.kind:
+            runs[-1].append(job)
+        else:
+            runs.append([job])
+    return runs

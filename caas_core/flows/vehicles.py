@@ -49,7 +49,8 @@ async def require_holder(core: Core, customer_id: str, vin: str, correlation_id:
             if linked and unverified:
                 await outbox.record_decision(conn, "vehicle", vin, "IOT_UNAVAILABLE_LINKED_UNVERIFIED",
                                              {"customerId": customer_id, "reason": unverified}, core.clock.now())
-            held_by = await conn.scalar(select(vehicles.c.customer_id).where(vehicles.c.vin == vin))
+            held_by = customer_id if linked else await conn.scalar(
+                select(vehicles.c.customer_id).where(vehicles.c.vin == vin))
     if held_by != customer_id:
         raise _unknown(customer_id, vin)
 

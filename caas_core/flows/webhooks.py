@@ -39,7 +39,10 @@ async def receive(core: Core, source: str, webhook_id: str, body: dict, correlat
     """True for a new webhook, False for a duplicate (both are acknowledged).
 
     Returns once the inbox row and its processing job are committed. ``raw`` is the body
-    as it arrived (a JSON object: the endpoint parsed it), stored as is."""
+    as it arrived (a JSON object: the endpoint parsed it), stored as is. Raises
+    ``Overloaded`` (nothing recorded) while the job queue is past its bound."""
+    if core.backlog is not None:
+        core.backlog.check()
     payload = raw.decode() if raw is not None else orjson.dumps(body).decode()
     return await _group_commit(core).submit(source, webhook_id, payload, correlation_id,
                                             unusable=unusable(source, body))
@@ -131,15 +134,24 @@ class GroupCommit:
     async def _commit(self, batch) -> set[tuple[str, str]]:
         now = self.core.clock.now()
         arrivals = [arrival for arrival, _, _ in batch]
+        queued = 0
         if self.core.db.dialect == "sqlite":  # one hop to the driver's thread for the whole transaction
             def work(sqlite) -> set[tuple[str, str]]:
+                nonlocal queued
                 new = inbox.accept_many_sqlite(sqlite, arrivals, now)
-                jobs.enqueue_many_sqlite(sqlite, _jobs_for(batch, new), run_at=now, now=now)
+                found = _jobs_for(batch, new)
+                jobs.enqueue_many_sqlite(sqlite, found, run_at=now, now=now)
+                queued = len(found)
                 return new
-            return await self.core.db.run_sqlite_transaction(work)
-        async with self.core.db.transaction() as conn:
-            new = await inbox.accept_many(conn, arrivals, now)
-            await jobs.enqueue_many(conn, _jobs_for(batch, new), run_at=now, now=now)
+            new = await self.core.db.run_sqlite_transaction(work)
+        else:
+            async with self.core.db.transaction() as conn:
+                new = await inbox.accept_many(conn, arrivals, now)
+                found = _jobs_for(batch, new)
+                await jobs.enqueue_many(conn, found, run_at=now, now=now)
+            queued = len(found)
+        if self.core.backlog is not None:
+            self.core.backlog.add(queued)
         return new
 
 

@@ -17,7 +17,9 @@ asyncio, all made here so that nothing above this module knows which database it
    connection (StaticPool), so two coroutines would interleave statements in one
    transaction; file databases would block a pool thread on the busy timeout. An
    ``asyncio.Lock`` in ``Database`` serializes SQLite transactions in-process (for
-   ``:memory:`` reads too); across processes the busy timeout does the queueing.
+   ``:memory:`` reads too); across processes the busy timeout does the queueing. On a
+   file, a write transaction runs on the event loop's thread while the write lock is free
+   (``sqlite_writes``: an aiosqlite thread hop per statement was most of a job's CPU).
 
 PostgreSQL needs none of that: READ COMMITTED, row locks and ``SKIP LOCKED``.
 """
@@ -43,7 +45,8 @@ from sqlalchemy.pool import StaticPool
 
 from . import inline_sqlite
 from .schema import metadata
-from .sqlite_batches import FILE_PRAGMAS, BatchConnection, in_transaction
+from .sqlite_batches import FILE_PRAGMAS, BatchConnection, Checkpoints, in_transaction
+from .sqlite_writes import InlineWriter
 
 DEFAULT_URL = "sqlite+aiosqlite:///caas.db"
 BUSY_TIMEOUT_MS = 10_000
@@ -263,6 +266,11 @@ class Database:
         self._owner: asyncio.Task | None = None  # the task holding _lock
         self._batch_conn: AsyncConnection | None = None  # see _batch_driver
         self._batches: BatchConnection | None = None  # see run_sqlite_transaction
+        # A SQLite file served on aiosqlite's threads: its writes run on the loop's thread
+        # while the lock is free (``sqlite_writes``), checkpointed with the batches'.
+        self._file = self._sqlite and not self._memory and not self.private
+        self._checkpoints = Checkpoints(engine.url.database) if self._file else None
+        self._writer: InlineWriter | None = None
 
     @classmethod
     async def open(
@@ -305,7 +313,23 @@ class Database:
         COMMITTED sees what a transaction would (a snapshot per statement) without the
         BEGIN and COMMIT round trips.
         """
-        async with self._serialized(readonly), _guarded(self.engine) as conn:
+        async with self._serialized(readonly):
+            if self._file and not readonly:
+                async with self._inline_writer().transaction() as conn:
+                    if conn is not None:  # else another process holds the lock: wait on a thread below
+                        yield conn
+                        return
+            async with self._transaction(readonly) as conn:
+                yield conn
+
+    def _inline_writer(self) -> InlineWriter:
+        if self._writer is None:
+            self._writer = InlineWriter(create_engine(self.engine.url, sqlite_inline=True), self._checkpoints)
+        return self._writer
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, readonly: bool) -> AsyncIterator[AsyncConnection]:
+        async with _guarded(self.engine) as conn:
             if self._sqlite:
                 mode = "DEFERRED" if readonly else "IMMEDIATE"
                 conn = await conn.execution_options(**{_BEGIN_OPTION: mode})
@@ -337,7 +361,7 @@ class Database:
             try:
                 if not self._memory and not self.private:  # a file served on aiosqlite's threads
                     if self._batches is None:
-                        self._batches = BatchConnection(self.engine.url.database, BUSY_TIMEOUT_MS)
+                        self._batches = BatchConnection(self.engine.url.database, BUSY_TIMEOUT_MS, self._checkpoints)
                     return await self._batches.run(work)
                 driver = await self._batch_driver()
                 # aiosqlite's own "run this on the connection's thread" (in place for an
@@ -378,6 +402,11 @@ class Database:
         if self._batches is not None:
             batches, self._batches = self._batches, None
             await batches.close()
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await writer.close()
+        if self._checkpoints is not None:
+            await self._checkpoints.close()
         if self._batch_conn is not None:
             conn, self._batch_conn = self._batch_conn, None
             await conn.close()

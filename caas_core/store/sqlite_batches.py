@@ -9,7 +9,9 @@ every request of the process is kept off the loop:
 - **Checkpoints.** SQLite copies the write-ahead log into the database (and syncs it)
   inside the commit that crosses ``wal_autocheckpoint``. That is off on this connection;
   a passive checkpoint, which never blocks a writer, runs on a worker thread every
-  ``CHECKPOINT_EVERY`` commits instead. The core's other connections keep theirs.
+  ``CHECKPOINT_EVERY`` commits instead (``Checkpoints``, shared with the write transactions
+  that ``sqlite_writes`` runs on the loop's thread). Connections on aiosqlite's threads
+  keep theirs.
 - **Another process's write lock.** ``BEGIN IMMEDIATE`` is tried without waiting; when
   another process holds the lock, the batch runs on a worker thread, waiting on the busy
   timeout there, as before. Inside the process writers never meet: ``Database``
@@ -53,27 +55,65 @@ def in_transaction(sqlite: sqlite3.Connection, work: Callable[[sqlite3.Connectio
     return result
 
 
+class Checkpoints:
+    """Passive checkpoints of one SQLite file on a worker thread, one per ``CHECKPOINT_EVERY``
+    commits of the connections that run with ``wal_autocheckpoint=0`` on the event loop's
+    thread (the batch writer here, ``sqlite_writes.InlineWriter``): a checkpoint copies the
+    log into the database and syncs it, which must not hold every request of the process."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.commits = 0
+        self._checkpointer: sqlite3.Connection | None = None
+        self.running: asyncio.Future | None = None
+
+    def committed(self) -> None:
+        """One more commit logged; every ``CHECKPOINT_EVERY``, a checkpoint on a thread."""
+        self.commits += 1
+        if self.commits % CHECKPOINT_EVERY == 0 and self.running is None:
+            self.running = asyncio.ensure_future(asyncio.to_thread(self._checkpoint))
+            self.running.add_done_callback(self._checkpointed)
+
+    def _checkpoint(self) -> None:
+        if self._checkpointer is None:
+            self._checkpointer = connect(self.path)
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _checkpointed(self, done: asyncio.Future) -> None:
+        self.running = None
+        if not done.cancelled() and done.exception() is not None:  # the next one catches up: nothing is lost
+            log.warning("WAL checkpoint of %s failed: %s", self.path, done.exception())
+
+    async def close(self) -> None:
+        if self.running is not None:
+            await asyncio.wait([self.running])
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
+
+
+def connect(path: str) -> sqlite3.Connection:
+    # check_same_thread=False: the contended path and checkpoints use a worker thread,
+    # one at a time.
+    sqlite = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for pragma in FILE_PRAGMAS:
+        sqlite.execute(pragma)
+    return sqlite
+
+
 class BatchConnection:
     """One SQLite file's batch writer. Not safe for concurrent use: the caller holds the
-    database's writer lock around ``run``."""
+    database's writer lock around ``run``. ``checkpoints``: shared with the file's other
+    writers on the loop's thread (its own otherwise)."""
 
-    def __init__(self, path: str, busy_timeout_ms: int) -> None:
+    def __init__(self, path: str, busy_timeout_ms: int, checkpoints: Checkpoints | None = None) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
-        self.commits = 0
-        self._sqlite = self._connect()
+        self.checkpoints = checkpoints or Checkpoints(path)
+        self._own_checkpoints = checkpoints is None
+        self._sqlite = connect(path)
         self._sqlite.execute("PRAGMA busy_timeout=0")  # in place: never wait on another process
         self._sqlite.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run on a thread (see above)
-        self._checkpointer: sqlite3.Connection | None = None
-        self._checkpointing: asyncio.Future | None = None
-
-    def _connect(self) -> sqlite3.Connection:
-        # check_same_thread=False: the contended path and checkpoints use a worker thread,
-        # one at a time.
-        sqlite = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        for pragma in FILE_PRAGMAS:
-            sqlite.execute(pragma)
-        return sqlite
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work(connection)`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT``; its result once
@@ -86,10 +126,7 @@ class BatchConnection:
             result = await asyncio.to_thread(self._run_waiting, work)
         else:
             result = in_transaction(self._sqlite, work, begun=True)
-        self.commits += 1
-        if self.commits % CHECKPOINT_EVERY == 0 and self._checkpointing is None:
-            self._checkpointing = asyncio.ensure_future(asyncio.to_thread(self._checkpoint))
-            self._checkpointing.add_done_callback(self._checkpointed)
+        self.checkpoints.committed()
         return result
 
     def _run_waiting(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -99,19 +136,7 @@ class BatchConnection:
         finally:
             self._sqlite.execute("PRAGMA busy_timeout=0")
 
-    def _checkpoint(self) -> None:
-        if self._checkpointer is None:
-            self._checkpointer = self._connect()
-        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
-    def _checkpointed(self, done: asyncio.Future) -> None:
-        self._checkpointing = None
-        if not done.cancelled() and done.exception() is not None:  # the next one catches up: nothing is lost
-            log.warning("WAL checkpoint of %s failed: %s", self.path, done.exception())
-
     async def close(self) -> None:
-        if self._checkpointing is not None:
-            await asyncio.wait([self._checkpointing])
+        if self._own_checkpoints:
+            await self.checkpoints.close()
         self._sqlite.close()
-        if self._checkpointer is not None:
-            self._checkpointer.close()

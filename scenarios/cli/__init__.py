@@ -278,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "127.0.0.1:5432/test"),
                        help="PostgreSQL server (a throw-away database is created there) for ota and scaleout")
     bench.add_argument("--purchases", type=int, default=1000, help="purchases of the ota measure (default 1000)")
+    bench.add_argument("--only", metavar="TEXT", help="sim: only the operations whose name holds TEXT "
+                                                      "(e.g. 'iot', 'registry-es')")
+    bench.add_argument("--memory", action="store_true", help="sim: also the IoT simulator's bytes per touched "
+                                                             "vehicle after 100,000 activations (target 500)")
     bench.set_defaults(handler=cmd_bench)
     return parser
 
@@ -300,4 +304,5 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .. import bench
 
     return int(bench.main(args.which, duration=parse_duration(args.duration), connections=args.connections,
-                          rounds=args.rounds, postgres=args.postgres, purchases=args.purchases))
+                          rounds=args.rounds, postgres=args.postgres, purchases=args.purchases,
+                          only=args.only, memory=args.memory))

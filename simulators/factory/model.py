@@ -45,6 +45,7 @@ from pydantic import Field
 from ..kit.clock import Timer, isoformat, to_datetime
 from ..kit.errors import ProblemError
 from ..kit.faults import NoParams
+from ..kit.retention import Retention
 from ..kit.service import Service
 from . import catalogue
 from . import magic as mg
@@ -56,6 +57,10 @@ from .vins import VinPool
 STATUSES = ("ORDER_PLACED", "PRODUCTION_SCHEDULED", "PRODUCTION_IN_PROGRESS", "QUALITY_CONTROL",
             "READY_FOR_SHIPMENT", "IN_TRANSIT", "ARRIVED_AT_DEALERSHIP")
 WEBHOOK = "orderStatus"
+#: Orders kept: past this many, the oldest with no stage ahead (delivered, cancelled, or
+#: waiting at the dealership) are forgotten (404). A count, not an age: a car may wait at a
+#: dealership for months, and a world of a test holds far fewer.
+ORDERS_KEPT = 100_000
 DELAY_REASONS = ("SUPPLIER_SHORTAGE", "PRODUCTION_LINE_STOPPAGE", "QUALITY_HOLD", "LOGISTICS")
 _DELAY_TEXT = {
     "SUPPLIER_SHORTAGE": "a supplier shortage of components",
@@ -157,6 +162,8 @@ class FactoryModel:
         self.placement_seconds = placement_seconds
         self.qc_failure_rate = qc_failure_rate
         self.notifier = Notifier(service)
+        self.retention = Retention(service.clock.now, keep=ORDERS_KEPT)
+        self._on_fire = self._fire  # one bound method for every order's timer, not one each
         self.orders: dict[str, Order] = {}
         self._by_reference: dict[str, list[str]] = {}
         self._attempts: dict[str, int] = {}  # placement attempts per reference (magic unavailability)
@@ -166,12 +173,30 @@ class FactoryModel:
         service.reset_hooks.append(self.reset)
 
     def reset(self) -> None:
+        self.retention.clear()
         self.orders.clear()
         self._by_reference.clear()
         self._attempts.clear()
         self._ids = itertools.count(1)
         self.notifier.reset()
         self.vins.reset()
+
+    def prune(self) -> None:
+        """Forget the oldest orders with no stage ahead past ``ORDERS_KEPT``."""
+        for order_id in self.retention.due():
+            order = self.orders.get(order_id)
+            if order is None:
+                continue
+            if order.steps or order.timer is not None:
+                self.retention.touched(order_id)  # still on its way: looked at again later
+                continue
+            del self.orders[order_id]
+            siblings = self._by_reference.get(order.reference, [])
+            if order_id in siblings:
+                siblings.remove(order_id)
+            if not siblings:
+                self._by_reference.pop(order.reference, None)
+                self._attempts.pop(order.reference, None)
 
     # --- reads ----------------------------------------------------------
     def order(self, order_id: str) -> Order:
@@ -203,6 +228,7 @@ class FactoryModel:
     # --- placement ------------------------------------------------------
     async def place(self, body: dict, correlation_id: str | None = None) -> dict:
         """Check, then create, an order; raises ProblemError for a refusal (503, 504, 422)."""
+        self.prune()
         dealership, reference = body["dealership"], body["reference"]
         behaviour = mg.dealership(dealership["id"])
         entities = {"reference": reference, "dealershipId": dealership["id"], "model": body["model"]}
@@ -371,11 +397,12 @@ class FactoryModel:
 
     # --- the clock --------------------------------------------------------
     def _arm(self, order: Order) -> None:
+        self.retention.touched(order.id)  # every change of an order ends here
         if order.timer is not None:
             order.timer.cancel()
             order.timer = None
         if order.steps:
-            order.timer = self.service.at(order.steps[0].when, self._fire, order.id)
+            order.timer = self.service.at(order.steps[0].when, self._on_fire, order.id)
 
     def _fire(self, order_id: str) -> None:
         order = self.orders.get(order_id)

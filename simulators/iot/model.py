@@ -18,27 +18,40 @@ LIMITATIONS (where this knowingly differs from the real API IoT):
   extension of the specification's ACTIVATED/FAILED statuses.
 - The proprietary network is not modelled: no queueing in the gateway, no
   bandwidth, no per-region outages beyond fault rules.
+- A finished request is readable for ``REQUEST_TTL`` (7 days of clock time), then
+  forgotten (404); the vehicle keeps its services.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal, NamedTuple
+
+import orjson
 
 from .. import fleet as fl
 from ..kit.clock import isoformat, parse_datetime
 from ..kit.delivery_faults import delivery_hooks, register_delivery_faults
 from ..kit.errors import ProblemError
 from ..kit.faults import NoParams
+from ..kit.packed import packed
 from ..kit.service import Service
+from ..kit.untracked import RecordStore
 
 CALLBACK_EVENT = "otaStatus"
 #: Seconds the gateway waits for a vehicle to be reachable (spec: timeout per attempt 60 s).
 COMMAND_TTL = 60.0
 #: Diagnostic codes a vehicle keeps, newest last.
 MAX_ERROR_CODES = 5
+#: Clock seconds a finished OTA request stays readable (GET /ota/activations/{id}); then 404.
+REQUEST_TTL = 7 * 86400.0
+#: Distinct small values (service ids, flag sets, durations) kept once and shared.
+SHARED_VALUES = 4096
+#: Profiles kept at hand: a vehicle is touched several times in a row (command, outcome,
+#: callback, status reads), and computing a profile from the seed costs ~10-15 µs.
+RECENT_PROFILES = 1024
 
 
 class ErrorCodeParams(NoParams):
@@ -55,38 +68,51 @@ DOMAIN_FAULTS = {
 #: The API IoT calls its webhooks callbacks.
 CALLBACK_FAULTS = {"lost": "callback_lost", "duplicated": "callback_duplicated", "delayed": "callback_delayed"}
 
+# State is kept in tuples of plain values, replaced on change: a fleet of touched vehicles
+# then costs a few hundred bytes each, and the garbage collector stops tracking them
+# (a tuple of atomic values is untracked), so its full passes do not grow with the fleet.
 
-@dataclass(slots=True)
-class ActiveService:
+
+class ActiveService(NamedTuple):
     service_id: str
-    flags: list[str]
+    flags: tuple[str, ...]
     duration_type: str
     expiry: float | None
     status: str  # PENDING | ACTIVE | ERROR
     since: float
-    request_id: str
+    request: int  # number of the request that set it
 
 
-@dataclass(slots=True)
-class Vehicle:
-    """A vehicle that has been touched: the only per-vehicle memory the simulator keeps."""
-    profile: fl.VehicleProfile
-    services: dict[str, ActiveService] = field(default_factory=dict)
-    error_codes: list[str] = field(default_factory=list)
+class Vehicle(NamedTuple):
+    """A vehicle that has been touched: the only per-vehicle memory the simulator keeps
+    (its profile is the fleet's, computed again when needed)."""
+    services: tuple[ActiveService, ...] = ()
+    error_codes: tuple[str, ...] = ()
     commands: int = 0  # commands ever pushed, for deterministic per-attempt behaviour
     callbacks: int = 0
 
 
-@dataclass(slots=True)
-class Request:
+UNTOUCHED = Vehicle()
+
+
+def _load_vehicle(raw: tuple) -> Vehicle:
+    return Vehicle(tuple(map(ActiveService._make, raw[0])), *raw[1:])
+
+
+def _dump_vehicle(vehicle: Vehicle) -> tuple:
+    return (tuple(map(tuple, vehicle.services)), *vehicle[1:])
+
+
+class Request(NamedTuple):
     id: str
+    number: int
     kind: str  # ACTIVATION | DEACTIVATION
     vin: str
     service_id: str
     created: float
     correlation_id: str | None
-    flags: list[str] = field(default_factory=list)
-    duration: dict | None = None
+    flags: tuple[str, ...] = ()
+    duration: bytes | None = None  # the request's duration object, as JSON
     attempt: int = 1
     status: str = "QUEUED"
     outcome: str | None = None
@@ -98,20 +124,27 @@ class Request:
                 "status": self.status, "outcome": self.outcome, "errorCode": self.error_code,
                 "attempts": self.attempt, "createdAt": isoformat(self.created),
                 "completedAt": isoformat(self.completed) if self.completed is not None else None,
-                "duration": self.duration}
+                "duration": orjson.loads(self.duration) if self.duration is not None else None}
 
     def accepted(self) -> dict:
         return {"requestId": self.id, "status": self.status, "timestamp": isoformat(self.created)}
 
 
 class IotModel:
-    def __init__(self, service: Service, fleet: fl.Fleet, *, command_ttl: float = COMMAND_TTL):
+    def __init__(self, service: Service, fleet: fl.Fleet, *, command_ttl: float = COMMAND_TTL,
+                 request_ttl: float = REQUEST_TTL):
         self.service = service
         self.fleet = fleet
         self.command_ttl = command_ttl
-        self.vehicles: dict[str, Vehicle] = {}
-        self.requests: dict[str, Request] = {}
+        self.request_ttl = request_ttl
+        # Plain tuples inside (see kit/untracked.py): a fleet's worth costs no collector pass.
+        self.vehicles: RecordStore[Vehicle] = RecordStore(_load_vehicle, _dump_vehicle)
+        self.requests: RecordStore[Request] = RecordStore(Request._make)
+        self._finished: collections.deque[tuple[float, str]] = collections.deque()  # (completed, id), in order
+        self._shared: dict = {}
+        self._profiles: dict[str, fl.VehicleProfile] = {}  # bounded, oldest out first
         self._ids = itertools.count(1)
+        self._on_finish = self._finish  # one bound method for every timer, not one each
         for name, (description, params) in DOMAIN_FAULTS.items():
             service.faults.register(name, description, params)
         register_delivery_faults(service.faults, CALLBACK_FAULTS, "The outcome callback")
@@ -120,31 +153,55 @@ class IotModel:
     def reset(self) -> None:
         self.vehicles.clear()
         self.requests.clear()
+        self._finished.clear()
+        self._shared.clear()
+        self._profiles.clear()
         self._ids = itertools.count(1)
+
+    def prune(self) -> None:
+        """Forget the requests finished more than ``request_ttl`` ago (lazily, on the next
+        call: no timer, so the clock's next due time is the world's alone)."""
+        finished = self._finished
+        if finished and finished[0][0] <= self.service.clock.now() - self.request_ttl:
+            cutoff, before = self.service.clock.now() - self.request_ttl, len(self.requests)
+            while finished and finished[0][0] <= cutoff:
+                self.requests.pop(finished.popleft()[1], None)
+            if len(self.requests) < before // 2:
+                self.requests.compact()
+
+    def _share(self, value):
+        shared = self._shared.get(value)
+        if shared is not None:
+            return shared
+        if len(self._shared) < SHARED_VALUES:
+            self._shared[value] = value
+        return value
 
     # --- reads --------------------------------------------------------
     def profile(self, vin: str) -> fl.VehicleProfile:
+        profile = self._profiles.get(vin)
+        if profile is not None:
+            return profile
         profile = self.fleet.profile(vin)
         if profile is None:
             raise ProblemError(404, "Unknown vehicle", f"{vin} is not a vehicle of this fleet", kind="unknown-vehicle")
+        self._profiles[vin] = profile
+        if len(self._profiles) > RECENT_PROFILES:
+            del self._profiles[next(iter(self._profiles))]
         return profile
 
-    def vehicle(self, vin: str) -> Vehicle:
-        vehicle = self.vehicles.get(vin)
-        if vehicle is None:
-            vehicle = self.vehicles[vin] = Vehicle(self.profile(vin))
-        return vehicle
-
     def request(self, request_id: str) -> dict:
+        self.prune()
         req = self.requests.get(request_id)
         if req is None:
-            raise ProblemError(404, "Unknown request", f"no OTA request {request_id}", kind="unknown-request")
+            raise ProblemError(404, "Unknown request", f"no OTA request {request_id} (a finished request is kept "
+                               f"{self.request_ttl / 86400:g} days)", kind="unknown-request")
         return req.view()
 
     def status(self, vin: str) -> dict:
         # Reading a vehicle does not materialise it: untouched vehicles are pure functions of the seed.
-        vehicle = self.vehicles.get(vin)
-        profile = vehicle.profile if vehicle else self.profile(vin)
+        profile = self.profile(vin)
+        vehicle = self.vehicles.get(vin, UNTOUCHED)
         now = self.service.clock.now()
         connectivity = self._connectivity(profile, now, consume=False)
         seen = fl.last_seen(profile, now) if connectivity != fl.OFFLINE else min(now, fl.last_seen(profile, now))
@@ -157,22 +214,19 @@ class IotModel:
             signal = min(signal, 30)
         elif connectivity == fl.OFFLINE:
             signal = 0
-        services = vehicle.services.values() if vehicle else ()
         return {
             "vin": vin, "connectivity": connectivity, "lastSeen": isoformat(seen), "model": profile.model,
             "activeServices": [{"serviceId": s.service_id, "activationDate": isoformat(s.since), "status": s.status,
-                                "featureFlags": s.flags, "expiryDate": isoformat(s.expiry) if s.expiry else None,
-                                "durationType": s.duration_type} for s in services],
-            "diagnostics": {"errorCodes": list(vehicle.error_codes) if vehicle else [],
-                            "firmwareVersion": profile.firmware_version, "networkSignalStrength": signal,
-                            "installedFeatures": list(profile.features)},
+                                "featureFlags": list(s.flags), "expiryDate": isoformat(s.expiry) if s.expiry else None,
+                                "durationType": s.duration_type} for s in vehicle.services],
+            "diagnostics": {"errorCodes": list(vehicle.error_codes), "firmwareVersion": profile.firmware_version,
+                            "networkSignalStrength": signal, "installedFeatures": list(profile.features)},
         }
 
     # --- commands -----------------------------------------------------
     def activate(self, vin: str, service_id: str, configuration: dict, duration: dict,
                  correlation_id: str | None = None) -> dict:
-        vehicle = self.vehicles.get(vin)
-        profile = vehicle.profile if vehicle else self.profile(vin)
+        profile = self.profile(vin)
         flags = configuration["featureFlags"]
         missing = [f for f in flags if f not in profile.features]
         if missing:
@@ -180,22 +234,25 @@ class IotModel:
                                f"feature flag(s) {', '.join(map(repr, missing))} not installed on {vin}; "
                                f"installed: {', '.join(profile.features)}", kind="feature-not-installed")
         expiry = self._check_duration(duration)
-        vehicle = vehicle or self.vehicle(vin)
-        req = self._new_request("ACTIVATION", vin, service_id, correlation_id, flags=list(flags), duration=duration)
-        vehicle.services[service_id] = ActiveService(service_id, list(flags), duration["type"], expiry, "PENDING",
-                                                     req.created, req.id)
-        self._push(vehicle, req)
-        return req.accepted()
+        self.prune()
+        service_id, flags = self._share(service_id), self._share(tuple(flags))
+        duration_type = self._share(duration["type"])
+        req = self._new_request("ACTIVATION", vin, service_id, correlation_id, flags=flags,
+                                duration=self._share(packed(duration)), duration_type=duration_type)
+        vehicle = self.vehicles.get(vin, UNTOUCHED)
+        service = ActiveService(service_id, flags, duration_type, expiry, "PENDING", req.created, req.number)
+        vehicle = Vehicle(_put(vehicle.services, service), vehicle.error_codes, vehicle.commands, vehicle.callbacks)
+        return self._push(profile, vehicle, req).accepted()
 
     def deactivate(self, vin: str, service_id: str, correlation_id: str | None = None) -> dict:
         profile = self.profile(vin)
         vehicle = self.vehicles.get(vin)
-        if vehicle is None or service_id not in vehicle.services:
+        if vehicle is None or _find(vehicle.services, service_id) is None:
             raise ProblemError(422, "Service not active on the vehicle",
                                f"service {service_id!r} is not active on {profile.vin}", kind="service-not-active")
-        req = self._new_request("DEACTIVATION", vin, service_id, correlation_id)
-        self._push(vehicle, req)
-        return req.accepted()
+        self.prune()
+        req = self._new_request("DEACTIVATION", vin, self._share(service_id), correlation_id)
+        return self._push(profile, vehicle, req).accepted()
 
     def _check_duration(self, duration: dict) -> float | None:
         kind, now = duration["type"], self.service.clock.now()
@@ -217,36 +274,44 @@ class IotModel:
             return None  # renews until deactivated
         return expiry
 
-    def _new_request(self, kind: str, vin: str, service_id: str, correlation_id: str | None, **extra: Any) -> Request:
-        digest = hashlib.blake2b(f"{self.service.seed}:ota:{next(self._ids)}".encode(), digest_size=10).hexdigest()
-        req = Request("ota_" + digest, kind, vin, service_id, self.service.clock.now(), correlation_id, **extra)
-        self.requests[req.id] = req
-        duration = extra.get("duration")  # what a peer audit needs to tell a post-paid subscription
-        self.service.journal.event("ota.queued", {"vin": vin, "requestId": req.id, "serviceId": service_id},
-                                   kind=kind, **({"durationType": duration["type"]} if duration else {}))
+    def _new_request(self, kind: str, vin: str, service_id: str, correlation_id: str | None, *,
+                     flags: tuple[str, ...] = (), duration: bytes | None = None,
+                     duration_type: str | None = None) -> Request:
+        number = next(self._ids)
+        digest = hashlib.blake2b(f"{self.service.seed}:ota:{number}".encode(), digest_size=10).hexdigest()
+        req = Request("ota_" + digest, number, kind, vin, service_id, self.service.clock.now(), correlation_id,
+                      flags, duration)
+        # what a peer audit needs to tell a post-paid subscription
+        detail = {"kind": kind, "durationType": duration_type} if duration_type else {"kind": kind}
+        self.service.journal.record("event", "internal", event="ota.queued", detail=detail,
+                                    entities={"vin": vin, "requestId": req.id, "serviceId": service_id})
         return req
 
     # --- the vehicle side ----------------------------------------------
     def _connectivity(self, profile: fl.VehicleProfile, now: float, *, consume: bool) -> str:
         """ONLINE | LIMITED | OFFLINE, or FORCED_OFFLINE when a fault rule says so."""
-        entities = {"vin": profile.vin}
-        probe = self.service.faults.take if consume else self.service.faults.peek
-        if probe("vehicle_offline", entities=entities):
-            return "FORCED_OFFLINE"
-        state = fl.connectivity_at(profile, now)
-        if state == fl.ONLINE and probe("connectivity_limited", entities=entities):
-            return fl.LIMITED
-        return state
+        faults = self.service.faults
+        if faults.rules:
+            entities = {"vin": profile.vin}
+            probe = faults.take if consume else faults.peek
+            if probe("vehicle_offline", entities=entities):
+                return "FORCED_OFFLINE"
+            state = fl.connectivity_at(profile, now)
+            if state == fl.ONLINE and probe("connectivity_limited", entities=entities):
+                return fl.LIMITED
+            return state
+        return fl.connectivity_at(profile, now)
 
-    def _push(self, vehicle: Vehicle, req: Request) -> None:
-        """Decide now, deterministically, how and when this command ends."""
-        profile, now = vehicle.profile, self.service.clock.now()
-        vehicle.commands += 1
-        req.attempt = vehicle.commands
-        entities = {"vin": req.vin, "serviceId": req.service_id, "requestId": req.id}
+    def _push(self, profile: fl.VehicleProfile, vehicle: Vehicle, req: Request) -> Request:
+        """Decide now, deterministically, how and when this command ends; store the vehicle
+        and the request as they stand then."""
+        now = self.service.clock.now()
+        commands = vehicle.commands + 1
+        self.vehicles[req.vin] = Vehicle(vehicle.services, vehicle.error_codes, commands, vehicle.callbacks)
+        req = req._replace(attempt=commands)
         state = self._connectivity(profile, now, consume=True)
         magic = profile.magic
-        if state == "FORCED_OFFLINE" or (magic == "flaky_twice" and vehicle.commands <= 2):
+        if state == "FORCED_OFFLINE" or (magic == "flaky_twice" and commands <= 2):
             return self._later(self.command_ttl, req, "FAILED", "VEHICLE_OFFLINE")
         delay = 0.0
         # A sleeping car is woken by a shoulder tap (wake-up time is in its activation
@@ -256,23 +321,27 @@ class IotModel:
             if reachable - now > self.command_ttl:
                 return self._later(self.command_ttl, req, "FAILED", "VEHICLE_OFFLINE")
             delay = reachable - now
-        req.status = "IN_PROGRESS"
-        latency = fl.activation_latency(profile, now + delay, vehicle.commands)
+        req = req._replace(status="IN_PROGRESS")  # (before: QUEUED, as the answer says)
+        latency = fl.activation_latency(profile, now + delay, commands)
         if state == fl.LIMITED and profile.connectivity != fl.ConnectivityKind.LIMITED:
             latency = max(latency, 30.0) * 3  # a forced LIMITED link: several times slower
         if req.kind == "ACTIVATION":
-            failure = self.service.domain_fault("activation_failed", entities=entities,
-                                                correlation_id=req.correlation_id)
-            if failure is not None:
-                return self._later(delay + latency, req, "FAILED", failure.params["errorCode"])
+            if self.service.faults.rules:
+                entities = {"vin": req.vin, "serviceId": req.service_id, "requestId": req.id}
+                failure = self.service.domain_fault("activation_failed", entities=entities,
+                                                    correlation_id=req.correlation_id)
+                if failure is not None:
+                    return self._later(delay + latency, req, "FAILED", failure.params["errorCode"])
             if magic == "activation_fails":
                 return self._later(delay + latency, req, "FAILED", "ECU_ERROR")
-            if fl.flaky_attempt_fails(profile, vehicle.commands):
+            if fl.flaky_attempt_fails(profile, commands):
                 return self._later(self.command_ttl, req, "FAILED", "TIMEOUT")
-        self._later(delay + latency, req, "ACTIVATED" if req.kind == "ACTIVATION" else "DEACTIVATED", None)
+        return self._later(delay + latency, req, "ACTIVATED" if req.kind == "ACTIVATION" else "DEACTIVATED", None)
 
-    def _later(self, delay: float, req: Request, outcome: str, error_code: str | None) -> None:
-        self.service.later(delay, self._finish, req.id, outcome, error_code)
+    def _later(self, delay: float, req: Request, outcome: str, error_code: str | None) -> Request:
+        self.requests[req.id] = req
+        self.service.later(delay, self._on_finish, req.id, outcome, error_code)
+        return req
 
     def _finish(self, request_id: str, outcome: str, error_code: str | None) -> None:
         req = self.requests.get(request_id)
@@ -280,43 +349,62 @@ class IotModel:
         if req is None or vehicle is None:
             return  # reset in between
         now = self.service.clock.now()
-        req.status = "FAILED" if outcome == "FAILED" else "COMPLETED"
-        req.outcome, req.error_code, req.completed = outcome, error_code, now
-        current = vehicle.services.get(req.service_id)
-        if outcome == "ACTIVATED" and current is not None and current.request_id == req.id:
-            current.status, current.since = "ACTIVE", now
+        req = self.requests[request_id] = req._replace(status="FAILED" if outcome == "FAILED" else "COMPLETED",
+                                                       outcome=outcome, error_code=error_code, completed=now)
+        self._finished.append((now, request_id))
+        services = vehicle.services
+        current = _find(services, req.service_id)
+        mine = current is not None and current.request == req.number
+        if outcome == "ACTIVATED" and mine:
+            services = _put(services, current._replace(status="ACTIVE", since=now))
             if current.expiry is not None:
-                self.service.at(current.expiry, self._expire, req.vin, req.service_id, req.id)
+                self.service.at(current.expiry, self._expire, req.vin, req.service_id, req.number, req.id,
+                                req.correlation_id)
         elif outcome == "DEACTIVATED":
-            vehicle.services.pop(req.service_id, None)
+            services = tuple(s for s in services if s.service_id != req.service_id)
         elif outcome == "FAILED":
-            vehicle.error_codes = (vehicle.error_codes + [error_code])[-MAX_ERROR_CODES:]
-            if req.kind == "ACTIVATION" and current is not None and current.request_id == req.id:
-                current.status = "ERROR"
+            vehicle = vehicle._replace(error_codes=(*vehicle.error_codes, error_code)[-MAX_ERROR_CODES:])
+            if req.kind == "ACTIVATION" and mine:
+                services = _put(services, current._replace(status="ERROR"))
+        self.vehicles[req.vin] = vehicle._replace(services=services)
         self.service.journal.event(f"ota.{outcome.lower()}", {"vin": req.vin, "requestId": req.id,
                                                                "serviceId": req.service_id}, errorCode=error_code)
-        self._callback(vehicle, req, outcome, error_code)
+        self._callback(req.vin, req.service_id, req.id, req.correlation_id, outcome, error_code)
 
-    def _expire(self, vin: str, service_id: str, request_id: str) -> None:
+    def _expire(self, vin: str, service_id: str, number: int, request_id: str, correlation_id: str | None) -> None:
         vehicle = self.vehicles.get(vin)
-        current = vehicle.services.get(service_id) if vehicle else None
-        if current is None or current.request_id != request_id:
+        current = _find(vehicle.services, service_id) if vehicle else None
+        if current is None or current.request != number:
             return  # deactivated or replaced meanwhile
-        del vehicle.services[service_id]
+        self.vehicles[vin] = vehicle._replace(services=tuple(s for s in vehicle.services if s.service_id != service_id))
         self.service.journal.event("ota.expired", {"vin": vin, "serviceId": service_id, "requestId": request_id})
-        req = self.requests[request_id]
-        self._callback(vehicle, req, "EXPIRED", None)
+        self._callback(vin, service_id, request_id, correlation_id, "EXPIRED", None)
 
-    def _callback(self, vehicle: Vehicle, req: Request, status: str, error_code: str | None) -> None:
-        vehicle.callbacks += 1
-        entities = {"vin": req.vin, "serviceId": req.service_id, "requestId": req.id}
-        hooks = delivery_hooks(self.service.faults, CALLBACK_FAULTS, entities, req.correlation_id)
-        magic = vehicle.profile.magic
-        if magic == "callback_lost" and vehicle.callbacks == 1:
+    def _callback(self, vin: str, service_id: str, request_id: str, correlation_id: str | None, status: str,
+                  error_code: str | None) -> None:
+        vehicle = self.vehicles[vin]
+        callbacks = vehicle.callbacks + 1
+        self.vehicles[vin] = vehicle._replace(callbacks=callbacks)
+        entities = {"vin": vin, "serviceId": service_id, "requestId": request_id}
+        hooks = delivery_hooks(self.service.faults, CALLBACK_FAULTS, entities, correlation_id)
+        magic = self.profile(vin).magic
+        if magic == "callback_lost" and callbacks == 1:
             hooks.lost = True
         elif magic == "callback_duplicated":
             hooks.duplicates = max(hooks.duplicates, 1)
-        payload = {"requestId": req.id, "vin": req.vin, "serviceId": req.service_id, "status": status,
+        payload = {"requestId": request_id, "vin": vin, "serviceId": service_id, "status": status,
                    "errorCode": error_code, "timestamp": self.service.clock.now_iso()}
-        self.service.webhooks.send(CALLBACK_EVENT, payload, correlation_id=req.correlation_id,
+        self.service.webhooks.send(CALLBACK_EVENT, payload, correlation_id=correlation_id,
                                    entities=entities, hooks=hooks)
+
+
+def _find(services: tuple[ActiveService, ...], service_id: str) -> ActiveService | None:
+    return next((s for s in services if s.service_id == service_id), None)
+
+
+def _put(services: tuple[ActiveService, ...], service: ActiveService) -> tuple[ActiveService, ...]:
+    """``services`` with ``service`` in place of the one of its id (in its place), or appended."""
+    for i, s in enumerate(services):
+        if s.service_id == service.service_id:
+            return (*services[:i], service, *services[i + 1:])
+    return (*services, service)

@@ -25,6 +25,7 @@ from .admin import add_admin_routes
 from .contract import Contract, Operation
 from .errors import ProblemError
 from .faults import TRANSPORT_ACTIONS, FaultRule
+from .heap import freeze_after_start
 from .journal import CORRELATION_HEADER
 from .problems import answer_unparsable_requests, from_error, problem
 from .service import Service
@@ -87,6 +88,7 @@ def build_app(service: Service, handlers: dict[str, Handler], *, admin: bool = T
         service.journal.close()
 
     app.on_cleanup.append(close)
+    freeze_after_start(app)
     return app
 
 
@@ -139,18 +141,19 @@ def _entities(path: dict[str, str], body: Any) -> dict[str, str]:
     """What fault selectors can name: path parameters, then the body's short strings,
     top level first, then one level down (``vehicle.vin`` answers to ``vin``)."""
     entities = dict(path)
-    if isinstance(body, dict):
-        nested = []
+    if type(body) is dict:  # exact types: this runs on every request
+        nested = None
         for key, value in body.items():
-            if isinstance(value, str):
-                if len(value) <= 128:
-                    entities.setdefault(key, value)
-            elif isinstance(value, dict):
-                nested.append(value)
-        for inner in nested:
+            kind = type(value)
+            if kind is str:
+                if len(value) <= 128 and key not in entities:
+                    entities[key] = value
+            elif kind is dict:
+                nested = [value] if nested is None else [*nested, value]
+        for inner in nested or ():
             for key, value in inner.items():
-                if isinstance(value, str) and len(value) <= 128:
-                    entities.setdefault(key, value)
+                if type(value) is str and len(value) <= 128 and key not in entities:
+                    entities[key] = value
     return entities
 
 
@@ -282,7 +285,10 @@ async def _idempotent(service: Service, op: Operation, handler: Handler, call: C
     if response.status >= 500 or response.status == 429:
         store.abandon(op.id, key)  # worth retrying, not replaying
     else:
-        store.complete(op.id, key, response.status, response.body, response.content_type,
+        body = response.body
+        if isinstance(body, bytes):
+            body = bytes(memoryview(body))  # its own size: see kit/packed.py
+        store.complete(op.id, key, response.status, body, response.content_type,
                        tuple((k, v) for k, v in response.headers.items() if k.lower() == "location"))
     return response
 

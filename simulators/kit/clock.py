@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import heapq
 import itertools
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -47,7 +47,10 @@ def to_datetime(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
 
 
+@functools.lru_cache(maxsize=8192)
 def isoformat(ts: float) -> str:
+    # Cached: a virtual clock stands still between moves, and answers repeat the same
+    # instants (a request's creation, a vehicle's due dates): formatting costs ~1.5 µs.
     return to_datetime(ts).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -61,18 +64,20 @@ def parse_datetime(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-@dataclass(slots=True)
 class Timer:
-    when: float
-    seq: int
-    callback: Callable[..., Any]
-    args: tuple = ()
-    owner: str | None = None
-    cancelled: bool = False
-    waiter: bool = False  # a task's wait (sleep, deadline): on reset it is ended, not forgotten
+    """A caller's handle on a scheduled callback: when it is due, and ``cancel()``."""
+
+    __slots__ = ("_calls", "seq", "when")
+
+    def __init__(self, calls: dict[int, Callable[..., Any]], seq: int, when: float):
+        self._calls, self.seq, self.when = calls, seq, when
+
+    @property
+    def cancelled(self) -> bool:
+        return self.seq not in self._calls  # (or fired)
 
     def cancel(self) -> None:
-        self.cancelled = True
+        self._calls.pop(self.seq, None)
 
 
 class Clock:
@@ -88,7 +93,13 @@ class Clock:
         self._virtual = DEFAULT_EPOCH if start is None else float(start)
         self._fires_to = self._virtual  # virtual: timers due by here fire; beyond, they wait for a move
         self._wall_anchor = time.monotonic()
-        self._timers: list[tuple[float, int, Timer]] = []  # heap; (when, seq) orders ties by insertion
+        # The pending timers: a heap of (when, seq, args, owner, waiter), (when, seq) ordering ties
+        # by insertion, and their callbacks by seq (a timer is pending while its seq is there).
+        # Apart so that an entry holds plain values: the garbage collector stops tracking it,
+        # and a virtual clock with a hundred thousand timers pending costs its passes nothing.
+        # waiter: a task's wait (sleep, deadline): on reset it is ended, not forgotten.
+        self._timers: list[tuple[float, int, tuple, str | None, bool]] = []
+        self._calls: dict[int, Callable[..., Any]] = {}
         self._seq = itertools.count()
         self._busy = 0
         self._busy_by_owner: dict[str, int] = {}
@@ -115,10 +126,11 @@ class Clock:
         # millisecond, so a coordinator in another process can then move a clock exactly to
         # any timer, and a world across processes unfolds as the same world in one.
         when = math.ceil(when * 1000 - 1e-3) / 1000
-        timer = Timer(when, next(self._seq), callback, args, owner, waiter=waiter)
-        heapq.heappush(self._timers, (when, timer.seq, timer))
+        seq = next(self._seq)
+        self._calls[seq] = callback
+        heapq.heappush(self._timers, (when, seq, args, owner, waiter))
         if self.mode != "virtual":
-            if self._timers[0][2] is timer:
+            if self._timers[0][1] == seq:
                 self._arm()
         elif when <= self._fires_to:
             # Due already (a webhook sent "now", say): fire on the next loop
@@ -127,7 +139,7 @@ class Clock:
                 asyncio.get_running_loop().call_soon(self._fire_due, self._fires_to)
             except RuntimeError:
                 pass  # no loop yet: the next advance fires it
-        return timer
+        return Timer(self._calls, seq, when)
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any, owner: str | None = None,
                    waiter: bool = False) -> Timer:
@@ -137,35 +149,42 @@ class Clock:
         self._drop_cancelled()
         if owner is None:
             return self._timers[0][0] if self._timers else None
-        due = [t.when for _, _, t in self._timers if t.owner == owner and not t.cancelled]
+        calls = self._calls
+        due = [when for when, seq, _, of, _ in self._timers if of == owner and seq in calls]
         return min(due) if due else None
 
     def pending(self, owner: str | None = None) -> int:
-        return sum(1 for _, _, t in self._timers if not t.cancelled and (owner is None or t.owner == owner))
+        calls = self._calls
+        return sum(1 for _, seq, _, of, _ in self._timers if seq in calls and (owner is None or of == owner))
 
     def cancel_owned(self, owner: str) -> None:
         """Forget ``owner``'s timers; a task waiting on one is woken so that it can finish."""
-        for _, _, timer in self._timers:
-            if timer.owner == owner and not timer.cancelled:
-                timer.cancel()
-                if timer.waiter:
-                    timer.callback(*timer.args)
+        for _, seq, args, of, waiter in list(self._timers):
+            if of == owner:
+                callback = self._calls.pop(seq, None)
+                if callback is not None and waiter:
+                    callback(*args)
 
     def _drop_cancelled(self) -> None:
-        while self._timers and self._timers[0][2].cancelled:
+        while self._timers and self._timers[0][1] not in self._calls:
             heapq.heappop(self._timers)
 
     def _fire_due(self, until: float) -> int:
         """Fire every timer due at or before ``until``, in (when, seq) order."""
         fired = 0
         while self._timers and self._timers[0][0] <= until:
-            timer = heapq.heappop(self._timers)[2]
-            if timer.cancelled:
+            when, seq, args, _, _ = heapq.heappop(self._timers)
+            callback = self._calls.pop(seq, None)
+            if callback is None:  # cancelled
                 continue
-            if self.mode == "virtual" and timer.when > self._virtual:
-                self._virtual = timer.when
-            timer.callback(*timer.args)
+            if self.mode == "virtual" and when > self._virtual:
+                self._virtual = when
+            callback(*args)
             fired += 1
+        if not self._calls and fired:
+            # A dict keeps its table when emptied: a burst of timers would hold its peak's
+            # size for good. Handles of past timers keep the old one (all cancelled or fired).
+            self._calls = {}
         return fired
 
     def _arm(self) -> None:

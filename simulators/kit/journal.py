@@ -3,6 +3,11 @@
 Entries carry a sequence number so readers page with ``?since=seq``; the ring
 drops the oldest entries and readers are told how many they missed. An
 optional JSON-lines sink keeps everything for later analysis.
+
+An entry is kept as a tuple of its header and its fields as JSON bytes, not as
+dicts: a full ring then costs a few MB, and the garbage collector does not track
+it (a ring of dicts was ten thousand long-lived containers it walked on every
+full pass). Entries become dicts again when read.
 """
 
 from __future__ import annotations
@@ -17,17 +22,19 @@ from typing import IO, Any
 import orjson
 
 from .clock import isoformat, wall_isoformat
+from .packed import packed as pack
 
 CORRELATION_HEADER = "X-Correlation-Id"
 
 
 class Journal:
     def __init__(self, service: str, now: Callable[[], float], *, capacity: int = 10_000,
-                 jsonl_path: str | Path | None = None, observer: Callable[[dict], None] | None = None):
+                 jsonl_path: str | Path | None = None, observer: Callable[[str, str, dict], None] | None = None):
         self.service = service
-        self._observer = observer  # told of every entry as it is appended (the metrics)
+        self._observer = observer  # told (kind, direction, fields) of every entry appended (the metrics)
         self._now = now
-        self._entries: collections.deque[dict] = collections.deque(maxlen=capacity)
+        # (seq, vt, wall, kind, direction, fields as JSON bytes, or the dict when not JSON)
+        self._entries: collections.deque[tuple] = collections.deque(maxlen=capacity)
         self._next_seq = 1
         self._cleared_through = 0  # entries up to this seq were cleared on purpose, not dropped
         # Open for the journal's lifetime; close() ends it (the app's cleanup calls it).
@@ -40,14 +47,17 @@ class Journal:
         """``record`` for the hot path: ``fields`` holds no None and is not copied."""
         # Times stay floats here and become ISO text when read: formatting
         # them on every request would cost more than the rest of the entry.
-        entry = {"seq": self._next_seq, "vt": self._now(), "wall": time.time(), "service": self.service,
-                 "kind": kind, "direction": direction, **fields}
+        seq, vt, wall = self._next_seq, self._now(), time.time()
         self._next_seq += 1
-        self._entries.append(entry)
+        try:
+            packed = pack(fields)
+        except TypeError:  # not JSON (a test's odd value): kept as it is
+            packed = dict(fields)
+        self._entries.append((seq, vt, wall, kind, direction, packed))
         if self._observer is not None:
-            self._observer(entry)
+            self._observer(kind, direction, fields)
         if self._sink is not None:
-            self._sink.write(orjson.dumps(_render(entry)) + b"\n")
+            self._sink.write(orjson.dumps(self._render((seq, vt, wall, kind, direction, packed))) + b"\n")
             self._sink.flush()
 
     def event(self, name: str, entities: dict[str, str] | None = None, **detail: Any) -> None:
@@ -57,19 +67,19 @@ class Journal:
 
     def read(self, since: int = 0, limit: int = 1000) -> dict:
         since = min(since, self._next_seq)  # a reader ahead of the journal just gets nothing yet
-        first = self._entries[0]["seq"] if self._entries else self._next_seq
+        first = self._entries[0][0] if self._entries else self._next_seq
         dropped = max(0, first - max(since, self._cleared_through) - 1)
         # Entries are contiguous by seq, so index arithmetic finds the start.
         start = max(0, since + 1 - first)
-        entries = [_render(e) for e in itertools.islice(self._entries, start, start + limit)]
+        entries = [self._render(e) for e in itertools.islice(self._entries, start, start + limit)]
         nxt = entries[-1]["seq"] if entries else max(since, first - 1)
         return {"entries": entries, "next": nxt, "dropped": dropped}
 
     def entries(self) -> list[dict]:
-        return [_render(e) for e in self._entries]
+        return [self._render(e) for e in self._entries]
 
     def violations(self) -> list[dict]:
-        return [_render(e) for e in self._entries if e["kind"] == "violation"]
+        return [self._render(e) for e in self._entries if e[3] == "violation"]
 
     def clear(self) -> int:
         removed = len(self._entries)
@@ -83,5 +93,8 @@ class Journal:
             self._sink = None
 
 
-def _render(entry: dict) -> dict:
-    return {**entry, "vt": isoformat(entry["vt"]), "wall": wall_isoformat(entry["wall"])}
+    def _render(self, entry: tuple) -> dict:
+        seq, vt, wall, kind, direction, packed = entry
+        fields = orjson.loads(packed) if isinstance(packed, bytes) else packed
+        return {"seq": seq, "vt": isoformat(vt), "wall": wall_isoformat(wall), "service": self.service,
+                "kind": kind, "direction": direction, **fields}

@@ -4,11 +4,16 @@ Every exchange a service has is already one journal entry (requests in, webhooks
 faults fired, contract violations); counting them as they are appended keeps the request
 path as it was, and the figures can never disagree with the journal. One registry per
 service: several run in one process (``caas-sim up``), each answering for itself.
+
+Requests, the one series counted on every request, are plain integers exposed by a
+collector when scraped: prometheus-client's counters and histograms take a lock and
+search the buckets in Python on every observation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -18,7 +23,9 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 disable_created_metrics()  # the *_created series: noise for counters that live as long as the process
 
@@ -31,10 +38,8 @@ class ServiceMetrics:
     def __init__(self, service: str, now: Callable[[], float]):
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._requests = Counter("caas_sim_requests", "Requests answered, by operation and status",
-                                 ["service", "operation", "status"], registry=r)
-        self._latency = Histogram("caas_sim_request_duration_seconds", "Time to answer a request, by operation",
-                                  ["service", "operation"], buckets=LATENCY_BUCKETS, registry=r)
+        self._requests = _RequestCounts(service)
+        r.register(self._requests)
         self._faults = Counter("caas_sim_faults_fired", "Fault rules fired, by rule id and action",
                                ["service", "rule_id", "action"], registry=r)
         self._violations = Counter("caas_sim_contract_violations", "Contract violations (in: requests; out: "
@@ -48,36 +53,20 @@ class ServiceMetrics:
         Gauge("caas_sim_clock_seconds", "The service's clock (Unix seconds; virtual time moves only when told)",
               ["service"], registry=r).labels(service).set_function(now)
         self._service = service
-        # Children by label values, looked up once: ``labels()`` takes a lock and builds a key.
-        self._request_children: dict[tuple[str, int], tuple] = {}
 
-    def observe(self, entry: dict) -> None:
-        """A journal entry was appended (``Journal(observer=...)``)."""
-        kind = entry["kind"]
+    def observe(self, kind: str, direction: str, entry: dict) -> None:
+        """A journal entry was appended (``Journal(observer=...)``): its kind, direction and fields."""
         if kind == "request":
-            if "status" in entry:
-                self._request(entry)
-            else:  # the connection was dropped on purpose
-                self._requests.labels(self._service, entry.get("operation", ""), "dropped").inc()
+            # a simulator's own routes (VSS's read-only guard) journal no operation or latency;
+            # a request without status had its connection dropped on purpose
+            self._requests.count(entry.get("operation", ""), entry.get("status", "dropped"), entry.get("latencyMs"))
         elif kind == "webhook":
             self._webhook(entry.get("detail") or {}, entry.get("latencyMs"))
         elif kind == "fault":
             action = (entry.get("detail") or {}).get("action", "")
             self._faults.labels(self._service, entry.get("ruleId", ""), action).inc()
         elif kind == "violation":
-            self._violations.labels(self._service, entry["direction"]).inc()
-
-    def _request(self, entry: dict) -> None:
-        # a simulator's own routes (VSS's read-only guard) journal no operation or latency
-        key = (entry.get("operation", ""), entry["status"])
-        children = self._request_children.get(key)
-        if children is None:
-            children = self._request_children[key] = (
-                self._requests.labels(self._service, key[0], str(key[1])), self._latency.labels(self._service, key[0]))
-        count, latency = children
-        count.inc()
-        if "latencyMs" in entry:
-            latency.observe(entry["latencyMs"] / 1000)
+            self._violations.labels(self._service, direction).inc()
 
     def _webhook(self, detail: dict, latency_ms: float | None) -> None:
         outcome = detail.get("outcome")
@@ -91,3 +80,43 @@ class ServiceMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _RequestCounts(Collector):
+    """``caas_sim_requests_total`` and ``caas_sim_request_duration_seconds`` as plain numbers."""
+
+    def __init__(self, service: str):
+        self._service = service
+        self._counts: dict[tuple[str, int | str], int] = {}
+        self._latency: dict[str, list] = {}  # operation -> [count per bucket (+Inf last), sum]
+
+    def count(self, operation: str, status: int | str, latency_ms: float | None) -> None:
+        key = (operation, status)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        if latency_ms is None:
+            return
+        seconds = latency_ms / 1000
+        latency = self._latency.get(operation)
+        if latency is None:
+            latency = self._latency[operation] = [[0] * (len(LATENCY_BUCKETS) + 1), 0.0]
+        latency[0][bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        latency[1] += seconds
+
+    def collect(self) -> Iterator:
+        requests = CounterMetricFamily("caas_sim_requests", "Requests answered, by operation and status",
+                                       labels=["service", "operation", "status"])
+        for (operation, status), n in self._counts.items():
+            requests.add_metric([self._service, operation, str(status)], n)
+        yield requests
+        latency = HistogramMetricFamily("caas_sim_request_duration_seconds", "Time to answer a request, by operation",
+                                        labels=["service", "operation"])
+        for operation, (counts, total) in self._latency.items():
+            cumulative, buckets = 0, []
+            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
+                cumulative += n
+                buckets.append(("+Inf" if bound == float("inf") else str(float(bound)), cumulative))
+            latency.add_metric([self._service, operation], buckets, total)
+        yield latency
+
+    def describe(self) -> Iterator:
+        return iter(())  # collected on demand, never checked for clashes at registration

@@ -5,6 +5,10 @@ Signatures follow the Standard Webhooks spec (``webhook-id``,
 the ``standardwebhooks`` reference library. The signature timestamp is wall
 time: it is transport security, not domain time. Delivery hooks let a
 simulator lose, duplicate, delay or reorder a delivery on purpose.
+
+A receiver under pressure is heeded: a 429 or 503 with ``Retry-After`` (seconds or an
+HTTP date) puts the next attempt of that delivery at least that far off on the clock,
+instead of the schedule's next step when that is sooner.
 """
 
 from __future__ import annotations
@@ -15,14 +19,15 @@ import itertools
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import aiohttp
-import orjson
 from standardwebhooks.webhooks import Webhook
 
 from .clock import Clock
 from .contract import Contract
 from .journal import CORRELATION_HEADER, Journal
+from .packed import packed
 
 #: Delay before each attempt, from the first (DESIGN.md).
 RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -117,7 +122,7 @@ class WebhookDispatcher:
             self.journal.record("violation", "out", event=event, violation=str(violation),
                                 correlationId=correlation_id, entities=entities)
         hooks = hooks or DeliveryHooks()
-        body = orjson.dumps(payload)
+        body = packed(payload)  # kept until delivered
         ids = []
         for sub in self.subscriptions:
             if not fnmatch.fnmatchcase(event, sub.event):
@@ -173,42 +178,47 @@ class WebhookDispatcher:
             headers[CORRELATION_HEADER] = delivery.correlation_id
         started = time.perf_counter()
         status: int | None = None
+        retry_after: str | None = None
         error: str | None = None
         try:
             # Busy until answered, not parked: receivers in the world answer off the clock, and
             # until one sees the request its bytes are on the way, where a settle cannot see them.
-            status = await self.clock.wait_for(self._post(delivery.url, delivery.body, headers), self.attempt_timeout,
-                                               park=False)
+            status, retry_after = await self.clock.wait_for(self._post(delivery.url, delivery.body, headers),
+                                                            self.attempt_timeout, park=False)
         except TimeoutError:
             error = f"no answer within {self.attempt_timeout:g} s"
         except (aiohttp.ClientError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         ok = status is not None and 200 <= status < 300
+        backoff = retry_after_seconds(retry_after, time.time()) if status in (429, 503) else None
+        detail = {"webhookId": delivery.webhook_id, "attempt": delivery.attempt, "copy": delivery.copy,
+                  "outcome": "delivered" if ok else "failed", "error": error}
+        if backoff is not None:
+            detail["retryAfter"] = backoff
         self.journal.record(
             "webhook", "out", peer=delivery.url, method="POST", path=_path_of(delivery.url), status=status,
             latencyMs=round((time.perf_counter() - started) * 1000, 3), correlationId=delivery.correlation_id,
-            event=delivery.event, entities=delivery.entities,
-            detail={"webhookId": delivery.webhook_id, "attempt": delivery.attempt, "copy": delivery.copy,
-                    "outcome": "delivered" if ok else "failed", "error": error},
+            event=delivery.event, entities=delivery.entities, detail=detail,
         )
         if ok:
             self.sent += 1
             return
         if delivery.attempt < len(self.schedule):
-            self._schedule(delivery, self.schedule[delivery.attempt])
+            self._schedule(delivery, max(self.schedule[delivery.attempt], backoff or 0.0))
         else:
             self.journal.record("webhook", "out", peer=delivery.url, event=delivery.event,
                                 correlationId=delivery.correlation_id, entities=delivery.entities,
                                 detail={"webhookId": delivery.webhook_id, "outcome": "exhausted",
                                         "attempts": delivery.attempt})
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str | None]:
+        """The receiver's status and its Retry-After header, if any."""
         if self._session is None or self._session.closed:
             # A real-time ceiling too, for receivers that do not share our clock.
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         async with self._session.post(url, data=body, headers=headers) as resp:
             await resp.read()
-            return resp.status
+            return resp.status, resp.headers.get("Retry-After")
 
     def reset(self, *, keep_configuration: bool = False) -> None:
         self._held.clear()
@@ -219,6 +229,23 @@ class WebhookDispatcher:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def retry_after_seconds(value: str | None, wall_now: float) -> float | None:
+    """Seconds a ``Retry-After`` value asks to wait (RFC 9110: delay-seconds or an HTTP date,
+    the date read against wall time, as the receiver wrote it); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - wall_now)
 
 
 def _overtakes(entities: dict[str, str] | None, held: Delivery) -> bool:

@@ -41,6 +41,7 @@ import itertools
 from ..kit.clock import isoformat
 from ..kit.delivery_faults import delivery_hooks, register_delivery_faults
 from ..kit.errors import ProblemError
+from ..kit.retention import Retention
 from ..kit.service import Service
 from . import cards
 from .cards import CARD, StoredMethod
@@ -63,22 +64,31 @@ from .settings import Settings
 SETTLEMENT_BEHAVIOURS = {cards.SETTLEMENT_FAILS: "INSUFFICIENT_FUNDS", cards.ACCOUNT_CLOSED: "ACCOUNT_CLOSED"}
 
 
+#: Payments kept: past this many, the oldest finished ones (not awaiting settlement, no
+#: refund pending) are forgotten with their refunds (404). A count, not an age: a real
+#: gateway answers for a payment of last year, and a world of a test holds far fewer.
+PAYMENTS_KEPT = 100_000
+
+
 class PaymentsModel:
     def __init__(self, service: Service, settings: Settings | None = None):
         self.service = service
         self.settings = settings or Settings()
         s = self.settings
         self.limiter = RateLimiter(s.rate_limit, s.rate_limit_window, s.rate_limit_scope)
+        self.retention = Retention(service.clock.now, keep=PAYMENTS_KEPT)
         self.payments: dict[str, Payment] = {}
         self.refunds: dict[str, Refund] = {}
         self.methods: dict[str, StoredMethod] = {}
         self._ids = itertools.count(1)
+        self._on_settle = self._settle  # one bound method for every settlement timer
         register_delivery_faults(service.faults, WEBHOOK_FAULTS)
         for name, (description, params) in DOMAIN_FAULTS.items():
             service.faults.register(name, description, params)
         service.reset_hooks.append(self.reset)
 
     def reset(self) -> None:
+        self.retention.clear()
         self.payments.clear()
         self.refunds.clear()
         self.methods.clear()
@@ -192,6 +202,7 @@ class PaymentsModel:
     # --- payments ---------------------------------------------------------------
     async def initiate(self, payment_type: str, amount: dict, method_ref: dict, metadata: dict,
                        correlation_id: str | None = None) -> dict:
+        self.prune()
         method = self._method_for_charge(method_ref, metadata["customerId"])
         p = Payment(self._new_id("pay_"), payment_type, amount["value"], amount["currency"], method,
                     metadata["customerId"], metadata["orderId"], metadata.get("description"), self.now, correlation_id,
@@ -227,6 +238,7 @@ class PaymentsModel:
                 "expectedSettlementDate": isoformat(p.expected_settlement) if p.expected_settlement else None}
 
     def payment(self, payment_id: str) -> dict:
+        self.prune()
         return self._payment(payment_id).view()
 
     def payments_of_order(self, order_id: str, payment_type: str | None = None) -> list[dict]:
@@ -247,7 +259,7 @@ class PaymentsModel:
         # A bank delay is not in the expected date: the caller learns it by not being paid on time.
         rule = self.service.domain_fault("settlement_delayed", entities=p.entities(), correlation_id=p.correlation_id)
         extra = SettlementDelayedParams.total(rule.params) if rule else 0.0
-        self.service.later(delay + extra, self._settle, p.id)
+        self.service.later(delay + extra, self._on_settle, p.id)
 
     def _settle(self, payment_id: str) -> None:
         p = self.payments.get(payment_id)
@@ -351,7 +363,7 @@ class PaymentsModel:
                                f"refund of {fmt(value, c)} exceeds the refundable {fmt(refundable, c)} of "
                                f"{payment_id} ({balance})", kind="refund-exceeds-captured")
         refund = Refund(self._new_id("re_"), p.id, value, c, reason, description, self.now, correlation_id)
-        p.refunds.append(refund)
+        p.refunds = (*p.refunds, refund)
         self.refunds[refund.id] = refund
         self._event(p, "REFUND_REQUESTED", amount=value, reason=reason, reference=refund.id)
         self.service.journal.event("refund.requested", {**p.entities(), "refundId": refund.id}, amount=value,
@@ -402,8 +414,22 @@ class PaymentsModel:
     def _event(self, p: Payment, kind: str, *, amount: int | None = None, reason: str | None = None,
                reference: str | None = None) -> Event:
         event = Event(len(p.events) + 1, kind, self.now, amount, reason, reference)
-        p.events.append(event)
+        p.events.append(tuple(event))
+        self.retention.touched(p.id)
         return event
+
+    def prune(self) -> None:
+        """Forget the oldest finished payments past ``PAYMENTS_KEPT`` (see ``kit/retention.py``)."""
+        for payment_id in self.retention.due():
+            p = self.payments.get(payment_id)
+            if p is None:
+                continue
+            if p.status in AWAITING_SETTLEMENT or p.refund_pending:
+                self.retention.touched(payment_id)  # not finished: looked at again later
+                continue
+            del self.payments[payment_id]
+            for refund in p.refunds:
+                self.refunds.pop(refund.id, None)
 
     def _send_settlement(self, p: Payment, event: Event) -> None:
         s = p.settlement

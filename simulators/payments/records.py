@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..kit.clock import isoformat
 from .cards import StoredMethod
@@ -12,8 +13,9 @@ from .money import money
 AWAITING_SETTLEMENT = ("CAPTURED", "AUTHORIZED", "PROCESSING")
 
 
-@dataclass(slots=True)
-class Event:
+class Event(NamedTuple):
+    """One entry of a payment's history; kept in ``Payment.events`` as a plain tuple (the
+    garbage collector stops tracking those: see kit/untracked.py)."""
     sequence: int
     type: str
     at: float
@@ -84,8 +86,8 @@ class Payment:
     expected_settlement: float | None = None
     settlement: Settlement | None = None
     chargeback: Chargeback | None = None
-    refunds: list[Refund] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
+    refunds: tuple[Refund, ...] = ()  # a tuple: most payments have none, and () is shared
+    events: list[tuple] = field(default_factory=list)  # Event as plain tuples
     vin: str | None = None         # what the merchant said the payment is for (metadata), if it did
     service_id: str | None = None
 
@@ -134,5 +136,5 @@ class Payment:
             "refunds": [r.view() for r in self.refunds],
             "events": [{"sequence": e.sequence, "type": e.type, "at": isoformat(e.at),
                         "amount": m(e.amount, c) if e.amount is not None else None,
-                        "reason": e.reason, "reference": e.reference} for e in self.events],
+                        "reason": e.reason, "reference": e.reference} for e in map(Event._make, self.events)],
         }

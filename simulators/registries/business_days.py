@@ -31,6 +31,8 @@ class Calendar:
         self.tz = ZoneInfo(timezone)
         self.opens, self.closes = opens, closes
         self._holidays = lru_cache(maxsize=64)(holidays)
+        # Every submission asks for the same few days (today + the processing days): cached.
+        self.add_business_days = lru_cache(maxsize=4096)(self._add_business_days)
 
     def local(self, ts: float) -> datetime:
         return datetime.fromtimestamp(ts, self.tz)
@@ -41,7 +43,7 @@ class Calendar:
     def is_business_day(self, day: date) -> bool:
         return day.weekday() < 5 and day not in self._holidays(day.year)
 
-    def add_business_days(self, day: date, n: int) -> date:
+    def _add_business_days(self, day: date, n: int) -> date:
         """The n-th business day after ``day`` (``day`` itself never counts)."""
         while n > 0:
             day += timedelta(days=1)

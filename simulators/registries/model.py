@@ -66,16 +66,18 @@ from __future__ import annotations
 import hashlib
 import itertools
 from datetime import date, time
+from types import SimpleNamespace
 
 from ..kit.clock import isoformat
 from ..kit.delivery_faults import delivery_hooks
 from ..kit.errors import ProblemError
+from ..kit.packed import packed
 from ..kit.service import Service
 from .availability import Maintenance, unavailable
 from .business_days import Calendar
 from .faults import register_faults
 from .plates import PlateUnavailable
-from .records import Plan, Registration, apply_values, copy_request
+from .records import Plan, Registration, apply_values
 from .validation import check_info, check_submission, invalid, plate_request
 from .vocabulary import (
     APPROVED,
@@ -130,6 +132,10 @@ class Registry:
         self._latest_by_vin: dict[str, Registration] = {}  # one live registration per VIN
         self._ids = itertools.count(1)
         self._documents = itertools.count(1)
+        # One bound method per timer kind, not one per registration's timer (each is an
+        # object the garbage collector tracks for as long as the timer waits).
+        self._timers = SimpleNamespace(begin_review=self._begin_review, review_done=self._review_done,
+                                       issue_certificate=self._issue_certificate)
         register_faults(service.faults, country)
         service.reset_hooks.append(self.reset)
 
@@ -195,7 +201,7 @@ class Registry:
                                registrationId=other.id, registrationStatus=other.status)
         digest = hashlib.blake2b(f"{self.seed}:{self.country.code}:registration:{next(self._ids)}".encode(),
                                  digest_size=8).hexdigest()
-        reg = Registration(f"reg_{self.country.code.lower()}_{digest}", copy_request(body), correlation_id, now)
+        reg = Registration(f"reg_{self.country.code.lower()}_{digest}", packed(body), correlation_id, now)
         self.registrations[reg.id] = self._latest_by_vin[reg.vin] = reg
         self._move(reg, INITIATED, notify=False)
         if sync:
@@ -221,10 +227,11 @@ class Registry:
             errors.append((rule.params["field"], rule.params["message"]))
         if errors:
             raise invalid(errors)
-        documents = {d["type"]: d for d in reg.request.get("documents", [])}
+        request = reg.request
+        documents = {d["type"]: d for d in request.get("documents", [])}
         documents.update({d["type"]: d for d in body.get("documents", [])})
-        reg.request["documents"] = list(documents.values())
-        apply_values(reg.request, body.get("values", {}))
+        request["documents"] = list(documents.values())
+        reg.keep(apply_values(request, body.get("values", {})))
         reg.info_rounds += 1
         reg.required_info = None
         self._move(reg, UNDER_REVIEW, notify=False)
@@ -288,8 +295,8 @@ class Registry:
             if opening <= now:
                 self._move(reg, UNDER_REVIEW, notify=False)
             else:  # submitted out of office hours: the file waits for the next opening
-                self.service.at(opening, self._begin_review, reg.id, reg.round)
-        self.service.at(plan.due, self._review_done, reg.id, reg.round)
+                self.service.at(opening, self._timers.begin_review, reg.id, reg.round)
+        self.service.at(plan.due, self._timers.review_done, reg.id, reg.round)
 
     def _begin_review(self, registration_id: str, round_: int) -> None:
         reg = self.registrations.get(registration_id)
@@ -345,7 +352,7 @@ class Registry:
             # The certificate (and with it the plate) is issued after the processing time.
             plan = self._plan(reg.vin, reg.tax_id, reg.round, now, reg.entities())
             reg.processing_days, reg.estimated = plan.business_days, plan.estimated
-            self.service.at(plan.due, self._issue_certificate, reg.id, reg.round)
+            self.service.at(plan.due, self._timers.issue_certificate, reg.id, reg.round)
         else:
             self._issue_certificate(reg.id, reg.round, notify=notify)
 
@@ -386,11 +393,12 @@ class Registry:
 
     # --- views ---------------------------------------------------------
     def view(self, reg: Registration) -> dict:
-        owner = reg.request["owner"]
+        request = reg.request
+        owner = request["owner"]
         return {
             "registrationId": reg.id, "country": self.country.iso, "authority": self.country.authority,
             "integrationMethod": self.country.method.value, "status": reg.status,
-            "reference": reg.request.get("reference"), "vin": reg.vin,
+            "reference": request.get("reference"), "vin": request["vehicle"]["vin"],
             "owner": {"type": owner["type"], "name": owner["name"], "taxId": owner["taxId"]},
             "plateNumber": reg.plate,
             "registrationDate": reg.registration_date.isoformat() if reg.registration_date else None,

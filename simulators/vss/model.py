@@ -85,6 +85,8 @@ DOMAIN_FAULTS = {
     "unknown_vehicle": ("VSS answers 404 for matching VINs, as if never registered", NoParams),
 }
 DEFAULT_RETRY_AFTER = 60
+#: Vehicles whose seed-derived facts and history are kept at hand.
+RECENT_VEHICLES = 1024
 
 # ------------------------------------------------------------------ the model
 
@@ -123,6 +125,10 @@ class VssModel:
         if not self._recorders:
             raise ValueError("the workshop registry needs at least one active official or approved workshop")
         self.vehicles: dict[str, Vehicle] = {}
+        # What the seed says of recently read vehicles (facts, history before the epoch): a
+        # pure function of the VIN, computed again on a miss; hashing it costs more than
+        # the rest of a maintenance-status answer.
+        self._derived: dict[str, tuple[VehicleFacts, list[Record]]] = {}
         self._ids = itertools.count(1)
         for name, (description, params) in DOMAIN_FAULTS.items():
             service.faults.register(name, description, params)
@@ -169,12 +175,22 @@ class VssModel:
                                         entities=entities, correlation_id=correlation_id)
 
     def _derive(self, vin: str) -> VehicleFacts | None:
-        return derive_facts(self.fleet, self.epoch, vin)
+        known = self._derived.get(vin)
+        if known is not None:
+            return known[0]
+        facts = derive_facts(self.fleet, self.epoch, vin)
+        if facts is not None:
+            self._derived[vin] = facts, derived_history(facts, self.fleet.seed, self.epoch, self._recorders)
+            if len(self._derived) > RECENT_VEHICLES:
+                del self._derived[next(iter(self._derived))]
+        return facts
 
     # --- history ----------------------------------------------------------
     def _history(self, facts: VehicleFacts) -> list[Record]:
         """Every record of the vehicle, oldest first: derived before the epoch, stored after."""
-        derived = derived_history(facts, self.fleet.seed, self.epoch, self._recorders)
+        known = self._derived.get(facts.vin)
+        derived = known[1] if known is not None and known[0] is facts else \
+            derived_history(facts, self.fleet.seed, self.epoch, self._recorders)
         stored = self.vehicles[facts.vin].records if facts.vin in self.vehicles else []
         return sorted([*derived, *stored], key=lambda r: r.performed_at)
 

@@ -539,3 +539,19 @@ async def test_the_shipped_fault_profile_loads_and_applies():
         assert {"order-system-down", "qc-failures", "supplier-delays"} <= applied
         assert set(statuses) <= {201, 503} and statuses.count(201) > 20
         assert stack.violations() == []
+
+
+async def test_past_the_orders_kept_the_oldest_with_no_stage_ahead_are_forgotten(factory):
+    from caas_sim.simulators.factory.api import MODEL_KEY
+
+    stack, http = factory
+    stack.running["factory"].app[MODEL_KEY].retention.keep = 1  # ORDERS_KEPT (100,000) in small
+    _, first, _ = await place(http, order_body(reference="sale-old"))
+    await stack.advance("200d")  # built, shipped, waiting at the dealership (no stage ahead)
+    assert (await get_order(http, first["orderId"]))["status"] == "ARRIVED_AT_DEALERSHIP"
+    status, second, _ = await place(http, order_body(reference="sale-new"))
+    assert status == 201
+    await place(http, order_body(reference="sale-newer"))  # forgetting is lazy: before a placement
+    async with http.get(f"/orders/{first['orderId']}") as r:
+        assert r.status == 404 and r.content_type == "application/problem+json"
+    assert (await get_order(http, second["orderId"]))["status"] == "ORDER_PLACED"

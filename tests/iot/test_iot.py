@@ -215,3 +215,36 @@ async def test_the_shipped_fault_profile_loads_and_applies():
         assert {"api-slow", "vehicles-unreachable"} <= applied
         assert set(statuses) <= {202, 503}
         assert stack.violations() == []
+
+
+async def test_a_finished_request_is_readable_for_a_week_then_404_and_the_vehicle_keeps_its_service(iot):
+    from caas_sim.simulators.iot.model import REQUEST_TTL
+
+    stack, http, magic = iot
+    async with http.post("/ota/activate", json=activation(magic["healthy"])) as r:
+        request_id = (await r.json())["requestId"]
+    await stack.advance("1m")  # finished
+    await stack.advance(f"{int(REQUEST_TTL) - 120}s")
+    async with http.get(f"/ota/activations/{request_id}") as r:
+        assert r.status == 200 and (await r.json())["outcome"] == "ACTIVATED"
+    await stack.advance("2m")
+    async with http.get(f"/ota/activations/{request_id}") as r:
+        assert r.status == 404 and r.content_type == "application/problem+json"
+        assert "kept 7 days" in (await r.json())["detail"]
+    status = await (await http.get(f"/vehicles/{magic['healthy']}/status")).json()
+    assert [(s["serviceId"], s["status"]) for s in status["activeServices"]] == [("perf-boost", "ACTIVE")]
+    assert stack.running["iot"].app[MODEL_KEY].requests == {}
+
+
+async def test_a_temporary_service_expires_with_its_callback_after_its_request_was_forgotten(iot):
+    from caas_sim.simulators.kit.clock import isoformat
+
+    stack, http, magic = iot
+    expiry = isoformat(stack.clock.now() + 10 * 86400)
+    async with http.post("/ota/activate", json=activation(magic["healthy"], duration={"type": "TEMPORARY",
+                                                                                      "expiryDate": expiry})) as r:
+        request_id = (await r.json())["requestId"]
+    await stack.advance("11d")
+    assert (await http.get(f"/ota/activations/{request_id}")).status == 404
+    assert [(c.payload["requestId"], c.payload["status"]) for c in stack.sink.received] == [
+        (request_id, "ACTIVATED"), (request_id, "EXPIRED")]

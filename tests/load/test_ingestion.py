@@ -45,7 +45,8 @@ async def db(request, tmp_path):
 
 def _core(db):
     woken = []
-    return SimpleNamespace(db=db, clock=SimpleNamespace(now=lambda: 1000.0), wake=lambda: woken.append(1)), woken
+    return SimpleNamespace(db=db, clock=SimpleNamespace(now=lambda: 1000.0), wake=lambda: woken.append(1),
+                           backlog=None), woken
 
 
 async def test_concurrent_deliveries_are_recorded_once_with_one_job(db):

@@ -4,7 +4,13 @@ on top, the options' on top of that; and never a secret in what a report shows."
 import pytest
 
 from caas_sim import catalogue
-from caas_sim.loadtests.target import DEVELOPMENT_SECRET, LoadTarget, TargetError, fill, load
+from caas_sim.loadtests.target import (
+    DEVELOPMENT_SECRET,
+    LoadTarget,
+    TargetError,
+    fill,
+    load,
+)
 
 OWN = "whsec_b3duLXNlY3JldC1mb3ItdGhlLXRlc3QtMDAwMDA="
 

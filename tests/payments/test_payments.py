@@ -651,3 +651,17 @@ def test_settings_parse_and_refuse_bad_options():
             Settings.from_options(bad)
     with pytest.raises(ValueError, match="rate_limit_scope"):
         RateLimiter(1, 1.0, "galaxy")
+
+
+async def test_past_the_payments_kept_the_oldest_finished_are_forgotten_and_a_live_one_is_kept(gw):
+    model = gw.stack.running["payments"].app[MODEL_KEY]
+    model.retention.keep = 2  # PAYMENTS_KEPT (100,000) in small
+    live = await gw.pay("pm_card_visa")  # awaiting settlement: kept however many come after
+    settled = await gw.pay("pm_card_declined")
+    await gw.pay("pm_card_visa")
+    await gw.pay("pm_card_visa")  # forgetting is lazy: a call does it
+    status, body, _ = await gw.call("GET", f"/payments/{settled['paymentId']}")
+    assert status == 404 and body["type"].endswith("unknown-payment")
+    status, _, _ = await gw.call("GET", f"/payments/{live['paymentId']}")
+    assert status == 200
+    assert len(model.payments) == 3

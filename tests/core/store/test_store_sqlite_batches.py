@@ -36,8 +36,8 @@ async def test_batches_log_in_place_and_a_thread_checkpoints_them_into_the_datab
             assert await batches.run(_insert(n * 50)) == n * 50 + 50
         assert os.path.getsize(path) == empty  # in the log only: no checkpoint inside a commit
         await batches.run(_insert(150))
-        assert batches._checkpointing is not None  # the fourth commit handed one to a thread
-        await batches._checkpointing
+        assert batches.checkpoints.running is not None  # the fourth commit handed one to a thread
+        await batches.checkpoints.running
         assert os.path.getsize(path) > empty + 150 * 200
     finally:
         await batches.close()

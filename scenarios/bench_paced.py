@@ -1,0 +1,92 @@
+"""Latency at a fixed request rate (open loop), for ``caas-sim bench sim``.
+
+A closed-loop load (``bench_client.run``) measures capacity: every answer sends the next
+request, so a stalled server just receives less and its stall hardly shows. Here request
+``i`` is due at ``start + i / rate`` whatever happened before, and its latency counts from
+that instant: a server that stalls (a garbage collector's full pass, say) delays every
+request due meanwhile, and the tail shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .bench_client import RequestMaker, _Connection, loop_factory
+
+
+@dataclass
+class Latencies:
+    rate: float  # requests per second asked
+    seconds: float
+    samples: list[float] = field(default_factory=list)  # seconds, every request
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    def percentile(self, p: float) -> float:
+        if not self.samples:
+            return float("nan")
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(self.samples) * 1000 if self.samples else float("nan")
+
+    @property
+    def p99_ms(self) -> float:
+        return self.percentile(99) * 1000
+
+    def errors(self, expected: set[int]) -> int:
+        return sum(n for status, n in self.statuses.items() if status not in expected)
+
+
+async def paced(url: str, make: RequestMaker, *, rate: float, duration: float, connections: int = 64) -> Latencies:
+    """Send ``rate`` requests per second for ``duration`` seconds over up to ``connections``
+    connections (a request waits for a free one: that wait counts in its latency)."""
+    parts = urlsplit(url)
+    loop = asyncio.get_running_loop()
+    free: asyncio.Queue[_Connection] = asyncio.Queue()
+    opened = []
+    for _ in range(connections):
+        _, conn = await loop.create_connection(_Connection, parts.hostname, parts.port)
+        opened.append(conn)
+        free.put_nowait(conn)
+    result = Latencies(rate, duration)
+    total = int(rate * duration)
+    pending: set[asyncio.Task] = set()
+
+    async def one(n: int, due: float) -> None:
+        conn = await free.get()
+        try:
+            status = await conn.exchange(make(n))
+        finally:
+            free.put_nowait(conn)
+        result.samples.append(time.perf_counter() - due)
+        result.statuses[status] = result.statuses.get(status, 0) + 1
+
+    start = time.perf_counter()
+    n = 0
+    try:
+        while n < total:
+            now = time.perf_counter()
+            while n < total and start + n / rate <= now:  # everything due by now goes out
+                task = loop.create_task(one(n, start + n / rate))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                n += 1
+            if n < total:
+                await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
+        await asyncio.gather(*pending)
+    finally:
+        for conn in opened:
+            if conn.transport is not None:
+                conn.transport.close()
+    return result
+
+
+def paced_blocking(url: str, make: RequestMaker, *, rate: float, duration: float, connections: int = 64) -> Latencies:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(paced(url, make, rate=rate, duration=duration, connections=connections))

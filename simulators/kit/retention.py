@@ -1,0 +1,50 @@
+"""Finished things forgotten some clock time after their last change, or once too many.
+
+A simulator under a long load would otherwise keep every payment, order or OTA request
+it ever saw. A model tells ``touched(key)`` whenever something changes; ``due()`` then
+yields, oldest first, the keys untouched for ``period`` of clock time, and while more
+than ``keep`` keys are held the oldest ones whatever their age; lazily (no timer: the
+clock's next due time stays the world's own). The model forgets those that are finished
+and calls ``touched`` again for those that are not (looked at again later).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Hashable, Iterator
+
+
+class Retention:
+    def __init__(self, now: Callable[[], float], period: float | None = None, keep: int | None = None):
+        self._now = now
+        self.period, self.keep = period, keep
+        self._queue: collections.deque[tuple[float, Hashable]] = collections.deque()  # in time order
+        self._last: dict[Hashable, float] = {}
+
+    def touched(self, key: Hashable) -> None:
+        now = self._now()
+        if self._last.get(key) != now:  # several changes in one instant: queued once
+            self._last[key] = now
+            self._queue.append((now, key))
+
+    def due(self) -> Iterator[Hashable]:
+        queue = self._queue
+        cutoff = self._now() - self.period if self.period is not None else float("-inf")
+        # Each queued entry is looked at once per call: one touched again goes to the back.
+        for _ in range(len(queue)):
+            at, key = queue[0]
+            if self._last.get(key) != at:  # touched since: a later entry stands for it
+                queue.popleft()
+                continue
+            if at > cutoff and (self.keep is None or len(self._last) <= self.keep):
+                return
+            queue.popleft()
+            del self._last[key]
+            yield key
+
+    def forget(self, key: Hashable) -> None:
+        self._last.pop(key, None)  # its queued entry is skipped when it comes up
+
+    def clear(self) -> None:
+        self._queue.clear()
+        self._last.clear()
