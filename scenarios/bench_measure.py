@@ -35,6 +35,9 @@ class Round:
     seconds: float
     cpu_seconds: float
     errors: int
+    #: Share of the whole machine's CPU left idle during the round (load generator, database
+    #: and everything else running): what another server process could still have used.
+    idle: float | None = None
 
     @property
     def rps(self) -> float:
@@ -148,19 +151,29 @@ def load_round(servers: Servers, make: Callable[[str], bench_client.RequestMaker
     bench_client.run_blocking(servers.url, maker, duration=min(1.0, duration / 3), connections=connections)  # warm-up
     if drain:
         drain()
-    cpu0 = servers.cpu()
+    cpu0, machine0 = servers.cpu(), machine_cpu()
     result = bench_client.run_blocking(servers.url, maker, duration=duration, connections=connections)
     seconds = result.seconds
     if drain:
         started = time.perf_counter()
         drain()
         seconds += time.perf_counter() - started
-    return Round(kind, result.requests, seconds, servers.cpu() - cpu0, result.errors(expected))
+    (idle0, total0), (idle1, total1) = machine0, machine_cpu()
+    return Round(kind, result.requests, seconds, servers.cpu() - cpu0, result.errors(expected),
+                 idle=(idle1 - idle0) / (total1 - total0) if total1 > total0 else None)
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(idle, all) CPU time of the whole machine so far, in clock ticks (Linux /proc/stat)."""
+    with open("/proc/stat") as f:
+        ticks = [float(x) for x in f.readline().split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks)  # idle and iowait
 
 
 def print_round(n: int, r: Round) -> None:
+    idle = f"  machine idle {r.idle:4.0%}" if r.idle is not None else ""
     print(f"  round {n + 1} {r.kind:<14}: {r.rps:9.0f} req/s  {r.cpu_us_per_request:7.1f} µs CPU/req  "
-          f"errors {r.errors}", flush=True)
+          f"errors {r.errors}{idle}", flush=True)
 
 
 def compare(name: str, results: dict[str, list[Round]], subject: str, baseline: str,

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import os
+import statistics
 import tempfile
 import time
 import uuid
@@ -120,7 +121,10 @@ def bench_scaleout(duration: float, connections: int, rounds: int, postgres: str
             rounds_of_kind.append(r)
             print_round(n, r)
     comparison = compare("2 core processes", results, "2 processes", "1 process", TARGETS["scaleout"])
-    comparison.notes.append(f"{os.cpu_count()} CPUs on this machine, load generator and PostgreSQL included")
+    idle = [r.idle for r in results["1 process"] if r.idle is not None]
+    comparison.notes.append(f"{os.cpu_count()} CPUs on this machine, load generator and PostgreSQL included"
+                            + (f"; idle during the 1-process rounds: {statistics.median(idle):.0%} (a second "
+                               "process can use only that)" if idle else ""))
     return comparison
 
 
