@@ -283,8 +283,10 @@ class IotModel:
                       flags, duration)
         # what a peer audit needs to tell a post-paid subscription
         detail = {"kind": kind, "durationType": duration_type} if duration_type else {"kind": kind}
-        self.service.journal.record("event", "internal", event="ota.queued", detail=detail,
-                                    entities={"vin": vin, "requestId": req.id, "serviceId": service_id})
+        # record(event=..., detail=..., entities=...) without its copy: no value here is None
+        self.service.journal.append("event", "internal", {
+            "event": "ota.queued", "detail": detail,
+            "entities": {"vin": vin, "requestId": req.id, "serviceId": service_id}})
         return req
 
     # --- the vehicle side ----------------------------------------------
@@ -308,7 +310,9 @@ class IotModel:
         now = self.service.clock.now()
         commands = vehicle.commands + 1
         self.vehicles[req.vin] = Vehicle(vehicle.services, vehicle.error_codes, commands, vehicle.callbacks)
-        req = req._replace(attempt=commands)
+        # as _new_request made it (attempt 1, QUEUED, no outcome), but for the attempt:
+        # built directly, a NamedTuple's _replace costs several times more
+        req = Request(*req[:9], commands)
         state = self._connectivity(profile, now, consume=True)
         magic = profile.magic
         if state == "FORCED_OFFLINE" or (magic == "flaky_twice" and commands <= 2):
@@ -321,7 +325,7 @@ class IotModel:
             if reachable - now > self.command_ttl:
                 return self._later(self.command_ttl, req, "FAILED", "VEHICLE_OFFLINE")
             delay = reachable - now
-        req = req._replace(status="IN_PROGRESS")  # (before: QUEUED, as the answer says)
+        req = Request(*req[:10], "IN_PROGRESS")  # (before: QUEUED, as the answer says)
         latency = fl.activation_latency(profile, now + delay, commands)
         if state == fl.LIMITED and profile.connectivity != fl.ConnectivityKind.LIMITED:
             latency = max(latency, 30.0) * 3  # a forced LIMITED link: several times slower

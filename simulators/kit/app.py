@@ -158,55 +158,75 @@ def _entities(path: dict[str, str], body: Any) -> dict[str, str]:
 
 
 def _endpoint(service: Service, op: Operation, handler: Handler):
+    # Everything a request reads that does not change is bound here, once: the endpoint
+    # runs on every request, and each attribute or global looked up there costs it.
     clock, journal, faults, owner = service.clock, service.journal, service.faults, service.name
     ids = service.correlation_ids
     wants_body = op.body is not None
+    check_request, idempotent = op.check_request, op.idempotent
+    method, op_id, template = op.method, op.id, op.path
+    append, enter, leave = journal.append, clock.enter, clock.leave
+    set_correlation, perf_counter = CORRELATION.set, time.perf_counter
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
+        started = perf_counter()
+        headers = request.headers
         cid = correlation_id(request, ids, owner)
-        CORRELATION.set(cid)  # on every line logged while it is handled
-        busy = clock.enter(owner)
+        set_correlation(cid)  # on every line logged while it is handled
+        busy = enter(owner)
         try:
             try:
                 raw = await request.read() if wants_body else b""
             except web.HTTPRequestEntityTooLarge:
                 return problem(413, "Request body too large", f"the limit is {MAX_BODY} bytes")
+            if raw:  # aiohttp's parsed media type; the usual header is its own parse
+                content_type = headers.get("Content-Type")
+                if content_type != "application/json":
+                    content_type = request.content_type
+            else:
+                content_type = ""
             path_params = request.match_info
-            body, violations = op.check_request(path_params, request.query, request.headers, raw,
-                                                request.content_type if raw else "")
+            body, violations = check_request(path_params, request.query, headers, raw, content_type)
             entities = _entities(path_params, body)
-            exchange = {"method": op.method, "path": request.path, "operation": op.id, "correlationId": cid}
+            path = request.path
+            exchange = {"method": method, "path": path, "operation": op_id, "correlationId": cid}
             if entities:
                 exchange["entities"] = entities
             if violations:
                 detail = "; ".join(str(v) for v in violations)
-                journal.append("violation", "in", {**exchange, "violation": detail})
+                append("violation", "in", {**exchange, "violation": detail})
                 response = problem(400, "Request violates contract", detail, kind="contract-violation",
                                    violations=[v.to_dict() for v in violations])
+                response.headers[CORRELATION_HEADER] = cid
             else:
-                rule = faults.take(TRANSPORT_ACTIONS, method=op.method, path=request.path, template=op.path,
-                                   operation=op.id, entities=entities, correlation_id=cid) \
+                rule = faults.take(TRANSPORT_ACTIONS, method=method, path=path, template=template,
+                                   operation=op_id, entities=entities, correlation_id=cid) \
                     if faults.has_transport_rules else None
-                call = Call(body, dict(path_params), request.query, request.headers, cid, entities, op.id)
+                call = Call(body, dict(path_params), request.query, headers, cid, entities, op_id)
                 if rule is not None:
                     exchange["ruleId"] = rule.id
-                if rule is None and not (op.idempotent and "Idempotency-Key" in request.headers):
-                    response = await _run(service, op, handler, call)  # the common case, kept flat
+                if rule is None and not (idempotent and "Idempotency-Key" in headers):
+                    # the common case, kept flat: _run without its own coroutine
+                    try:
+                        reply = await handler(call)
+                    except ProblemError as exc:
+                        response = _from_problem(service, op, call, exc)
+                    else:
+                        response = _from_reply(service, op, call, reply)
                 else:
                     try:
                         response = await _apply(service, op, handler, call, rule, request, raw)
                     except _Dropped:
-                        exchange["latencyMs"] = round((time.perf_counter() - started) * 1000, 3)
-                        journal.append("request", "in", {**exchange, "detail": {"outcome": "connection dropped"}})
+                        exchange["latencyMs"] = round((perf_counter() - started) * 1000, 3)
+                        append("request", "in", {**exchange, "detail": {"outcome": "connection dropped"}})
                         raise asyncio.CancelledError from None  # aiohttp closes the request quietly
-            response.headers[CORRELATION_HEADER] = cid
+                    response.headers[CORRELATION_HEADER] = cid
             exchange["status"] = response.status
-            exchange["latencyMs"] = round((time.perf_counter() - started) * 1000, 3)
-            journal.append("request", "in", exchange)
+            exchange["latencyMs"] = round((perf_counter() - started) * 1000, 3)
+            append("request", "in", exchange)
             return response
         finally:
-            clock.leave(owner, busy)
+            leave(owner, busy)
 
     return endpoint
 
@@ -294,17 +314,30 @@ async def _idempotent(service: Service, op: Operation, handler: Handler, call: C
 
 
 async def _run(service: Service, op: Operation, handler: Handler, call: Call) -> web.Response:
+    """The handler's answer, checked against the contract, with the correlation header."""
     try:
         reply = await handler(call)
     except ProblemError as exc:
-        response = from_error(exc)
-        _check_response(service, op, call, exc.status, orjson.loads(response.body))
-        return response
+        return _from_problem(service, op, call, exc)
+    return _from_reply(service, op, call, reply)
+
+
+def _from_problem(service: Service, op: Operation, call: Call, exc: ProblemError) -> web.Response:
+    response = from_error(exc)
+    _check_response(service, op, call, exc.status, orjson.loads(response.body))
+    response.headers[CORRELATION_HEADER] = call.correlation_id
+    return response
+
+
+def _from_reply(service: Service, op: Operation, call: Call, reply: Reply) -> web.Response:
     _check_response(service, op, call, reply.status, reply.body)
+    # The headers in their final order (the handler's, Content-Type, X-Correlation-Id) in
+    # one dict: aiohttp copies it once instead of adding each afterwards.
     if reply.body is None:
-        return web.Response(status=reply.status, headers=reply.headers)
-    return web.Response(status=reply.status, body=orjson.dumps(reply.body), content_type="application/json",
-                        headers=reply.headers)
+        return web.Response(status=reply.status, headers={**reply.headers, CORRELATION_HEADER: call.correlation_id})
+    return web.Response(status=reply.status, body=orjson.dumps(reply.body),
+                        headers={**reply.headers, "Content-Type": "application/json",
+                                 CORRELATION_HEADER: call.correlation_id})
 
 
 def _check_response(service: Service, op: Operation, call: Call, status: int, body: Any) -> None:

@@ -121,7 +121,8 @@ def header_violations(headers) -> list[Violation]:
 
 def _is_text(value: str) -> bool:
     # HTAB is the one control character a field value may hold (RFC 9110, 5.5).
-    return value.isascii() and value.replace("\t", " ").isprintable()
+    # (the copy without tabs only when there is something but printable text)
+    return value.isascii() and (value.isprintable() or value.replace("\t", " ").isprintable())
 
 
 class Contract:
