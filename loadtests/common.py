@@ -16,6 +16,7 @@ from functools import cache
 import gevent
 import locust  # noqa: F401  first: gevent must patch ssl before anything imports it
 import orjson
+import requests
 from locust import events
 from standardwebhooks.webhooks import Webhook
 
@@ -70,6 +71,25 @@ def options(environment):
     from locust.argument_parser import get_parser
 
     return get_parser().parse_args([])
+
+
+def ota_fault_rules(rate: float) -> list[dict]:
+    """Rules of the IoT simulator failing ``rate`` of the OTA attempts: half with the vehicle
+    offline, half with the activation failed (the core's retry policy then shows)."""
+    if rate <= 0:
+        return []
+    match = {"method": "POST", "path": "/ota/activate"}
+    return [{"id": "load-offline", "match": match, "action": {"type": "vehicle_offline"}, "probability": rate / 2},
+            {"id": "load-failed", "match": match, "probability": rate / 2,
+             "action": {"type": "activation_failed", "params": {"errorCode": "ECU_ERROR"}}}]
+
+
+def set_faults(iot_url: str, rules: list[dict]) -> None:
+    """Replace the IoT simulator's fault rules with ``rules`` (admin protocol)."""
+    base = iot_url.rstrip("/")
+    requests.delete(f"{base}/__admin/faults", timeout=10)
+    if rules:
+        requests.post(f"{base}/__admin/faults", json={"rules": rules}, timeout=10).raise_for_status()
 
 
 def sign(secret: str, webhook_id: str, body: bytes) -> dict[str, str]:

@@ -29,7 +29,6 @@ from datetime import datetime
 
 import locust  # noqa: F401  first: gevent must patch ssl before anything imports it
 import orjson
-import requests
 from locust import FastHttpUser, constant, events, task
 from locust.runners import WorkerRunner
 
@@ -49,16 +48,7 @@ def _set_fault_rate(environment, **_) -> None:
     options = environment.parsed_options
     if isinstance(environment.runner, WorkerRunner) or not options or not options.caas_iot_url:
         return
-    base = options.caas_iot_url.rstrip("/")
-    requests.delete(f"{base}/__admin/faults", timeout=10)
-    rate = options.caas_fault_rate
-    if rate > 0:
-        match = {"method": "POST", "path": "/ota/activate"}
-        rules = [{"id": "load-offline", "match": match, "action": {"type": "vehicle_offline"},
-                  "probability": rate / 2},
-                 {"id": "load-failed", "match": match, "probability": rate / 2,
-                  "action": {"type": "activation_failed", "params": {"errorCode": "ECU_ERROR"}}}]
-        requests.post(f"{base}/__admin/faults", json={"rules": rules}, timeout=10).raise_for_status()
+    common.set_faults(options.caas_iot_url, common.ota_fault_rules(options.caas_fault_rate))
 
 
 def _instant(text: str) -> float:

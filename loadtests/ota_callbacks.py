@@ -25,7 +25,6 @@ import uuid
 
 import locust  # noqa: F401  first: gevent must patch ssl before anything imports it
 import orjson
-import requests
 from locust import FastHttpUser, constant, events, task
 from locust.runners import WorkerRunner
 
@@ -43,20 +42,11 @@ def _set_faults(environment, **_) -> None:
     options = environment.parsed_options
     if isinstance(environment.runner, WorkerRunner) or not options or not environment.host:
         return
-    base = environment.host.rstrip("/")
-    requests.delete(f"{base}/__admin/faults", timeout=10)
-    match = {"method": "POST", "path": ACTIVATE}
-    rules = []
-    if options.caas_fault_rate > 0:
-        rules += [{"id": "load-offline", "match": match, "action": {"type": "vehicle_offline"},
-                   "probability": options.caas_fault_rate / 2},
-                  {"id": "load-failed", "match": match, "probability": options.caas_fault_rate / 2,
-                   "action": {"type": "activation_failed", "params": {"errorCode": "ECU_ERROR"}}}]
+    rules = common.ota_fault_rules(options.caas_fault_rate)
     if options.caas_duplicate_share > 0:
         rules.append({"id": "load-duplicated", "action": {"type": "callback_duplicated"},
                       "probability": options.caas_duplicate_share})
-    if rules:
-        requests.post(f"{base}/__admin/faults", json={"rules": rules}, timeout=10).raise_for_status()
+    common.set_faults(environment.host, rules)
 
 
 class FleetOperator(FastHttpUser):

@@ -79,6 +79,28 @@ async def target(request, tmp_path):
         await first.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request, tmp_path):
+    """The URL of a fresh database for a whole core (it creates its own tables): a SQLite
+    file, or a throw-away PostgreSQL database dropped after the test."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'core.db'}"
+        return
+    import asyncpg
+
+    name = f"caas_{uuid.uuid4().hex[:12]}"
+    try:
+        conn = await asyncpg.connect(POSTGRES_URL.replace("postgresql+asyncpg", "postgresql"))
+    except (OSError, asyncpg.PostgresError) as exc:
+        _postgres_missing(exc)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await conn.close()
+
+
 @pytest.fixture
 def postgres_url() -> str:
     return POSTGRES_URL

@@ -4,45 +4,24 @@ acknowledged is processed exactly once, and a refused webhook sent again once th
 has drained is accepted and processed once. On SQLite and PostgreSQL."""
 
 import time
-import uuid
 
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import func, select
 
 from caas_core.api.app import create_app
 from caas_core.api.context import CORE_KEY, RUNNER_KEY
 from caas_core.flows import backlog
 from caas_core.settings import CoreSettings
 from caas_core.store import jobs
-from caas_core.store.db import parse_url
 from caas_core.store.schema import jobs as jobs_table
 from caas_core.store.schema import webhook_inbox
 from tests.core.api.test_auth_and_webhooks import signed
-from tests.core.conftest import POSTGRES_URL
 
 BOUND = 5
 OTA_STATUS = {"vin": "WCAC6SN32SZ999908", "serviceId": "heated-seats", "status": "ACTIVATED", "errorCode": None,
               "timestamp": "2026-01-05T08:00:42.000Z"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'core.db'}"
-        return
-    name = f"caas_test_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(parse_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 @pytest.fixture

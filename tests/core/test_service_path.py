@@ -2,11 +2,9 @@
 the core against the running IoT, VSS and payment simulators."""
 
 import os
-import uuid
 from datetime import UTC
 
 import aiohttp
-import asyncpg
 import pytest
 from sqlalchemy import select
 
@@ -20,25 +18,6 @@ POSTGRES_URL = os.environ.get("CAAS_TEST_POSTGRES_URL", "postgresql+asyncpg://po
 KEYS = {"k-c1": {"role": "customer", "subject": "c-1"}, "k-c2": {"role": "customer", "subject": "c-2"},
         "k-ops": {"role": "operator", "subject": "ops"}}
 CARD = {"type": "CARD", "token": "pm_card_visa"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'core.db'}"
-        return
-    name = f"caas_{uuid.uuid4().hex[:12]}"
-    admin = POSTGRES_URL.replace("postgresql+asyncpg", "postgresql")
-    try:
-        conn = await asyncpg.connect(admin)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(f"PostgreSQL is required at {POSTGRES_URL} ({exc})", pytrace=False)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await conn.close()
 
 
 @pytest.fixture
