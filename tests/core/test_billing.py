@@ -13,7 +13,7 @@ from tests.core import test_service_path as service_path
 from tests.core.test_service_path import as_, buy, purchase
 
 # the service path's world: the core against the IoT, VSS and payment simulators, on both databases
-database_url, world = service_path.database_url, service_path.world
+world = service_path.world  # database_url: tests/core/conftest.py
 
 MONTHLY = 499  # heated-seats, per month
 

@@ -14,7 +14,7 @@ from caas_sim.simulators.payments.api import MODEL_KEY as PAYMENTS_MODEL
 from tests.core import test_service_path as service_path
 from tests.core.test_service_path import CARD, as_, buy, purchase
 
-database_url, world = service_path.database_url, service_path.world
+world = service_path.world  # database_url: tests/core/conftest.py
 GATEWAY_DOWN = {"id": "gateway-down", "match": {"operation": "initiatePayment"},
                 "action": {"type": "http_error", "params": {"status": 503}}}
 

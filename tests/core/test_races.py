@@ -6,7 +6,7 @@ from caas_core.flows import lifecycle
 from tests.core import test_service_path as service_path
 from tests.core.test_service_path import buy, purchase
 
-database_url, world = service_path.database_url, service_path.world
+world = service_path.world  # database_url: tests/core/conftest.py
 
 
 class WithdrawnMidCommand:

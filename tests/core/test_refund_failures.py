@@ -25,7 +25,7 @@ from tests.core import test_sale_journey as sale_journey
 from tests.core import test_service_path as service_path
 from tests.core.test_service_path import as_, purchase
 
-database_url, world = service_path.database_url, service_path.world
+world = service_path.world  # database_url: tests/core/conftest.py
 
 CORE = Contract(CONTRACTS_DIR / "core.yaml")
 MANUAL_ACTION = jsonschema_rs.Draft202012Validator(

@@ -8,10 +8,7 @@ import pytest
 
 from caas_sim import catalogue
 from caas_sim.scenarios.stack import Stack
-from tests.core import test_service_path as service_path
 from tests.core.test_purchase_payment import DiesAfterTheCharge
-
-database_url = service_path.database_url  # a SQLite file, then a fresh PostgreSQL database
 
 KEYS = {"k-c1": {"role": "customer", "subject": "c-1"}, "k-c2": {"role": "customer", "subject": "c-2"},
         "k-ops": {"role": "operator", "subject": "ops"}, "k-mad": {"role": "dealership", "subject": "ES-MAD-001"}}

@@ -10,7 +10,7 @@ from caas_core.clock import CoreClock
 from tests.core import test_service_path as service_path
 from tests.core.test_service_path import IOT_MODEL, buy, purchase
 
-database_url, world = service_path.database_url, service_path.world
+world = service_path.world  # database_url: tests/core/conftest.py
 
 
 async def test_a_deadline_passes_when_the_virtual_clock_is_moved_past_it():

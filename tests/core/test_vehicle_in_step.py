@@ -30,7 +30,7 @@ from caas_sim.simulators.iot.api import MODEL_KEY as IOT_MODEL
 from tests.core import test_service_path as service_path
 from tests.core.test_service_path import as_, buy, purchase
 
-database_url, world = service_path.database_url, service_path.world
+world = service_path.world  # database_url: tests/core/conftest.py
 
 
 def core_of(stack):
