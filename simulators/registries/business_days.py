@@ -31,13 +31,23 @@ class Calendar:
         self.tz = ZoneInfo(timezone)
         self.opens, self.closes = opens, closes
         self._holidays = lru_cache(maxsize=64)(holidays)
-        # Every submission asks for the same few days (today + the processing days): cached.
+        # Every submission asks for the same few days (today + the processing days) and
+        # minutes of office hours: cached.
         self.add_business_days = lru_cache(maxsize=4096)(self._add_business_days)
+        self.at = lru_cache(maxsize=4096)(self._at)
+        # A request asks for the local time of its instant several times (a virtual
+        # clock stands still between moves): the last answer is kept.
+        self._last: tuple[float, datetime] = (float("nan"), datetime.min)
 
     def local(self, ts: float) -> datetime:
-        return datetime.fromtimestamp(ts, self.tz)
+        last_ts, last = self._last
+        if ts != last_ts:
+            last = datetime.fromtimestamp(ts, self.tz)
+            self._last = (ts, last)
+        return last
 
-    def at(self, day: date, when: time) -> float:
+    def _at(self, day: date, when: time) -> float:
+        """The instant of ``when`` on ``day``, local time."""
         return datetime.combine(day, when, self.tz).timestamp()
 
     def is_business_day(self, day: date) -> bool:

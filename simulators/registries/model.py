@@ -66,12 +66,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 from datetime import date, time
+from functools import lru_cache
 from types import SimpleNamespace
 
 from ..kit.clock import isoformat
 from ..kit.delivery_faults import delivery_hooks
 from ..kit.errors import ProblemError
-from ..kit.packed import packed
 from ..kit.service import Service
 from .availability import Maintenance, unavailable
 from .business_days import Calendar
@@ -132,6 +132,9 @@ class Registry:
         self._latest_by_vin: dict[str, Registration] = {}  # one live registration per VIN
         self._ids = itertools.count(1)
         self._documents = itertools.count(1)
+        # An asynchronous submission draws its plan twice (the registration date it
+        # validates against, then the review): the second is a cache hit.
+        self._draw = lru_cache(maxsize=256)(self._drawn)
         # One bound method per timer kind, not one per registration's timer (each is an
         # object the garbage collector tracks for as long as the timer waits).
         self._timers = SimpleNamespace(begin_review=self._begin_review, review_done=self._review_done,
@@ -201,13 +204,13 @@ class Registry:
                                registrationId=other.id, registrationStatus=other.status)
         digest = hashlib.blake2b(f"{self.seed}:{self.country.code}:registration:{next(self._ids)}".encode(),
                                  digest_size=8).hexdigest()
-        reg = Registration(f"reg_{self.country.code.lower()}_{digest}", packed(body), correlation_id, now)
+        reg = Registration(f"reg_{self.country.code.lower()}_{digest}", body, correlation_id, now)
         self.registrations[reg.id] = self._latest_by_vin[reg.vin] = reg
         self._move(reg, INITIATED, notify=False)
         if sync:
             self._move(reg, UNDER_REVIEW, notify=False)
             reg.round = 1
-            self._decide(reg, notify=False)
+            self._decide(reg, body, notify=False)
         else:
             self._start_review(reg, self._plan(reg.vin, reg.tax_id, 1, now, reg.entities()), now)
         return self.view(reg)
@@ -238,7 +241,7 @@ class Registry:
         now = self.service.clock.now()
         if self.country.method is Method.SYNCHRONOUS:
             reg.round += 1
-            self._decide(reg, notify=False)
+            self._decide(reg, request, notify=False)
         else:
             self._start_review(reg, self._plan(reg.vin, reg.tax_id, reg.round + 1, now, reg.entities()), now)
         return self.view(reg)
@@ -274,18 +277,22 @@ class Registry:
     # --- the review ----------------------------------------------------
     def _plan(self, vin: str, tax_id: str, round_: int, start: float, entities: dict | None = None) -> Plan:
         """The published plan; with ``entities``, the real one (slow magic and delay faults applied)."""
-        lo, hi = self.processing_days
-        days = lo + _digest(self.seed, self.country.code, vin, round_, "days") % (hi - lo + 1)
+        days, minute = self._draw(vin, round_)
         extra = 0
         if entities is not None:
             extra = self.slow_extra_days if self.country.magic_tax_ids.get(tax_id) == "slow" else 0
             if rule := self.service.domain_fault("processing_delay", entities=entities):
                 extra += rule.params["business_days"]
         day = self.calendar.local(start).date()
-        minute = self.calendar.office_minute(_digest(self.seed, self.country.code, vin, round_, "minute"))
         estimated = self.calendar.add_business_days(day, days)
         actual = self.calendar.add_business_days(day, days + extra)
         return Plan(days, estimated, self.calendar.at(actual, minute))
+
+    def _drawn(self, vin: str, round_: int) -> tuple[int, time]:
+        """The seeded part of a review's plan: its business days and the minute of the decision."""
+        lo, hi = self.processing_days
+        days = lo + _digest(self.seed, self.country.code, vin, round_, "days") % (hi - lo + 1)
+        return days, self.calendar.office_minute(_digest(self.seed, self.country.code, vin, round_, "minute"))
 
     def _start_review(self, reg: Registration, plan: Plan, now: float) -> None:
         reg.round += 1
@@ -310,9 +317,10 @@ class Registry:
         if reg.status == INITIATED:  # the opening and the decision fell on the same instant
             self._move(reg, UNDER_REVIEW)
         if reg.status == UNDER_REVIEW:
-            self._decide(reg)
+            self._decide(reg, reg.request)
 
-    def _decide(self, reg: Registration, notify: bool = True) -> None:
+    def _decide(self, reg: Registration, request: dict, notify: bool = True) -> None:
+        """``request``: the submission as kept (the caller's, when at hand, saves decoding it)."""
         entities = reg.entities()
         take = lambda action: self.service.domain_fault(action, entities=entities, correlation_id=reg.correlation_id)
         magic = self.country.magic_tax_ids.get(reg.tax_id)
@@ -322,13 +330,13 @@ class Registry:
             return self._require(reg, rule.params["fields"], notify)
         if magic == "rejected":
             return self._reject(reg, *self.country.magic_rejection, notify)
-        present = {d["type"] for d in reg.request.get("documents", [])}
+        present = {d["type"] for d in request.get("documents", [])}
         missing = [f"documents.{t}" for t in self.country.required_documents if t not in present]
         if missing:
             return self._require(reg, missing, notify)
         if magic == "additional_info" and reg.info_rounds == 0:
             return self._require(reg, list(MAGIC_INFO_FIELDS), notify)
-        self._approve(reg, notify)
+        self._approve(reg, request, notify)
 
     def _reject(self, reg: Registration, code: str, reason: str, notify: bool) -> None:
         reg.rejection = {"code": code, "reason": reason}
@@ -339,11 +347,11 @@ class Registry:
                              "requestedAt": isoformat(self.service.clock.now())}
         self._move(reg, INFO_REQUIRED, notify=notify)
 
-    def _approve(self, reg: Registration, notify: bool) -> None:
+    def _approve(self, reg: Registration, request: dict, notify: bool) -> None:
         now = self.service.clock.now()
         today = self.calendar.local(now).date()
         try:
-            plate = self.plates.issue(plate_request(reg.request, today))
+            plate = self.plates.issue(plate_request(request, today))
         except PlateUnavailable as exc:  # a series ran out: the authority cannot register now
             return self._reject(reg, "OTHER", str(exc), notify)
         reg.plate, reg.registration_date = plate, today
@@ -393,13 +401,11 @@ class Registry:
 
     # --- views ---------------------------------------------------------
     def view(self, reg: Registration) -> dict:
-        request = reg.request
-        owner = request["owner"]
         return {
             "registrationId": reg.id, "country": self.country.iso, "authority": self.country.authority,
             "integrationMethod": self.country.method.value, "status": reg.status,
-            "reference": request.get("reference"), "vin": request["vehicle"]["vin"],
-            "owner": {"type": owner["type"], "name": owner["name"], "taxId": owner["taxId"]},
+            "reference": reg.reference, "vin": reg.vin,
+            "owner": {"type": reg.owner_type, "name": reg.owner_name, "taxId": reg.tax_id},
             "plateNumber": reg.plate,
             "registrationDate": reg.registration_date.isoformat() if reg.registration_date else None,
             "processingBusinessDays": reg.processing_days,

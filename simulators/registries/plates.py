@@ -34,6 +34,7 @@ import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 __all__ = [
     "DE_DISTRICTS",
@@ -208,6 +209,7 @@ def _fold(text: str) -> str:
     return re.sub(r"(?<=[a-z])(ae|oe|ue)", lambda m: m.group(0)[0], text)
 
 
+@lru_cache(maxsize=1024)  # owners' towns recur; folding a name costs more than the rest of the check
 def de_district(city: str, postal_code: str) -> str:
     name = " ".join(_fold(city).split())
     for key in (name, re.split(r"[ (/,-]", name)[0]):

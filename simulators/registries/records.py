@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sys
+from dataclasses import InitVar, dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 import orjson
 
@@ -13,9 +15,7 @@ from ..kit.packed import packed
 @dataclass(slots=True)
 class Registration:
     id: str
-    # The submission, updated by additional info, as JSON: a tree of dicts per registration
-    # was half a dozen containers the garbage collector walked for as long as it was kept.
-    submission: bytes
+    body: InitVar[dict]  # the submission, kept by ``keep``
     correlation_id: str | None
     created: float
     updated: float = 0.0
@@ -30,6 +30,20 @@ class Registration:
     plate: str | None = None
     registration_date: date | None = None
     document: dict | None = None
+    # The submission, updated by additional info, as JSON: a tree of dicts per registration
+    # was half a dozen containers the garbage collector walked for as long as it was kept.
+    submission: bytes = field(init=False)
+    # The few strings of it every request reads (entities, views): decoding the whole
+    # submission for each of them cost more than the rest of a request's model.
+    vin: str = field(init=False)
+    tax_id: str = field(init=False)
+    owner_type: str = field(init=False)
+    owner_name: str = field(init=False)
+    dealership: str = field(init=False)
+    reference: str | None = field(init=False)
+
+    def __post_init__(self, body: dict) -> None:
+        self.keep(body)
 
     @property
     def request(self) -> dict:
@@ -38,36 +52,24 @@ class Registration:
 
     def keep(self, request: dict) -> None:
         self.submission = packed(request)
-
-    @property
-    def vin(self) -> str:
-        return self.request["vehicle"]["vin"]
-
-    @property
-    def tax_id(self) -> str:
-        return self.request["owner"]["taxId"]
+        owner = request["owner"]
+        self.vin, self.tax_id, self.owner_name = request["vehicle"]["vin"], owner["taxId"], owner["name"]
+        # Shared by many registrations (two owner types, a few dealerships): one copy each.
+        self.owner_type, self.dealership = sys.intern(owner["type"]), sys.intern(request["purchase"]["dealership"])
+        self.reference = request.get("reference")
 
     def entities(self) -> dict[str, str]:
-        request = self.request
-        out = {"registrationId": self.id, "vin": request["vehicle"]["vin"], "taxId": request["owner"]["taxId"],
-               "dealership": request["purchase"]["dealership"]}
-        if request.get("reference"):
-            out["reference"] = request["reference"]
+        out = {"registrationId": self.id, "vin": self.vin, "taxId": self.tax_id, "dealership": self.dealership}
+        if self.reference:
+            out["reference"] = self.reference
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(NamedTuple):  # a tuple: a frozen dataclass costs more to build than the rest of a plan
     """When a review (or, synchronously, the certificate) completes."""
     business_days: int  # as published
     estimated: date     # the day it is due, as published
     due: float          # when it really happens (injected delays included)
-
-
-def copy_request(body: dict) -> dict:
-    """A private copy the model may update (additional info) without touching the caller's
-    (a validated JSON body: a round trip through orjson is the fastest deep copy)."""
-    return orjson.loads(orjson.dumps(body))
 
 
 def apply_values(request: dict, values: dict) -> dict:

@@ -5,12 +5,14 @@ at once (422)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from functools import lru_cache
 
 from ..fleet import has_valid_check_digit, vin_check_digit
 from ..kit.errors import ProblemError
 from .plates import PlateIssuer, PlateRequest, PlateUnavailable
-from .records import Registration, apply_values, copy_request
+from .records import Registration, apply_values
 from .vocabulary import _METRIC_HP_PER_KW, Country
 
 Errors = list[tuple[str, str]]  # (field, message)
@@ -36,7 +38,7 @@ def check_submission(body: dict, country: Country, plates: PlateIssuer, today: d
         errors.append(("vehicle.power.hp", f"{hp} hp does not match {kw} kW (about {round(expected_hp)} hp)"))
     if owner["type"] == "INDIVIDUAL" and date.fromisoformat(owner["dateOfBirth"]) >= today:
         errors.append(("owner.dateOfBirth", "the date of birth is not in the past"))
-    if (problem := country.check_tax_id(owner["type"], owner["taxId"])) is not None:
+    if (problem := _tax_id_problem(country.check_tax_id, owner["type"], owner["taxId"])) is not None:
         errors.append(("owner.taxId", problem))
     if date.fromisoformat(purchase["date"]) > today:
         errors.append(("purchase.date", f"the purchase date is after today ({today})"))
@@ -61,7 +63,7 @@ def check_info(reg: Registration, body: dict, country: Country, today: date) -> 
             errors.append((name["field"], "asked for and not supplied"))
     errors.extend(_duplicated_documents(body))
     values = body.get("values", {})
-    updated = apply_values(copy_request(reg.request), values)  # values are checked against each other too
+    updated = apply_values(reg.request, values)  # (a fresh copy) values are checked against each other too
     for name, value in values.items():
         if name == "owner.dateOfBirth" and date.fromisoformat(value) >= today:
             errors.append((name, "the date of birth is not in the past"))
@@ -70,8 +72,16 @@ def check_info(reg: Registration, body: dict, country: Country, today: date) -> 
     return errors
 
 
+@lru_cache(maxsize=1024)
+def _tax_id_problem(check: Callable[[str, str], str | None], owner_type: str, tax_id: str) -> str | None:
+    """Owners recur (a company registering its fleet, a returning customer): checked once."""
+    return check(owner_type, tax_id)
+
+
 def _duplicated_documents(body: dict) -> Errors:
     types = [d["type"] for d in body.get("documents", [])]
+    if len(set(types)) == len(types):  # the usual case, without counting each
+        return []
     return [("documents", f"{duplicated} is given more than once")
             for duplicated in sorted({t for t in types if types.count(t) > 1})]
 

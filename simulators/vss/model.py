@@ -4,7 +4,9 @@ The VSS belongs to the network of official and approved workshops; CaaS only
 reads it. A vehicle's maintenance status is computed on every query from its
 maintenance plan (``plans.py``), the services workshops recorded and the clock:
 nothing about compliance is stored, so advancing the clock past a due service
-lowers its block's percentage, and a workshop record restores it.
+lowers its block's percentage, and a workshop record restores it. (When each
+service falls due, a function of the history alone, is kept for recently read
+vehicles until their history changes: ``schedule.py``.)
 
 Vehicles are those of the IoT fleet (``caas_sim.simulators.fleet.Fleet``: same seed,
 same VINs). What VSS knows of a vehicle before the simulator started (delivery
@@ -35,13 +37,11 @@ LIMITATIONS (where this knowingly differs from a real VSS):
 from __future__ import annotations
 
 import bisect
-import calendar
 import hashlib
 import itertools
 import math
 from collections.abc import Iterable
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field
 
@@ -52,6 +52,7 @@ from ..kit.faults import FaultRule, NoParams
 from ..kit.service import Service
 from . import plans as pl
 from .plans import Block
+from .schedule import Schedule, date_of
 from .vehicles import (
     MAGIC_SERIALS,
     Record,
@@ -85,22 +86,11 @@ DOMAIN_FAULTS = {
     "unknown_vehicle": ("VSS answers 404 for matching VINs, as if never registered", NoParams),
 }
 DEFAULT_RETRY_AFTER = 60
-#: Vehicles whose seed-derived facts and history are kept at hand.
+#: Vehicles whose seed-derived facts and history, and schedule, are kept at hand.
 RECENT_VEHICLES = 1024
+T = TypeVar("T")
 
 # ------------------------------------------------------------------ the model
-
-
-def add_years(ts: float, years: int) -> float:
-    """The same calendar instant ``years`` later (29 February becomes 28 February)."""
-    d = datetime.fromtimestamp(ts, tz=UTC)
-    year = d.year + years
-    day = min(d.day, calendar.monthrange(year, d.month)[1])
-    return d.replace(year=year, day=day).timestamp()
-
-
-def _date(ts: float) -> str:
-    return isoformat(ts)[:10]
 
 
 class VssModel:
@@ -129,6 +119,8 @@ class VssModel:
         # pure function of the VIN, computed again on a miss; hashing it costs more than
         # the rest of a maintenance-status answer.
         self._derived: dict[str, tuple[VehicleFacts, list[Record]]] = {}
+        # When the services of recently read vehicles fall due: a function of their history.
+        self._schedules: dict[str, Schedule] = {}
         self._ids = itertools.count(1)
         for name, (description, params) in DOMAIN_FAULTS.items():
             service.faults.register(name, description, params)
@@ -136,6 +128,7 @@ class VssModel:
 
     def reset(self) -> None:
         self.vehicles.clear()
+        self._schedules.clear()  # they count the workshops' records
         self._ids = itertools.count(1)
 
     def magic_vins(self) -> dict[str, str]:
@@ -180,9 +173,8 @@ class VssModel:
             return known[0]
         facts = derive_facts(self.fleet, self.epoch, vin)
         if facts is not None:
-            self._derived[vin] = facts, derived_history(facts, self.fleet.seed, self.epoch, self._recorders)
-            if len(self._derived) > RECENT_VEHICLES:
-                del self._derived[next(iter(self._derived))]
+            _keep_recent(self._derived, vin,
+                         (facts, derived_history(facts, self.fleet.seed, self.epoch, self._recorders)))
         return facts
 
     # --- history ----------------------------------------------------------
@@ -197,48 +189,28 @@ class VssModel:
     # --- the core's query ---------------------------------------------------
     def maintenance_status(self, vin: str, operation: str, correlation_id: str | None = None) -> dict:
         facts = self._facts(vin, operation, correlation_id)
-        now = self.service.clock.now()
-        history = self._history(facts)
-        odometer = pl.Odometer(facts.delivered, facts.km_per_day, (pl.Reading(r.performed_at, r.mileage_km)
-                                                                    for r in history))
-        last: dict[str, Record] = {}
-        for record in history:  # oldest first: the last one wins
-            last[record.spec.code] = record
+        schedule = self._schedule(facts)
         forced = self._forced_compliance(vin, operation, correlation_id)
-        blocks, any_overdue = [], False
-        for block, name in pl.BLOCK_NAMES.items():
-            assessments = []
-            for spec in facts.plan:
-                if spec.block is block:
-                    done = last.get(spec.code)
-                    reading = pl.Reading(done.performed_at, done.mileage_km) if done else None
-                    assessments.append((pl.assess(spec, reading, facts.delivered, odometer, now, self.policy), done))
-            any_overdue |= any(a.status is pl.Status.OVERDUE for a, _ in assessments)
-            pct = forced.get(block, pl.block_compliance(a for a, _ in assessments))
-            blocks.append({"code": block.value, "name": name, "compliancePercent": pct,
-                           "services": [_service_view(a, done) for a, done in assessments]})
-        mileage = odometer.at(now)
-        return {"vin": vin, "asOf": isoformat(now), "model": facts.model, "powertrain": facts.powertrain.value,
-                "deliveryDate": _date(facts.delivered), "mileageKm": math.floor(mileage), "blocks": blocks,
-                "warranty": self._warranty(facts, now, mileage, any_overdue)}
+        return schedule.status(vin, self.service.clock.now(), forced)
 
-    def _forced_compliance(self, vin: str, operation: str, correlation_id: str | None) -> dict[Block, int]:
-        forced: dict[Block, int] = {}
+    def _schedule(self, facts: VehicleFacts) -> Schedule:
+        """The vehicle's schedule, kept while its history stays the same (``record_service``
+        and ``reset`` drop it)."""
+        schedule = self._schedules.get(facts.vin)
+        if schedule is None:
+            schedule = _keep_recent(self._schedules, facts.vin, Schedule(
+                facts, self._history(facts), self.policy, self.warranty_years, self.warranty_km))
+        return schedule
+
+    def _forced_compliance(self, vin: str, operation: str, correlation_id: str | None) -> dict[str, int]:
+        """Block percentages (by block code) the ``low_compliance`` rules set; the first listed wins."""
+        forced: dict[str, int] = {}
         method, template = self.routes.get(operation, (None, None))
         context = {"method": method, "template": template, "operation": operation, "entities": {"vin": vin},
                    "correlation_id": correlation_id}
         for rule in self.service.faults.take_all("low_compliance", **context):
-            block = _block_key(rule.params["block"])
-            forced.setdefault(block, rule.params["pct"])
+            forced.setdefault(_block_code(rule.params["block"]), rule.params["pct"])
         return forced
-
-    def _warranty(self, facts: VehicleFacts, now: float, mileage: float, any_overdue: bool) -> dict:
-        ends = add_years(facts.delivered, self.warranty_years)
-        expired_by = "TIME" if now >= ends else "MILEAGE" if mileage >= self.warranty_km else None
-        return {"status": "EXPIRED" if expired_by else "ACTIVE", "startDate": _date(facts.delivered),
-                "endDate": _date(ends), "mileageLimitKm": self.warranty_km, "expiredBy": expired_by,
-                # Insufficient maintenance may void the warranty: the manufacturer decides, VSS warns.
-                "maintenanceRisk": expired_by is None and any_overdue}
 
     # --- the workshops' side -------------------------------------------------
     def service_records(self, vin: str, operation: str, correlation_id: str | None = None) -> dict:
@@ -282,10 +254,10 @@ class VssModel:
         if performed_at < facts.delivered:
             raise ProblemError(422, "Service date before delivery",
                                f"performedAt {isoformat(performed_at)} is before the vehicle's delivery "
-                               f"({_date(facts.delivered)})", kind="invalid-service-date")
+                               f"({date_of(facts.delivered)})", kind="invalid-service-date")
         history = self._history(facts)
-        day = _date(performed_at)
-        if any(r.spec.code == service_type and _date(r.performed_at) == day for r in history):
+        day = date_of(performed_at)
+        if any(r.spec.code == service_type and date_of(r.performed_at) == day for r in history):
             raise ProblemError(409, "Service already recorded",
                                f"{service_type} is already recorded for {vin} on {day}", kind="duplicate-record")
         mileage = self._check_mileage(facts, history, performed_at, mileage_km)
@@ -294,6 +266,7 @@ class VssModel:
         if vehicle is None:
             vehicle = self.vehicles[vin] = Vehicle(facts)
         vehicle.records.append(record)
+        self._schedules.pop(vin, None)
         self.service.journal.event("vss.service_recorded", {"vin": vin, "recordId": record.id,
                                                             "workshopId": workshop_id},
                                    block=block, serviceType=service_type, performedAt=isoformat(performed_at),
@@ -326,20 +299,19 @@ class VssModel:
         return "svc_" + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
 
 
-def _service_view(a: pl.Assessment, done: Record | None) -> dict:
-    return {"serviceType": a.spec.code, "name": a.spec.name, "status": a.status.value,
-            "intervalDays": a.spec.every_days, "intervalKm": a.spec.every_km,
-            "lastPerformedAt": isoformat(done.performed_at) if done else None,
-            "lastMileageKm": done.mileage_km if done else None,
-            "lastWorkshopId": done.workshop.id if done else None,
-            "dueAt": isoformat(a.due_at), "dueMileageKm": math.floor(a.due_km) if a.due_km is not None else None,
-            "overdueFrom": isoformat(a.overdue_at)}
+def _keep_recent(cache: dict[str, T], vin: str, value: T) -> T:
+    """``value`` kept for ``vin``; past RECENT_VEHICLES, the oldest entry goes."""
+    cache[vin] = value
+    if len(cache) > RECENT_VEHICLES:
+        del cache[next(iter(cache))]
+    return value
 
 
-def _block_key(value: str) -> Block:
+def _block_code(value: str) -> str:
+    """The code of a block named by its code or its name."""
     if value in Block.__members__:
-        return Block(value)
-    return next(b for b, name in pl.BLOCK_NAMES.items() if name == value)
+        return Block(value).value
+    return next(b.value for b, name in pl.BLOCK_NAMES.items() if name == value)
 
 
 def options_policy(options: dict[str, Any]) -> pl.Policy:

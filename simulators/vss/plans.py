@@ -6,9 +6,10 @@ Drivetrain) and each due every ``every_days`` or every ``every_km``, whichever
 comes first, counted from the last time a workshop performed it (or from the
 vehicle's delivery at 0 km when it never was).
 
-Compliance is computed here, never stored: ``assess`` turns one service's last
-record, the odometer and the clock into a status and a score, and
-``block_compliance`` averages the scores of a block into its percentage.
+Compliance is computed here, never stored: ``due`` turns one service's last
+record and the odometer into when it falls due, ``judge`` that and the clock into
+a status and a score (``assess`` does both), and ``block_compliance`` averages the
+scores of a block into its percentage.
 
 Scoring (``Policy``; every number is configurable through the simulator's options):
 
@@ -30,12 +31,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 DAY = 86400.0
 
 __all__ = [
-    "BLOCK_NAMES", "DAY", "DEFAULT_POLICY", "PLANS", "SERVICE_TYPES", "Assessment", "Block", "Odometer", "Policy",
-    "Powertrain", "Reading", "ServiceSpec", "Status", "assess", "block_compliance", "block_of", "plan_for",
+    "BLOCK_NAMES", "DAY", "DEFAULT_POLICY", "PLANS", "SERVICE_TYPES", "Assessment", "Block", "Due", "Odometer",
+    "Policy", "Powertrain", "Reading", "ServiceSpec", "Status", "assess", "block_compliance", "block_of",
+    "compliance", "due", "judge", "plan_for",
 ]
 
 
@@ -169,8 +172,9 @@ class Odometer:
         self.km_per_second = km_per_day / DAY
         points = sorted([Reading(delivered, 0.0), *(r for r in readings if r.at >= delivered)],
                         key=lambda r: r.at)
-        self._at = [p.at for p in points]
-        self._km = [p.km for p in points]
+        # Tuples of floats: the garbage collector stops tracking them (a model keeps odometers).
+        self._at = tuple(p.at for p in points)
+        self._km = tuple(p.km for p in points)
 
     def at(self, t: float) -> float:
         i = bisect.bisect_right(self._at, t) - 1
@@ -205,8 +209,21 @@ class Assessment:
     overdue_at: float
 
 
-def assess(spec: ServiceSpec, last: Reading | None, delivered: float, odometer: Odometer, now: float,
-           policy: Policy = DEFAULT_POLICY) -> Assessment:
+class Due(NamedTuple):
+    """When a service falls due, soon, and overdue: a function of its last record and the
+    odometer, not of the clock (``judge`` brings the clock in). A tuple: a model may keep
+    its values as a plain one, which the garbage collector stops tracking."""
+    by_time: float
+    due_at: float
+    due_km: float | None
+    overdue_at: float
+    soon_at: float
+    every_seconds: float
+    every_km: int | None
+
+
+def due(spec: ServiceSpec, last: Reading | None, delivered: float, odometer: Odometer,
+        policy: Policy = DEFAULT_POLICY) -> Due:
     base_t, base_km = (last.at, last.km) if last else (delivered, 0.0)
     by_time = base_t + spec.every_seconds
     due_at, overdue_at, soon_at = by_time, by_time + policy.grace_days * DAY, by_time - policy.soon_days * DAY
@@ -216,23 +233,39 @@ def assess(spec: ServiceSpec, last: Reading | None, delivered: float, odometer: 
         due_at = min(due_at, odometer.reach(due_km, base_t))
         overdue_at = min(overdue_at, odometer.reach(due_km + policy.grace_km, base_t))
         soon_at = min(soon_at, odometer.reach(due_km - policy.soon_km, base_t))
+    return Due(by_time, due_at, due_km, overdue_at, soon_at, spec.every_seconds, spec.every_km)
+
+
+def judge(due: tuple, now: float, mileage: float, policy: Policy = DEFAULT_POLICY) -> tuple[Status, float]:
+    """The status and score at ``now``, when the odometer shows ``mileage``, of a service
+    falling due as ``due`` says (a ``Due``, or the plain tuple of its values)."""
+    by_time, due_at, due_km, overdue_at, soon_at, every_seconds, every_km = due
     if now >= overdue_at:
-        lateness = (now - by_time) / spec.every_seconds
+        lateness = (now - by_time) / every_seconds
         if due_km is not None:
-            lateness = max(lateness, (odometer.at(now) - due_km) / spec.every_km)  # type: ignore[operator]
-        status, score = Status.OVERDUE, policy.overdue_score * (1 - min(1.0, max(0.0, lateness)))
-    elif now >= due_at:
-        status, score = Status.DUE, policy.due_score
-    elif now >= soon_at:
-        status, score = Status.DUE_SOON, 100.0
-    else:
-        status, score = Status.UP_TO_DATE, 100.0
-    return Assessment(spec, status, score, last, due_at, due_km, overdue_at)
+            lateness = max(lateness, (mileage - due_km) / every_km)
+        return Status.OVERDUE, policy.overdue_score * (1 - min(1.0, max(0.0, lateness)))
+    if now >= due_at:
+        return Status.DUE, policy.due_score
+    if now >= soon_at:
+        return Status.DUE_SOON, 100.0
+    return Status.UP_TO_DATE, 100.0
+
+
+def assess(spec: ServiceSpec, last: Reading | None, delivered: float, odometer: Odometer, now: float,
+           policy: Policy = DEFAULT_POLICY) -> Assessment:
+    d = due(spec, last, delivered, odometer, policy)
+    status, score = judge(d, now, odometer.at(now), policy)
+    return Assessment(spec, status, score, last, d.due_at, d.due_km, d.overdue_at)
 
 
 def block_compliance(assessments: Iterable[Assessment]) -> int:
     """The block's percentage: the mean of its services' scores, rounded half up (0-100)."""
-    scores = [a.score for a in assessments]
+    return compliance([a.score for a in assessments])
+
+
+def compliance(scores: list[float]) -> int:
+    """The mean of ``scores``, rounded half up (0-100); 100 for none."""
     if not scores:
         return 100  # a block without scheduled services cannot be behind
     return min(100, max(0, math.floor(sum(scores) / len(scores) + 0.5)))
