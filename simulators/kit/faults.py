@@ -280,6 +280,8 @@ class FaultEngine:
         return list(self._matching(actions, context, consume=True))
 
     def _find(self, actions: tuple[str, ...] | str, context: dict[str, Any], consume: bool) -> FaultRule | None:
+        if not self.rules:  # the usual case, asked several times per request: no generator
+            return None
         return next(self._matching(actions, context, consume), None)
 
     def _matching(self, actions: tuple[str, ...] | str, context: dict[str, Any], consume: bool):
