@@ -94,3 +94,33 @@ def activation_latencies(database: str, scale: float) -> list[float]:
 
     times = _read(database, inspect.delivery_times)
     return sorted((delivered - created) / scale for created, delivered in times)
+
+
+def commit_cpu(database: str, connections: int, commits: int = 4000) -> float:
+    """µs of client CPU of one durable single-statement commit (an autocommit ``INSERT``)
+    through asyncpg alone, ``connections`` at a time, on ``database``: the least a core
+    pays per commit on this machine, with no SQLAlchemy and no logic."""
+    import asyncpg
+
+    from .bench_client import loop_factory
+
+    async def measure() -> float:
+        pool = await asyncpg.create_pool(database.replace("+asyncpg", ""), min_size=connections,
+                                         max_size=connections)
+        try:
+            await pool.execute("CREATE TABLE commit_floor (id text PRIMARY KEY)")
+
+            async def worker(prefix: str, count: int) -> None:
+                for i in range(count):
+                    await pool.execute("INSERT INTO commit_floor VALUES ($1)", f"{prefix}-{i}")
+
+            per_worker = commits // connections
+            await asyncio.gather(*(worker(f"w{k}", per_worker // 4) for k in range(connections)))  # warm-up
+            started = time.process_time()
+            await asyncio.gather(*(worker(f"m{k}", per_worker) for k in range(connections)))
+            return (time.process_time() - started) / (per_worker * connections) * 1e6
+        finally:
+            await pool.close()
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(measure())

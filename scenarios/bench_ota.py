@@ -20,7 +20,7 @@ import orjson
 from caas_sim.simulators.fleet import ConnectivityKind, Fleet
 
 from . import bench_client
-from .bench_db import PostgresDatabase, activation_latencies, count_active
+from .bench_db import PostgresDatabase, activation_latencies, commit_cpu, count_active
 from .bench_measure import TARGETS, Comparison, Servers
 from .bench_server import BENCH_KEY, post_app
 from .bench_webhooks import OTA_STATUS
@@ -28,6 +28,10 @@ from .bench_webhooks import OTA_STATUS
 #: The HTTP exchanges between the stack's own services per activation, besides the purchase
 #: request itself: the charge, the OTA push and the status callback.
 OTA_EXCHANGES = 3
+#: The commits a durable activation cannot do without, each recording what a crash must not
+#: lose before the next step: the purchase, its payment, the OTA attempt, the callback's inbox
+#: row (before its 2xx) and the outcome.
+DURABLE_COMMITS = 5
 
 
 def always_online_vins(count: int, seed: int = 0) -> list[str]:
@@ -135,4 +139,12 @@ def bench_ota(purchases: int, connections: int, postgres: str, baseline_rps: flo
     ceiling.notes.append(f"{comparison.subject_cpu:.0f} µs of stack CPU per activation against the {ceiling_cpu:.0f} "
                          f"µs HTTP alone would cost (the bare POST's {baseline_cpu:.0f} + {OTA_EXCHANGES} x "
                          f"{exchange:.0f})")
+    with PostgresDatabase(postgres) as db:
+        commit = commit_cpu(db.url, connections)
+    floor = DURABLE_COMMITS * commit
+    ceiling.notes.append(
+        f"the database's floor: one single-statement commit through asyncpg alone costs {commit:.0f} µs of client "
+        f"CPU here; a durable activation makes at least {DURABLE_COMMITS} ({floor:.0f} µs), so HTTP and that floor "
+        f"alone cost {ceiling_cpu + floor:.0f} µs, {ceiling_cpu / (ceiling_cpu + floor):.2f} of the HTTP ceiling "
+        f"(this stack: {(ceiling_cpu + floor) / comparison.subject_cpu:.2f} of that durable ceiling)")
     return [comparison, ceiling]

@@ -5,6 +5,8 @@ generator does not share its core:
   validation in and out, fault matching, idempotency, journal, busy accounting, the model);
 - ``bare``: a plain aiohttp handler of the IoT activation's shape: parse the JSON body,
   call the same model, serialise its answer; none of the kit's HTTP pipeline;
+- ``kit-alone``: the IoT simulator with a model that answers one fixed acceptance: the
+  kit's pipeline and no model;
 - ``echo``: a plain handler on every path that only parses the body (if any) and answers
   a fixed 202 JSON (no model): the floor every simulator is judged against;
 - ``post``: the bare aiohttp JSON POST handler (parse the body, answer 204): what the
@@ -43,6 +45,20 @@ def bare_app() -> web.Application:
 
     app = web.Application()
     app.router.add_post("/ota/activate", activate)
+    return app
+
+
+def kit_alone_app() -> web.Application:
+    """The IoT simulator whose model answers every activation with one fixed acceptance:
+    the kit's pipeline (contract in and out, faults, journal, metrics) around no model."""
+    from caas_sim.scenarios.bench_sim import activation_bodies
+    from caas_sim.simulators.iot.api import MODEL_KEY
+
+    app = kit_app()
+    model = app[MODEL_KEY]
+    body = orjson.loads(activation_bodies(1)[0])
+    accepted = model.activate(body["vin"], body["serviceId"], body["configuration"], body["duration"])
+    model.activate = lambda *_: accepted
     return app
 
 
@@ -106,7 +122,7 @@ async def serve_stack(port: int, database: str, clock: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--kind", choices=["echo", "bare", "kit", "post", "core", "stack"], required=True)
+    parser.add_argument("--kind", choices=["echo", "bare", "kit-alone", "kit", "post", "core", "stack"], required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--sim", default="iot", help="the simulator of --kind kit (a catalogue name)")
     parser.add_argument("--database", default="sqlite+aiosqlite:///bench-caas.db")
@@ -121,7 +137,8 @@ def main() -> None:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(serve_stack(args.port, args.database, args.clock))
         return
-    makers = {"echo": echo_app, "bare": bare_app, "kit": lambda: kit_app(args.sim), "post": post_app,
+    makers = {"echo": echo_app, "bare": bare_app, "kit-alone": kit_alone_app, "kit": lambda: kit_app(args.sim),
+              "post": post_app,
               "core": lambda: core_app(args.database, run_jobs=not args.no_jobs)}
     web.run_app(makers[args.kind](), host="127.0.0.1", port=args.port, access_log=None, print=None,
                 reuse_port=args.reuse_port or None,

@@ -3,6 +3,8 @@
 Figures are not asserted (the machine is shared and noisy): only that every line of the
 summary is measured and printed, with its ratios."""
 
+import os
+
 import pytest
 
 from caas_sim.scenarios import bench
@@ -21,6 +23,18 @@ def test_the_webhook_measure_prints_both_ratios_of_each_line(capsys):
 
 def test_an_http_exchange_costs_some_cpu():
     assert 10 < bench.exchange_cpu(connections=4, requests=400) < 100_000  # µs, client and server together
+
+
+def test_a_commit_costs_some_cpu():
+    """The OTA line's database floor: single-statement commits on a throw-away database."""
+    from caas_sim.scenarios.bench_db import (
+        DEFAULT_POSTGRES,
+        PostgresDatabase,
+        commit_cpu,
+    )
+
+    with PostgresDatabase(os.environ.get("CAAS_TEST_POSTGRES_URL", DEFAULT_POSTGRES)) as db:
+        assert 5 < commit_cpu(db.url, connections=4, commits=200) < 100_000  # µs of client CPU
 
 
 def test_the_bench_reads_the_cores_queue_and_purchases_through_the_stores_public_questions(tmp_path):
@@ -70,7 +84,7 @@ def test_the_sim_measure_prints_each_operation_against_the_echo_with_its_tail(ca
     status = next(line for line in out.splitlines() if line.startswith("iot status") and "echo GET" in line)
     assert float(status.split()[-4]) > 0  # throughput against the echo
     assert any("p99" in note for c in comparisons for note in c.notes)
-    assert [c.name for c in comparisons] == ["iot status", "iot model only"]
+    assert [c.name for c in comparisons] == ["iot status", "iot model only", "iot kit only"]
 
 
 def test_every_operation_of_the_sim_measure_is_answered_as_its_contract_says():
