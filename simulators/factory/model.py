@@ -8,7 +8,8 @@ Manufacturing then follows the specification's state diagram on the clock:
       -> READY_FOR_SHIPMENT -> IN_TRANSIT -> ARRIVED_AT_DEALERSHIP
     (QUALITY_CONTROL -> PRODUCTION_IN_PROGRESS when QC fails: rework, then QC again)
 
-Each stage lasts a duration drawn from the seed and the order (timeline.py).
+Each stage lasts a duration drawn from the seed and the order (timeline.py) and
+is planned when the order enters it (stages.py).
 Every status change, component-assembly milestone, QC checkpoint, estimate
 revision and shipment checkpoint is one ``orderStatus`` notification with a
 per-order ``sequence``, kept in the order's history and sent as a signed
@@ -36,13 +37,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import date
-from typing import Any, Literal, NoReturn
+from typing import Literal, NoReturn
 
 from pydantic import Field
 
-from ..kit.clock import Timer, isoformat, to_datetime
+from ..kit.clock import isoformat
 from ..kit.errors import ProblemError
 from ..kit.faults import NoParams
 from ..kit.retention import Retention
@@ -50,12 +49,11 @@ from ..kit.service import Service
 from . import catalogue
 from . import magic as mg
 from .notifier import Notifier
-from .shipping import arrival, route, tracking_number
-from .timeline import ASSEMBLY_MILESTONES, DAY, QC_CHECKPOINTS, StageDays, unit
+from .order import STATUSES, Order, Step, day_of  # STATUSES re-exported: tests check it against the contract
+from .stages import Stages
+from .timeline import ASSEMBLY_MILESTONES, DAY, QC_CHECKPOINTS, StageDays
 from .vins import VinPool
 
-STATUSES = ("ORDER_PLACED", "PRODUCTION_SCHEDULED", "PRODUCTION_IN_PROGRESS", "QUALITY_CONTROL",
-            "READY_FOR_SHIPMENT", "IN_TRANSIT", "ARRIVED_AT_DEALERSHIP")
 WEBHOOK = "orderStatus"
 #: Orders kept: past this many, the oldest with no stage ahead (delivered, cancelled, or
 #: waiting at the dealership) are forgotten (404). A count, not an age: a car may wait at a
@@ -105,62 +103,14 @@ FAULTS = {
 }
 
 
-@dataclass(slots=True)
-class Step:
-    """Something due to happen to an order at ``when``."""
-    when: float
-    kind: str  # status | milestone | checkpoint | qc_failed | delay | tracking
-    arg: Any = None
-
-
-@dataclass(slots=True)
-class Order:
-    id: str
-    reference: str
-    model: catalogue.Model
-    options: list[str]
-    customer: dict
-    dealership: dict
-    created: float
-    correlation_id: str | None
-    magic: str | None
-    status: str | None = None
-    updated: float = 0.0
-    sequence: int = 0
-    history: list[dict] = field(default_factory=list)
-    vin: str | None = None
-    location: str = "PLANT"  # PLANT | IN_TRANSIT | DEALERSHIP | OUT_FOR_DELIVERY | RETURNING_TO_DEALERSHIP | CUSTOMER
-    ready_at: float = 0.0    # estimated (or actual, once reached) READY_FOR_SHIPMENT time
-    arrival_at: float = 0.0  # estimated (or actual) ARRIVED_AT_DEALERSHIP time
-    stage_end: float = 0.0   # when the current stage is planned to end
-    qc_rounds: int = 0
-    qc_failures: int = 0
-    qc_failures_left: int | None = None  # decided when QC is first entered
-    pending_delay: tuple[int, str] | None = None
-    tracking: dict | None = None
-    steps: list[Step] = field(default_factory=list)
-    timer: Timer | None = None
-
-    @property
-    def entities(self) -> dict[str, str]:
-        return {"orderId": self.id, "reference": self.reference, "dealershipId": self.dealership["id"],
-                "model": self.model.code}
-
-
-def day_of(ts: float) -> str:
-    return to_datetime(ts).date().isoformat()
-
-
 class FactoryModel:
     def __init__(self, service: Service, *, stage_days: StageDays, vins: VinPool, plant: dict, carrier: dict,
                  placement_seconds: float = 0.0, qc_failure_rate: float = 0.0):
         self.service = service
-        self.days = stage_days
         self.vins = vins
-        self.plant = plant
         self.carrier = carrier
         self.placement_seconds = placement_seconds
-        self.qc_failure_rate = qc_failure_rate
+        self.stages = Stages(service, stage_days, plant=plant, carrier=carrier, qc_failure_rate=qc_failure_rate)
         self.notifier = Notifier(service)
         self.retention = Retention(service.clock.now, keep=ORDERS_KEPT)
         self._on_fire = self._fire  # one bound method for every order's timer, not one each
@@ -260,140 +210,39 @@ class FactoryModel:
             reason, detail = refusal
             self.service.journal.event("order.rejected", entities, reason=reason)
             raise ProblemError(422, "Order rejected", detail, kind="order-rejected", reason=reason)
-        return self._create(body, correlation_id)
+        return self._create(body, correlation_id, behaviour)
 
     def _unavailable(self, retry_after: int) -> NoReturn:
         raise ProblemError(503, "Factory unavailable",
                            f"the factory's order system is unavailable; retry in {retry_after} s",
                            kind="factory-unavailable", headers={"Retry-After": str(retry_after)})
 
-    def _create(self, body: dict, correlation_id: str | None) -> dict:
+    def _create(self, body: dict, correlation_id: str | None, behaviour: str | None) -> dict:
         now = self.service.clock.now()
         digest = hashlib.blake2b(f"{self.service.seed}:factory:order:{next(self._ids)}".encode(), digest_size=10)
         order = Order("ord_" + digest.hexdigest(), body["reference"], catalogue.MODELS[body["model"]],
-                      list(body["options"]), body["customer"], body["dealership"], now, correlation_id,
-                      mg.dealership(body["dealership"]["id"]))
+                      tuple(body["options"]), body["customer"], body["dealership"], now, correlation_id, behaviour)
         self.orders[order.id] = order
         self._by_reference.setdefault(order.reference, []).append(order.id)
         self._enter(order, "ORDER_PLACED",
                     f"Order confirmed: {order.model.name} for dealership {order.dealership['id']}")
+        placed = order.history[-1]
         return {"orderId": order.id, "reference": order.reference, "status": order.status,
-                "statusDescription": order.history[-1]["description"], "createdAt": isoformat(now),
-                "estimatedDate": day_of(order.arrival_at), "estimatedCompletionDate": day_of(order.ready_at)}
+                "statusDescription": placed["description"], "createdAt": isoformat(now),
+                "estimatedDate": placed["estimatedDate"], "estimatedCompletionDate": day_of(order.ready_at)}
 
     # --- manufacturing ----------------------------------------------------
-    def _seconds(self, order: Order, status: str) -> float:
-        """How long the stage that starts with ``status`` lasts for this order (its current round)."""
-        seed, rnd = self.service.seed, order.qc_failures
-        if status == "ORDER_PLACED":
-            return self.days.seconds(seed, order.id, "acceptance")
-        if status == "PRODUCTION_SCHEDULED":
-            return self.days.seconds(seed, order.id, "slot_wait")
-        if status == "PRODUCTION_IN_PROGRESS":
-            return self.days.seconds(seed, order.id, "assembly" if rnd == 0 else "rework", rnd)
-        if status == "QUALITY_CONTROL":
-            return self.days.seconds(seed, order.id, "quality_control", rnd)
-        if status == "READY_FOR_SHIPMENT":
-            return self.days.seconds(seed, order.id, "pickup")
-        if status == "IN_TRANSIT":
-            transit = self.days.seconds(seed, order.id, "transit")
-            if order.dealership["country"] != self.plant["country"]:
-                transit += self.days.seconds(seed, order.id, "cross_border")
-            return transit
-        raise ValueError(f"no stage after {status}")
-
     def _enter(self, order: Order, status: str, description: str | Callable[[Order], str], *,
                reason: str | None = None, milestone: dict | None = None) -> None:
         """Move to ``status``: plan the stage, re-estimate, notify. A callable description is
         written once the stage is planned (it may name the stage's end or the tracking number)."""
         now = self.service.clock.now()
         previous, order.status, order.updated = order.status, status, now
-        builder = getattr(self, f"_stage_{status.lower()}")
-        order.steps = builder(order, now)
-        order.steps.sort(key=lambda s: s.when)
-        if status == "READY_FOR_SHIPMENT":
-            order.ready_at = now
-        elif status == "ARRIVED_AT_DEALERSHIP":
-            order.arrival_at = now
-        revision = self._reestimate(order, reason)
+        order.steps = self.stages.plan(order, status, now)
+        revision = self.stages.reestimate(order, reason)
         text = description(order) if callable(description) else description
         self._notify(order, "STATUS_CHANGED", text, previous, milestone=milestone, revision=revision)
         self._arm(order)
-
-    def _stage_order_placed(self, order: Order, now: float) -> list[Step]:
-        order.stage_end = now + self._seconds(order, "ORDER_PLACED")
-        return [Step(order.stage_end, "status", "PRODUCTION_SCHEDULED")]
-
-    def _stage_production_scheduled(self, order: Order, now: float) -> list[Step]:
-        order.stage_end = now + self._seconds(order, "PRODUCTION_SCHEDULED")
-        return [Step(order.stage_end, "status", "PRODUCTION_IN_PROGRESS")]
-
-    def _stage_production_in_progress(self, order: Order, now: float) -> list[Step]:
-        length = self._seconds(order, "PRODUCTION_IN_PROGRESS")
-        order.stage_end = now + length
-        steps = [Step(order.stage_end, "status", "QUALITY_CONTROL")]
-        if order.qc_failures:  # rework: no milestones, straight back to QC
-            return steps
-        steps += [Step(now + length * (i + 1) / 5, "milestone", i) for i in range(len(ASSEMBLY_MILESTONES))]
-        delay = self.service.domain_fault("production_delay", entities=order.entities,
-                                          correlation_id=order.correlation_id)
-        if delay is not None:
-            order.pending_delay = delay.params["days"], delay.params["reason"]
-        elif order.magic == "production_delay":
-            order.pending_delay = mg.DELAY_DAYS, "SUPPLIER_SHORTAGE"
-        if order.pending_delay:
-            # Announced halfway, between the PAINT and POWERTRAIN_MARRIAGE milestones.
-            steps.append(Step(now + length / 2, "delay"))
-        return steps
-
-    def _stage_quality_control(self, order: Order, now: float) -> list[Step]:
-        length = self._seconds(order, "QUALITY_CONTROL")
-        order.stage_end = now + length
-        if order.qc_failures_left is None:
-            rule = self.service.domain_fault("qc_failed", entities=order.entities,
-                                             correlation_id=order.correlation_id)
-            order.qc_failures_left = rule.params["times"] if rule else 1 if order.magic == "qc_fails_once" else 0
-        order.qc_rounds += 1
-        seed, rnd = self.service.seed, order.qc_failures
-        fails = order.qc_failures_left > 0 or unit(seed, order.id, "qc-natural", rnd) < self.qc_failure_rate
-        checks = len(QC_CHECKPOINTS)
-        at = lambda i: now + length * (i + 1) / (checks + 1)
-        if fails:
-            failing = int(unit(seed, order.id, "qc-failing-checkpoint", rnd) * checks)
-            return [Step(at(i), "checkpoint", i) for i in range(failing)] + [Step(at(failing), "qc_failed", failing)]
-        return [Step(at(i), "checkpoint", i) for i in range(checks)] + [
-            Step(order.stage_end, "status", "READY_FOR_SHIPMENT")]
-
-    def _stage_ready_for_shipment(self, order: Order, now: float) -> list[Step]:
-        order.stage_end = now + self._seconds(order, "READY_FOR_SHIPMENT")
-        return [Step(order.stage_end, "status", "IN_TRANSIT")]
-
-    def _stage_in_transit(self, order: Order, now: float) -> list[Step]:
-        length = self._seconds(order, "IN_TRANSIT")
-        order.stage_end = now + length
-        order.location = "IN_TRANSIT"
-        points = route(self.plant, order.dealership)
-        loaded = points[0]
-        order.tracking = {
-            "carrier": self.carrier["name"],
-            "trackingNumber": tracking_number(self.service.seed, self.carrier["code"], "S", order.id),
-            "shippedAt": isoformat(now), "eta": isoformat(order.stage_end),
-            "origin": self.plant["name"], "destination": arrival(order.dealership).location,
-            "currentLocation": loaded.location,
-            "checkpoints": [{"code": loaded.code, "location": loaded.location, "description": loaded.description,
-                             "timestamp": isoformat(now)}],
-        }
-        return [Step(now + length * p.fraction, "tracking", p) for p in points[1:]] + [
-            Step(order.stage_end, "status", "ARRIVED_AT_DEALERSHIP")]
-
-    def _stage_arrived_at_dealership(self, order: Order, now: float) -> list[Step]:
-        order.location = "DEALERSHIP"
-        point = arrival(order.dealership)
-        if order.tracking is not None:
-            order.tracking["checkpoints"].append({"code": point.code, "location": point.location,
-                                                  "description": point.description, "timestamp": isoformat(now)})
-            order.tracking["currentLocation"] = point.location
-        return []
 
     # --- the clock --------------------------------------------------------
     def _arm(self, order: Order) -> None:
@@ -465,7 +314,7 @@ class FactoryModel:
         for later in order.steps:
             later.when += shift
         order.stage_end += shift
-        revision = self._reestimate(order, reason)
+        revision = self.stages.reestimate(order, reason)
         self.service.journal.event("order.delayed", order.entities, days=days, reason=reason)
         self._notify(order, "ESTIMATE_UPDATED", f"Production delayed by {days} days due to {_DELAY_TEXT[reason]}",
                      order.status, revision=revision)
@@ -478,26 +327,7 @@ class FactoryModel:
         order.tracking["currentLocation"] = point.location
         self._notify(order, "TRACKING_UPDATED", point.description, order.status)
 
-    # --- estimates and notifications ------------------------------------------
-    def _reestimate(self, order: Order, reason: str | None) -> dict | None:
-        """Project READY_FOR_SHIPMENT and arrival from the current stage's end; a revision if a date moved."""
-        index = STATUSES.index(order.status)
-        entered, t = {}, order.stage_end
-        for status in STATUSES[index + 1:]:
-            entered[status] = t
-            if status != STATUSES[-1]:
-                t += self._seconds(order, status)
-        before = (day_of(order.arrival_at), day_of(order.ready_at)) if order.history else None
-        order.ready_at = entered.get("READY_FOR_SHIPMENT", order.ready_at)
-        order.arrival_at = entered.get("ARRIVED_AT_DEALERSHIP", order.arrival_at)
-        if order.tracking is not None and order.status == "IN_TRANSIT":
-            order.tracking["eta"] = isoformat(order.arrival_at)
-        if before is None or before == (day_of(order.arrival_at), day_of(order.ready_at)):
-            return None
-        moved = date.fromisoformat(day_of(order.arrival_at)) - date.fromisoformat(before[0])
-        return {"previousEstimatedDate": before[0], "previousEstimatedCompletionDate": before[1],
-                "reason": reason or "REPLANNED", "delayDays": moved.days}
-
+    # --- notifications -----------------------------------------------------------
     def _tracking(self, order: Order) -> dict | None:
         if order.tracking is None:
             return None
@@ -511,11 +341,12 @@ class FactoryModel:
                  "timestamp": isoformat(self.service.clock.now()), "milestone": milestone,
                  "estimatedDate": day_of(order.arrival_at), "estimateRevision": revision}
         order.history.append(event)
-        self.service.journal.event(f"order.{kind.lower()}", order.entities, sequence=order.sequence,
+        entities = order.entities
+        self.service.journal.event(f"order.{kind.lower()}", entities, sequence=order.sequence,
                                    status=order.status)
         payload = {"eventType": "ORDER_STATUS", "orderId": order.id, "reference": order.reference,
                    "dealershipId": order.dealership["id"], "vin": order.vin, **event,
                    "estimatedCompletionDate": day_of(order.ready_at), "tracking": self._tracking(order)}
-        entities = {**order.entities, "status": event["status"], "notification": event["notification"]}
-        self.notifier.send(WEBHOOK, payload, order_id=order.id, entities=entities,
+        self.notifier.send(WEBHOOK, payload, order_id=order.id,
+                           entities={**entities, "status": order.status, "notification": kind},
                            correlation_id=order.correlation_id, magic=order.magic)

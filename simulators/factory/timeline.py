@@ -46,7 +46,10 @@ QC_CHECKPOINTS: tuple[tuple[str, str], ...] = (
 
 def unit(seed: int, *parts: object) -> float:
     """A uniform number in [0, 1) fixed by the seed and ``parts``."""
-    text = ":".join(str(p) for p in (seed, *parts))
+    return _unit_of(":".join(map(str, (seed, *parts))))
+
+
+def _unit_of(text: str) -> float:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") / 2**64
 
 
@@ -72,5 +75,6 @@ class StageDays:
     def seconds(self, seed: int, order_id: str, stage: str, round_: int = 0) -> float:
         """The duration of ``stage`` (its ``round_``-th time) for this order, in whole minutes."""
         lo, hi = self.ranges[stage]
-        days = lo + (hi - lo) * unit(seed, order_id, stage, round_)
+        # unit(seed, order_id, stage, round_), its text spelt out: an order's placement draws six.
+        days = lo + (hi - lo) * _unit_of(f"{seed}:{order_id}:{stage}:{round_}")
         return round(days * 1440) * 60.0

@@ -48,16 +48,18 @@ def create_app(config: SimConfig) -> web.Application:
     async def get_method(call: Call) -> Reply:
         return Reply(200, model.method(call.path["token"]))
 
-    def gated(handler: Handler) -> Handler:
+    def gated(op_id: str, handler: Handler) -> Handler:
+        op = service.contract.operations[op_id]
+        method, template = op.method, op.path
+
         async def run(call: Call) -> Reply:
-            op = service.contract.operations[call.operation]
-            model.admit(operation=call.operation, method=op.method, path=op.path.format(**call.path),
-                        template=op.path, client=call.headers.get(CLIENT_HEADER),
-                        entities=call.entities, correlation_id=call.correlation_id)
+            model.admit(operation=op_id, method=method, path=template.format(**call.path), template=template,
+                        client=call.headers.get(CLIENT_HEADER), entities=call.entities,
+                        correlation_id=call.correlation_id)
             return await handler(call)
         return run
 
-    app = build_app(service, {op: gated(h) for op, h in {
+    app = build_app(service, {op: gated(op, h) for op, h in {
         "initiatePayment": initiate, "listPayments": list_payments, "getPayment": get_payment, "refundPayment": refund, "getRefund": get_refund,
         "storePaymentMethod": store_method, "getPaymentMethod": get_method,
     }.items()})

@@ -18,6 +18,7 @@ LIMITATIONS (where this knowingly differs from a real vault):
 from __future__ import annotations
 
 import calendar
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -137,6 +138,7 @@ def iban_valid(iban: str) -> bool:
     return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
 
 
+@functools.lru_cache(maxsize=1024)  # asked on every charge; cards expire in few distinct months
 def card_expiry(month: int, year: int) -> float:
     """Start of the month after (month, year), UTC: when a card expiring then stops working."""
     last_day = calendar.monthrange(year, month)[1]

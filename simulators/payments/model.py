@@ -57,7 +57,7 @@ from .faults import (
 )
 from .money import fee, fmt, money
 from .ratelimit import RateLimiter
-from .records import AWAITING_SETTLEMENT, Chargeback, Event, Payment, Refund, Settlement
+from .records import AWAITING_SETTLEMENT, Chargeback, Payment, Refund, Settlement
 from .settings import Settings
 
 #: Test behaviours that fail settlement, with the bank's reason.
@@ -232,7 +232,7 @@ class PaymentsModel:
             p.status = "CAPTURED" if payment_type in SYNCHRONOUS else "AUTHORIZED" if method.type == CARD else "PROCESSING"
             self._event(p, p.status, amount=p.amount)
             self.service.journal.event(f"payment.{p.status.lower()}", entities, amount=p.amount, currency=p.currency)
-            self._schedule_settlement(p)
+            self._schedule_settlement(p, entities)
         return {"paymentId": p.id, "status": p.status, "timestamp": isoformat(self.now),
                 "declineReason": p.decline_reason,
                 "expectedSettlementDate": isoformat(p.expected_settlement) if p.expected_settlement else None}
@@ -252,12 +252,12 @@ class PaymentsModel:
             raise ProblemError(404, "Unknown payment", f"no payment {payment_id}", kind="unknown-payment")
         return p
 
-    def _schedule_settlement(self, p: Payment) -> None:
+    def _schedule_settlement(self, p: Payment, entities: dict[str, str]) -> None:
         bounds = self.settings.card_settlement_delay if p.method.type == CARD else self.settings.bank_settlement_delay
         delay = self._draw(bounds, p.id, "settlement")
         p.expected_settlement = self.now + delay
         # A bank delay is not in the expected date: the caller learns it by not being paid on time.
-        rule = self.service.domain_fault("settlement_delayed", entities=p.entities(), correlation_id=p.correlation_id)
+        rule = self.service.domain_fault("settlement_delayed", entities=entities, correlation_id=p.correlation_id)
         extra = SettlementDelayedParams.total(rule.params) if rule else 0.0
         self.service.later(delay + extra, self._on_settle, p.id)
 
@@ -272,9 +272,9 @@ class PaymentsModel:
         if reason is not None:
             p.status, p.failure_reason = "FAILED", reason
             p.settlement = Settlement("FAILED", 0, now, reason, None, 0, 0)
-            event = self._event(p, "SETTLEMENT_FAILED", amount=0, reason=reason)
+            sequence = self._event(p, "SETTLEMENT_FAILED", amount=0, reason=reason)
             self.service.journal.event("payment.settlement_failed", entities, reason=reason)
-            self._send_settlement(p, event)
+            self._send_settlement(p, sequence)
             for refund in [r for r in p.refunds if r.status == "PENDING"]:
                 self._finish_refund(p, refund, "PAYMENT_FAILED")
             return
@@ -284,9 +284,9 @@ class PaymentsModel:
         reference = self._bank_reference(p.id, "settlement")
         p.status = "SETTLED"
         p.settlement = Settlement("SETTLED", p.captured, now, None, reference, fees, p.captured - fees)
-        event = self._event(p, "SETTLED", amount=p.captured, reference=reference)
+        sequence = self._event(p, "SETTLED", amount=p.captured, reference=reference)
         self.service.journal.event("payment.settled", entities, amount=p.captured, fees=fees)
-        self._send_settlement(p, event)
+        self._send_settlement(p, sequence)
         for refund in [r for r in p.refunds if r.waiting and r.status == "PENDING"]:
             self._process_refund(refund.id)
         correlation_id = p.correlation_id
@@ -306,9 +306,9 @@ class PaymentsModel:
         reference = self._bank_reference(p.id, "reversal")
         p.status, p.failure_reason = "FAILED", BANK_REVERSAL
         p.settlement = Settlement("FAILED", 0, self.now, BANK_REVERSAL, reference, 0, 0)
-        event = self._event(p, "REVERSED", amount=p.captured, reason=BANK_REVERSAL, reference=reference)
+        sequence = self._event(p, "REVERSED", amount=p.captured, reason=BANK_REVERSAL, reference=reference)
         self.service.journal.event("payment.reversed", p.entities(), amount=p.captured)
-        self._send_settlement(p, event)
+        self._send_settlement(p, sequence)
 
     def _chargeback(self, payment_id: str, reason: str) -> None:
         p = self.payments.get(payment_id)
@@ -319,9 +319,9 @@ class PaymentsModel:
             return  # nothing left to dispute
         cb = Chargeback(self._new_id("cb_"), disputed, reason, self.settings.chargeback_fee, self.now)
         p.status, p.chargeback = "CHARGED_BACK", cb
-        event = self._event(p, "CHARGEBACK", amount=disputed, reason=reason, reference=cb.id)
+        sequence = self._event(p, "CHARGEBACK", amount=disputed, reason=reason, reference=cb.id)
         self.service.journal.event("payment.chargeback", p.entities(), amount=disputed, reason=reason)
-        payload = {"event": WEBHOOK_CHARGEBACK, "sequence": event.sequence, "chargebackId": cb.id,
+        payload = {"event": WEBHOOK_CHARGEBACK, "sequence": sequence, "chargebackId": cb.id,
                    "paymentId": p.id, "amount": money(cb.amount, p.currency), "reason": reason,
                    "fee": money(cb.fee, p.currency), "chargebackDate": isoformat(cb.at)}
         self._send(p, WEBHOOK_CHARGEBACK, payload, p.correlation_id)
@@ -402,21 +402,23 @@ class PaymentsModel:
             p.refunded += refund.amount
             if p.status == "SETTLED" and p.refunded == p.captured:
                 p.status = "REFUNDED"
-        event = self._event(p, f"REFUND_{refund.status}", amount=refund.amount, reason=failure, reference=refund.id)
+        sequence = self._event(p, f"REFUND_{refund.status}", amount=refund.amount, reason=failure,
+                               reference=refund.id)
         self.service.journal.event(f"refund.{refund.status.lower()}", {**p.entities(), "refundId": refund.id},
                                    amount=refund.amount, reason=failure)
-        payload = {"event": WEBHOOK_REFUND, "sequence": event.sequence, "refundId": refund.id, "paymentId": p.id,
+        payload = {"event": WEBHOOK_REFUND, "sequence": sequence, "refundId": refund.id, "paymentId": p.id,
                    "status": refund.status, "amount": money(refund.amount, refund.currency), "failureReason": failure,
                    "completedAt": isoformat(refund.completed)}
         self._send(p, WEBHOOK_REFUND, payload, refund.correlation_id, refundId=refund.id)
 
     # --- history and webhooks -----------------------------------------------------
     def _event(self, p: Payment, kind: str, *, amount: int | None = None, reason: str | None = None,
-               reference: str | None = None) -> Event:
-        event = Event(len(p.events) + 1, kind, self.now, amount, reason, reference)
-        p.events.append(tuple(event))
+               reference: str | None = None) -> int:
+        """Add an entry to the payment's history; its sequence number."""
+        sequence = len(p.events) + 1
+        p.events.append((sequence, kind, self.now, amount, reason, reference))  # a records.Event's fields
         self.retention.touched(p.id)
-        return event
+        return sequence
 
     def prune(self) -> None:
         """Forget the oldest finished payments past ``PAYMENTS_KEPT`` (see ``kit/retention.py``)."""
@@ -431,10 +433,10 @@ class PaymentsModel:
             for refund in p.refunds:
                 self.refunds.pop(refund.id, None)
 
-    def _send_settlement(self, p: Payment, event: Event) -> None:
+    def _send_settlement(self, p: Payment, sequence: int) -> None:
         s = p.settlement
         assert s is not None
-        payload = {"event": WEBHOOK_SETTLEMENT, "sequence": event.sequence, "paymentId": p.id, "status": s.status,
+        payload = {"event": WEBHOOK_SETTLEMENT, "sequence": sequence, "paymentId": p.id, "status": s.status,
                    "settlementAmount": money(s.amount, p.currency), "settlementDate": isoformat(s.date),
                    "failureReason": s.failure_reason,
                    "metadata": {"bankTransactionId": s.bank_transaction_id, "fees": money(s.fees, p.currency),

@@ -1,0 +1,50 @@
+"""What a placement answers, pinned: the cheap paths (day_of, the stage planner) must say
+exactly what the datetime arithmetic and the original planner said."""
+
+import gc
+import random
+
+import pytest
+
+from caas_sim.simulators.factory.api import MODEL_KEY, create_app
+from caas_sim.simulators.factory.order import day_of
+from caas_sim.simulators.kit.clock import to_datetime
+from caas_sim.simulators.kit.config import SimConfig
+
+DAY = 86400.0
+
+
+def body(reference, country="ES", dealership="ES-MAD-001", city="Madrid"):
+    return {"reference": reference, "model": "ZEPHYR-EV", "options": ["PAINT-GLACIER-BLUE", "WHEELS-18"],
+            "customer": {"customerId": "cus-1", "firstName": "Lucía", "lastName": "García",
+                         "email": "l@example.com"},
+            "dealership": {"id": dealership, "city": city, "country": country}}
+
+
+async def test_placements_answer_the_pinned_ids_and_estimates():
+    model = create_app(SimConfig(seed=42))[MODEL_KEY]
+    home = await model.place(body("pin-1"), "cid-1")
+    abroad = await model.place(body("pin-2", "FR", "FR-LYS-1", "Lyon"), "cid-2")
+    assert home == {"orderId": "ord_8269744e04cb75f2c6b2", "reference": "pin-1", "status": "ORDER_PLACED",
+                    "statusDescription": "Order confirmed: Zephyr EV for dealership ES-MAD-001",
+                    "createdAt": "2026-01-05T08:00:00.000Z", "estimatedDate": "2026-02-02",
+                    "estimatedCompletionDate": "2026-01-27"}
+    assert (abroad["orderId"], abroad["estimatedDate"], abroad["estimatedCompletionDate"]) == (
+        "ord_23bdad863cd9304815df", "2026-01-27", "2026-01-18")
+    order = model.orders[home["orderId"]]
+    assert order.history[-1]["estimatedDate"] == home["estimatedDate"]
+    gc.collect()
+    assert not gc.is_tracked(order.options)  # kept as a tuple of strings: nothing for the collector
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e-7, -1e-7, -4e-7, -5e-7, -6e-7, -1e-6, -0.0005, -0.001, 0.5, 43200.25])
+def test_day_of_is_the_datetime_date_even_a_rounding_away_from_midnight(offset):
+    rng = random.Random(offset)
+    for _ in range(2000):
+        ts = rng.randrange(1, 2_900_000) * DAY + offset
+        assert day_of(ts) == to_datetime(ts).date().isoformat(), ts
+
+
+def test_day_of_beyond_year_9999_fails_as_datetime_does():
+    with pytest.raises(ValueError, match="out of range"):
+        day_of(253402300800.0)

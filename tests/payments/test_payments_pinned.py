@@ -1,0 +1,38 @@
+"""What an initiation answers and keeps, pinned (seed 42): a cheaper path must not change it."""
+
+import gc
+
+from caas_sim.simulators.kit.config import SimConfig
+from caas_sim.simulators.payments import cards
+from caas_sim.simulators.payments.api import MODEL_KEY, create_app
+
+T0 = 1767600000.0  # the virtual clock's default start
+
+
+async def initiate(model, token, payment_type):
+    method_type = "BANK_TRANSFER" if token.startswith("pm_bank") else "CARD"
+    return await model.initiate(payment_type, {"value": 4999, "currency": "EUR"}, {"type": method_type, "token": token},
+                                {"customerId": "c-1", "orderId": "o-1"}, "cid")
+
+
+async def test_initiations_answer_and_record_the_pinned_outcomes():
+    model = create_app(SimConfig(seed=42))[MODEL_KEY]
+    card = await initiate(model, "pm_card_visa", "SERVICE")
+    bank = await initiate(model, "pm_bank_sepa", "FINAL")
+    declined = await initiate(model, "pm_card_declined", "SUBSCRIPTION")
+    assert card == {"paymentId": "pay_80f46eea489a278a65683516", "status": "AUTHORIZED",
+                    "timestamp": "2026-01-05T08:00:00.000Z", "declineReason": None,
+                    "expectedSettlementDate": "2026-01-06T03:19:11.000Z"}
+    assert (bank["paymentId"], bank["status"], bank["expectedSettlementDate"]) == (
+        "pay_3889e74b1dc1d3d0221eaa49", "CAPTURED", "2026-01-06T08:02:56.000Z")
+    assert (declined["status"], declined["declineReason"], declined["expectedSettlementDate"]) == (
+        "DECLINED", "GENERIC_DECLINE", None)
+    events = model.payments[declined["paymentId"]].events
+    assert events == [(1, "INITIATED", T0, 4999, None, None), (2, "DECLINED", T0, None, "GENERIC_DECLINE", None)]
+    gc.collect()
+    assert all(type(e) is tuple and not gc.is_tracked(e) for e in events)  # see kit/untracked.py
+
+
+def test_card_expiry_is_the_start_of_the_next_month():
+    assert cards.card_expiry(12, 2034) == 2051222400.0  # 2035-01-01T00:00:00Z
+    assert cards.card_expiry(2, 2028) == 1835481600.0   # a leap February: 2028-03-01
