@@ -110,14 +110,18 @@ def bench_webhooks(duration: float, connections: int, rounds: int) -> list[Compa
 
 
 def bench_scaleout(duration: float, connections: int, rounds: int, postgres: str) -> Comparison:
-    """Webhooks ingested and processed (timed until drained) by 2 core processes against 1."""
+    """Webhooks ingested and processed (timed until drained) by 2 core processes against 1,
+    each process offered ``connections`` (the load that saturates one): with the same
+    connections shared, each process of two had half the load, half-sized group commits and
+    claims, and paid 1.6x the CPU per webhook for it (see docs/benchmarks.md)."""
     print(f"scaleout: webhook ingestion (jobs processed too) by 1 and 2 core processes on PostgreSQL "
-          f"({postgres.split('@')[-1]})")
+          f"({postgres.split('@')[-1]}), {connections} connections per process")
     results: dict[str, list[Round]] = {"1 process": [], "2 processes": []}
     for n in range(rounds):
         for kind, rounds_of_kind in results.items():
+            count = 1 if kind == "1 process" else 2
             with PostgresDatabase(postgres) as db:
-                r = webhook_round(kind, db.url, duration, connections, count=1 if kind == "1 process" else 2)
+                r = webhook_round(kind, db.url, duration, connections * count, count=count)
             rounds_of_kind.append(r)
             print_round(n, r)
     comparison = compare("2 core processes", results, "2 processes", "1 process", TARGETS["scaleout"])
