@@ -62,8 +62,12 @@ class Journal:
 
     def event(self, name: str, entities: dict[str, str] | None = None, **detail: Any) -> None:
         """A domain event (activation completed, vehicle woke up...) for per-entity timelines."""
-        self.record("event", "internal", event=name, entities=entities or None,
-                           detail=detail or None)
+        fields: dict[str, Any] = {"event": name}  # as ``record`` would keep them, without its copy
+        if entities:
+            fields["entities"] = entities
+        if detail:
+            fields["detail"] = detail
+        self.append("event", "internal", fields)
 
     def read(self, since: int = 0, limit: int = 1000) -> dict:
         since = min(since, self._next_seq)  # a reader ahead of the journal just gets nothing yet
