@@ -49,7 +49,7 @@ from ..kit.service import Service
 from . import catalogue
 from . import magic as mg
 from .notifier import Notifier
-from .order import STATUSES, Order, Step, day_of  # STATUSES re-exported: tests check it against the contract
+from .order import Order, Step, day_of
 from .stages import Stages
 from .timeline import ASSEMBLY_MILESTONES, DAY, QC_CHECKPOINTS, StageDays
 from .vins import VinPool

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from caas_sim.scenarios.stack import Stack
-from caas_sim.simulators.factory.model import STATUSES
+from caas_sim.simulators.factory.order import STATUSES
 from caas_sim.simulators.factory.timeline import DEFAULT_STAGE_DAYS
 from caas_sim.simulators.factory.transport import DeliveryRules
 from caas_sim.simulators.fleet import Fleet

@@ -51,14 +51,14 @@ def test_no_outbound_contract_violation(threaded_stack):
 
 def test_the_python_catalogue_and_rules_agree_with_the_contract():
     """The codes the model uses are the contract's enums: no second copy may drift."""
-    from caas_sim.simulators.factory import catalogue, model, timeline, transport
+    from caas_sim.simulators.factory import catalogue, model, order, timeline, transport
 
     schemas = schema.raw_schema["components"]["schemas"]
     enum = lambda name: set(schemas[name]["enum"])
     assert enum("ModelCode") == set(catalogue.MODELS)
     assert enum("OptionCode") == set(catalogue.OPTIONS)
     assert enum("RejectionReason") == set(catalogue.REJECTION_REASONS)
-    assert enum("OrderStatus") == set(model.STATUSES)
+    assert enum("OrderStatus") == set(order.STATUSES)
     assert set(schemas["Milestone"]["properties"]["code"]["enum"]) == {
         code for code, _ in timeline.ASSEMBLY_MILESTONES + timeline.QC_CHECKPOINTS}
     assert set(schemas["EstimateRevision"]["properties"]["reason"]["enum"]) == {
