@@ -3,6 +3,27 @@
 from caas_sim.simulators.kit.retention import SCAN, Retention
 
 
+def touched_one_per_instant(keys, **bounds):
+    """(clock, retention): each key touched at its own instant, 0, 1, 2..."""
+    now = [0.0]
+    retention = Retention(lambda: now[0], **bounds)
+    for n, key in enumerate(keys):
+        now[0] = n
+        retention.touched(key)
+    return now, retention
+
+
+def forget_finished(retention, finished) -> list:
+    """One ``due`` call as a model makes it: the finished keys forgotten (returned), the others touched again."""
+    forgotten = []
+    for key in retention.due():
+        if key in finished:
+            forgotten.append(key)
+        else:
+            retention.touched(key)  # not finished: kept, queued behind the others
+    return forgotten
+
+
 def test_keys_come_due_a_period_after_their_last_touch_oldest_first():
     now = [0.0]
     retention = Retention(lambda: now[0], period=100)
@@ -29,39 +50,21 @@ def test_a_forgotten_key_never_comes_due():
 
 
 def test_past_keep_the_oldest_come_due_whatever_their_age():
-    now = [0.0]
-    retention = Retention(lambda: now[0], keep=2)
-    for n, key in enumerate("abc"):
-        now[0] = n
-        retention.touched(key)
+    _, retention = touched_one_per_instant("abc", keep=2)
     assert list(retention.due()) == ["a"]
     assert list(retention.due()) == []
 
 
 def test_one_not_finished_is_looked_at_again_later_and_the_next_oldest_goes():
-    now = [0.0]
-    retention = Retention(lambda: now[0], keep=1)
-    retention.touched("live")
-    now[0] = 1
-    retention.touched("done")
+    now, retention = touched_one_per_instant(["live", "done"], keep=1)
     now[0] = 2
-    forgotten = []
-    for key in retention.due():
-        if key == "live":
-            retention.touched(key)  # not finished: kept, queued behind the others
-        else:
-            forgotten.append(key)
-    assert forgotten == ["done"] and list(retention.due()) == []
+    assert forget_finished(retention, {"done"}) == ["done"] and list(retention.due()) == []
 
 
 def test_a_call_looks_at_a_bounded_number_of_entries_when_nothing_held_is_finished():
     """Past ``keep`` with every key still on its way, a call re-queues at most ``SCAN`` of
     them (a whole pass per call made each request of a loaded simulator cost ~90 ms)."""
-    now = [0.0]
-    retention = Retention(lambda: now[0], keep=10)
-    for n in range(50_000):
-        now[0] = n
-        retention.touched(n)
+    now, retention = touched_one_per_instant(range(50_000), keep=10)
     looked = []
     for key in retention.due():
         looked.append(key)
@@ -72,19 +75,11 @@ def test_a_call_looks_at_a_bounded_number_of_entries_when_nothing_held_is_finish
 
 
 def test_what_finishes_is_still_forgotten_within_a_few_calls():
-    now = [0.0]
-    retention = Retention(lambda: now[0], keep=100)
-    for n in range(1000):
-        now[0] = n
-        retention.touched(n)
+    now, retention = touched_one_per_instant(range(1000), keep=100)
     finished = set(range(0, 1000, 3))
     forgotten, calls = set(), 0
     while forgotten != finished and calls < 1000:
         calls += 1
         now[0] += 1
-        for key in retention.due():
-            if key in finished:
-                forgotten.add(key)
-            else:
-                retention.touched(key)
+        forgotten.update(forget_finished(retention, finished))
     assert forgotten == finished and calls <= 2 * 1000 // SCAN  # about one pass over the queue
