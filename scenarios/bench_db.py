@@ -87,6 +87,21 @@ def count_active(database: str) -> int:
     return _read(database, lambda db: inspect.purchases_in_status(db, "ACTIVE"))
 
 
+def hold_vehicles(database: str, customer_id: str, vins: list[str], model: str) -> None:
+    """Record ``customer_id`` as the holder of each of ``vins``, as the delivery of the sales
+    that sold them leaves the core's records (``flows.manufacturing``): what a purchase for a
+    vehicle the customer already holds finds. The one write the bench makes to a core's
+    records, before it measures."""
+    from caas_core.store.schema import vehicles
+
+    async def write(db) -> None:
+        async with db.transaction() as conn:
+            await conn.execute(vehicles.insert(), [{"vin": vin, "customer_id": customer_id, "model": model}
+                                                   for vin in vins])
+
+    _read(database, write)
+
+
 def activation_latencies(database: str, scale: float) -> list[float]:
     """Real seconds from purchase accepted to ACTIVE, of each delivered purchase, sorted
     (the core's clock runs ``scale`` times real time)."""

@@ -28,8 +28,9 @@ from aiohttp import web
 
 from caas_sim.scenarios.bench_client import loop_factory
 
-#: The customer key the bench's stack is configured with.
+#: The customer key the bench's stack is configured with, and its customer.
 BENCH_KEY = "bench-customer"
+BENCH_CUSTOMER = "c-1"
 
 
 def bare_app() -> web.Application:
@@ -115,7 +116,7 @@ async def serve_stack(port: int, database: str, clock: str) -> None:
 
     stack = Stack(services=["iot", "payments", "vss"], clock=parse_clock(clock), with_sink=False,
                   ports={"core": port},
-                  core={"database_url": database, "api_keys": {BENCH_KEY: {"role": "customer", "subject": "c-1"}}})
+                  core={"database_url": database, "api_keys": {BENCH_KEY: {"role": "customer", "subject": BENCH_CUSTOMER}}})
     async with stack:
         await asyncio.Event().wait()  # until terminated
 

@@ -54,7 +54,7 @@ from ..domain.support import (
     out_of_step_ticket,
     resolve_final_failure,
 )
-from ..store import inbox, jobs, outbox
+from ..store import direct, inbox, jobs, outbox
 from ..store.schema import collection_cases, payments, purchases
 from . import purchase_records as records
 from . import refunding, vehicles
@@ -476,4 +476,4 @@ async def release_held_collection(conn, payment_id: str | None, *, delivered: bo
     """A collection case waits ``on_hold`` while the service is being delivered (a settlement
     failed meanwhile): delivered, the customer owes it (open); given up, nothing is owed (closed)."""
     if payment_id is not None:
-        await conn.execute(_RELEASE_HELD, {"b_payment_id": payment_id, "status": "open" if delivered else "closed"})
+        await direct.execute(conn, _RELEASE_HELD, {"b_payment_id": payment_id, "status": "open" if delivered else "closed"})

@@ -39,6 +39,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from . import direct
 from .db import Database
 from .schema import jobs
 
@@ -125,14 +126,14 @@ async def enqueue(
         "correlation_id": correlation_id,
     }
     if dedupe_key is None:
-        await conn.execute(_INSERT, values)
+        await direct.execute(conn, _INSERT, values)
         return job_id
     # ON CONFLICT DO NOTHING instead of catching IntegrityError: it leaves the
     # transaction usable on PostgreSQL without a savepoint, and a concurrent enqueue of
     # the same key waits for the other transaction and then inserts nothing.
     stmt = _INSERT_ONCE[conn.dialect.name]
     for _ in range(2):
-        if (await conn.execute(stmt, values)).rowcount == 1:
+        if (await direct.execute(conn, stmt, values)).rowcount == 1:
             return job_id
         existing = await conn.scalar(select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key))
         if existing is not None:  # READ COMMITTED sees the row that conflicted...
@@ -245,7 +246,7 @@ async def complete(
     params: dict[str, Any] = {"job_id": job_id, **({"updated_at": now} if now is not None else {})}
     if worker is not None:
         params["worker"] = worker
-    return (await conn.execute(_COMPLETE_LEASED if worker is not None else _COMPLETE, params)).rowcount == 1
+    return (await direct.execute(conn, _COMPLETE_LEASED if worker is not None else _COMPLETE, params)).rowcount == 1
 
 
 async def complete_many(conn: AsyncConnection, job_ids: Sequence[str], *, now: float | None = None) -> None:
@@ -325,7 +326,7 @@ async def cancel(
         raise ValueError("cancel needs kind= or dedupe_key=")
     if kind is None:  # the hot case: one job named by its key
         params = {"key": dedupe_key, **({"updated_at": now} if now is not None else {})}
-        return (await conn.execute(_CANCEL_KEYED, params)).rowcount
+        return (await direct.execute(conn, _CANCEL_KEYED, params)).rowcount
     where = [jobs.c.status == PENDING]
     if kind is not None:
         where.append(jobs.c.kind == kind)
