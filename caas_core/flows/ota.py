@@ -254,11 +254,11 @@ async def _route_callback(core: Core, conn, job: jobs.Job, finish: Finish, known
     status, request_id = callback.status, callback.requestId
     row, latest = None, False
     if status in ("ACTIVATED", "FAILED") and (known is None or request_id in known.activations):
-        row = (await conn.execute(_BY_REQUEST_LOCKED, {"request_id": request_id})).mappings().first()
+        row = (await direct.execute(conn, _BY_REQUEST_LOCKED, {"request_id": request_id})).first()
         latest = row is not None
     if row is None and status in ("DEACTIVATED", "FAILED") and (known is None or request_id in known.deactivations):
         # the request id tells a deactivation's FAILED from an activation's
-        off = (await conn.execute(_BY_DEACTIVATION_LOCKED, {"request_id": request_id})).mappings().first()
+        off = (await direct.execute(conn, _BY_DEACTIVATION_LOCKED, {"request_id": request_id})).first()
         if off is not None:
             await on_deactivation_callback(core, conn, off, callback, now, job.correlation_id)
             await finish(job, now)
@@ -266,9 +266,8 @@ async def _route_callback(core: Core, conn, job: jobs.Job, finish: Finish, known
     if row is None and status in ("ACTIVATED", "FAILED") and (
             known is None or (callback.vin, callback.serviceId) in known.pairs):
         # An earlier command of a purchase (timed out on our side, or superseded by a later one)
-        row = (await conn.execute(_LATEST_FOR_SERVICE_LOCKED, {"vin": callback.vin,
-                                                               "service_id": callback.serviceId})
-               ).mappings().first()
+        row = (await direct.execute(conn, _LATEST_FOR_SERVICE_LOCKED, {"vin": callback.vin,
+                                                                       "service_id": callback.serviceId})).first()
     if row is None:  # not ours, a stale deactivation, or EXPIRED (the expiry job switches it off too)
         await finish(job, now)
         return

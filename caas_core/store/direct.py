@@ -46,6 +46,10 @@ class Rows:
     def scalar(self) -> Any:
         return self.rows[0][0] if self.rows else None
 
+    def scalars(self) -> list:
+        """The first column of every row."""
+        return [row[0] for row in self.rows]
+
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
@@ -157,3 +161,6 @@ class _Result:
 
     def scalar(self) -> Any:
         return self._result.scalar() if self._result.returns_rows else None
+
+    def scalars(self) -> list:
+        return list(self._result.scalars().all()) if self._result.returns_rows else []

@@ -34,7 +34,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, func, or_, select, update
+from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -188,6 +188,14 @@ _LAPSED = (select(jobs.c.id).where(jobs.c.status == RUNNING, jobs.c.locked_until
            .order_by(jobs.c.locked_until).limit(bindparam("limit", type_=Integer)).with_for_update(skip_locked=True))
 _DUE = (select(jobs.c.id).where(jobs.c.status == PENDING, jobs.c.run_at <= bindparam("now"))
         .order_by(jobs.c.run_at, jobs.c.id).limit(bindparam("limit", type_=Integer)).with_for_update(skip_locked=True))
+# The claimed ids as one array on PostgreSQL (one prepared statement for any count); an IN
+# list on SQLite, which has no arrays.
+_CLAIMED = {"postgresql": jobs.c.id == any_(bindparam("ids", type_=ARRAY(jobs.c.id.type))),
+            "sqlite": jobs.c.id.in_(bindparam("ids", expanding=True))}
+_CLAIM = {dialect: update(jobs).where(claimed).values(
+    status=RUNNING, locked_by=bindparam("worker"), locked_until=bindparam("until"), updated_at=bindparam("now")
+).returning(jobs.c.id, jobs.c.kind, jobs.c.payload, jobs.c.run_at, jobs.c.attempts, jobs.c.correlation_id)
+    for dialect, claimed in _CLAIMED.items()}
 
 
 async def claim_due(
@@ -204,24 +212,15 @@ async def claim_due(
     if limit <= 0:
         return []
     async with db.transaction() as conn:
-        ids = list((await conn.scalars(_LAPSED, {"now": now, "limit": limit})).all())
+        ids = (await direct.execute(conn, _LAPSED, {"now": now, "limit": limit})).scalars()
         if len(ids) < limit:
-            ids += (await conn.scalars(_DUE, {"now": now, "limit": limit - len(ids)})).all()
+            ids += (await direct.execute(conn, _DUE, {"now": now, "limit": limit - len(ids)})).scalars()
         if not ids:
             return []
-        rows = (
-            await conn.execute(
-                update(jobs)
-                .where(jobs.c.id.in_(ids))
-                .values(status=RUNNING, locked_by=worker, locked_until=now + lease, updated_at=now)
-                .returning(
-                    jobs.c.id, jobs.c.kind, jobs.c.payload, jobs.c.run_at,
-                    jobs.c.attempts, jobs.c.correlation_id,
-                )
-            )
-        ).all()
+        rows = (await direct.execute(conn, _CLAIM[conn.dialect.name], {
+            "ids": ids, "worker": worker, "until": now + lease, "now": now})).all()
     # RETURNING has no defined order: restore the claim order
-    claimed = sorted((Job(*row) for row in rows), key=lambda j: (j.run_at, j.id))
+    claimed = sorted((Job(**row) for row in rows), key=lambda j: (j.run_at, j.id))  # rows by column name
     return claimed
 
 
