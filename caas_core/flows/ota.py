@@ -54,7 +54,7 @@ from ..domain.support import (
     out_of_step_ticket,
     resolve_final_failure,
 )
-from ..store import direct, inbox, jobs, outbox
+from ..store import inbox, jobs, outbox
 from ..store.schema import collection_cases, payments, purchases
 from . import purchase_records as records
 from . import refunding, vehicles
@@ -254,11 +254,11 @@ async def _route_callback(core: Core, conn, job: jobs.Job, finish: Finish, known
     status, request_id = callback.status, callback.requestId
     row, latest = None, False
     if status in ("ACTIVATED", "FAILED") and (known is None or request_id in known.activations):
-        row = (await direct.execute(conn, _BY_REQUEST_LOCKED, {"request_id": request_id})).first()
+        row = (await conn.execute(_BY_REQUEST_LOCKED, {"request_id": request_id})).mappings().first()
         latest = row is not None
     if row is None and status in ("DEACTIVATED", "FAILED") and (known is None or request_id in known.deactivations):
         # the request id tells a deactivation's FAILED from an activation's
-        off = (await direct.execute(conn, _BY_DEACTIVATION_LOCKED, {"request_id": request_id})).first()
+        off = (await conn.execute(_BY_DEACTIVATION_LOCKED, {"request_id": request_id})).mappings().first()
         if off is not None:
             await on_deactivation_callback(core, conn, off, callback, now, job.correlation_id)
             await finish(job, now)
@@ -266,8 +266,9 @@ async def _route_callback(core: Core, conn, job: jobs.Job, finish: Finish, known
     if row is None and status in ("ACTIVATED", "FAILED") and (
             known is None or (callback.vin, callback.serviceId) in known.pairs):
         # An earlier command of a purchase (timed out on our side, or superseded by a later one)
-        row = (await direct.execute(conn, _LATEST_FOR_SERVICE_LOCKED, {"vin": callback.vin,
-                                                                       "service_id": callback.serviceId})).first()
+        row = (await conn.execute(_LATEST_FOR_SERVICE_LOCKED, {"vin": callback.vin,
+                                                               "service_id": callback.serviceId})
+               ).mappings().first()
     if row is None:  # not ours, a stale deactivation, or EXPIRED (the expiry job switches it off too)
         await finish(job, now)
         return
@@ -475,4 +476,4 @@ async def release_held_collection(conn, payment_id: str | None, *, delivered: bo
     """A collection case waits ``on_hold`` while the service is being delivered (a settlement
     failed meanwhile): delivered, the customer owes it (open); given up, nothing is owed (closed)."""
     if payment_id is not None:
-        await direct.execute(conn, _RELEASE_HELD, {"b_payment_id": payment_id, "status": "open" if delivered else "closed"})
+        await conn.execute(_RELEASE_HELD, {"b_payment_id": payment_id, "status": "open" if delivered else "closed"})

@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
-from ..store import direct
 from ..store.schema import purchases
 
 _LOAD = select(purchases).where(purchases.c.id == bindparam("purchase_id"))
@@ -20,11 +19,11 @@ _CHANGE = update(purchases).where(purchases.c.id == bindparam("b_purchase_id"))
 
 async def load(conn, purchase_id: str, *, lock: bool = False):
     """The purchase's row (locked for the transaction with ``lock``), or None."""
-    return (await direct.execute(conn, _LOAD_LOCKED if lock else _LOAD, {"purchase_id": purchase_id})).first()
+    return (await conn.execute(_LOAD_LOCKED if lock else _LOAD, {"purchase_id": purchase_id})).mappings().first()
 
 
 async def change(conn, purchase_id: str, **values: Any) -> None:
-    await direct.execute(conn, _CHANGE, {**values, "b_purchase_id": purchase_id})
+    await conn.execute(_CHANGE, {**values, "b_purchase_id": purchase_id})
 
 
 async def of_customer(conn, customer_id: str) -> list:

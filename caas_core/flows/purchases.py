@@ -32,7 +32,7 @@ from ..domain.errors import Conflict, NotFound, Refused
 from ..domain.maintenance import VSS_INVALID, assess, needs_vss
 from ..domain.notifications import NoticeKind
 from ..domain.purchase import UNPAID, PurchaseEvent, PurchaseState, transition
-from ..store import direct, jobs, outbox
+from ..store import jobs, outbox
 from ..store.schema import payments, purchases, refunds
 from . import billing, refunding, vehicles
 from . import purchase_records as records
@@ -86,14 +86,14 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
     lease = core.settings.payments.charge_lease
     try:
         async with core.db.transaction() as conn:
-            row = (await direct.execute(conn, _INSERT_PURCHASE, {
+            row = (await conn.execute(_INSERT_PURCHASE, {
                 "id": purchase_id, "customer_id": customer_id, "vin": vin, "service_id": service_id,
                 "duration_type": duration.value, "expiry": offer.expiry_for(duration, now),
                 "price_minor": price.minor, "currency": price.currency,
                 "status": (_S.REQUESTED if prepaid else _S.ACTIVATION_QUEUED).value, "attempts": 0,
                 "created_at": now, "updated_at": now, "risk_flag": eligibility.risk_decision is not None,
                 "method_type": method_type, "method_token": token,
-                "charge_lease_until": now + lease if prepaid else None})).one()
+                "charge_lease_until": now + lease if prepaid else None})).mappings().one()
             if eligibility.risk_decision:
                 await outbox.record_decision(conn, "maintenance", purchase_id, eligibility.risk_decision,
                                              {"vin": vin, "serviceId": service_id, "reason": eligibility.risk_reason,
@@ -199,7 +199,7 @@ async def _pay(core: Core, row, correlation_id: str, *, job: jobs.Job | None = N
 
 async def _paid(core: Core, conn, row, answer: PaymentInitiated, now: float, correlation_id: str) -> None:
     payment_id = core.new_id("pay")
-    await direct.execute(conn, _INSERT_PAYMENT, {
+    await conn.execute(_INSERT_PAYMENT, {
         "id": payment_id, "purchase_id": row["id"], "gateway_payment_id": answer.paymentId, "kind": "SERVICE",
         "amount_minor": row["price_minor"], "currency": row["currency"], "status": answer.status,
         "created_at": now})

@@ -13,24 +13,23 @@ does not exist, its activation fails and the customer is refunded in full.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..clients.http import Rejected, Unavailable
 from ..domain.errors import NotFound
-from ..store import direct, outbox
+from ..store import outbox
 from ..store.schema import vehicles
 from .core import Core
 
-_HOLDER = select(vehicles.c.customer_id).where(vehicles.c.vin == bindparam("vin"))
 _LINK = {dialect: insert(vehicles).on_conflict_do_nothing(index_elements=["vin"])
          for dialect, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))}
 
 
 async def holder(core: Core, vin: str) -> str | None:
     async with core.db.transaction(readonly=True) as conn:
-        return (await direct.execute(conn, _HOLDER, {"vin": vin})).scalar()
+        return await conn.scalar(select(vehicles.c.customer_id).where(vehicles.c.vin == vin))
 
 
 async def require_holder(core: Core, customer_id: str, vin: str, correlation_id: str) -> None:

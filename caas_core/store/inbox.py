@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from . import direct
 from .schema import webhook_inbox
 
 #: The dedupe key of the job that processes a webhook is this prefix, its source, ":" and its id.
@@ -42,8 +41,8 @@ async def mark_processed(
     conn: AsyncConnection, source: str, webhook_id: str, outcome: str, now: float
 ) -> bool:
     """Note when and how a webhook was handled; False if it was never accepted."""
-    result = await direct.execute(conn, _MARK_PROCESSED, {"b_source": source, "b_webhook_id": webhook_id,
-                                                           "processed_at": now, "outcome": outcome})
+    result = await conn.execute(_MARK_PROCESSED, {"b_source": source, "b_webhook_id": webhook_id,
+                                                   "processed_at": now, "outcome": outcome})
     return result.rowcount == 1
 
 

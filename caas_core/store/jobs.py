@@ -34,12 +34,11 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, func, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from . import direct
 from .db import Database
 from .schema import jobs
 
@@ -126,14 +125,14 @@ async def enqueue(
         "correlation_id": correlation_id,
     }
     if dedupe_key is None:
-        await direct.execute(conn, _INSERT, values)
+        await conn.execute(_INSERT, values)
         return job_id
     # ON CONFLICT DO NOTHING instead of catching IntegrityError: it leaves the
     # transaction usable on PostgreSQL without a savepoint, and a concurrent enqueue of
     # the same key waits for the other transaction and then inserts nothing.
     stmt = _INSERT_ONCE[conn.dialect.name]
     for _ in range(2):
-        if (await direct.execute(conn, stmt, values)).rowcount == 1:
+        if (await conn.execute(stmt, values)).rowcount == 1:
             return job_id
         existing = await conn.scalar(select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key))
         if existing is not None:  # READ COMMITTED sees the row that conflicted...
@@ -188,14 +187,6 @@ _LAPSED = (select(jobs.c.id).where(jobs.c.status == RUNNING, jobs.c.locked_until
            .order_by(jobs.c.locked_until).limit(bindparam("limit", type_=Integer)).with_for_update(skip_locked=True))
 _DUE = (select(jobs.c.id).where(jobs.c.status == PENDING, jobs.c.run_at <= bindparam("now"))
         .order_by(jobs.c.run_at, jobs.c.id).limit(bindparam("limit", type_=Integer)).with_for_update(skip_locked=True))
-# The claimed ids as one array on PostgreSQL (one prepared statement for any count); an IN
-# list on SQLite, which has no arrays.
-_CLAIMED = {"postgresql": jobs.c.id == any_(bindparam("ids", type_=ARRAY(jobs.c.id.type))),
-            "sqlite": jobs.c.id.in_(bindparam("ids", expanding=True))}
-_CLAIM = {dialect: update(jobs).where(claimed).values(
-    status=RUNNING, locked_by=bindparam("worker"), locked_until=bindparam("until"), updated_at=bindparam("now")
-).returning(jobs.c.id, jobs.c.kind, jobs.c.payload, jobs.c.run_at, jobs.c.attempts, jobs.c.correlation_id)
-    for dialect, claimed in _CLAIMED.items()}
 
 
 async def claim_due(
@@ -212,15 +203,24 @@ async def claim_due(
     if limit <= 0:
         return []
     async with db.transaction() as conn:
-        ids = (await direct.execute(conn, _LAPSED, {"now": now, "limit": limit})).scalars()
+        ids = list((await conn.scalars(_LAPSED, {"now": now, "limit": limit})).all())
         if len(ids) < limit:
-            ids += (await direct.execute(conn, _DUE, {"now": now, "limit": limit - len(ids)})).scalars()
+            ids += (await conn.scalars(_DUE, {"now": now, "limit": limit - len(ids)})).all()
         if not ids:
             return []
-        rows = (await direct.execute(conn, _CLAIM[conn.dialect.name], {
-            "ids": ids, "worker": worker, "until": now + lease, "now": now})).all()
+        rows = (
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(ids))
+                .values(status=RUNNING, locked_by=worker, locked_until=now + lease, updated_at=now)
+                .returning(
+                    jobs.c.id, jobs.c.kind, jobs.c.payload, jobs.c.run_at,
+                    jobs.c.attempts, jobs.c.correlation_id,
+                )
+            )
+        ).all()
     # RETURNING has no defined order: restore the claim order
-    claimed = sorted((Job(**row) for row in rows), key=lambda j: (j.run_at, j.id))  # rows by column name
+    claimed = sorted((Job(*row) for row in rows), key=lambda j: (j.run_at, j.id))
     return claimed
 
 
@@ -245,7 +245,7 @@ async def complete(
     params: dict[str, Any] = {"job_id": job_id, **({"updated_at": now} if now is not None else {})}
     if worker is not None:
         params["worker"] = worker
-    return (await direct.execute(conn, _COMPLETE_LEASED if worker is not None else _COMPLETE, params)).rowcount == 1
+    return (await conn.execute(_COMPLETE_LEASED if worker is not None else _COMPLETE, params)).rowcount == 1
 
 
 async def complete_many(conn: AsyncConnection, job_ids: Sequence[str], *, now: float | None = None) -> None:
@@ -325,7 +325,7 @@ async def cancel(
         raise ValueError("cancel needs kind= or dedupe_key=")
     if kind is None:  # the hot case: one job named by its key
         params = {"key": dedupe_key, **({"updated_at": now} if now is not None else {})}
-        return (await direct.execute(conn, _CANCEL_KEYED, params)).rowcount
+        return (await conn.execute(_CANCEL_KEYED, params)).rowcount
     where = [jobs.c.status == PENDING]
     if kind is not None:
         where.append(jobs.c.kind == kind)
