@@ -4,7 +4,8 @@ The bench waits on the core's records (the webhook queue drained, purchases ACTI
 through ``caas_core.store.inspect``, on a connection of its own, from the bench
 process: asking the core over HTTP (``GET /__admin/audit`` counts the same things)
 would spend the CPU of the very servers whose CPU per request is measured. Each call is
-synchronous (its own event loop), as the bench's loops are.
+synchronous (its own event loop), as the bench's loops are. It writes one thing, before
+it measures: the vehicles its customer holds (``hold_vehicles``).
 """
 
 from __future__ import annotations
@@ -47,21 +48,21 @@ class PostgresDatabase:
         asyncio.run(self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
 
 
-def _read(database: str, question):
-    """``question(db)`` on the core's database at ``database``, opened for this read only."""
+def _on_database(database: str, work):
+    """``work(db)`` on the core's database at ``database``, opened for this call only."""
     from caas_core.store.db import Database
 
-    async def ask():
+    async def run():
         async with await Database.open(database, create=False) as db:
-            return await question(db)
+            return await work(db)
 
-    return asyncio.run(ask())
+    return asyncio.run(run())
 
 
 def unprocessed_webhooks(database: str) -> int:
     from caas_core.store import inspect
 
-    return _read(database, inspect.unprocessed_webhooks)
+    return _on_database(database, inspect.unprocessed_webhooks)
 
 
 def until_processed(database: str, timeout: float = 120.0) -> None:
@@ -77,14 +78,14 @@ def pending_jobs(database: str) -> int:
     """Jobs waiting in the queue (any kind, due or not)."""
     from caas_core.store import inspect
 
-    return sum(_read(database, lambda db: inspect.job_queue(db, 0.0))[0].values())
+    return sum(_on_database(database, lambda db: inspect.job_queue(db, 0.0))[0].values())
 
 
 def count_active(database: str) -> int:
     """Purchases whose service is ACTIVE."""
     from caas_core.store import inspect
 
-    return _read(database, lambda db: inspect.purchases_in_status(db, "ACTIVE"))
+    return _on_database(database, lambda db: inspect.purchases_in_status(db, "ACTIVE"))
 
 
 def hold_vehicles(database: str, customer_id: str, vins: list[str], model: str) -> None:
@@ -99,7 +100,7 @@ def hold_vehicles(database: str, customer_id: str, vins: list[str], model: str) 
             await conn.execute(vehicles.insert(), [{"vin": vin, "customer_id": customer_id, "model": model}
                                                    for vin in vins])
 
-    _read(database, write)
+    _on_database(database, write)
 
 
 def activation_latencies(database: str, scale: float) -> list[float]:
@@ -107,7 +108,7 @@ def activation_latencies(database: str, scale: float) -> list[float]:
     (the core's clock runs ``scale`` times real time)."""
     from caas_core.store import inspect
 
-    times = _read(database, inspect.delivery_times)
+    times = _on_database(database, inspect.delivery_times)
     return sorted((delivered - created) / scale for created, delivered in times)
 
 
