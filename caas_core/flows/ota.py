@@ -55,6 +55,7 @@ from ..domain.support import (
     resolve_final_failure,
 )
 from ..store import inbox, jobs, outbox
+from ..store.lists import one_of
 from ..store.schema import collection_cases, payments, purchases
 from . import purchase_records as records
 from . import refunding, vehicles
@@ -118,12 +119,12 @@ _LATEST_FOR_SERVICE_LOCKED = (
                             or_(*(purchases.c.status == s.value for s in _KNOWN)))
     .order_by(purchases.c.created_at.desc()).limit(1).with_for_update())
 # what a batch of callbacks may be about (``_Known``)
-_ACTIVATION_IDS = select(purchases.c.activation_request_id).where(
-    purchases.c.activation_request_id.in_(bindparam("ids", expanding=True)))
-_DEACTIVATION_IDS = select(purchases.c.deactivation_request_id).where(
-    purchases.c.deactivation_request_id.in_(bindparam("ids", expanding=True)))
-_PAIRS = select(purchases.c.vin, purchases.c.service_id).where(
-    purchases.c.vin.in_(bindparam("vins", expanding=True))).distinct()
+_ACTIVATION_IDS = {dialect: select(purchases.c.activation_request_id).where(ids) for dialect, ids
+                   in one_of(purchases.c.activation_request_id, "ids").items()}
+_DEACTIVATION_IDS = {dialect: select(purchases.c.deactivation_request_id).where(ids) for dialect, ids
+                     in one_of(purchases.c.deactivation_request_id, "ids").items()}
+_PAIRS = {dialect: select(purchases.c.vin, purchases.c.service_id).where(vins).distinct() for dialect, vins
+          in one_of(purchases.c.vin, "vins").items()}
 _RELEASE_HELD = update(collection_cases).where(collection_cases.c.payment_id == bindparam("b_payment_id"),
                                                collection_cases.c.status == "on_hold")
 
@@ -230,9 +231,11 @@ class _Known:
         ids = sorted({c.requestId for c in of_activations})
         off_ids = sorted({c.requestId for c in callbacks if c.status in ("DEACTIVATED", "FAILED")})
         vins = sorted({c.vin for c in of_activations})
-        activations = set((await conn.scalars(_ACTIVATION_IDS, {"ids": ids})).all()) if ids else set()
-        deactivations = set((await conn.scalars(_DEACTIVATION_IDS, {"ids": off_ids})).all()) if off_ids else set()
-        pairs = {tuple(row) for row in (await conn.execute(_PAIRS, {"vins": vins})).all()} if vins else set()
+        dialect = conn.dialect.name
+        activations = set((await conn.scalars(_ACTIVATION_IDS[dialect], {"ids": ids})).all()) if ids else set()
+        deactivations = set((await conn.scalars(_DEACTIVATION_IDS[dialect], {"ids": off_ids})).all()) \
+            if off_ids else set()
+        pairs = {tuple(row) for row in (await conn.execute(_PAIRS[dialect], {"vins": vins})).all()} if vins else set()
         return cls(activations, deactivations, pairs)
 
 

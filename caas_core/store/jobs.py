@@ -40,6 +40,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .db import Database
+from .lists import one_of
 from .schema import jobs
 
 PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
@@ -187,6 +188,10 @@ _LAPSED = (select(jobs.c.id).where(jobs.c.status == RUNNING, jobs.c.locked_until
            .order_by(jobs.c.locked_until).limit(bindparam("limit", type_=Integer)).with_for_update(skip_locked=True))
 _DUE = (select(jobs.c.id).where(jobs.c.status == PENDING, jobs.c.run_at <= bindparam("now"))
         .order_by(jobs.c.run_at, jobs.c.id).limit(bindparam("limit", type_=Integer)).with_for_update(skip_locked=True))
+_CLAIM = {dialect: update(jobs).where(ids).values(
+    status=RUNNING, locked_by=bindparam("worker"), locked_until=bindparam("until"), updated_at=bindparam("now")
+).returning(jobs.c.id, jobs.c.kind, jobs.c.payload, jobs.c.run_at, jobs.c.attempts, jobs.c.correlation_id)
+    for dialect, ids in one_of(jobs.c.id, "ids").items()}
 
 
 async def claim_due(
@@ -208,17 +213,8 @@ async def claim_due(
             ids += (await conn.scalars(_DUE, {"now": now, "limit": limit - len(ids)})).all()
         if not ids:
             return []
-        rows = (
-            await conn.execute(
-                update(jobs)
-                .where(jobs.c.id.in_(ids))
-                .values(status=RUNNING, locked_by=worker, locked_until=now + lease, updated_at=now)
-                .returning(
-                    jobs.c.id, jobs.c.kind, jobs.c.payload, jobs.c.run_at,
-                    jobs.c.attempts, jobs.c.correlation_id,
-                )
-            )
-        ).all()
+        rows = (await conn.execute(_CLAIM[conn.dialect.name], {
+            "ids": ids, "worker": worker, "until": now + lease, "now": now})).all()
     # RETURNING has no defined order: restore the claim order
     claimed = sorted((Job(*row) for row in rows), key=lambda j: (j.run_at, j.id))
     return claimed
