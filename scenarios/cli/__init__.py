@@ -267,10 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", formatter_class=fmt, help="measure throughput against bare aiohttp",
                                 description="Measure, in one run, against bare aiohttp baselines: webhook "
                                             "ingestion of one core process (target 0.5), ingestion plus processing "
-                                            "(0.25), every simulator's main operations against an echo (0.7; p99 "
+                                            "(0.25) and processing against ingestion (0.5), every simulator's main operations against an echo (0.7; p99 "
                                             "at half capacity <= 10 ms), OTA activations end to end against the "
                                             "ceiling HTTP alone sets (0.5), and two core processes on PostgreSQL "
-                                            "against one (1.3x). Exit 1 when a target is missed.")
+                                            "against one (1.3x); with --memory, the IoT simulator's bytes per vehicle "
+                                            "(500). Exit 1 when a target is missed.")
     bench.add_argument("which", nargs="?", default="all", choices=["all", "webhooks", "sim", "ota", "scaleout"],
                        help="one measure only (default: all)")
     bench.add_argument("--duration", type=_duration, default="5s", help="how long each round loads (default 5s)")
