@@ -97,6 +97,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu() -> float | None:
+    """User plus system CPU so far of every process named ``postgres`` on this machine (a
+    local server: its backends and helpers), or None when none runs here. A backend that
+    exits takes its CPU with it: read it around work on kept connections."""
+    total, found = 0.0, False
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if not f.read().startswith("postgres"):
+                    continue
+            total += cpu_seconds(int(pid))
+        except OSError:  # gone meanwhile
+            continue
+        found = True
+    return total if found else None
+
+
 class Servers:
     """``count`` bench servers of one kind on one port (SO_REUSEPORT when several)."""
 

@@ -28,7 +28,7 @@ from .bench_db import (
     count_active,
     hold_vehicles,
 )
-from .bench_measure import TARGETS, Comparison, Servers
+from .bench_measure import TARGETS, Comparison, Servers, postgres_cpu
 from .bench_server import BENCH_CUSTOMER, BENCH_KEY, post_app
 from .bench_webhooks import OTA_STATUS
 
@@ -130,12 +130,12 @@ def bench_ota(purchases: int, connections: int, postgres: str, baseline_rps: flo
             "POST", host, f"/customers/{BENCH_CUSTOMER}/vehicles/{vin}/purchases", body,
             {"Authorization": f"Bearer {BENCH_KEY}"}) for vin in vins]
         _to_active(servers.url, db.url, requests[:warm], connections, timeout, 0)
-        cpu0 = servers.cpu()
+        cpu0, database0 = servers.cpu(), postgres_cpu()
         started = time.perf_counter()
         sent, sending, active = _to_active(servers.url, db.url, requests[warm:], connections, timeout, warm)
         accepted = sent.statuses.get(201, 0)
         elapsed = time.perf_counter() - started
-        cpu = servers.cpu() - cpu0
+        cpu, database1 = servers.cpu() - cpu0, postgres_cpu()
         latencies = activation_latencies(db.url, scale)
     # Reported: HTTP alone caps this line near the old target (0.1), so the target is
     # stated against that ceiling, on the line after.
@@ -150,6 +150,10 @@ def bench_ota(purchases: int, connections: int, postgres: str, baseline_rps: flo
             f"included): median "
             f"{statistics.median(latencies):.2f}, p95 {latencies[int(len(latencies) * 0.95)]:.2f}, "
             f"max {latencies[-1]:.2f}")
+    if database0 is not None and database1 is not None:  # a server on this machine
+        database_cpu = (database1 - database0) / max(1, active) * 1e6
+        comparison.notes.append(f"PostgreSQL's own processes on this machine: {database_cpu:.0f} µs of CPU per "
+                                "activation, beside the stack's (not in it)")
     if sent.errors({201}):
         comparison.notes.append(f"answers other than 201: {sent.statuses}")
     if not baseline_cpu:

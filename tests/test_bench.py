@@ -37,6 +37,33 @@ def test_a_commit_costs_some_cpu():
         assert 5 < commit_cpu(db.url, connections=4, commits=200) < 100_000  # µs of client CPU
 
 
+def test_a_local_postgresqls_cpu_is_read_and_grows_with_its_work():
+    """What `bench ota` prints beside the stack's CPU: the local server's own, read while the
+    connection that made it work is open (a backend that exits takes its CPU with it)."""
+    import asyncio
+
+    import asyncpg
+
+    from caas_sim.scenarios.bench_db import DEFAULT_POSTGRES
+    from caas_sim.scenarios.bench_measure import postgres_cpu
+
+    url = os.environ.get("CAAS_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
+    if not any(host in url for host in ("@127.0.0.1", "@localhost", "@/")):
+        pytest.skip("PostgreSQL is not on this machine")
+
+    async def work() -> tuple[float | None, float | None]:
+        conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+        try:
+            before = postgres_cpu()
+            await conn.fetchval("SELECT count(*) FROM generate_series(1, 3000000)")  # ~0.2 s of its CPU
+            return before, postgres_cpu()
+        finally:
+            await conn.close()
+
+    before, after = asyncio.run(work())
+    assert before is not None and after is not None and after - before >= 0.05
+
+
 def test_the_bench_reads_the_cores_queue_and_purchases_through_the_stores_public_questions(tmp_path):
     """What the bench waits on (webhooks processed, purchases ACTIVE, their delivery times),
     read from a core's database as ``bench_db`` does: on a connection of its own."""
