@@ -147,9 +147,8 @@ def bench_ota(purchases: int, connections: int, postgres: str, baseline_rps: flo
     if latencies:
         comparison.notes.append(
             f"purchases sent in {sending:.1f} s ({accepted / sending:.0f}/s); purchase to ACTIVE (real s, warm-up "
-            f"included): median "
-            f"{statistics.median(latencies):.2f}, p95 {latencies[int(len(latencies) * 0.95)]:.2f}, "
-            f"max {latencies[-1]:.2f}")
+            f"included): median {statistics.median(latencies):.2f}, "
+            f"p95 {latencies[int(len(latencies) * 0.95)]:.2f}, max {latencies[-1]:.2f}")
     if database0 is not None and database1 is not None:  # a server on this machine
         database_cpu = (database1 - database0) / max(1, active) * 1e6
         comparison.notes.append(f"PostgreSQL's own processes on this machine: {database_cpu:.0f} µs of CPU per "
