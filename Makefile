@@ -6,7 +6,11 @@ BIN    := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 DEV     := $(VENV)/.installed-dev
 
-.PHONY: demo test bench clean
+# WireMock for `caas-sim bench sim --wiremock` (npm's wiremock package carries the standalone jar).
+WIREMOCK_VERSION := 3.13.2
+WIREMOCK := .cache/wiremock/node_modules/wiremock/build/wiremock-standalone-$(WIREMOCK_VERSION).jar
+
+.PHONY: demo test bench wiremock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,5 +34,12 @@ test: $(DEV)
 bench: $(RUNTIME)
 	$(BIN)/caas-sim bench
 
+wiremock: $(WIREMOCK)  # prints the jar's path
+	@echo $(abspath $(WIREMOCK))
+
+$(WIREMOCK):
+	npm install --silent --no-audit --no-fund --prefix .cache/wiremock wiremock@$(WIREMOCK_VERSION)
+	test -f $@
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .cache

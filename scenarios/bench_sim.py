@@ -15,6 +15,7 @@ the bytes each touched vehicle costs.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import statistics
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from .bench_measure import (
     print_round,
 )
 from .bench_paced import paced_blocking
+from .bench_wiremock import WARM_UP, WireMock, contract_of, stub
 
 #: p99 at half capacity, milliseconds.
 P99_TARGET_MS = 10.0
@@ -98,6 +100,13 @@ def operations() -> list[Operation]:
     return ops
 
 
+def _wiremock(jar: str, ops: list[Operation], connections: int) -> WireMock:
+    mock = WireMock(jar, [stub(contract_of(op.service), op.method, op.request(0)[0], op.expected) for op in ops])
+    print(f"  wiremock: {len(ops)} stubs from the contracts, warming its JVM up for {WARM_UP:g} s")
+    mock.warm_up([_maker(op)(mock.url) for op in ops], connections)
+    return mock
+
+
 def _maker(op: Operation) -> Callable[[str], bench_client.RequestMaker]:
     def make(url: str) -> bench_client.RequestMaker:
         host = url.split("//", 1)[1]
@@ -112,35 +121,48 @@ def _maker(op: Operation) -> Callable[[str], bench_client.RequestMaker]:
     return make
 
 
-def bench_sim(duration: float, connections: int, rounds: int, only: str | None = None) -> list[Comparison]:
+def bench_sim(duration: float, connections: int, rounds: int, only: str | None = None,
+              wiremock: str | None = None) -> list[Comparison]:
+    """``wiremock``: a WireMock standalone jar; each operation is then also answered by
+    WireMock from the same contract (``bench_wiremock``) and judged against it."""
     everything = operations()
     ops = [op for op in everything if only is None or only in op.name]
-    print(f"sim: {len(ops)} operations, kit vs echo (and the IoT model without the kit), load from bench_client")
+    print(f"sim: {len(ops)} operations, kit vs echo (and the IoT model without the kit)"
+          f"{' and vs WireMock' if wiremock else ''}, load from bench_client")
     # The floor of a POST is the echo of the IoT activation's body; of a GET, of its status read.
     activation, status = everything[0], everything[1]
     baselines = {"echo": ("echo", activation), "echo GET": ("echo", status), "bare": ("bare", activation),
                  "kit alone": ("kit-alone", activation)}
     results: dict[str, list[Round]] = {**{name: [] for name in baselines}, **{op.name: [] for op in ops}}
-    for n in range(rounds):
-        # alternating: the baselines and every operation in each round, so that the
-        # machine's other load falls on all of them alike
-        for name, (kind, op) in baselines.items():
-            with Servers(kind) as servers:
-                results[name].append(load_round(servers, _maker(op), duration, connections,
-                                                set(op.expected) | {202}, name))
-            print_round(n, results[name][-1])
-        for op in ops:
-            with Servers("kit", "--sim", op.service) as servers:
-                results[op.name].append(load_round(servers, _maker(op), duration, connections, set(op.expected),
-                                                   op.name))
-            print_round(n, results[op.name][-1])
-    comparisons = []
+    with _wiremock(wiremock, ops, connections) if wiremock else contextlib.nullcontext() as mock:
+        for n in range(rounds):
+            # alternating: the baselines and every operation in each round, so that the
+            # machine's other load falls on all of them alike
+            for name, (kind, op) in baselines.items():
+                with Servers(kind) as servers:
+                    results[name].append(load_round(servers, _maker(op), duration, connections,
+                                                    set(op.expected) | {202}, name))
+                print_round(n, results[name][-1])
+            for op in ops:
+                with Servers("kit", "--sim", op.service) as servers:
+                    results[op.name].append(load_round(servers, _maker(op), duration, connections,
+                                                       set(op.expected), op.name))
+                print_round(n, results[op.name][-1])
+                if mock is not None:
+                    mock.clear_journal()  # its journal has no bound that costs nothing (bench_wiremock)
+                    results.setdefault(f"{op.name} wm", []).append(
+                        load_round(mock, _maker(op), duration, connections, set(op.expected), "wiremock"))
+                    print_round(n, results[f"{op.name} wm"][-1])
+    comparisons, against_wiremock = [], {}
     for op in ops:
         echo = "echo GET" if op.method == "GET" else "echo"
         comparison = compare(op.name, {echo: results[echo], op.name: results[op.name]}, op.name, echo,
                              TARGETS["sim"])
         comparison.subject = "kit"
         comparisons.append(comparison)
+        if wiremock:  # reported: the issue states its target against the echo
+            against_wiremock[op.name] = compare("  vs WireMock", {"wiremock": results[f"{op.name} wm"],
+                                                                   "kit": results[op.name]}, "kit", "wiremock", None)
     bare = compare("iot model only", {"echo": results["echo"], "bare": results["bare"]}, "bare", "echo", None)
     # the two halves of a simulator's cost, each alone against the echo
     kit_alone = compare("iot kit only", {"echo": results["echo"], "kit alone": results["kit alone"]}, "kit alone",
@@ -169,4 +191,9 @@ def bench_sim(duration: float, connections: int, rounds: int, only: str | None =
                                 f"p99 {latencies.p99_ms:.2f} ms (target <= {P99_TARGET_MS:g} ms)"
                                 + ("" if met else ": MISSED"))
         comparison.latency_met = met
+    if against_wiremock:  # each under its operation's line
+        comparisons = [line for c in comparisons for line in (c, against_wiremock.get(c.name)) if line is not None]
+        against_wiremock[ops[0].name].notes.append(
+            "the same operation answered by WireMock from the same contract (bench_wiremock: request schema and "
+            "path matched, answer templated, journal on; one CPU, warmed up, its journal cleared per operation)")
     return comparisons

@@ -285,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "(e.g. 'iot', 'registry-es')")
     bench.add_argument("--memory", action="store_true", help="sim: also the IoT simulator's bytes per touched "
                                                              "vehicle after 100,000 activations (target 500)")
+    bench.add_argument("--wiremock", metavar="JAR", default=os.environ.get("CAAS_BENCH_WIREMOCK"),
+                       help="sim: also each operation answered by WireMock (a wiremock-standalone-3.x.jar, "
+                            "`make wiremock` fetches one; java on PATH) from the same contract, the simulator "
+                            "reported against it (default $CAAS_BENCH_WIREMOCK)")
     bench.set_defaults(handler=cmd_bench)
     return parser
 
@@ -308,4 +312,4 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     return int(bench.main(args.which, duration=parse_duration(args.duration), connections=args.connections,
                           rounds=args.rounds, postgres=args.postgres, purchases=args.purchases,
-                          only=args.only, memory=args.memory))
+                          only=args.only, memory=args.memory, wiremock=args.wiremock))
