@@ -10,6 +10,8 @@ baseline, in alternating rounds, and printed with its ratio and target:
   0.7), the IoT model without the kit as a second line, then each at a fixed rate of
   half its capacity for its p50/p99 (target p99 <= 10 ms) (``bench_sim``, ``bench_paced``);
   ``--memory``: the IoT simulator's bytes per touched vehicle (``bench_memory``);
+  ``--wiremock JAR``: each operation also answered by WireMock from the same contract,
+  reported (``bench_wiremock``);
 - ``webhooks``: webhook ingestion on one core process (Standard Webhooks signature
   check, durable dedupe, inbox row and processing job committed, 204) against a bare
   aiohttp JSON POST handler (target 0.5); the same process also processing every job,
@@ -17,7 +19,7 @@ baseline, in alternating rounds, and printed with its ratio and target:
   (target 0.5) (``bench_webhooks``);
 - ``ota``: end-to-end OTA activations per second (purchase accepted, payment, OTA
   attempt, the simulator's signed ACTIVATED callback ingested and processed) against
-  bare POST requests per second (target 0.1), and against the ceiling HTTP alone sets
+  bare POST requests per second (reported), and against the ceiling HTTP alone sets
   (capacity, target 0.5) (``bench_ota``);
 - ``scaleout``: webhooks ingested and processed by two core processes on one PostgreSQL
   against one (target 1.3) (``bench_webhooks``).
@@ -25,9 +27,9 @@ baseline, in alternating rounds, and printed with its ratio and target:
 Each server runs alone in a process. Two figures per variant: requests/s under load,
 and server CPU per request (read from /proc). The CPU figure is the robust one: it does
 not depend on whether the load generator or the server saturates first on a shared
-machine. The load comes from wrk for ``sim`` when it is installed, otherwise (and for
-signed webhooks, which wrk cannot sign) from ``bench_client``. The parts: servers,
-rounds and the summary in ``bench_measure``, the databases in ``bench_db``.
+machine. The load comes from ``bench_client`` (pre-built requests on keep-alive
+connections). The parts: servers, rounds and the summary in ``bench_measure``, the
+databases in ``bench_db``.
 """
 
 from __future__ import annotations

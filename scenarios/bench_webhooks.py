@@ -125,6 +125,9 @@ def bench_scaleout(duration: float, connections: int, rounds: int, postgres: str
             rounds_of_kind.append(r)
             print_round(n, r)
     comparison = compare("2 core processes", results, "2 processes", "1 process", TARGETS["scaleout"])
+    # each round's own pair: a machine whose other load drifts between rounds shows here first
+    pairs = [two.rps / one.rps for one, two in zip(results["1 process"], results["2 processes"], strict=True)]
+    comparison.notes.append("2 processes / 1, round by round: " + ", ".join(f"{p:.2f}x" for p in pairs))
     idle = [r.idle for r in results["1 process"] if r.idle is not None]
     note = f"{os.cpu_count()} CPUs on this machine, load generator and PostgreSQL included"
     if idle:

@@ -37,6 +37,17 @@ def test_a_commit_costs_some_cpu():
         assert 5 < commit_cpu(db.url, connections=4, commits=200) < 100_000  # µs of client CPU
 
 
+def test_the_scaleout_measure_prints_each_rounds_pair():
+    from caas_sim.scenarios.bench_db import DEFAULT_POSTGRES
+
+    line = bench.bench_scaleout(duration=0.5, connections=4, rounds=2,
+                                postgres=os.environ.get("CAAS_TEST_POSTGRES_URL", DEFAULT_POSTGRES))
+    pairs = next(note for note in line.notes if note.startswith("2 processes / 1, round by round: "))
+    ratios = [float(p.rstrip("x")) for p in pairs.split(": ")[1].split(", ")]
+    assert len(ratios) == 2 and all(r > 0 for r in ratios)
+    assert line.target == 1.3 and line.subject_rps > 0 and line.baseline_rps > 0
+
+
 def test_a_local_postgresqls_cpu_is_read_and_grows_with_its_work():
     """What `bench ota` prints beside the stack's CPU: the local server's own, read while the
     connection that made it work is open (a backend that exits takes its CPU with it)."""

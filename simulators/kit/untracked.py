@@ -57,6 +57,10 @@ class RecordStore(MutableMapping, Generic[R]):
     def clear(self) -> None:
         self._raw.clear()
 
+    def raw_values(self):
+        """The stored tuples, unloaded: a scan that reads a field or two of each."""
+        return self._raw.values()
+
     def compact(self) -> None:
         """Give back the room of removed records (a dict keeps its largest table)."""
         self._raw = dict(self._raw)

@@ -43,6 +43,7 @@ from ..kit.delivery_faults import delivery_hooks, register_delivery_faults
 from ..kit.errors import ProblemError
 from ..kit.retention import Retention
 from ..kit.service import Service
+from ..kit.untracked import RecordStore
 from . import cards
 from .cards import CARD, StoredMethod
 from .faults import (
@@ -57,7 +58,14 @@ from .faults import (
 )
 from .money import fee, fmt, money
 from .ratelimit import RateLimiter
-from .records import AWAITING_SETTLEMENT, Chargeback, Payment, Refund, Settlement
+from .records import (
+    AWAITING_SETTLEMENT,
+    ORDER_ID,
+    Chargeback,
+    Payment,
+    Refund,
+    Settlement,
+)
 from .settings import Settings
 
 #: Test behaviours that fail settlement, with the bank's reason.
@@ -77,8 +85,10 @@ class PaymentsModel:
         s = self.settings
         self.limiter = RateLimiter(s.rate_limit, s.rate_limit_window, s.rate_limit_scope)
         self.retention = Retention(service.clock.now, keep=PAYMENTS_KEPT)
-        self.payments: dict[str, Payment] = {}
         self.refunds: dict[str, Refund] = {}
+        #: Payments packed (records.py): read with ``.get``, changed and written back whole.
+        self.payments: RecordStore[Payment] = RecordStore(lambda t: Payment.unpack(t, self.refunds), Payment.pack)
+        self._generation = 0  # counts resets: a request that waited knows whether its payment is still here
         self.methods: dict[str, StoredMethod] = {}
         self._ids = itertools.count(1)
         self._on_settle = self._settle  # one bound method for every settlement timer
@@ -88,6 +98,7 @@ class PaymentsModel:
         service.reset_hooks.append(self.reset)
 
     def reset(self) -> None:
+        self._generation += 1
         self.retention.clear()
         self.payments.clear()
         self.refunds.clear()
@@ -207,12 +218,13 @@ class PaymentsModel:
         p = Payment(self._new_id("pay_"), payment_type, amount["value"], amount["currency"], method,
                     metadata["customerId"], metadata["orderId"], metadata.get("description"), self.now, correlation_id,
                     vin=metadata.get("vin"), service_id=metadata.get("serviceId"))
-        self.payments[p.id] = p
         self._event(p, "INITIATED", amount=p.amount)
+        self.payments[p.id] = p
         if self.settings.authorization_latency > 0:
             # The issuer's answer takes time: GET shows INITIATED meanwhile.
+            generation = self._generation
             await self.service.clock.hold(self.settings.authorization_latency, owner=self.service.name)
-            if self.payments.get(p.id) is not p:
+            if self._generation != generation:
                 raise ProblemError(503, "Payment gateway unavailable", "the gateway was reset during authorization",
                                    kind="unavailable", headers={"Retry-After": "1"})
         entities = p.entities()
@@ -233,6 +245,7 @@ class PaymentsModel:
             self._event(p, p.status, amount=p.amount)
             self.service.journal.event(f"payment.{p.status.lower()}", entities, amount=p.amount, currency=p.currency)
             self._schedule_settlement(p, entities)
+        self.payments[p.id] = p
         return {"paymentId": p.id, "status": p.status, "timestamp": isoformat(self.now),
                 "declineReason": p.decline_reason,
                 "expectedSettlementDate": isoformat(p.expected_settlement) if p.expected_settlement else None}
@@ -243,8 +256,8 @@ class PaymentsModel:
 
     def payments_of_order(self, order_id: str, payment_type: str | None = None) -> list[dict]:
         """The merchant's search by its own reference: every payment of ``order_id``, oldest first."""
-        return [p.view() for p in self.payments.values()
-                if p.order_id == order_id and (payment_type is None or p.type == payment_type)]
+        found = (self.payments.get(packed[0]) for packed in self.payments.raw_values() if packed[ORDER_ID] == order_id)
+        return [p.view() for p in found if payment_type is None or p.type == payment_type]
 
     def _payment(self, payment_id: str) -> Payment:
         p = self.payments.get(payment_id)
@@ -265,6 +278,12 @@ class PaymentsModel:
         p = self.payments.get(payment_id)
         if p is None or p.status not in AWAITING_SETTLEMENT:
             return  # reset in between
+        try:
+            self._settle_payment(p)
+        finally:
+            self.payments[p.id] = p
+
+    def _settle_payment(self, p: Payment) -> None:
         entities = p.entities()
         rule = self.service.domain_fault("settlement_failed", entities=entities, correlation_id=p.correlation_id)
         reason = rule.params["reason"] if rule else SETTLEMENT_BEHAVIOURS.get(p.method.behaviour)
@@ -288,7 +307,7 @@ class PaymentsModel:
         self.service.journal.event("payment.settled", entities, amount=p.captured, fees=fees)
         self._send_settlement(p, sequence)
         for refund in [r for r in p.refunds if r.waiting and r.status == "PENDING"]:
-            self._process_refund(refund.id)
+            self._refund_of(p, refund)
         correlation_id = p.correlation_id
         if self.service.domain_fault("settlement_reversed", entities=entities, correlation_id=correlation_id) \
                 or p.method.behaviour == cards.REVERSAL:
@@ -307,6 +326,7 @@ class PaymentsModel:
         p.status, p.failure_reason = "FAILED", BANK_REVERSAL
         p.settlement = Settlement("FAILED", 0, self.now, BANK_REVERSAL, reference, 0, 0)
         sequence = self._event(p, "REVERSED", amount=p.captured, reason=BANK_REVERSAL, reference=reference)
+        self.payments[p.id] = p
         self.service.journal.event("payment.reversed", p.entities(), amount=p.captured)
         self._send_settlement(p, sequence)
 
@@ -320,6 +340,7 @@ class PaymentsModel:
         cb = Chargeback(self._new_id("cb_"), disputed, reason, self.settings.chargeback_fee, self.now)
         p.status, p.chargeback = "CHARGED_BACK", cb
         sequence = self._event(p, "CHARGEBACK", amount=disputed, reason=reason, reference=cb.id)
+        self.payments[p.id] = p
         self.service.journal.event("payment.chargeback", p.entities(), amount=disputed, reason=reason)
         payload = {"event": WEBHOOK_CHARGEBACK, "sequence": sequence, "chargebackId": cb.id,
                    "paymentId": p.id, "amount": money(cb.amount, p.currency), "reason": reason,
@@ -363,9 +384,10 @@ class PaymentsModel:
                                f"refund of {fmt(value, c)} exceeds the refundable {fmt(refundable, c)} of "
                                f"{payment_id} ({balance})", kind="refund-exceeds-captured")
         refund = Refund(self._new_id("re_"), p.id, value, c, reason, description, self.now, correlation_id)
-        p.refunds = (*p.refunds, refund)
         self.refunds[refund.id] = refund
+        p.refunds = (*p.refunds, refund)
         self._event(p, "REFUND_REQUESTED", amount=value, reason=reason, reference=refund.id)
+        self.payments[p.id] = p
         self.service.journal.event("refund.requested", {**p.entities(), "refundId": refund.id}, amount=value,
                                    reason=reason)
         self.service.later(self._draw(self.settings.refund_delay, refund.id, "refund"), self._process_refund, refund.id)
@@ -382,6 +404,13 @@ class PaymentsModel:
         if refund is None or refund.status != "PENDING":
             return
         p = self.payments[refund.payment_id]
+        try:
+            self._refund_of(p, refund)
+        finally:
+            self.payments[p.id] = p
+
+    def _refund_of(self, p: Payment, refund: Refund) -> None:
+        """Pay ``refund`` out of ``p`` (the caller writes ``p`` back)."""
         if p.status in AWAITING_SETTLEMENT:
             refund.waiting = True  # paid out of settled funds: completes when the payment settles
             return
@@ -416,7 +445,7 @@ class PaymentsModel:
                reference: str | None = None) -> int:
         """Add an entry to the payment's history; its sequence number."""
         sequence = len(p.events) + 1
-        p.events.append((sequence, kind, self.now, amount, reason, reference))  # a records.Event's fields
+        p.events = (*p.events, (sequence, kind, self.now, amount, reason, reference))  # a records.Event's fields
         self.retention.touched(p.id)
         return sequence
 

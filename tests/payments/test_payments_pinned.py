@@ -28,9 +28,31 @@ async def test_initiations_answer_and_record_the_pinned_outcomes():
     assert (declined["status"], declined["declineReason"], declined["expectedSettlementDate"]) == (
         "DECLINED", "GENERIC_DECLINE", None)
     events = model.payments[declined["paymentId"]].events
-    assert events == [(1, "INITIATED", T0, 4999, None, None), (2, "DECLINED", T0, None, "GENERIC_DECLINE", None)]
+    assert list(events) == [(1, "INITIATED", T0, 4999, None, None),
+                            (2, "DECLINED", T0, None, "GENERIC_DECLINE", None)]
     gc.collect()
     assert all(type(e) is tuple and not gc.is_tracked(e) for e in events)  # see kit/untracked.py
+
+
+async def test_no_payment_is_walked_by_the_garbage_collector_whatever_happened_to_it():
+    """A payment is kept as plain values (records.py): a full collection walks none of them,
+    settled, refunded or charged back, so the gateway's tail does not grow with what it keeps."""
+    from caas_sim.simulators.payments.records import Payment
+
+    model = create_app(SimConfig(seed=42))[MODEL_KEY]
+    paid = [await initiate(model, token, "FINAL") for token in ("pm_card_visa", "pm_bank_sepa", "pm_card_chargeback")]
+    await model.service.clock.advance(3 * 86400)  # settled, and the chargeback's card disputed
+    model.refund(paid[0]["paymentId"], {"value": 1000, "currency": "EUR"}, "REQUESTED_BY_CUSTOMER")
+    await model.service.clock.advance(7 * 86400)
+    views = [model.payment(p["paymentId"]) for p in paid]
+    assert [v["status"] for v in views] == ["SETTLED", "SETTLED", "CHARGED_BACK"]
+    assert views[0]["amountRefunded"]["value"] == 1000 and views[0]["refunds"][0]["status"] == "SUCCEEDED"
+    del views
+    for _ in range(3):  # a pass untracks one level of nested tuples: a payment has three (its events)
+        gc.collect()
+    assert len(model.payments) == 3
+    assert not any(gc.is_tracked(packed) for packed in model.payments.raw_values())
+    assert not any(isinstance(o, Payment) for o in gc.get_objects())
 
 
 def test_card_expiry_is_the_start_of_the_next_month():
