@@ -57,6 +57,10 @@ class RecordStore(MutableMapping, Generic[R]):
     def clear(self) -> None:
         self._raw.clear()
 
+    def raw(self, key: Hashable) -> tuple | None:
+        """The stored tuple of ``key``, unloaded (None if absent): a question one field answers."""
+        return self._raw.get(key)
+
     def raw_values(self):
         """The stored tuples, unloaded: a scan that reads a field or two of each."""
         return self._raw.values()

@@ -61,10 +61,12 @@ from .ratelimit import RateLimiter
 from .records import (
     AWAITING_SETTLEMENT,
     ORDER_ID,
+    REFUND_IDS,
     Chargeback,
     Payment,
     Refund,
     Settlement,
+    finished,
 )
 from .settings import Settings
 
@@ -452,15 +454,15 @@ class PaymentsModel:
     def prune(self) -> None:
         """Forget the oldest finished payments past ``PAYMENTS_KEPT`` (see ``kit/retention.py``)."""
         for payment_id in self.retention.due():
-            p = self.payments.get(payment_id)
-            if p is None:
+            packed = self.payments.raw(payment_id)  # read as stored: most are not finished yet
+            if packed is None:
                 continue
-            if p.status in AWAITING_SETTLEMENT or p.refund_pending:
-                self.retention.touched(payment_id)  # not finished: looked at again later
+            if not finished(packed, self.refunds):
+                self.retention.touched(payment_id)  # looked at again later
                 continue
             del self.payments[payment_id]
-            for refund in p.refunds:
-                self.refunds.pop(refund.id, None)
+            for refund_id in packed[REFUND_IDS]:
+                self.refunds.pop(refund_id, None)
 
     def _send_settlement(self, p: Payment, sequence: int) -> None:
         s = p.settlement

@@ -178,5 +178,13 @@ def _method(fields: tuple) -> StoredMethod:
     """One (immutable) method object per distinct method, not one per payment read."""
     return StoredMethod(*fields)
 
-#: The position of the merchant's order reference in a packed payment (its search reads it).
-ORDER_ID = 6
+
+#: Positions in a packed payment of what is read without unpacking it: the merchant's order
+#: reference (its search), the status and the refunds' ids (whether it may be forgotten).
+ORDER_ID, STATUS, REFUND_IDS = 6, 10, 18
+
+
+def finished(packed: tuple, refunds: Mapping[str, Refund]) -> bool:
+    """Whether a packed payment may be forgotten: not awaiting settlement, no refund pending."""
+    return packed[STATUS] not in AWAITING_SETTLEMENT and all(refunds[r].status != "PENDING"
+                                                              for r in packed[REFUND_IDS])
