@@ -124,7 +124,7 @@ def _maker(op: Operation) -> Callable[[str], bench_client.RequestMaker]:
 def bench_sim(duration: float, connections: int, rounds: int, only: str | None = None,
               wiremock: str | None = None) -> list[Comparison]:
     """``wiremock``: a WireMock standalone jar; each operation is then also answered by
-    WireMock from the same contract (``bench_wiremock``) and judged against it."""
+    WireMock from the same contract (``bench_wiremock``), reported under its line."""
     everything = operations()
     ops = [op for op in everything if only is None or only in op.name]
     print(f"sim: {len(ops)} operations, kit vs echo (and the IoT model without the kit)"

@@ -258,7 +258,8 @@ class PaymentsModel:
 
     def payments_of_order(self, order_id: str, payment_type: str | None = None) -> list[dict]:
         """The merchant's search by its own reference: every payment of ``order_id``, oldest first."""
-        found = (self.payments.get(packed[0]) for packed in self.payments.raw_values() if packed[ORDER_ID] == order_id)
+        found = (Payment.unpack(packed, self.refunds) for packed in self.payments.raw_values()
+                 if packed[ORDER_ID] == order_id)
         return [p.view() for p in found if payment_type is None or p.type == payment_type]
 
     def _payment(self, payment_id: str) -> Payment:

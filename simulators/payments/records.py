@@ -2,7 +2,8 @@
 
 A payment is kept as a plain tuple of plain values (``Payment.pack``), out of the
 garbage collector's sight (see kit/untracked.py): a gateway keeping 100,000 payments as
-objects had every full collection walk them all (90 ms a pass here, the p99 of a request).
+objects had every full collection walk them all (84-120 ms a pass here, the p99 of a
+request).
 The model unpacks one to read or change it, and packs it back when it is done.
 """
 

@@ -37,7 +37,13 @@ async def test_initiations_answer_and_record_the_pinned_outcomes():
 async def test_no_payment_is_walked_by_the_garbage_collector_whatever_happened_to_it():
     """A payment is kept as plain values (records.py): a full collection walks none of them,
     settled, refunded or charged back, so the gateway's tail does not grow with what it keeps."""
-    from caas_sim.simulators.payments.records import Payment
+    from caas_sim.simulators.payments.records import (
+        ORDER_ID,
+        REFUND_IDS,
+        STATUS,
+        Payment,
+        finished,
+    )
 
     model = create_app(SimConfig(seed=42))[MODEL_KEY]
     paid = [await initiate(model, token, "FINAL") for token in ("pm_card_visa", "pm_bank_sepa", "pm_card_chargeback")]
@@ -47,7 +53,11 @@ async def test_no_payment_is_walked_by_the_garbage_collector_whatever_happened_t
     views = [model.payment(p["paymentId"]) for p in paid]
     assert [v["status"] for v in views] == ["SETTLED", "SETTLED", "CHARGED_BACK"]
     assert views[0]["amountRefunded"]["value"] == 1000 and views[0]["refunds"][0]["status"] == "SUCCEEDED"
-    del views
+    # what forgetting and the merchant's search read without unpacking
+    packed = model.payments.raw(paid[0]["paymentId"])
+    assert (packed[ORDER_ID], packed[STATUS], packed[REFUND_IDS]) == ("o-1", "SETTLED", (views[0]["refunds"][0]["refundId"],))
+    assert finished(packed, model.refunds) and model.payments_of_order("o-1", "FINAL") == views
+    del views, packed
     for _ in range(3):  # a pass untracks one level of nested tuples: a payment has three (its events)
         gc.collect()
     assert len(model.payments) == 3
