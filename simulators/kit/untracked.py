@@ -57,12 +57,12 @@ class RecordStore(MutableMapping, Generic[R]):
     def clear(self) -> None:
         self._raw.clear()
 
-    def raw(self, key: Hashable) -> tuple | None:
-        """The stored tuple of ``key``, unloaded (None if absent): a question one field answers."""
+    def raw(self, key: Hashable) -> Any:
+        """What is stored for ``key``, unloaded (None if absent): a question one field answers."""
         return self._raw.get(key)
 
     def raw_values(self):
-        """The stored tuples, unloaded: a scan that reads a field or two of each."""
+        """What is stored, unloaded: a scan that reads a field or two of each."""
         return self._raw.values()
 
     def compact(self) -> None:

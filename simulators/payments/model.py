@@ -60,13 +60,14 @@ from .money import fee, fmt, money
 from .ratelimit import RateLimiter
 from .records import (
     AWAITING_SETTLEMENT,
-    ORDER_ID,
     REFUND_IDS,
     Chargeback,
     Payment,
     Refund,
     Settlement,
     finished,
+    of_order,
+    values,
 )
 from .settings import Settings
 
@@ -259,7 +260,7 @@ class PaymentsModel:
     def payments_of_order(self, order_id: str, payment_type: str | None = None) -> list[dict]:
         """The merchant's search by its own reference: every payment of ``order_id``, oldest first."""
         found = (Payment.unpack(packed, self.refunds) for packed in self.payments.raw_values()
-                 if packed[ORDER_ID] == order_id)
+                 if of_order(packed, order_id))
         return [p.view() for p in found if payment_type is None or p.type == payment_type]
 
     def _payment(self, payment_id: str) -> Payment:
@@ -462,7 +463,7 @@ class PaymentsModel:
                 self.retention.touched(payment_id)  # looked at again later
                 continue
             del self.payments[payment_id]
-            for refund_id in packed[REFUND_IDS]:
+            for refund_id in values(packed)[REFUND_IDS]:
                 self.refunds.pop(refund_id, None)
 
     def _send_settlement(self, p: Payment, sequence: int) -> None:

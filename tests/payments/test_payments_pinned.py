@@ -35,14 +35,16 @@ async def test_initiations_answer_and_record_the_pinned_outcomes():
 
 
 async def test_no_payment_is_walked_by_the_garbage_collector_whatever_happened_to_it():
-    """A payment is kept as plain values (records.py): a full collection walks none of them,
-    settled, refunded or charged back, so the gateway's tail does not grow with what it keeps."""
+    """A payment is kept as bytes (records.py): no collection walks any of them, settled,
+    refunded or charged back, so the gateway's tail does not grow with what it keeps."""
     from caas_sim.simulators.payments.records import (
         ORDER_ID,
         REFUND_IDS,
         STATUS,
         Payment,
         finished,
+        of_order,
+        values,
     )
 
     model = create_app(SimConfig(seed=42))[MODEL_KEY]
@@ -55,13 +57,15 @@ async def test_no_payment_is_walked_by_the_garbage_collector_whatever_happened_t
     assert views[0]["amountRefunded"]["value"] == 1000 and views[0]["refunds"][0]["status"] == "SUCCEEDED"
     # what forgetting and the merchant's search read without unpacking
     packed = model.payments.raw(paid[0]["paymentId"])
-    assert (packed[ORDER_ID], packed[STATUS], packed[REFUND_IDS]) == ("o-1", "SETTLED", (views[0]["refunds"][0]["refundId"],))
-    assert finished(packed, model.refunds) and model.payments_of_order("o-1", "FINAL") == views
-    del views, packed
-    for _ in range(3):  # a pass untracks one level of nested tuples: a payment has three (its events)
-        gc.collect()
+    fields = values(packed)
+    assert (fields[ORDER_ID], fields[STATUS], fields[REFUND_IDS]) == ("o-1", "SETTLED",
+                                                                      (views[0]["refunds"][0]["refundId"],))
+    assert finished(packed, model.refunds) and of_order(packed, "o-1") and not of_order(packed, "o-")
+    assert model.payments_of_order("o-1", "FINAL") == views
+    del views, packed, fields
+    gc.collect()
     assert len(model.payments) == 3
-    assert not any(gc.is_tracked(packed) for packed in model.payments.raw_values())
+    assert all(type(packed) is bytes for packed in model.payments.raw_values())  # never tracked
     assert not any(isinstance(o, Payment) for o in gc.get_objects())
 
 
