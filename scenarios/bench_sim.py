@@ -23,9 +23,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from caas_sim import catalogue
 from caas_sim.simulators.fleet import Fleet
-from caas_sim.simulators.kit.contract import load as load_contract
 
 from . import bench_client
 from .bench_measure import (
@@ -62,7 +60,7 @@ def activation_bodies(count: int = 16) -> list[bytes]:
 
 
 def _example(service: str, path: str, name: str) -> dict:
-    contract = load_contract(catalogue.BY_NAME[service].contract)
+    contract = contract_of(service)
     body = contract._resolve(contract.doc["paths"][path]["post"]["requestBody"])
     return body["content"]["application/json"]["examples"][name]["value"]
 

@@ -459,11 +459,12 @@ class PaymentsModel:
             packed = self.payments.raw(payment_id)  # read as stored: most are not finished yet
             if packed is None:
                 continue
-            if not finished(packed, self.refunds):
+            fields = values(packed)
+            if not finished(fields, self.refunds):
                 self.retention.touched(payment_id)  # looked at again later
                 continue
             del self.payments[payment_id]
-            for refund_id in values(packed)[REFUND_IDS]:
+            for refund_id in fields[REFUND_IDS]:
                 self.refunds.pop(refund_id, None)
 
     def _send_settlement(self, p: Payment, sequence: int) -> None:

@@ -192,9 +192,9 @@ def values(packed: bytes) -> tuple:
     return marshal.loads(packed)
 
 
-def finished(packed: bytes, refunds: Mapping[str, Refund]) -> bool:
-    """Whether a packed payment may be forgotten: not awaiting settlement, no refund pending."""
-    fields = marshal.loads(packed)
+def finished(fields: tuple, refunds: Mapping[str, Refund]) -> bool:
+    """Whether a payment (its ``values``) may be forgotten: not awaiting settlement, no
+    refund pending."""
     return fields[STATUS] not in AWAITING_SETTLEMENT and all(refunds[r].status != "PENDING"
                                                               for r in fields[REFUND_IDS])
 

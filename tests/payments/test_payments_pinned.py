@@ -60,7 +60,7 @@ async def test_no_payment_is_walked_by_the_garbage_collector_whatever_happened_t
     fields = values(packed)
     assert (fields[ORDER_ID], fields[STATUS], fields[REFUND_IDS]) == ("o-1", "SETTLED",
                                                                       (views[0]["refunds"][0]["refundId"],))
-    assert finished(packed, model.refunds) and of_order(packed, "o-1") and not of_order(packed, "o-")
+    assert finished(fields, model.refunds) and of_order(packed, "o-1") and not of_order(packed, "o-")
     assert model.payments_of_order("o-1", "FINAL") == views
     del views, packed, fields
     gc.collect()
