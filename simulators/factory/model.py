@@ -46,10 +46,11 @@ from ..kit.errors import ProblemError
 from ..kit.faults import NoParams
 from ..kit.retention import Retention
 from ..kit.service import Service
+from ..kit.untracked import RecordStore
 from . import catalogue
 from . import magic as mg
 from .notifier import Notifier
-from .order import Order, Step, day_of
+from .order import REFERENCE, STEPS, Order, Step, day_of, values_of
 from .stages import Stages
 from .timeline import ASSEMBLY_MILESTONES, DAY, QC_CHECKPOINTS, StageDays
 from .vins import VinPool
@@ -114,8 +115,8 @@ class FactoryModel:
         self.notifier = Notifier(service)
         self.retention = Retention(service.clock.now, keep=ORDERS_KEPT)
         self._on_fire = self._fire  # one bound method for every order's timer, not one each
-        self.orders: dict[str, Order] = {}
-        self._by_reference: dict[str, list[str]] = {}
+        self.orders: RecordStore[Order] = RecordStore(Order.unpack, Order.pack)
+        self._by_reference: dict[str, tuple[str, ...]] = {}  # tuples of ids: nothing for the collector
         self._attempts: dict[str, int] = {}  # placement attempts per reference (magic unavailability)
         self._ids = itertools.count(1)
         for name, (description, params) in FAULTS.items():
@@ -134,22 +135,25 @@ class FactoryModel:
     def prune(self) -> None:
         """Forget the oldest orders with no stage ahead past ``ORDERS_KEPT``."""
         for order_id in self.retention.due():
-            order = self.orders.get(order_id)
-            if order is None:
+            packed = self.orders.raw(order_id)
+            if packed is None:
                 continue
-            if order.steps or order.timer is not None:
+            values = values_of(packed)
+            if values[STEPS]:
                 self.retention.touched(order_id)  # still on its way: looked at again later
                 continue
             del self.orders[order_id]
-            siblings = self._by_reference.get(order.reference, [])
-            if order_id in siblings:
-                siblings.remove(order_id)
-            if not siblings:
-                self._by_reference.pop(order.reference, None)
-                self._attempts.pop(order.reference, None)
+            reference = values[REFERENCE]
+            siblings = tuple(i for i in self._by_reference.get(reference, ()) if i != order_id)
+            if siblings:
+                self._by_reference[reference] = siblings
+            else:
+                self._by_reference.pop(reference, None)
+                self._attempts.pop(reference, None)
 
     # --- reads ----------------------------------------------------------
     def order(self, order_id: str) -> Order:
+        """The order, unpacked: a change is kept by writing it back (``self.orders[id] = order``)."""
         order = self.orders.get(order_id)
         if order is None:
             raise ProblemError(404, "Unknown order", f"no factory order {order_id}", kind="unknown-order")
@@ -222,10 +226,11 @@ class FactoryModel:
         digest = hashlib.blake2b(f"{self.service.seed}:factory:order:{next(self._ids)}".encode(), digest_size=10)
         order = Order("ord_" + digest.hexdigest(), body["reference"], catalogue.MODELS[body["model"]],
                       tuple(body["options"]), body["customer"], body["dealership"], now, correlation_id, behaviour)
-        self.orders[order.id] = order
-        self._by_reference.setdefault(order.reference, []).append(order.id)
+        self._by_reference[order.reference] = (*self._by_reference.get(order.reference, ()), order.id)
         self._enter(order, "ORDER_PLACED",
                     f"Order confirmed: {order.model.name} for dealership {order.dealership['id']}")
+        self._arm(order)
+        self.orders[order.id] = order
         placed = order.history[-1]
         return {"orderId": order.id, "reference": order.reference, "status": order.status,
                 "statusDescription": placed["description"], "createdAt": isoformat(now),
@@ -242,25 +247,29 @@ class FactoryModel:
         revision = self.stages.reestimate(order, reason)
         text = description(order) if callable(description) else description
         self._notify(order, "STATUS_CHANGED", text, previous, milestone=milestone, revision=revision)
-        self._arm(order)
 
     # --- the clock --------------------------------------------------------
     def _arm(self, order: Order) -> None:
+        """The timer of the order's next step: one per order, armed once its change is done
+        (at placement and after each step), so that none is ever cancelled."""
         self.retention.touched(order.id)  # every change of an order ends here
-        if order.timer is not None:
-            order.timer.cancel()
-            order.timer = None
         if order.steps:
-            order.timer = self.service.at(order.steps[0].when, self._on_fire, order.id)
+            self.service.at(order.steps[0].when, self._on_fire, order.id)
 
     def _fire(self, order_id: str) -> None:
         order = self.orders.get(order_id)
         if order is None or not order.steps:
             return  # reset in between
-        order.timer = None
         step = order.steps.pop(0)
         getattr(self, f"_on_{step.kind}")(order, step)
         self._arm(order)
+        self.orders[order_id] = order
+
+    def relocate(self, order_id: str, location: str) -> None:
+        """Where the vehicle is now (the home delivery moves it)."""
+        order = self.orders[order_id]
+        order.location = location
+        self.orders[order_id] = order
 
     def _on_status(self, order: Order, step: Step) -> None:
         status = step.arg

@@ -1,14 +1,23 @@
-"""A factory order as the simulator keeps it, and the dates it shows."""
+"""A factory order as the simulator keeps it, and the dates it shows.
+
+An order is kept as bytes (``Order.pack``: its plain values, marshalled), which the
+garbage collector never walks: kept as objects, an order was an ``Order``, its steps,
+its timer and two lists, and at ~17,000 orders every full collection walked them for
+26-91 ms, the p99 of a request. The model unpacks an order to read or change it and packs
+it back once it is done (``FactoryModel.orders`` is a ``RecordStore`` doing both).
+"""
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+import marshal
+from dataclasses import astuple, dataclass, field, fields
 from datetime import date
 from typing import Any
 
-from ..kit.clock import Timer, to_datetime
+from ..kit.clock import to_datetime
 from . import catalogue
+from .shipping import Checkpoint
 from .timeline import DAY
 
 STATUSES = ("ORDER_PLACED", "PRODUCTION_SCHEDULED", "PRODUCTION_IN_PROGRESS", "QUALITY_CONTROL",
@@ -48,13 +57,33 @@ class Order:
     qc_failures_left: int | None = None  # decided when QC is first entered
     pending_delay: tuple[int, str] | None = None
     tracking: dict | None = None
+    # in time order; the clock holds one timer for the first (none once they are done)
     steps: list[Step] = field(default_factory=list)
-    timer: Timer | None = None
 
     @property
     def entities(self) -> dict[str, str]:
         return {"orderId": self.id, "reference": self.reference, "dealershipId": self.dealership["id"],
                 "model": self.model.code}
+
+    def pack(self) -> bytes:
+        values = [getattr(self, name) for name in _FIELDS]
+        values[_MODEL] = self.model.code
+        values[STEPS] = [(s.when, s.kind, astuple(s.arg) if s.kind == "tracking" else s.arg) for s in self.steps]
+        return marshal.dumps(values)
+
+    @classmethod
+    def unpack(cls, packed: bytes) -> Order:
+        values = values_of(packed)
+        values[_MODEL] = catalogue.MODELS[values[_MODEL]]
+        values[STEPS] = [Step(when, kind, Checkpoint(*arg) if kind == "tracking" else arg)
+                         for when, kind, arg in values[STEPS]]
+        return cls(*values)
+
+
+_FIELDS = tuple(f.name for f in fields(Order))
+# Positions in the packed values of what is read without building the order.
+_MODEL, REFERENCE, STEPS = (_FIELDS.index(name) for name in ("model", "reference", "steps"))
+values_of = marshal.loads
 
 
 #: 9999-12-31 as days since the epoch: later days are left to datetime (and its error).

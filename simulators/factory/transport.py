@@ -244,7 +244,7 @@ class Transport:
         delivery = self.deliveries.get(delivery_id)
         if delivery is None or delivery.status != "SCHEDULED":
             return  # rescheduled or reset meanwhile
-        self.factory.orders[delivery.order_id].location = "OUT_FOR_DELIVERY"
+        self.factory.relocate(delivery.order_id, "OUT_FOR_DELIVERY")
         self._record(delivery, "OUT_FOR_DELIVERY", "The vehicle left the dealership on a car transporter",
                      notify=True)
 
@@ -258,19 +258,19 @@ class Transport:
         entities = self._entities(order, delivery)
         rule = self.service.domain_fault("customer_absent", entities=entities, correlation_id=delivery.correlation_id)
         if rule or behaviour == "always_absent" or (behaviour == "absent_once" and tries == 1):
-            order.location = "RETURNING_TO_DEALERSHIP"
+            self.factory.relocate(order.id, "RETURNING_TO_DEALERSHIP")
             self._record(delivery, "CUSTOMER_ABSENT", "Nobody at the address; the vehicle is taken back to the "
                          "dealership, where the customer can collect it", notify=True)
             self.service.later(self.rules.return_hours * HOUR, self._returned, delivery.id)
         else:
-            order.location = "CUSTOMER"
+            self.factory.relocate(order.id, "CUSTOMER")
             self._record(delivery, "DELIVERED", "Vehicle handed over to the customer", notify=True)
 
     def _returned(self, delivery_id: str) -> None:
         delivery = self.deliveries.get(delivery_id)
         if delivery is None or delivery.status != "CUSTOMER_ABSENT":
             return
-        self.factory.orders[delivery.order_id].location = "DEALERSHIP"
+        self.factory.relocate(delivery.order_id, "DEALERSHIP")
         self._record(delivery, "RETURNED_TO_DEALERSHIP", "Vehicle back at the dealership; customer pickup required "
                      "unless another delivery is scheduled", notify=True)
 

@@ -48,3 +48,43 @@ def test_day_of_is_the_datetime_date_even_a_rounding_away_from_midnight(offset):
 def test_day_of_beyond_year_9999_fails_as_datetime_does():
     with pytest.raises(ValueError, match="out of range"):
         day_of(253402300800.0)
+
+
+async def test_no_order_is_walked_by_the_garbage_collector_whatever_happened_to_it():
+    """An order is kept as bytes (order.py): no collection walks any of them, in production,
+    shipped with its tracking, or home-delivered, so the factory's tail does not grow with
+    what it keeps."""
+    from caas_sim.simulators.factory.api import TRANSPORT_KEY
+    from caas_sim.simulators.factory.order import REFERENCE, STEPS, Order, values_of
+    from caas_sim.simulators.kit.clock import isoformat
+
+    app = create_app(SimConfig(seed=42))
+    model, transport = app[MODEL_KEY], app[TRANSPORT_KEY]
+    delivered = await model.place(body("gc-1"), "cid-1")
+    shipped = await model.place(body("gc-2", "FR", "FR-LYS-1", "Lyon"), "cid-2")
+    await model.service.clock.advance(19 * DAY)
+    in_transit = model.view(shipped["orderId"])
+    assert in_transit["status"] == "IN_TRANSIT" and in_transit["tracking"]["checkpoints"]
+    await model.service.clock.advance(30 * DAY)
+    now = model.service.clock.now()
+    transport.schedule(delivered["orderId"], {
+        "address": {"line1": "Calle de Alcalá 123", "city": "Madrid", "postalCode": "28009", "country": "ES"},
+        "requestedWindow": {"start": isoformat(now), "end": isoformat(now + 7 * DAY)},
+        "finalPaymentReference": "pay_1"}, "cid-3")
+    await model.service.clock.advance(8 * DAY)
+    home, abroad = model.view(delivered["orderId"]), model.view(shipped["orderId"])
+    assert (home["status"], home["vehicleLocation"]) == ("ARRIVED_AT_DEALERSHIP", "CUSTOMER")
+    assert (abroad["status"], abroad["vehicleLocation"]) == ("ARRIVED_AT_DEALERSHIP", "DEALERSHIP")
+    assert [c["code"] for c in abroad["tracking"]["checkpoints"]][-1] == "DELIVERED_TO_DEALERSHIP"
+    assert [e["sequence"] for e in abroad["history"]] == list(range(1, len(abroad["history"]) + 1))
+    # what forgetting reads without unpacking
+    placed = await model.place(body("gc-3"), "cid-4")
+    waiting, done = values_of(model.orders.raw(placed["orderId"])), values_of(model.orders.raw(shipped["orderId"]))
+    assert (waiting[REFERENCE], done[REFERENCE]) == ("gc-3", "gc-2")
+    assert waiting[STEPS] and not done[STEPS]
+    assert model.order(placed["orderId"]).steps[0].arg == "PRODUCTION_SCHEDULED"
+    del home, abroad, in_transit, waiting, done
+    gc.collect()
+    assert len(model.orders) == 3
+    assert all(type(packed) is bytes for packed in model.orders.raw_values())  # never tracked
+    assert not any(isinstance(o, Order) for o in gc.get_objects())
