@@ -289,8 +289,10 @@ async def _idempotent(service: Service, op: Operation, handler: Handler, call: C
     store = service.idempotency
     state, entry = store.begin(op.id, key, store.fingerprint(op.method, request.path, raw))
     if state == "replay":
-        return web.Response(status=entry.status, body=entry.body, content_type=entry.content_type,
-                            headers={**dict(entry.headers), "Idempotent-Replayed": "true"})
+        headers = {"Idempotent-Replayed": "true"}
+        if entry.location is not None:
+            headers["Location"] = entry.location
+        return web.Response(status=entry.status, body=entry.body, content_type=entry.content_type, headers=headers)
     if state == "conflict":
         return problem(409, "Request in progress", f"a request with Idempotency-Key {key!r} is still being processed",
                        kind="idempotency-in-flight")
@@ -308,8 +310,7 @@ async def _idempotent(service: Service, op: Operation, handler: Handler, call: C
         body = response.body
         if isinstance(body, bytes):
             body = bytes(memoryview(body))  # its own size: see kit/packed.py
-        store.complete(op.id, key, response.status, body, response.content_type,
-                       tuple((k, v) for k, v in response.headers.items() if k.lower() == "location"))
+        store.complete(op.id, key, response.status, body, response.content_type, response.headers.get("Location"))
     return response
 
 
