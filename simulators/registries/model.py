@@ -59,6 +59,10 @@ LIMITATIONS (shared by the four registries; each module adds its own):
 - The owner must reside in the registry's country (address country fixed by
   the contract); the registration's currency is not checked.
 - Documents are references (ids of files held elsewhere), never inspected.
+- Past the newest ``REGISTRATIONS_KEPT`` (100,000) registrations, the oldest
+  finished ones (PLATE_ASSIGNED or REJECTED) are forgotten: ``GET`` answers
+  404, and their VIN may be submitted again (a real authority remembers every
+  vehicle it registered).
 """
 
 from __future__ import annotations
@@ -72,12 +76,14 @@ from types import SimpleNamespace
 from ..kit.clock import isoformat
 from ..kit.delivery_faults import delivery_hooks
 from ..kit.errors import ProblemError
+from ..kit.retention import Retention
 from ..kit.service import Service
+from ..kit.untracked import RecordStore
 from .availability import Maintenance, unavailable
 from .business_days import Calendar
 from .faults import register_faults
 from .plates import PlateUnavailable
-from .records import Plan, Registration, apply_values
+from .records import STATUS, VIN, Plan, Registration, apply_values, values
 from .validation import check_info, check_submission, invalid, plate_request
 from .vocabulary import (
     APPROVED,
@@ -95,6 +101,12 @@ from .vocabulary import (
     describe,
     window,
 )
+
+#: Registrations kept: past this many, the oldest finished ones are forgotten (404). A
+#: count, not an age, as the payments and the factory keep theirs.
+REGISTRATIONS_KEPT = 100_000
+#: Statuses with no step ahead: a timer a registration left behind no longer changes it.
+FINISHED = frozenset({PLATE_ASSIGNED, REJECTED})
 
 
 def _digest(*parts: object) -> int:
@@ -128,8 +140,11 @@ class Registry:
         self.enforce_check_digit = bool(options.get("enforce_vin_check_digit", False))
         self.slow_extra_days = int(options.get("slow_extra_days", 10))
         self.plates = country.plates(self.seed, options)
-        self.registrations: dict[str, Registration] = {}
-        self._latest_by_vin: dict[str, Registration] = {}  # one live registration per VIN
+        self.retention = Retention(service.clock.now, keep=REGISTRATIONS_KEPT)
+        #: Registrations packed (records.py): unpacked by each entry point, written back whole
+        #: (``_keep``) once it has changed one.
+        self.registrations: RecordStore[Registration] = RecordStore(Registration.unpack, Registration.pack)
+        self._latest_by_vin: dict[str, str] = {}  # the id of each VIN's latest registration
         self._ids = itertools.count(1)
         self._documents = itertools.count(1)
         # An asynchronous submission draws its plan twice (the registration date it
@@ -143,20 +158,41 @@ class Registry:
         service.reset_hooks.append(self.reset)
 
     def reset(self) -> None:
+        self.retention.clear()
         self.registrations.clear()
         self._latest_by_vin.clear()
         self.plates.reset()
         self._ids = itertools.count(1)
         self._documents = itertools.count(1)
 
+    # --- what is kept ----------------------------------------------------
+    def _keep(self, reg: Registration) -> None:
+        """Write back a registration an entry point changed (every change ends here)."""
+        self.registrations[reg.id] = reg
+        self.retention.touched(reg.id)
+
+    def prune(self) -> None:
+        """Forget the oldest finished registrations past ``REGISTRATIONS_KEPT`` (kit/retention.py)."""
+        for registration_id in self.retention.due():
+            packed = self.registrations.raw(registration_id)
+            if packed is None:
+                continue
+            fields = values(packed)
+            if fields[STATUS] not in FINISHED:
+                self.retention.touched(registration_id)  # still on its way: looked at again later
+                continue
+            del self.registrations[registration_id]
+            if self._latest_by_vin.get(fields[VIN]) == registration_id:
+                del self._latest_by_vin[fields[VIN]]  # the VIN may be submitted again
+
     # --- reads ---------------------------------------------------------
     def get(self, registration_id: str) -> dict:
-        reg = self.registrations.get(registration_id)
-        self._check_available("getRegistration", reg.entities() if reg else {"registrationId": registration_id})
-        return self.view(self._lookup(registration_id))
+        return self.view(self._lookup(registration_id, "getRegistration"))
 
-    def _lookup(self, registration_id: str) -> Registration:
+    def _lookup(self, registration_id: str, operation: str) -> Registration:
+        """The registration, once the registry is known to be available for ``operation``."""
         reg = self.registrations.get(registration_id)
+        self._check_available(operation, reg.entities() if reg else {"registrationId": registration_id})
         if reg is None:
             raise ProblemError(404, "Unknown registration", f"no registration {registration_id} at the "
                                f"{self.country.authority}", kind="unknown-registration")
@@ -183,6 +219,7 @@ class Registry:
 
     # --- commands ------------------------------------------------------
     def create(self, body: dict, correlation_id: str | None = None) -> dict:
+        self.prune()  # here only: nothing else adds a registration
         owner, vehicle = body["owner"], body["vehicle"]
         entities = {"vin": vehicle["vin"], "taxId": owner["taxId"], "dealership": body["purchase"]["dealership"]}
         if body.get("reference"):
@@ -196,30 +233,32 @@ class Registry:
             self._plan(vehicle["vin"], owner["taxId"], 1, now).estimated
         self._validate(body, registration_day, entities, correlation_id)
         other = self._latest_by_vin.get(vehicle["vin"])
-        if other is not None and other.status != REJECTED:
-            raise ProblemError(409, "Vehicle already registered" if other.status == PLATE_ASSIGNED
-                               else "Registration in progress",
-                               f"{vehicle['vin']} has registration {other.id} ({other.status}); a new one can "
-                               "be submitted only after a rejection", kind="registration-exists",
-                               registrationId=other.id, registrationStatus=other.status)
+        if other is not None:
+            status = values(self.registrations.raw(other))[STATUS]  # forgetting one drops its VIN
+            if status != REJECTED:
+                raise ProblemError(409, "Vehicle already registered" if status == PLATE_ASSIGNED
+                                   else "Registration in progress",
+                                   f"{vehicle['vin']} has registration {other} ({status}); a new one can "
+                                   "be submitted only after a rejection", kind="registration-exists",
+                                   registrationId=other, registrationStatus=status)
         digest = hashlib.blake2b(f"{self.seed}:{self.country.code}:registration:{next(self._ids)}".encode(),
                                  digest_size=8).hexdigest()
         reg = Registration(f"reg_{self.country.code.lower()}_{digest}", body, correlation_id, now)
-        self.registrations[reg.id] = self._latest_by_vin[reg.vin] = reg
-        self._move(reg, INITIATED, notify=False)
-        if sync:
-            self._move(reg, UNDER_REVIEW, notify=False)
-            reg.round = 1
-            self._decide(reg, body, notify=False)
-        else:
-            self._start_review(reg, self._plan(reg.vin, reg.tax_id, 1, now, reg.entities()), now)
+        self._latest_by_vin[reg.vin] = reg.id
+        try:
+            self._move(reg, INITIATED, notify=False)
+            if sync:
+                self._move(reg, UNDER_REVIEW, notify=False)
+                reg.round = 1
+                self._decide(reg, body, notify=False)
+            else:
+                self._start_review(reg, self._plan(reg.vin, reg.tax_id, 1, now, reg.entities()), now)
+        finally:  # kept as far as it got, as an object changed in place was
+            self._keep(reg)
         return self.view(reg)
 
     def provide_info(self, registration_id: str, body: dict, correlation_id: str | None = None) -> dict:
-        found = self.registrations.get(registration_id)
-        self._check_available("provideAdditionalInfo",
-                              found.entities() if found else {"registrationId": registration_id})
-        reg = self._lookup(registration_id)
+        reg = self._lookup(registration_id, "provideAdditionalInfo")
         if reg.status != INFO_REQUIRED:
             raise ProblemError(409, "Not awaiting additional information",
                                f"registration {reg.id} is {reg.status}; information is accepted only while it is "
@@ -229,21 +268,24 @@ class Registry:
                                              correlation_id=correlation_id):
             errors.append((rule.params["field"], rule.params["message"]))
         if errors:
-            raise invalid(errors)
+            raise invalid(errors)  # nothing changed yet
         request = reg.request
         documents = {d["type"]: d for d in request.get("documents", [])}
         documents.update({d["type"]: d for d in body.get("documents", [])})
         request["documents"] = list(documents.values())
-        reg.keep(apply_values(request, body.get("values", {})))
-        reg.info_rounds += 1
-        reg.required_info = None
-        self._move(reg, UNDER_REVIEW, notify=False)
-        now = self.service.clock.now()
-        if self.country.method is Method.SYNCHRONOUS:
-            reg.round += 1
-            self._decide(reg, request, notify=False)
-        else:
-            self._start_review(reg, self._plan(reg.vin, reg.tax_id, reg.round + 1, now, reg.entities()), now)
+        try:
+            reg.keep(apply_values(request, body.get("values", {})))
+            reg.info_rounds += 1
+            reg.required_info = None
+            self._move(reg, UNDER_REVIEW, notify=False)
+            now = self.service.clock.now()
+            if self.country.method is Method.SYNCHRONOUS:
+                reg.round += 1
+                self._decide(reg, request, notify=False)
+            else:
+                self._start_review(reg, self._plan(reg.vin, reg.tax_id, reg.round + 1, now, reg.entities()), now)
+        finally:
+            self._keep(reg)
         return self.view(reg)
 
     # --- availability --------------------------------------------------
@@ -305,22 +347,30 @@ class Registry:
                 self.service.at(opening, self._timers.begin_review, reg.id, reg.round)
         self.service.at(plan.due, self._timers.review_done, reg.id, reg.round)
 
+    # The timers' callbacks below are entry points too: each unpacks its registration and
+    # writes it back once, after every helper it calls has changed that one object.
     def _begin_review(self, registration_id: str, round_: int) -> None:
         reg = self.registrations.get(registration_id)
         if reg is not None and reg.round == round_ and reg.status == INITIATED:
-            self._move(reg, UNDER_REVIEW)
+            try:
+                self._move(reg, UNDER_REVIEW)
+            finally:
+                self._keep(reg)
 
     def _review_done(self, registration_id: str, round_: int) -> None:
         reg = self.registrations.get(registration_id)
-        if reg is None or reg.round != round_:
-            return  # reset, or superseded
-        if reg.status == INITIATED:  # the opening and the decision fell on the same instant
-            self._move(reg, UNDER_REVIEW)
-        if reg.status == UNDER_REVIEW:
+        if reg is None or reg.round != round_ or reg.status not in (INITIATED, UNDER_REVIEW):
+            return  # reset, forgotten or superseded
+        try:
+            if reg.status == INITIATED:  # the opening and the decision fell on the same instant
+                self._move(reg, UNDER_REVIEW)
             self._decide(reg, reg.request)
+        finally:
+            self._keep(reg)
 
     def _decide(self, reg: Registration, request: dict, notify: bool = True) -> None:
-        """``request``: the submission as kept (the caller's, when at hand, saves decoding it)."""
+        """``request``: the submission as kept (the caller's, when at hand, saves decoding it);
+        ``reg`` is changed, the caller writes it back."""
         entities = reg.entities()
         take = lambda action: self.service.domain_fault(action, entities=entities, correlation_id=reg.correlation_id)
         magic = self.country.magic_tax_ids.get(reg.tax_id)
@@ -362,12 +412,18 @@ class Registry:
             reg.processing_days, reg.estimated = plan.business_days, plan.estimated
             self.service.at(plan.due, self._timers.issue_certificate, reg.id, reg.round)
         else:
-            self._issue_certificate(reg.id, reg.round, notify=notify)
+            self._certify(reg, notify)
 
-    def _issue_certificate(self, registration_id: str, round_: int, notify: bool = True) -> None:
+    def _issue_certificate(self, registration_id: str, round_: int) -> None:
         reg = self.registrations.get(registration_id)
         if reg is None or reg.round != round_ or reg.status != APPROVED:
             return
+        try:
+            self._certify(reg, notify=True)
+        finally:
+            self._keep(reg)
+
+    def _certify(self, reg: Registration, notify: bool) -> None:
         reg.document = {"type": self.country.registration_document,
                         "number": self.country.document_number(_digest(self.seed, self.country.code, "doc",
                                                                        next(self._documents))),

@@ -1,7 +1,15 @@
-"""What a registry remembers of a registration, and the plan of its review."""
+"""What a registry remembers of a registration, and the plan of its review.
+
+A registration is kept as bytes (``Registration.pack``: its plain values, marshalled),
+which the garbage collector never walks: kept as objects (a registration, its history,
+its required information), every full collection walked all of them, 21 ms a pass at
+14,000 registrations, the p99 of a request. The model unpacks a registration to read or
+change it, and packs it back when it is done (payments/records.py does the same).
+"""
 
 from __future__ import annotations
 
+import marshal
 import sys
 from dataclasses import InitVar, dataclass, field
 from datetime import date
@@ -58,11 +66,46 @@ class Registration:
         self.owner_type, self.dealership = sys.intern(owner["type"]), sys.intern(request["purchase"]["dealership"])
         self.reference = request.get("reference")
 
+    def pack(self) -> bytes:
+        """The registration as marshalled plain values, its dates as ordinals."""
+        return marshal.dumps((self.id, self.correlation_id, self.created, self.updated, self.status, self.history,
+                              self.round, self.info_rounds, self.processing_days, _ordinal(self.estimated),
+                              self.required_info, self.rejection, self.plate, _ordinal(self.registration_date),
+                              self.document, self.submission, self.vin, self.tax_id, self.owner_type,
+                              self.owner_name, self.dealership, self.reference))
+
+    @classmethod
+    def unpack(cls, packed: bytes) -> Registration:
+        reg = cls.__new__(cls)  # not __init__: the strings it reads from the submission are among the values
+        (reg.id, reg.correlation_id, reg.created, reg.updated, reg.status, reg.history, reg.round, reg.info_rounds,
+         reg.processing_days, estimated, reg.required_info, reg.rejection, reg.plate, registration_date,
+         reg.document, reg.submission, reg.vin, reg.tax_id, reg.owner_type, reg.owner_name, reg.dealership,
+         reg.reference) = marshal.loads(packed)
+        reg.estimated, reg.registration_date = _date(estimated), _date(registration_date)
+        return reg
+
     def entities(self) -> dict[str, str]:
         out = {"registrationId": self.id, "vin": self.vin, "taxId": self.tax_id, "dealership": self.dealership}
         if self.reference:
             out["reference"] = self.reference
         return out
+
+
+#: Positions in a packed registration's values of what is read without building it: its
+#: status (whether its VIN may be submitted again, whether it may be forgotten) and its VIN.
+STATUS, VIN = 4, 16
+
+
+def values(packed: bytes) -> tuple:
+    return marshal.loads(packed)
+
+
+def _ordinal(day: date | None) -> int | None:
+    return None if day is None else day.toordinal()
+
+
+def _date(ordinal: int | None) -> date | None:
+    return None if ordinal is None else date.fromordinal(ordinal)
 
 
 class Plan(NamedTuple):  # a tuple: a frozen dataclass costs more to build than the rest of a plan
