@@ -26,7 +26,7 @@ async def _measure(vehicles: int) -> dict[str, float]:
     app = create_app(SimConfig(seed=0, options={"fleet_size": 1_000_000}))
     model, clock = app[MODEL_KEY], app[MODEL_KEY].service.clock
     fleet = model.fleet
-    # The bounded parts (journal ring, recent profiles, shared values) are filled first:
+    # The bounded parts (journal ring, recent profiles) are filled first:
     # their size does not grow with the fleet.
     configuration, duration = {"featureFlags": ["performance_boost"]}, {"type": "PERMANENT"}
     for i in range(12_000):

@@ -248,3 +248,31 @@ async def test_a_temporary_service_expires_with_its_callback_after_its_request_w
     assert (await http.get(f"/ota/activations/{request_id}")).status == 404
     assert [(c.payload["requestId"], c.payload["status"]) for c in stack.sink.received] == [
         (request_id, "ACTIVATED"), (request_id, "EXPIRED")]
+
+
+async def test_vehicles_and_requests_are_bytes_in_dicts_the_collector_does_not_track():
+    """A touched vehicle and an OTA request are kept as bytes (model.py): a full collection
+    neither walks them nor visits the dicts that hold them, whatever a load left behind."""
+    from caas_sim.simulators.iot.api import create_app
+    from caas_sim.simulators.iot.model import UNTOUCHED, Request, Vehicle
+    from caas_sim.simulators.kit.config import SimConfig
+
+    model = create_app(SimConfig(seed=3))[MODEL_KEY]
+    vins = [model.fleet.vin_at(index) for index in range(40)]
+    accepted = [model.activate(vin, "s", {"featureFlags": ["sport_mode"]}, {"type": "PERMANENT"}) for vin in vins]
+    await model.service.clock.advance(3600)
+    temporary = {"type": "TEMPORARY", "expiryDate": "2026-01-06T08:00:00Z"}
+    model.activate(vins[0], "t", {"featureFlags": ["sport_mode"]}, temporary)
+    model.deactivate(vins[1], "s")
+    await model.service.clock.advance(2 * 86400)
+    views = [model.request(a["requestId"]) for a in accepted]
+    assert {v["status"] for v in views} <= {"COMPLETED", "FAILED"}
+    assert all(model.vehicles[vin].callbacks >= 1 for vin in vins)
+    assert model.status(vins[0])["activeServices"][0]["serviceId"] == "s"  # "t" expired
+    assert [s["serviceId"] for s in model.status(vins[1])["activeServices"]] == []
+    del views
+    gc.collect()
+    for store in (model.vehicles, model.requests):
+        assert all(type(packed) is bytes for packed in store.raw_values())
+        assert not gc.is_tracked(store._raw)
+    assert [o for o in gc.get_objects() if isinstance(o, (Vehicle, Request)) and o is not UNTOUCHED] == []
