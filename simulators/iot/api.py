@@ -7,7 +7,7 @@ from aiohttp import web
 from ..fleet import Fleet
 from ..kit.app import Call, Reply, build_app
 from ..kit.config import SimConfig
-from .model import REQUEST_TTL, IotModel
+from .model import REQUEST_TTL, REQUESTS_KEPT, IotModel
 
 NAME = "iot"
 CONTRACT = "iot.yaml"
@@ -18,7 +18,8 @@ def create_app(config: SimConfig) -> web.Application:
     service = config.service(NAME, CONTRACT)
     fleet = Fleet(config.seed, int(config.options.get("fleet_size", 1_000_000)), epoch=service.clock.now())
     model = IotModel(service, fleet, command_ttl=float(config.options.get("command_ttl", 60.0)),
-                     request_ttl=float(config.options.get("request_ttl", REQUEST_TTL)))
+                     request_ttl=float(config.options.get("request_ttl", REQUEST_TTL)),
+                     requests_kept=int(config.options.get("requests_kept", REQUESTS_KEPT)))
 
     async def activate(call: Call) -> Reply:
         body = call.body

@@ -18,8 +18,9 @@ LIMITATIONS (where this knowingly differs from the real API IoT):
   extension of the specification's ACTIVATED/FAILED statuses.
 - The proprietary network is not modelled: no queueing in the gateway, no
   bandwidth, no per-region outages beyond fault rules.
-- A finished request is readable for ``REQUEST_TTL`` (7 days of clock time), then
-  forgotten (404); the vehicle keeps its services.
+- A finished request is readable for ``REQUEST_TTL`` (7 days of clock time), and
+  only while it is among the newest ``REQUESTS_KEPT`` (100,000) finished ones; then
+  forgotten (404). The vehicle keeps its services.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ COMMAND_TTL = 60.0
 MAX_ERROR_CODES = 5
 #: Clock seconds a finished OTA request stays readable (GET /ota/activations/{id}); then 404.
 REQUEST_TTL = 7 * 86400.0
+#: Finished OTA requests kept at most, whatever their age: a load of 2,500 activations a
+#: second in real time would otherwise hold 9 million after an hour (~3 GB).
+REQUESTS_KEPT = 100_000
 #: Profiles kept at hand: a vehicle is touched several times in a row (command, outcome,
 #: callback, status reads), and computing a profile from the seed costs ~10-15 µs.
 RECENT_PROFILES = 1024
@@ -142,11 +146,12 @@ class Request(NamedTuple):
 
 class IotModel:
     def __init__(self, service: Service, fleet: fl.Fleet, *, command_ttl: float = COMMAND_TTL,
-                 request_ttl: float = REQUEST_TTL):
+                 request_ttl: float = REQUEST_TTL, requests_kept: int = REQUESTS_KEPT):
         self.service = service
         self.fleet = fleet
         self.command_ttl = command_ttl
         self.request_ttl = request_ttl
+        self.requests_kept = requests_kept
         self.vehicles: RecordStore[Vehicle] = RecordStore(_load_vehicle, _dump_vehicle)
         self.requests: RecordStore[Request] = RecordStore(_load_request, _dump_request)
         self._finished: collections.deque[tuple[float, str]] = collections.deque()  # (completed, id), in order
@@ -166,12 +171,14 @@ class IotModel:
         self._ids = itertools.count(1)
 
     def prune(self) -> None:
-        """Forget the requests finished more than ``request_ttl`` ago (lazily, on the next
-        call: no timer, so the clock's next due time is the world's alone)."""
+        """Forget the requests finished more than ``request_ttl`` ago, and the oldest finished
+        past ``requests_kept`` (lazily, on the next call: no timer, so the clock's next due
+        time is the world's alone)."""
         finished = self._finished
-        if finished and finished[0][0] <= self.service.clock.now() - self.request_ttl:
-            cutoff, before = self.service.clock.now() - self.request_ttl, len(self.requests)
-            while finished and finished[0][0] <= cutoff:
+        cutoff = self.service.clock.now() - self.request_ttl
+        if finished and (finished[0][0] <= cutoff or len(finished) > self.requests_kept):
+            before = len(self.requests)
+            while finished and (finished[0][0] <= cutoff or len(finished) > self.requests_kept):
                 self.requests.pop(finished.popleft()[1], None)
             if len(self.requests) < before // 2:
                 self.requests.compact()
@@ -194,7 +201,8 @@ class IotModel:
         req = self.requests.get(request_id)
         if req is None:
             raise ProblemError(404, "Unknown request", f"no OTA request {request_id} (a finished request is kept "
-                               f"{self.request_ttl / 86400:g} days)", kind="unknown-request")
+                               f"{self.request_ttl / 86400:g} days, the newest {self.requests_kept:,} at most)",
+                               kind="unknown-request")
         return req.view()
 
     def status(self, vin: str) -> dict:

@@ -11,6 +11,7 @@ import pytest
 from caas_sim.scenarios.stack import Stack
 from caas_sim.simulators.fleet import Fleet
 from caas_sim.simulators.iot.api import MODEL_KEY
+from caas_sim.simulators.kit.errors import ProblemError
 
 PERF = {"featureFlags": ["performance_boost"], "parameters": {"power_kw": 30}}
 
@@ -276,3 +277,20 @@ async def test_vehicles_and_requests_are_bytes_in_dicts_the_collector_does_not_t
         assert all(type(packed) is bytes for packed in store.raw_values())
         assert not gc.is_tracked(store._raw)
     assert [o for o in gc.get_objects() if isinstance(o, (Vehicle, Request)) and o is not UNTOUCHED] == []
+
+
+async def test_past_the_requests_kept_the_oldest_finished_are_forgotten_and_one_in_flight_is_kept():
+    from caas_sim.simulators.iot.api import create_app
+    from caas_sim.simulators.kit.config import SimConfig
+
+    model = create_app(SimConfig(seed=3, options={"requests_kept": 3}))[MODEL_KEY]
+    vins = [model.fleet.vin_at(index) for index in range(6)]
+    activate = lambda vin: model.activate(vin, "s", {"featureFlags": ["sport_mode"]}, {"type": "PERMANENT"})["requestId"]
+    finished = [activate(vin) for vin in vins[:5]]
+    await model.service.clock.advance(3600)
+    in_flight = activate(vins[5])  # forgetting runs before a new request
+    assert [model.requests.get(i) is not None for i in finished] == [False, False, True, True, True]
+    with pytest.raises(ProblemError) as refused:
+        model.request(finished[0])
+    assert refused.value.status == 404 and "the newest 3 at most" in refused.value.detail
+    assert model.request(in_flight)["status"] in ("QUEUED", "IN_PROGRESS")
