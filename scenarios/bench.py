@@ -8,7 +8,8 @@ baseline, in alternating rounds, and printed with its ratio and target:
   kit on (contract validation in and out, fault matching with no rule, idempotency,
   journal, metrics, busy accounting) against a bare aiohttp ``echo`` handler (target
   0.7), the IoT model without the kit as a second line, then each at a fixed rate of
-  half its capacity for its p50/p99 (target p99 <= 10 ms) (``bench_sim``, ``bench_paced``);
+  half its capacity for its p50/p99 (target p99 <= 10 ms) once it has answered ``--held``
+  requests of it (``bench_sim``, ``bench_paced``);
   ``--memory``: the IoT simulator's bytes per touched vehicle (``bench_memory``);
   ``--wiremock JAR``: each operation also answered by WireMock from the same contract,
   reported (``bench_wiremock``);
@@ -41,7 +42,7 @@ from .bench_db import DEFAULT_POSTGRES, PostgresDatabase
 from .bench_measure import TARGETS, Comparison, print_summary
 from .bench_memory import bench_memory
 from .bench_ota import OTA_EXCHANGES, bench_ota, exchange_cpu
-from .bench_sim import bench_sim
+from .bench_sim import HELD, bench_sim
 from .bench_webhooks import OTA_STATUS, bench_scaleout, bench_webhooks, webhook_round
 
 __all__ = ["DEFAULT_POSTGRES", "OTA_EXCHANGES", "OTA_STATUS", "TARGETS", "Comparison", "PostgresDatabase",
@@ -50,13 +51,13 @@ __all__ = ["DEFAULT_POSTGRES", "OTA_EXCHANGES", "OTA_STATUS", "TARGETS", "Compar
 
 def main(which: str = "all", duration: float = 5.0, connections: int = 32, rounds: int = 3,
          postgres: str = DEFAULT_POSTGRES, purchases: int = 1000, only: str | None = None,
-         memory: bool = False, wiremock: str | None = None) -> int:
+         memory: bool = False, wiremock: str | None = None, held: int = HELD) -> int:
     comparisons: list[Comparison] = []
     memory_met = bench_memory() if memory else True
     if which in ("all", "webhooks"):
         comparisons.extend(bench_webhooks(duration, connections, rounds))
     if which in ("all", "sim"):
-        comparisons.extend(bench_sim(duration, connections, rounds, only, wiremock))
+        comparisons.extend(bench_sim(duration, connections, rounds, only, wiremock, held))
     if which in ("all", "ota"):
         baseline = next(((c.baseline_rps, c.baseline_cpu) for c in comparisons if c.baseline == "post"), None)
         if baseline is None:

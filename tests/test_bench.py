@@ -116,13 +116,14 @@ def test_the_bench_reads_the_cores_queue_and_purchases_through_the_stores_public
 
 
 def test_the_sim_measure_prints_each_operation_against_the_echo_with_its_tail(capsys):
-    comparisons = bench.bench_sim(duration=0.5, connections=4, rounds=1, only="iot status")
+    comparisons = bench.bench_sim(duration=0.5, connections=4, rounds=1, only="iot status", held=300)
     bench.print_summary(comparisons)
     out = capsys.readouterr().out
     status = next(line for line in out.splitlines() if line.startswith("iot status") and "echo GET" in line)
     assert float(status.split()[-4]) > 0  # throughput against the echo
     assert any("p99" in note for c in comparisons for note in c.notes)
     assert [c.name for c in comparisons] == ["iot status", "iot model only", "iot kit only"]
+    assert "after 300 requests of it answered" in out
 
 
 def test_every_operation_of_the_sim_measure_is_answered_as_its_contract_says():

@@ -285,12 +285,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "(e.g. 'iot', 'registry-es')")
     bench.add_argument("--memory", action="store_true", help="sim: also the IoT simulator's bytes per touched "
                                                              "vehicle after 100,000 activations (target 500)")
+    bench.add_argument("--held", type=_count, default=20_000, metavar="N",
+                       help="sim: requests each simulator answers before its p99 is measured, so that what it "
+                            "keeps weighs on it (default 20,000)")
     bench.add_argument("--wiremock", metavar="JAR", default=os.environ.get("CAAS_BENCH_WIREMOCK"),
                        help="sim: also each operation answered by WireMock (a wiremock-standalone-3.x.jar, "
                             "`make wiremock` fetches one; java on PATH) from the same contract, the simulator "
                             "reported against it (default $CAAS_BENCH_WIREMOCK)")
     bench.set_defaults(handler=cmd_bench)
     return parser
+
+
+def _count(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"not a count: {value!r} (a whole number, 0 or more)")
+    return int(value)
 
 
 def _port_base(value: str) -> int:
@@ -312,4 +321,4 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     return int(bench.main(args.which, duration=parse_duration(args.duration), connections=args.connections,
                           rounds=args.rounds, postgres=args.postgres, purchases=args.purchases,
-                          only=args.only, memory=args.memory, wiremock=args.wiremock))
+                          only=args.only, memory=args.memory, wiremock=args.wiremock, held=args.held))

@@ -50,7 +50,7 @@ from ..kit.untracked import RecordStore
 from . import catalogue
 from . import magic as mg
 from .notifier import Notifier
-from .order import REFERENCE, STEPS, Order, Step, day_of, values_of
+from .order import REFERENCE, Order, Step, day_of, on_its_way, values_of
 from .stages import Stages
 from .timeline import ASSEMBLY_MILESTONES, DAY, QC_CHECKPOINTS, StageDays
 from .vins import VinPool
@@ -116,7 +116,9 @@ class FactoryModel:
         self.retention = Retention(service.clock.now, keep=ORDERS_KEPT)
         self._on_fire = self._fire  # one bound method for every order's timer, not one each
         self.orders: RecordStore[Order] = RecordStore(Order.unpack, Order.pack)
-        self._by_reference: dict[str, tuple[str, ...]] = {}  # tuples of ids: nothing for the collector
+        # reference -> its order's id, or a list of ids when it has several (rare: a list per
+        # reference would be one more object per order for the collector to walk)
+        self._by_reference: dict[str, str | list[str]] = {}
         self._attempts: dict[str, int] = {}  # placement attempts per reference (magic unavailability)
         self._ids = itertools.count(1)
         for name, (description, params) in FAULTS.items():
@@ -138,17 +140,18 @@ class FactoryModel:
             packed = self.orders.raw(order_id)
             if packed is None:
                 continue
-            values = values_of(packed)
-            if values[STEPS]:
-                self.retention.touched(order_id)  # still on its way: looked at again later
+            if on_its_way(packed):
+                self.retention.touched(order_id)  # looked at again later
                 continue
             del self.orders[order_id]
-            reference = values[REFERENCE]
-            siblings = tuple(i for i in self._by_reference.get(reference, ()) if i != order_id)
-            if siblings:
-                self._by_reference[reference] = siblings
-            else:
-                self._by_reference.pop(reference, None)
+            reference = values_of(packed)[REFERENCE]
+            siblings = self._by_reference.get(reference)
+            if isinstance(siblings, list) and order_id in siblings:
+                siblings.remove(order_id)
+                if len(siblings) == 1:
+                    self._by_reference[reference] = siblings[0]
+            elif siblings == order_id:
+                del self._by_reference[reference]
                 self._attempts.pop(reference, None)
 
     # --- reads ----------------------------------------------------------
@@ -174,7 +177,8 @@ class FactoryModel:
         }
 
     def find(self, reference: str) -> dict:
-        orders = [self.orders[i] for i in self._by_reference.get(reference, ())]
+        ids = self._by_reference.get(reference, ())
+        orders = [self.orders[i] for i in ((ids,) if isinstance(ids, str) else ids)]
         return {"orders": [{"orderId": o.id, "reference": o.reference, "status": o.status,
                             "createdAt": isoformat(o.created), "estimatedDate": day_of(o.arrival_at)}
                            for o in orders]}
@@ -226,7 +230,11 @@ class FactoryModel:
         digest = hashlib.blake2b(f"{self.service.seed}:factory:order:{next(self._ids)}".encode(), digest_size=10)
         order = Order("ord_" + digest.hexdigest(), body["reference"], catalogue.MODELS[body["model"]],
                       tuple(body["options"]), body["customer"], body["dealership"], now, correlation_id, behaviour)
-        self._by_reference[order.reference] = (*self._by_reference.get(order.reference, ()), order.id)
+        siblings = self._by_reference.setdefault(order.reference, order.id)
+        if isinstance(siblings, list):
+            siblings.append(order.id)
+        elif siblings != order.id:
+            self._by_reference[order.reference] = [siblings, order.id]
         self._enter(order, "ORDER_PLACED",
                     f"Order confirmed: {order.model.name} for dealership {order.dealership['id']}")
         self._arm(order)

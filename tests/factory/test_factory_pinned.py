@@ -55,7 +55,13 @@ async def test_no_order_is_walked_by_the_garbage_collector_whatever_happened_to_
     shipped with its tracking, or home-delivered, so the factory's tail does not grow with
     what it keeps."""
     from caas_sim.simulators.factory.api import TRANSPORT_KEY
-    from caas_sim.simulators.factory.order import REFERENCE, STEPS, Order, values_of
+    from caas_sim.simulators.factory.order import (
+        REFERENCE,
+        STEPS,
+        Order,
+        on_its_way,
+        values_of,
+    )
     from caas_sim.simulators.kit.clock import isoformat
 
     app = create_app(SimConfig(seed=42))
@@ -79,12 +85,33 @@ async def test_no_order_is_walked_by_the_garbage_collector_whatever_happened_to_
     assert [e["sequence"] for e in abroad["history"]] == list(range(1, len(abroad["history"]) + 1))
     # what forgetting reads without unpacking
     placed = await model.place(body("gc-3"), "cid-4")
-    waiting, done = values_of(model.orders.raw(placed["orderId"])), values_of(model.orders.raw(shipped["orderId"]))
-    assert (waiting[REFERENCE], done[REFERENCE]) == ("gc-3", "gc-2")
-    assert waiting[STEPS] and not done[STEPS]
+    waiting, done = model.orders.raw(placed["orderId"]), model.orders.raw(shipped["orderId"])
+    assert (values_of(waiting)[REFERENCE], values_of(done)[REFERENCE]) == ("gc-3", "gc-2")
+    assert values_of(waiting)[STEPS] and not values_of(done)[STEPS]
+    assert on_its_way(waiting) and not on_its_way(done)
     assert model.order(placed["orderId"]).steps[0].arg == "PRODUCTION_SCHEDULED"
     del home, abroad, in_transit, waiting, done
     gc.collect()
     assert len(model.orders) == 3
     assert all(type(packed) is bytes for packed in model.orders.raw_values())  # never tracked
     assert not any(isinstance(o, Order) for o in gc.get_objects())
+
+
+async def test_a_reference_with_several_orders_finds_them_all_and_forgets_them_one_by_one():
+    model = create_app(SimConfig(seed=42))[MODEL_KEY]
+    same = [(await model.place(body("twice"), "cid"))["orderId"] for _ in range(3)]
+    other = (await model.place(body("once"), "cid"))["orderId"]
+    assert [o["orderId"] for o in model.find("twice")["orders"]] == same
+    assert [o["orderId"] for o in model.find("once")["orders"]] == [other]
+    await model.service.clock.advance(200 * DAY)  # all waiting at the dealership: nothing ahead
+    model.retention.keep = 2
+    for _ in range(20):  # forgetting is lazy: a call looks at a few queued changes (kit/retention.py)
+        model.prune()
+    kept = [o["orderId"] for o in model.find("twice")["orders"]]  # the two last to arrive are kept
+    assert len(model.orders) == 2 and kept == [i for i in same if i in kept]
+    assert len(kept) + len(model.find("once")["orders"]) == 2
+    model.retention.keep = 0
+    for _ in range(20):
+        model.prune()
+    assert model.find("twice") == model.find("once") == {"orders": []}
+    assert len(model.orders) == 0
