@@ -67,17 +67,47 @@ def parse_datetime(value: str) -> float:
 class Timer:
     """A caller's handle on a scheduled callback: when it is due, and ``cancel()``."""
 
-    __slots__ = ("_calls", "seq", "when")
+    __slots__ = ("_clock", "seq", "when")
 
-    def __init__(self, calls: dict[int, Callable[..., Any]], seq: int, when: float):
-        self._calls, self.seq, self.when = calls, seq, when
+    def __init__(self, clock: Clock, seq: int, when: float):
+        self._clock, self.seq, self.when = clock, seq, when
 
     @property
     def cancelled(self) -> bool:
-        return self.seq not in self._calls  # (or fired)
+        return self.seq not in self._clock._calls  # (or fired)
 
     def cancel(self) -> None:
-        self._calls.pop(self.seq, None)
+        self._clock._cancel(self.seq)
+
+
+class _Callbacks:
+    """Callbacks by number, counted by the pending timers that use them: a timer is then
+    plain values only. Models give every timer of a kind one bound method, so this holds a
+    few; a one-off closure (a deadline) leaves with its timer."""
+
+    __slots__ = ("_by_number", "_number_of", "_numbers", "_uses")
+
+    def __init__(self) -> None:
+        self._by_number: dict[int, Callable[..., Any]] = {}
+        self._number_of: dict[Callable[..., Any], int] = {}
+        self._uses: dict[int, int] = {}
+        self._numbers = itertools.count()
+
+    def take(self, callback: Callable[..., Any]) -> int:
+        number = self._number_of.get(callback)
+        if number is None:
+            number = self._number_of[callback] = next(self._numbers)
+            self._by_number[number], self._uses[number] = callback, 0
+        self._uses[number] += 1
+        return number
+
+    def release(self, number: int) -> Callable[..., Any]:
+        callback, uses = self._by_number[number], self._uses[number] - 1
+        if uses:
+            self._uses[number] = uses
+        else:
+            del self._by_number[number], self._number_of[callback], self._uses[number]
+        return callback
 
 
 class Clock:
@@ -93,13 +123,16 @@ class Clock:
         self._virtual = DEFAULT_EPOCH if start is None else float(start)
         self._fires_to = self._virtual  # virtual: timers due by here fire; beyond, they wait for a move
         self._wall_anchor = time.monotonic()
-        # The pending timers: a heap of (when, seq, args, owner, waiter), (when, seq) ordering ties
-        # by insertion, and their callbacks by seq (a timer is pending while its seq is there).
-        # Apart so that an entry holds plain values: the garbage collector stops tracking it,
-        # and a virtual clock with a hundred thousand timers pending costs its passes nothing.
+        # The pending timers: a heap of flat (when, seq, owner, waiter, *args),
+        # (when, seq) ordering ties by insertion, and the number of each one's callback by seq (a
+        # timer is pending while its seq is there). Plain values only, as the args mostly are:
+        # the collector stops tracking such a tuple, and a dict of ints it does not even visit,
+        # so that a hundred thousand timers pending (orders on their way for weeks) cost its
+        # passes a walk of the heap's list alone (a dict of callbacks: ~20 ms a pass more).
         # waiter: a task's wait (sleep, deadline): on reset it is ended, not forgotten.
-        self._timers: list[tuple[float, int, tuple, str | None, bool]] = []
-        self._calls: dict[int, Callable[..., Any]] = {}
+        self._timers: list[tuple] = []
+        self._calls: dict[int, int] = {}
+        self._callbacks = _Callbacks()
         self._seq = itertools.count()
         self._busy = 0
         self._busy_by_owner: dict[str, int] = {}
@@ -127,8 +160,8 @@ class Clock:
         # any timer, and a world across processes unfolds as the same world in one.
         when = math.ceil(when * 1000 - 1e-3) / 1000
         seq = next(self._seq)
-        self._calls[seq] = callback
-        heapq.heappush(self._timers, (when, seq, args, owner, waiter))
+        self._calls[seq] = self._callbacks.take(callback)
+        heapq.heappush(self._timers, (when, seq, owner, waiter, *args))
         if self.mode != "virtual":
             if self._timers[0][1] == seq:
                 self._arm()
@@ -139,7 +172,7 @@ class Clock:
                 asyncio.get_running_loop().call_soon(self._fire_due, self._fires_to)
             except RuntimeError:
                 pass  # no loop yet: the next advance fires it
-        return Timer(self._calls, seq, when)
+        return Timer(self, seq, when)
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any, owner: str | None = None,
                    waiter: bool = False) -> Timer:
@@ -150,20 +183,27 @@ class Clock:
         if owner is None:
             return self._timers[0][0] if self._timers else None
         calls = self._calls
-        due = [when for when, seq, _, of, _ in self._timers if of == owner and seq in calls]
+        due = [timer[0] for timer in self._timers if timer[2] == owner and timer[1] in calls]
         return min(due) if due else None
 
     def pending(self, owner: str | None = None) -> int:
         calls = self._calls
-        return sum(1 for _, seq, _, of, _ in self._timers if seq in calls and (owner is None or of == owner))
+        return sum(1 for timer in self._timers if timer[1] in calls and (owner is None or timer[2] == owner))
 
     def cancel_owned(self, owner: str) -> None:
         """Forget ``owner``'s timers; a task waiting on one is woken so that it can finish."""
-        for _, seq, args, of, waiter in list(self._timers):
-            if of == owner:
-                callback = self._calls.pop(seq, None)
-                if callback is not None and waiter:
-                    callback(*args)
+        for timer in list(self._timers):
+            if timer[2] == owner:
+                number = self._calls.pop(timer[1], None)
+                if number is not None:
+                    callback = self._callbacks.release(number)
+                    if timer[3]:  # a waiter
+                        callback(*timer[4:])
+
+    def _cancel(self, seq: int) -> None:
+        number = self._calls.pop(seq, None)
+        if number is not None:
+            self._callbacks.release(number)
 
     def _drop_cancelled(self) -> None:
         while self._timers and self._timers[0][1] not in self._calls:
@@ -173,17 +213,18 @@ class Clock:
         """Fire every timer due at or before ``until``, in (when, seq) order."""
         fired = 0
         while self._timers and self._timers[0][0] <= until:
-            when, seq, args, _, _ = heapq.heappop(self._timers)
-            callback = self._calls.pop(seq, None)
-            if callback is None:  # cancelled
+            timer = heapq.heappop(self._timers)
+            number = self._calls.pop(timer[1], None)
+            if number is None:  # cancelled
                 continue
+            when = timer[0]
             if self.mode == "virtual" and when > self._virtual:
                 self._virtual = when
-            callback(*args)
+            self._callbacks.release(number)(*timer[4:])
             fired += 1
         if not self._calls and fired:
             # A dict keeps its table when emptied: a burst of timers would hold its peak's
-            # size for good. Handles of past timers keep the old one (all cancelled or fired).
+            # size for good.
             self._calls = {}
         return fired
 

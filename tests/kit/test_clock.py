@@ -153,3 +153,30 @@ def test_timers_fall_on_whole_milliseconds():
     assert clock.call_later(9.9494, lambda: None).when == start + 9.95
     assert clock.call_later(0.3, lambda: None).when == start + 0.3
     assert clock.call_later(1e-9, lambda: None).when == start
+
+
+async def test_pending_timers_are_plain_values_the_collector_does_not_walk():
+    """A timer is a flat tuple and an int (its callback by number): a hundred thousand orders
+    on their way for weeks cost a full collection nothing but the heap's list."""
+    import gc
+
+    class Model:
+        def __init__(self):
+            self.fired = []
+
+        def fire(self, key, step):
+            self.fired.append((key, step))
+
+    clock, model = Clock("virtual"), Model()
+    on_fire = model.fire  # one bound method for every timer, as the models keep it
+    timers = [clock.call_later(60 * (n + 1), on_fire, f"ord_{n}", n) for n in range(300)]
+    deadlines = [clock.call_later(30, lambda: None) for _ in range(3)]  # one-off closures
+    gc.collect()
+    assert not gc.is_tracked(clock._calls) and not any(gc.is_tracked(t) for t in clock._timers)
+    for timer in timers[::2]:
+        timer.cancel()
+    assert timers[0].cancelled and not timers[1].cancelled and clock.pending() == 153
+    await clock.advance(3600 * 6)
+    assert model.fired == [(f"ord_{n}", n) for n in range(1, 300, 2)]
+    assert all(d.cancelled for d in deadlines) and clock.pending() == 0
+    assert clock._callbacks._by_number == {}  # nothing kept once its timers are gone
