@@ -83,7 +83,7 @@ from .availability import Maintenance, unavailable
 from .business_days import Calendar
 from .faults import register_faults
 from .plates import PlateUnavailable
-from .records import STATUS, VIN, Plan, Registration, apply_values, values
+from .records import STATUS, VIN, Plan, Registration, apply_values, finished, values
 from .validation import check_info, check_submission, invalid, plate_request
 from .vocabulary import (
     APPROVED,
@@ -105,8 +105,6 @@ from .vocabulary import (
 #: Registrations kept: past this many, the oldest finished ones are forgotten (404). A
 #: count, not an age, as the payments and the factory keep theirs.
 REGISTRATIONS_KEPT = 100_000
-#: Statuses with no step ahead: a timer a registration left behind no longer changes it.
-FINISHED = frozenset({PLATE_ASSIGNED, REJECTED})
 
 
 def _digest(*parts: object) -> int:
@@ -177,13 +175,13 @@ class Registry:
             packed = self.registrations.raw(registration_id)
             if packed is None:
                 continue
-            fields = values(packed)
-            if fields[STATUS] not in FINISHED:
+            if not finished(packed):
                 self.retention.touched(registration_id)  # still on its way: looked at again later
                 continue
             del self.registrations[registration_id]
-            if self._latest_by_vin.get(fields[VIN]) == registration_id:
-                del self._latest_by_vin[fields[VIN]]  # the VIN may be submitted again
+            vin = values(packed)[VIN]
+            if self._latest_by_vin.get(vin) == registration_id:
+                del self._latest_by_vin[vin]  # the VIN may be submitted again
 
     # --- reads ---------------------------------------------------------
     def get(self, registration_id: str) -> dict:

@@ -18,7 +18,13 @@ from caas_sim.simulators.kit.contract import CONTRACTS_DIR
 from caas_sim.simulators.kit.errors import ProblemError
 from caas_sim.simulators.registries import es, uk
 from caas_sim.simulators.registries.api import MODEL_KEY
-from caas_sim.simulators.registries.records import STATUS, VIN, Registration, values
+from caas_sim.simulators.registries.records import (
+    STATUS,
+    VIN,
+    Registration,
+    finished,
+    values,
+)
 
 DAY = 86400.0
 
@@ -74,9 +80,11 @@ async def test_no_registration_is_walked_by_the_garbage_collector_whatever_happe
         "REGISTRATION_INITIATED", "UNDER_REVIEW", "ADDITIONAL_INFO_REQUIRED", "UNDER_REVIEW", "APPROVED",
         "PLATE_ASSIGNED"]
     for name, registration_id in ids.items():  # what the 409 and forgetting read without unpacking
-        fields = values(model.registrations.raw(registration_id))
+        packed = model.registrations.raw(registration_id)
+        fields = values(packed)
         assert (fields[STATUS], fields[VIN]) == (views[name]["status"], views[name]["vin"])
-    del views, fields
+        assert finished(packed)
+    del views, fields, packed
     gc.collect()
     assert len(model.registrations) == 3
     assert all(type(packed) is bytes for packed in model.registrations.raw_values())  # never tracked
@@ -110,6 +118,7 @@ async def test_past_the_registrations_kept_the_oldest_finished_are_forgotten_and
     model.create(submission("es", "approved", 4))
     assert [status_of(model, i) for i in (approved["registrationId"], asked)] == [
         "APPROVED", "ADDITIONAL_INFO_REQUIRED"]  # unfinished: kept however many come after
+    assert not finished(model.registrations.raw(asked))
     assert len(model.registrations) == 4
     # a VIN with a live registration is refused, whatever was forgotten
     conflict = refused(model.create, submission("es", "approved", 2))
