@@ -338,3 +338,16 @@ def test_activation_latency_ranges_and_determinism(fleet):
             assert 32 <= lat <= 140
         else:
             assert 2 <= lat <= 20
+
+
+@pytest.mark.parametrize("parts", [(7, "vin"), (12345, "kind"), ("WCAS3T303SZ238954", "signal", 493),
+                                   ("WCAS3T303SZ238954", "flaky", 2), (7, "latency", 3, 1767600123.25),
+                                   (ConnectivityKind.FLAKY, None), (1.5, -0.0, True), ()])
+def test_the_digest_hashes_each_value_as_str_joined_whatever_the_arity(parts):
+    """The hashed text is pinned by every seeded fleet: the spelled-out arities must be the join."""
+    import hashlib
+
+    from caas_sim.simulators.fleet import _digest
+
+    text = ":".join(map(str, (42, *parts))).encode()
+    assert _digest(42, *parts) == int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
