@@ -152,36 +152,19 @@ def test_every_operation_of_the_sim_measure_is_answered_as_its_contract_says():
 
 def test_the_paced_load_measures_with_its_own_heap_frozen():
     """A full collection of the load generator would count as the server's latency."""
-    import asyncio
     import gc
-    import threading
-
-    from aiohttp import web
-    from aiohttp.test_utils import unused_port
 
     from caas_sim.scenarios import bench_client
+    from caas_sim.scenarios.bench_measure import Servers
     from caas_sim.scenarios.bench_paced import paced_blocking
-    from caas_sim.scenarios.bench_server import echo_app
 
-    started, frozen_while_sending, port = threading.Event(), [], unused_port()
-
-    async def serve() -> None:
-        runner = web.AppRunner(echo_app())
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        started.set()
-        await asyncio.sleep(10)
-        await runner.cleanup()
-
-    threading.Thread(target=asyncio.run, args=(serve(),), daemon=True).start()
-    assert started.wait(5)
-
-    before = gc.get_freeze_count()
+    before, frozen_while_sending = gc.get_freeze_count(), []
 
     def make(n: int) -> bytes:
         frozen_while_sending.append(gc.get_freeze_count() > before)
         return bench_client.http_request("GET", "127.0.0.1", "/x")
 
-    latencies = paced_blocking(f"http://127.0.0.1:{port}", make, rate=200, duration=0.5, connections=4)
+    with Servers("echo") as servers:
+        latencies = paced_blocking(servers.url, make, rate=200, duration=0.5, connections=4)
     assert latencies.statuses == {202: 100} and all(frozen_while_sending)
     assert gc.get_freeze_count() == 0
