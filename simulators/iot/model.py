@@ -109,14 +109,6 @@ def _dump_vehicle(vehicle: Vehicle) -> bytes:
     return marshal.dumps((tuple(map(tuple, vehicle.services)), *vehicle[1:]))
 
 
-def _load_request(packed: bytes) -> Request:
-    return Request._make(marshal.loads(packed))
-
-
-def _dump_request(request: Request) -> bytes:
-    return marshal.dumps(tuple(request))
-
-
 class Request(NamedTuple):
     id: str
     number: int
@@ -153,7 +145,7 @@ class IotModel:
         self.request_ttl = request_ttl
         self.requests_kept = requests_kept
         self.vehicles: RecordStore[Vehicle] = RecordStore(_load_vehicle, _dump_vehicle)
-        self.requests: RecordStore[Request] = RecordStore(_load_request, _dump_request)
+        self.requests: RecordStore[Request] = RecordStore.of(Request)
         self._finished: collections.deque[tuple[float, str]] = collections.deque()  # (completed, id), in order
         self._profiles: dict[str, fl.VehicleProfile] = {}  # bounded, oldest out first
         self._ids = itertools.count(1)

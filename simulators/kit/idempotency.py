@@ -13,7 +13,6 @@ bytes is one the collector stops tracking, so that its entries are not even visi
 from __future__ import annotations
 
 import hashlib
-import marshal
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -34,19 +33,11 @@ class Stored(NamedTuple):
     location: str | None = None  # the answer's Location header
 
 
-def _load(packed: bytes) -> Stored:
-    return Stored._make(marshal.loads(packed))
-
-
-def _dump(entry: Stored) -> bytes:
-    return marshal.dumps(tuple(entry))
-
-
 class IdempotencyStore:
     def __init__(self, now: Callable[[], float], ttl: float = KEY_TTL, keep: int = KEYS_KEPT):
         self._now = now
         self._ttl = ttl
-        self._keys: RecordStore[Stored] = RecordStore(_load, _dump)
+        self._keys: RecordStore[Stored] = RecordStore.of(Stored)
         self._retention = Retention(now, period=ttl, keep=keep)
 
     def __len__(self) -> int:
@@ -90,8 +81,8 @@ class IdempotencyStore:
 
     def _forget_expired(self) -> None:
         for scoped_key in self._retention.due():
-            entry = self._keys.raw(scoped_key)
-            if entry is not None and _load(entry).status is None:  # in flight: looked at again later
+            entry = self._keys.get(scoped_key)
+            if entry is not None and entry.status is None:  # in flight: looked at again later
                 self._retention.touched(scoped_key)
             else:
                 self._keys.pop(scoped_key, None)

@@ -1,15 +1,17 @@
-"""A dict of records (NamedTuples) kept as plain tuples, out of the collector's sight.
+"""A dict of records kept as plain values, out of the collector's sight.
 
-CPython's cyclic garbage collector stops tracking a tuple once it finds it holds only
-atomic values (strings, numbers, None, other such tuples), but only an exact tuple: a
-NamedTuple stays tracked for life. A simulator keeping a record per vehicle or request
-would have every full pass walk all of them (hundreds of milliseconds for a few hundred
-thousand). Stored as plain tuples, they cost the passes nothing; callers still read and
-write NamedTuples.
+A simulator keeping a record per vehicle, request or order as an object would have every
+full pass of CPython's cyclic garbage collector walk all of them (hundreds of milliseconds
+for a few hundred thousand). Kept as bytes (the record's values, marshalled), they cost the
+passes nothing, and a dict of strings and bytes is one the collector stops tracking (it no
+longer visits its entries). A tuple of plain values is untracked too, but only once a pass
+has looked at it, and the dict it goes into is tracked again. Callers read and write records;
+the store keeps what ``dump`` makes of them.
 """
 
 from __future__ import annotations
 
+import marshal
 from collections.abc import Callable, Hashable, Iterator, MutableMapping
 from typing import Any, Generic, TypeVar
 
@@ -20,9 +22,14 @@ _MISSING: Any = object()
 class RecordStore(MutableMapping, Generic[R]):
     __slots__ = ("_dump", "_load", "_raw")
 
-    def __init__(self, load: Callable[[tuple], R], dump: Callable[[R], tuple] = tuple):
-        self._raw: dict[Hashable, tuple] = {}
+    def __init__(self, load: Callable[[Any], R], dump: Callable[[R], Any] = tuple):
+        self._raw: dict[Hashable, Any] = {}
         self._load, self._dump = load, dump
+
+    @classmethod
+    def of(cls, record: Any) -> RecordStore:
+        """Records of a NamedTuple of plain values, each kept as its values marshalled."""
+        return cls(lambda packed: record._make(marshal.loads(packed)), lambda value: marshal.dumps(tuple(value)))
 
     def __getitem__(self, key: Hashable) -> R:
         return self._load(self._raw[key])
@@ -71,3 +78,18 @@ class RecordStore(MutableMapping, Generic[R]):
 
     def __repr__(self) -> str:
         return f"RecordStore({len(self._raw)} records)"
+
+
+def flagged(flag: bool, values: Any) -> bytes:
+    """``values`` marshalled after a byte that answers one question of the record (is it
+    finished, has it a step ahead) without unmarshalling it: forgetting asks it of the
+    oldest records on every call, where unmarshalling each cost a call ~0.1-0.2 ms."""
+    return (b"1" if flag else b"0") + marshal.dumps(values)
+
+
+def flag_of(packed: bytes) -> bool:
+    return packed[:1] == b"1"
+
+
+def flagged_values(packed: bytes) -> Any:
+    return marshal.loads(memoryview(packed)[1:])

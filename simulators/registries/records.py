@@ -9,7 +9,6 @@ change it, and packs it back when it is done (payments/records.py does the same)
 
 from __future__ import annotations
 
-import marshal
 import sys
 from dataclasses import InitVar, dataclass, field
 from datetime import date
@@ -18,14 +17,11 @@ from typing import NamedTuple
 import orjson
 
 from ..kit.packed import packed
+from ..kit.untracked import flag_of, flagged, flagged_values
 from .vocabulary import PLATE_ASSIGNED, REJECTED
 
 #: Statuses with no step ahead: a timer a registration left behind no longer changes it.
 FINISHED = frozenset({PLATE_ASSIGNED, REJECTED})
-# The first byte of a packed registration says whether it is finished: forgetting asks it of
-# the oldest registrations on every submission past the bound, where unmarshalling each
-# (~1.2 KB) made a submission there cost ~90 µs where it costs ~30.
-_FINISHED, _ON_ITS_WAY = b"f", b"w"
 
 
 @dataclass(slots=True)
@@ -77,11 +73,11 @@ class Registration:
     def pack(self) -> bytes:
         """The registration as marshalled plain values, its dates as ordinals, after a byte
         that says whether it is finished."""
-        return (_FINISHED if self.status in FINISHED else _ON_ITS_WAY) + marshal.dumps((self.id, self.correlation_id, self.created, self.updated, self.status, self.history,
-                              self.round, self.info_rounds, self.processing_days, _ordinal(self.estimated),
-                              self.required_info, self.rejection, self.plate, _ordinal(self.registration_date),
-                              self.document, self.submission, self.vin, self.tax_id, self.owner_type,
-                              self.owner_name, self.dealership, self.reference))
+        return flagged(self.status in FINISHED, (
+            self.id, self.correlation_id, self.created, self.updated, self.status, self.history, self.round,
+            self.info_rounds, self.processing_days, _ordinal(self.estimated), self.required_info, self.rejection,
+            self.plate, _ordinal(self.registration_date), self.document, self.submission, self.vin, self.tax_id,
+            self.owner_type, self.owner_name, self.dealership, self.reference))
 
     @classmethod
     def unpack(cls, packed: bytes) -> Registration:
@@ -105,12 +101,7 @@ class Registration:
 STATUS, VIN = 4, 16
 
 
-def values(packed: bytes) -> tuple:
-    return marshal.loads(memoryview(packed)[1:])
-
-
-def finished(packed: bytes) -> bool:
-    return packed[:1] == _FINISHED
+finished, values = flag_of, flagged_values  # of a packed registration, without building it
 
 
 def _ordinal(day: date | None) -> int | None:
