@@ -141,7 +141,7 @@ class FactoryModel:
             if packed is None:
                 continue
             if on_its_way(packed):
-                self.retention.touched(order_id)  # looked at again later
+                self.retention.touched(order_id, finished=False)  # until its last step
                 continue
             del self.orders[order_id]
             reference = values_of(packed)[REFERENCE]
@@ -260,7 +260,7 @@ class FactoryModel:
     def _arm(self, order: Order) -> None:
         """The timer of the order's next step: one per order, armed once its change is done
         (at placement and after each step), so that none is ever cancelled."""
-        self.retention.touched(order.id)  # every change of an order ends here
+        self.retention.touched(order.id, finished=not order.steps)  # every change of an order ends here
         if order.steps:
             self.service.at(order.steps[0].when, self._on_fire, order.id)
 

@@ -461,7 +461,7 @@ class PaymentsModel:
                 continue
             fields = values(packed)
             if not finished(fields, self.refunds):
-                self.retention.touched(payment_id)  # looked at again later
+                self.retention.touched(payment_id, finished=False)  # until its settlement or refund
                 continue
             del self.payments[payment_id]
             for refund_id in fields[REFUND_IDS]:

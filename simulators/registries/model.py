@@ -83,7 +83,16 @@ from .availability import Maintenance, unavailable
 from .business_days import Calendar
 from .faults import register_faults
 from .plates import PlateUnavailable
-from .records import STATUS, VIN, Plan, Registration, apply_values, finished, values
+from .records import (
+    FINISHED,
+    STATUS,
+    VIN,
+    Plan,
+    Registration,
+    apply_values,
+    finished,
+    values,
+)
 from .validation import check_info, check_submission, invalid, plate_request
 from .vocabulary import (
     APPROVED,
@@ -167,7 +176,7 @@ class Registry:
     def _keep(self, reg: Registration) -> None:
         """Write back a registration an entry point changed (every change ends here)."""
         self.registrations[reg.id] = reg
-        self.retention.touched(reg.id)
+        self.retention.touched(reg.id, finished=reg.status in FINISHED)
 
     def prune(self) -> None:
         """Forget the oldest finished registrations past ``REGISTRATIONS_KEPT`` (kit/retention.py)."""
@@ -176,7 +185,7 @@ class Registry:
             if packed is None:
                 continue
             if not finished(packed):
-                self.retention.touched(registration_id)  # still on its way: looked at again later
+                self.retention.touched(registration_id, finished=False)  # until a change finishes it
                 continue
             del self.registrations[registration_id]
             vin = values(packed)[VIN]

@@ -120,6 +120,7 @@ async def test_past_the_registrations_kept_the_oldest_finished_are_forgotten_and
         "APPROVED", "ADDITIONAL_INFO_REQUIRED"]  # unfinished: kept however many come after
     assert not finished(model.registrations.raw(asked))
     assert len(model.registrations) == 4
+    assert len(model.retention._queue) == 0  # nothing left to forget is queued (kit/retention.py)
     # a VIN with a live registration is refused, whatever was forgotten
     conflict = refused(model.create, submission("es", "approved", 2))
     assert (conflict.status, conflict.title, conflict.extra) == (409, "Registration in progress", {
