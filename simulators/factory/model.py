@@ -60,6 +60,8 @@ WEBHOOK = "orderStatus"
 #: waiting at the dealership) are forgotten (404). A count, not an age: a car may wait at a
 #: dealership for months, and a world of a test holds far fewer.
 ORDERS_KEPT = 100_000
+#: Where a home-delivered vehicle stops: an order there with no stage ahead may be forgotten.
+AT_REST = ("DEALERSHIP", "CUSTOMER")
 DELAY_REASONS = ("SUPPLIER_SHORTAGE", "PRODUCTION_LINE_STOPPAGE", "QUALITY_HOLD", "LOGISTICS")
 _DELAY_TEXT = {
     "SUPPLIER_SHORTAGE": "a supplier shortage of components",
@@ -121,6 +123,7 @@ class FactoryModel:
         self._by_reference: dict[str, str | list[str]] = {}
         self._attempts: dict[str, int] = {}  # placement attempts per reference (magic unavailability)
         self._ids = itertools.count(1)
+        self.on_forget: list[Callable[[str], None]] = []  # what else keeps an order's records (transport)
         for name, (description, params) in FAULTS.items():
             service.faults.register(name, description, params)
         service.reset_hooks.append(self.reset)
@@ -144,6 +147,8 @@ class FactoryModel:
                 self.retention.touched(order_id, finished=False)  # until its last step
                 continue
             del self.orders[order_id]
+            for forget in self.on_forget:
+                forget(order_id)
             reference = values_of(packed)[REFERENCE]
             siblings = self._by_reference.get(reference)
             if isinstance(siblings, list) and order_id in siblings:
@@ -273,11 +278,17 @@ class FactoryModel:
         self._arm(order)
         self.orders[order_id] = order
 
+    def hold(self, order_id: str) -> None:
+        """Keep the order until it is relocated at rest: a home delivery is booked for it, and
+        its next move must find the order there."""
+        self.retention.touched(order_id, finished=False)
+
     def relocate(self, order_id: str, location: str) -> None:
-        """Where the vehicle is now (the home delivery moves it)."""
+        """Where the vehicle is now (the home delivery moves it); on the road, it is held."""
         order = self.orders[order_id]
         order.location = location
         self.orders[order_id] = order
+        self.retention.touched(order_id, finished=location in AT_REST and not order.steps)
 
     def _on_status(self, order: Order, step: Step) -> None:
         status = step.arg

@@ -124,6 +124,7 @@ class Transport:
         service.faults.register("customer_absent", "Nobody is home when the truck arrives: CUSTOMER_ABSENT, "
                                 "then the vehicle is returned to the dealership", NoParams)
         service.reset_hooks.append(self.reset)
+        factory.on_forget.append(self.forget)
 
     def reset(self) -> None:
         self.deliveries.clear()
@@ -131,6 +132,13 @@ class Transport:
         self._sequences.clear()
         self._door_attempts.clear()
         self._ids = itertools.count(1)
+
+    def forget(self, order_id: str) -> None:
+        """The factory forgot the order (past its bound, at rest): its deliveries go with it."""
+        for delivery_id in self._by_order.pop(order_id, ()):
+            del self.deliveries[delivery_id]
+        self._sequences.pop(order_id, None)
+        self._door_attempts.pop(order_id, None)
 
     @property
     def carrier(self) -> str:
@@ -189,6 +197,7 @@ class Transport:
         ids.append(delivery.id)
         self.deliveries[delivery.id] = delivery
         self._record(delivery, "SCHEDULED", f"Home delivery booked for {isoformat(slot[0])} - {isoformat(slot[1])}")
+        self.factory.hold(order.id)  # until the vehicle is at rest again
         departure = max(now, slot[0] - self.rules.departure_minutes * 60)
         u = unit(self.service.seed, delivery.id, "at-the-door")
         at_door = slot[0] + round((0.1 + 0.8 * u) * (slot[1] - slot[0]) / 60) * 60

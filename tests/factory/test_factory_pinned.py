@@ -119,3 +119,37 @@ async def test_a_reference_with_several_orders_finds_them_all_and_forgets_them_o
         model.prune()
     assert model.find("twice") == model.find("once") == {"orders": []}
     assert len(model.orders) == 0
+
+
+@pytest.mark.parametrize("last_name", ["García", "Neverhome"])
+async def test_an_order_on_a_home_delivery_is_held_until_the_vehicle_is_at_rest(last_name):
+    """Past the bound, an order at the dealership may be forgotten, but not while a delivery
+    booked for it is under way: its next move reads the order. Once the vehicle is at rest
+    (delivered, or back at the dealership), the order goes with its deliveries."""
+    from caas_sim.simulators.factory.api import TRANSPORT_KEY
+    from caas_sim.simulators.kit.clock import isoformat
+
+    app = create_app(SimConfig(seed=42))
+    model, transport = app[MODEL_KEY], app[TRANSPORT_KEY]
+    order = body("home")
+    order["customer"]["lastName"] = last_name
+    delivered = (await model.place(order, "cid-1"))["orderId"]
+    waiting = (await model.place(body("stays"), "cid-2"))["orderId"]
+    await model.service.clock.advance(40 * DAY)  # both at the dealership, nothing ahead
+    now = model.service.clock.now()
+    transport.schedule(delivered, {
+        "address": {"line1": "Calle de Alcalá 123", "city": "Madrid", "postalCode": "28009", "country": "ES"},
+        "requestedWindow": {"start": isoformat(now), "end": isoformat(now + 7 * DAY)},
+        "finalPaymentReference": "pay_1"}, "cid-3")
+    assert set(model.orders) == {delivered, waiting}
+    model.retention.keep = 0
+    for _ in range(20):
+        model.prune()
+    assert set(model.orders) == {delivered}  # the one waiting went; the one booked stays
+    await model.service.clock.advance(8 * DAY)  # on the road, at the door, (back) at rest
+    expected = ("CUSTOMER", "DELIVERED") if last_name == "García" else ("DEALERSHIP", "RETURNED_TO_DEALERSHIP")
+    assert (model.view(delivered)["vehicleLocation"], transport.latest(delivered).status) == expected
+    for _ in range(20):
+        model.prune()
+    assert len(model.orders) == 0
+    assert (transport.deliveries, transport._by_order, transport._sequences) == ({}, {}, {})
