@@ -9,6 +9,9 @@ generator does not share its core:
   kit's pipeline and no model;
 - ``echo``: a plain handler on every path that only parses the body (if any) and answers
   a fixed 202 JSON (no model): the floor every simulator is judged against;
+- ``checked-echo``: the echo doing only what the simulators' target requires of every
+  request: the IoT activation's contract check in and out, and one journal entry (no
+  model, fault rules, idempotency or metrics): the floor of those pieces on this stack;
 - ``post``: the bare aiohttp JSON POST handler (parse the body, answer 204): what the
   core's webhook ingestion and OTA throughput are compared with;
 - ``stack``: the core with the IoT, payments and VSS simulators in this process, the
@@ -80,6 +83,34 @@ def echo_app() -> web.Application:
     return app
 
 
+def checked_echo_app() -> web.Application:
+    from caas_sim import catalogue
+    from caas_sim.simulators.kit.contract import load
+    from caas_sim.simulators.kit.journal import Journal
+
+    op = next(o for o in load(catalogue.BY_NAME["iot"].contract).operations.values()
+              if (o.method, o.path) == ("POST", "/ota/activate"))
+    journal = Journal("iot", time.monotonic)
+    ids = itertools.count(1)
+
+    async def echo(request: web.Request) -> web.Response:
+        raw = await request.read()
+        _, violations = op.check_request(request.match_info, request.query, request.headers, raw,
+                                         request.content_type)
+        request_id = f"ota_{next(ids):020x}"
+        payload = {"requestId": request_id, "status": "IN_PROGRESS", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        violations += op.check_response(202, payload)
+        status = 400 if violations else 202  # a refusal voids the bench's line: a measure of error paths is none
+        journal.append("request", "in", {"method": request.method, "path": request.path, "operation": op.id,
+                                         "status": status})
+        return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json",
+                            headers={"Location": f"/ota/activations/{request_id}"})
+
+    app = web.Application()
+    app.router.add_post("/ota/activate", echo)
+    return app
+
+
 def post_app() -> web.Application:
     async def receive(request: web.Request) -> web.Response:
         orjson.loads(await request.read())
@@ -123,7 +154,7 @@ async def serve_stack(port: int, database: str, clock: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--kind", choices=["echo", "bare", "kit-alone", "kit", "post", "core", "stack"], required=True)
+    parser.add_argument("--kind", choices=["echo", "checked-echo", "bare", "kit-alone", "kit", "post", "core", "stack"], required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--sim", default="iot", help="the simulator of --kind kit (a catalogue name)")
     parser.add_argument("--database", default="sqlite+aiosqlite:///bench-caas.db")
@@ -138,7 +169,7 @@ def main() -> None:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(serve_stack(args.port, args.database, args.clock))
         return
-    makers = {"echo": echo_app, "bare": bare_app, "kit-alone": kit_alone_app, "kit": lambda: kit_app(args.sim),
+    makers = {"echo": echo_app, "checked-echo": checked_echo_app, "bare": bare_app, "kit-alone": kit_alone_app, "kit": lambda: kit_app(args.sim),
               "post": post_app,
               "core": lambda: core_app(args.database, run_jobs=not args.no_jobs)}
     web.run_app(makers[args.kind](), host="127.0.0.1", port=args.port, access_log=None, print=None,

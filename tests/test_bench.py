@@ -122,7 +122,9 @@ def test_the_sim_measure_prints_each_operation_against_the_echo_with_its_tail(ca
     status = next(line for line in out.splitlines() if line.startswith("iot status") and "echo GET" in line)
     assert float(status.split()[-4]) > 0  # throughput against the echo
     assert any("p99" in note for c in comparisons for note in c.notes)
-    assert [c.name for c in comparisons] == ["iot status", "iot model only", "iot kit only"]
+    assert [c.name for c in comparisons] == ["iot status", "iot model only", "iot kit only", "iot required pieces"]
+    floor = next(c for c in comparisons if c.name == "iot required pieces")
+    assert floor.subject_rps > 0 and not any("unexpected" in n for n in floor.notes)  # 202: its checks passed
     assert "after 300 requests of it answered" in out
 
 
