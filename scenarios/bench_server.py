@@ -154,7 +154,8 @@ async def serve_stack(port: int, database: str, clock: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--kind", choices=["echo", "checked-echo", "bare", "kit-alone", "kit", "post", "core", "stack"], required=True)
+    parser.add_argument("--kind", required=True,
+                        choices=["echo", "checked-echo", "bare", "kit-alone", "kit", "post", "core", "stack"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--sim", default="iot", help="the simulator of --kind kit (a catalogue name)")
     parser.add_argument("--database", default="sqlite+aiosqlite:///bench-caas.db")
@@ -169,8 +170,8 @@ def main() -> None:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(serve_stack(args.port, args.database, args.clock))
         return
-    makers = {"echo": echo_app, "checked-echo": checked_echo_app, "bare": bare_app, "kit-alone": kit_alone_app, "kit": lambda: kit_app(args.sim),
-              "post": post_app,
+    makers = {"echo": echo_app, "checked-echo": checked_echo_app, "bare": bare_app, "kit-alone": kit_alone_app,
+              "kit": lambda: kit_app(args.sim), "post": post_app,
               "core": lambda: core_app(args.database, run_jobs=not args.no_jobs)}
     web.run_app(makers[args.kind](), host="127.0.0.1", port=args.port, access_log=None, print=None,
                 reuse_port=args.reuse_port or None,
