@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Callable
+from typing import Any
 
 from ..kit.clock import isoformat
 from ..kit.delivery_faults import delivery_hooks, register_delivery_faults
@@ -89,6 +91,8 @@ class PaymentsModel:
         self.limiter = RateLimiter(s.rate_limit, s.rate_limit_window, s.rate_limit_scope)
         self.retention = Retention(service.clock.now, keep=PAYMENTS_KEPT)
         self.refunds: dict[str, Refund] = {}
+        #: payment id -> its bank reversals and chargebacks still to come: held until the last
+        self._bank_moves: dict[str, int] = {}
         #: Payments packed (records.py): read with ``.get``, changed and written back whole.
         self.payments: RecordStore[Payment] = RecordStore(lambda t: Payment.unpack(t, self.refunds), Payment.pack)
         self._generation = 0  # counts resets: a request that waited knows whether its payment is still here
@@ -105,6 +109,7 @@ class PaymentsModel:
         self.retention.clear()
         self.payments.clear()
         self.refunds.clear()
+        self._bank_moves.clear()
         self.methods.clear()
         self.limiter.reset()
         self._ids = itertools.count(1)
@@ -315,12 +320,25 @@ class PaymentsModel:
         correlation_id = p.correlation_id
         if self.service.domain_fault("settlement_reversed", entities=entities, correlation_id=correlation_id) \
                 or p.method.behaviour == cards.REVERSAL:
-            self.service.later(s.reversal_delay, self._reverse, p.id)
+            self._bank_move(s.reversal_delay, self._reverse, p.id)
         rule = self.service.domain_fault("chargeback", entities=entities, correlation_id=correlation_id)
         if rule is not None or p.method.behaviour == cards.CHARGEBACK:
             params = rule.params if rule else {}
             delay = params.get("seconds", s.chargeback_delay)
-            self.service.later(delay, self._chargeback, p.id, params.get("reason", "FRAUDULENT"))
+            self._bank_move(delay, self._chargeback, p.id, params.get("reason", "FRAUDULENT"))
+
+    def _bank_move(self, delay: float, move: Callable[..., None], payment_id: str, *args: Any) -> None:
+        """A reversal or chargeback the bank makes later: the payment is not forgotten before."""
+        self._bank_moves[payment_id] = self._bank_moves.get(payment_id, 0) + 1
+        self.service.later(delay, self._on_bank_move, move, payment_id, *args)
+
+    def _on_bank_move(self, move: Callable[..., None], payment_id: str, *args: Any) -> None:
+        left = self._bank_moves.pop(payment_id, 0) - 1
+        if left > 0:
+            self._bank_moves[payment_id] = left
+        move(payment_id, *args)
+        if self.payments.raw(payment_id) is not None:  # not reset meanwhile
+            self.retention.touched(payment_id)  # looked at again: a move that changed nothing touched nothing
 
     def _reverse(self, payment_id: str) -> None:
         p = self.payments.get(payment_id)
@@ -460,8 +478,8 @@ class PaymentsModel:
             if packed is None:
                 continue
             fields = values(packed)
-            if not finished(fields, self.refunds):
-                self.retention.touched(payment_id, finished=False)  # until its settlement or refund
+            if not finished(fields, self.refunds) or payment_id in self._bank_moves:
+                self.retention.touched(payment_id, finished=False)  # until its settlement, refund or bank move
                 continue
             del self.payments[payment_id]
             for refund_id in fields[REFUND_IDS]:

@@ -665,3 +665,24 @@ async def test_past_the_payments_kept_the_oldest_finished_are_forgotten_and_a_li
     status, _, _ = await gw.call("GET", f"/payments/{live['paymentId']}")
     assert status == 200
     assert len(model.payments) == 3
+
+
+async def test_past_the_payments_kept_a_settled_payment_awaiting_a_chargeback_or_reversal_is_kept(gw):
+    """A settled payment is finished, but one the bank will still reverse or charge back is
+    not forgotten before: the move would silently not happen."""
+    model = gw.stack.running["payments"].app[MODEL_KEY]
+    model.retention.keep = 0
+    disputed = await gw.pay("pm_card_chargeback", value=10000)
+    reversed_ = await gw.pay("pm_card_settled_then_reversed")
+    plain = await gw.pay("pm_card_visa")
+    await gw.stack.advance("2d")  # all three settled; the reversal comes 3 days later, the chargeback 7
+    for _ in range(10):
+        model.prune()
+    statuses = [(await gw.call("GET", f"/payments/{p['paymentId']}"))[0] for p in (disputed, reversed_, plain)]
+    assert statuses == [200, 200, 404]
+    await gw.stack.advance("8d")
+    assert gw.outcomes(disputed["paymentId"])[-1] == ("paymentChargeback", "FRAUDULENT", None)
+    assert gw.outcomes(reversed_["paymentId"])[-1] == ("paymentSettlement", "FAILED", "BANK_REVERSAL")
+    for _ in range(10):
+        model.prune()
+    assert len(model.payments) == 0 and model._bank_moves == {}  # then forgotten as any finished payment
