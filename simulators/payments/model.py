@@ -78,7 +78,7 @@ SETTLEMENT_BEHAVIOURS = {cards.SETTLEMENT_FAILS: "INSUFFICIENT_FUNDS", cards.ACC
 
 
 #: Payments kept: past this many, the oldest finished ones (not awaiting settlement, no
-#: refund pending) are forgotten with their refunds (404). A count, not an age: a real
+#: refund pending, no bank move to come) are forgotten with their refunds (404). A count, not an age: a real
 #: gateway answers for a payment of last year, and a world of a test holds far fewer.
 PAYMENTS_KEPT = 100_000
 
