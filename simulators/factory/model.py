@@ -208,7 +208,7 @@ class FactoryModel:
             seconds, create = mg.SLOW_SECONDS, behaviour == "slow_created"
         if seconds > 0:
             # The order system really is this slow: a clock wait, so 45 s cost nothing in virtual time.
-            await self.service.clock.hold(seconds, owner=self.service.name)
+            await self.service.hold(seconds)
         if not create:
             self.service.journal.event("order.placement_timed_out", entities, seconds=seconds)
             raise ProblemError(504, "Order placement timed out",

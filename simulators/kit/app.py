@@ -9,6 +9,7 @@ receive a ``Call`` and return a ``Reply``: no HTTP in the model.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import struct
 import time
@@ -23,12 +24,14 @@ from caas_sim.logs import CORRELATION
 
 from .admin import add_admin_routes
 from .contract import Contract, Operation
-from .errors import ProblemError
+from .errors import ProblemError, ResetWhileHeld
 from .faults import TRANSPORT_ACTIONS, FaultRule
 from .heap import freeze_after_start
 from .journal import CORRELATION_HEADER
 from .problems import answer_unparsable_requests, from_error, problem
 from .service import Service
+
+log = logging.getLogger("caas.simulators")
 
 SERVICE_KEY: web.AppKey[Service] = web.AppKey("service")
 #: Largest request body any simulator accepts.
@@ -205,22 +208,29 @@ def _endpoint(service: Service, op: Operation, handler: Handler):
                 call = Call(body, dict(path_params), request.query, headers, cid, entities, op_id)
                 if rule is not None:
                     exchange["ruleId"] = rule.id
-                if rule is None and not (idempotent and "Idempotency-Key" in headers):
-                    # the common case, kept flat: _run without its own coroutine
-                    try:
-                        reply = await handler(call)
-                    except ProblemError as exc:
-                        response = _from_problem(service, op, call, exc)
+                try:
+                    if rule is None and not (idempotent and "Idempotency-Key" in headers):
+                        # the common case, kept flat: _run without its own coroutine
+                        try:
+                            reply = await handler(call)
+                        except ProblemError as exc:
+                            response = _from_problem(service, op, call, exc)
+                        else:
+                            response = _from_reply(service, op, call, reply)
                     else:
-                        response = _from_reply(service, op, call, reply)
-                else:
-                    try:
-                        response = await _apply(service, op, handler, call, rule, request, raw)
-                    except _Dropped:
-                        exchange["latencyMs"] = round((perf_counter() - started) * 1000, 3)
-                        append("request", "in", {**exchange, "detail": {"outcome": "connection dropped"}})
-                        raise asyncio.CancelledError from None  # aiohttp closes the request quietly
-                    response.headers[CORRELATION_HEADER] = cid
+                        try:
+                            response = await _apply(service, op, handler, call, rule, request, raw)
+                        except _Dropped:
+                            exchange["latencyMs"] = round((perf_counter() - started) * 1000, 3)
+                            append("request", "in", {**exchange, "detail": {"outcome": "connection dropped"}})
+                            raise asyncio.CancelledError from None  # aiohttp closes the request quietly
+                        response.headers[CORRELATION_HEADER] = cid
+                except ResetWhileHeld as exc:
+                    # Not journaled: the journal is the world after the reset's, and this
+                    # request was never part of it.
+                    log.info("%s %s: connection dropped (%s)", method, path, exc)
+                    _reset_connection(request)
+                    raise asyncio.CancelledError from None
             exchange["status"] = response.status
             exchange["latencyMs"] = round((perf_counter() - started) * 1000, 3)
             append("request", "in", exchange)
@@ -238,7 +248,7 @@ async def _apply(service: Service, op: Operation, handler: Handler, call: Call, 
     phase = rule.params.get("phase") if rule else None  # http_error, timeout, reset
     if action == "latency":
         jitter = rule.rng.uniform(0, rule.params.get("jitter_ms", 0))
-        await service.clock.hold((rule.params["ms"] + jitter) / 1000, owner=service.name)
+        await service.hold((rule.params["ms"] + jitter) / 1000)
     elif phase == "before":
         return await _transport_fault(service, rule, request)
     response = await _idempotent(service, op, handler, call, request, raw)
@@ -259,7 +269,7 @@ async def _transport_fault(service: Service, rule: FaultRule, request: web.Reque
                        kind="injected-fault", ruleId=rule.id,
                        headers={"Retry-After": str(int(retry))} if retry is not None else None)
     if rule.action == "timeout":
-        await service.clock.hold(params["seconds"], owner=service.name)
+        await service.hold(params["seconds"])
     _reset_connection(request)
     raise _Dropped
 

@@ -11,3 +11,8 @@ class ProblemError(Exception):
         super().__init__(detail or title)
         self.status, self.title, self.detail, self.kind = status, title, detail, kind
         self.headers, self.extra = headers, extra
+
+
+class ResetWhileHeld(Exception):
+    """The service was reset while a request was held on its clock: the world that request
+    was answering is gone, and it must not act on the one after (see ``Service.hold``)."""

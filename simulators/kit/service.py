@@ -12,6 +12,7 @@ from typing import Any
 from .clock import Clock, isoformat
 from .contract import Contract
 from .contract import load as load_contract
+from .errors import ResetWhileHeld
 from .faults import FaultEngine, FaultRule
 from .idempotency import IdempotencyStore
 from .journal import Journal
@@ -38,6 +39,7 @@ class Service:
         self.admin_token = admin_token
         self.reset_hooks: list[Callable[[], Any]] = []
         self.correlation_ids = itertools.count(1)
+        self.resets = 0  # how a request held across a reset tells (``hold``)
 
     # Shorthands a model uses for time-dependent rules.
     def later(self, delay: float, callback: Callable[..., Any], *args: Any):
@@ -49,6 +51,17 @@ class Service:
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
         return self.clock.spawn(coro, self.name)
 
+    async def hold(self, seconds: float) -> None:
+        """Hold the request being answered for ``seconds`` of clock time (an injected latency,
+        a slow back end). A reset wakes it early and ends it with ``ResetWhileHeld``: left to
+        go on, it would act on the world after the reset (an order or an activation nobody
+        asked for there, its webhooks sent to the next test's core). The kit drops its
+        connection, as a restarting server would."""
+        resets = self.resets
+        await self.clock.hold(seconds, owner=self.name)
+        if self.resets != resets:
+            raise ResetWhileHeld(f"{self.name} was reset while this request was held")
+
     def domain_fault(self, *actions: str, entities: dict[str, Any] | None = None,
                      operation: str | None = None, correlation_id: str | None = None) -> FaultRule | None:
         return self.faults.take(actions, operation=operation, entities=entities, correlation_id=correlation_id)
@@ -56,6 +69,7 @@ class Service:
     async def reset(self, *, keep_configuration: bool = False) -> None:
         """Back to how it started; ``keep_configuration``: keep the webhook subscriptions as
         the admin protocol last set them."""
+        self.resets += 1
         self.clock.cancel_owned(self.name)
         await self.clock.cancel_tasks(self.name)
         self.journal.clear()

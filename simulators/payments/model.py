@@ -95,7 +95,6 @@ class PaymentsModel:
         self._bank_moves: dict[str, int] = {}
         #: Payments packed (records.py): read with ``.get``, changed and written back whole.
         self.payments: RecordStore[Payment] = RecordStore(lambda t: Payment.unpack(t, self.refunds), Payment.pack)
-        self._generation = 0  # counts resets: a request that waited knows whether its payment is still here
         self.methods: dict[str, StoredMethod] = {}
         self._ids = itertools.count(1)
         self._on_settle = self._settle  # one bound method for every settlement timer
@@ -105,7 +104,6 @@ class PaymentsModel:
         service.reset_hooks.append(self.reset)
 
     def reset(self) -> None:
-        self._generation += 1
         self.retention.clear()
         self.payments.clear()
         self.refunds.clear()
@@ -230,11 +228,7 @@ class PaymentsModel:
         self.payments[p.id] = p
         if self.settings.authorization_latency > 0:
             # The issuer's answer takes time: GET shows INITIATED meanwhile.
-            generation = self._generation
-            await self.service.clock.hold(self.settings.authorization_latency, owner=self.service.name)
-            if self._generation != generation:
-                raise ProblemError(503, "Payment gateway unavailable", "the gateway was reset during authorization",
-                                   kind="unavailable", headers={"Retry-After": "1"})
+            await self.service.hold(self.settings.authorization_latency)
         entities = p.entities()
         rule = self.service.domain_fault("authorization_declined", entities=entities, correlation_id=correlation_id)
         if rule is not None:
