@@ -121,7 +121,7 @@ class FactoryModel:
         # reference -> its order's id, or a list of ids when it has several (rare: a list per
         # reference would be one more object per order for the collector to walk)
         self._by_reference: dict[str, str | list[str]] = {}
-        self._attempts: dict[str, int] = {}  # placement attempts per reference (magic unavailability)
+        self._attempts: dict[str, int] = {}  # placement attempts of a TEST-UNAVAILABLE order's reference
         self._ids = itertools.count(1)
         self.on_forget: list[Callable[[str], None]] = []  # what else keeps an order's records (transport)
         for name, (description, params) in FAULTS.items():
@@ -196,10 +196,14 @@ class FactoryModel:
         behaviour = mg.dealership(dealership["id"])
         entities = {"reference": reference, "dealershipId": dealership["id"], "model": body["model"]}
         take = lambda action: self.service.domain_fault(action, entities=entities, correlation_id=correlation_id)
-        attempt = self._attempts[reference] = self._attempts.get(reference, 0) + 1
+        # Only a magic dealership's references count their attempts: any other reference,
+        # refused before it made an order, would be kept here for good.
+        attempt = 0
+        if behaviour == "unavailable_twice":
+            attempt = self._attempts[reference] = self._attempts.get(reference, 0) + 1
         if rule := take("factory_unavailable"):
             self._unavailable(rule.params["retry_after"])
-        if behaviour == "unavailable_twice" and attempt <= mg.UNAVAILABLE_ATTEMPTS:
+        if attempt and attempt <= mg.UNAVAILABLE_ATTEMPTS:
             self._unavailable(mg.UNAVAILABLE_RETRY_AFTER)
         seconds, create = self.placement_seconds, True
         if rule := take("slow_placement"):

@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from caas_sim.scenarios.stack import Stack
+from caas_sim.simulators.factory.api import MODEL_KEY as FACTORY
 from caas_sim.simulators.factory.order import STATUSES
 from caas_sim.simulators.factory.timeline import DEFAULT_STAGE_DAYS
 from caas_sim.simulators.factory.transport import DeliveryRules
@@ -225,6 +226,17 @@ async def test_factory_unavailable_answers_503_with_retry_after_and_a_retry_goes
     for reference in ("u-1", "u-2"):
         found = await (await http.get("/orders", params={"reference": reference})).json()
         assert len(found["orders"]) == 1
+
+
+async def test_a_placement_refused_before_it_made_an_order_keeps_nothing_of_its_reference(factory):
+    stack, http = factory
+    stack.service("factory").faults.add({"action": {"type": "factory_unavailable", "params": {"retry_after": 300}},
+                                         "match": {"selectors": {"reference": "down-*"}}})
+    for n in range(20):  # as a load of refusals would send them, each reference once
+        assert (await place(http, order_body(f"gone-{n}", model="ORION")))[0] == 422  # no longer built
+        assert (await place(http, order_body(f"down-{n}")))[0] == 503
+    model = stack.running["factory"].app[FACTORY]
+    assert (model._attempts, model._by_reference) == ({}, {})
 
 
 async def test_slow_placement_beyond_the_callers_timeout_still_creates_the_order(factory):
