@@ -310,22 +310,27 @@ class RemoteCoordinator(_AdminMixin):
         return "audit" not in self.core_lacks
 
     async def reset(self) -> None:
-        """A fresh world for the next scenario: state, rules and journals (clocks never go back)."""
+        """A fresh world for the next scenario: state, rules and journals (clocks never go back).
+        As the pytest plugin does it: the simulators first (a reset drops the requests one
+        still held), the core once they are quiet, then the simulators' journals, emptied of
+        what the core did meanwhile about the old world."""
         if self.core_command and self.played:
             await self._start_core()  # afresh: nothing of the scenario before in it
-        for name in self.urls:
-            if name == "core" and ("reset" in self.core_lacks or self.core_command):
-                continue
+        simulators = [name for name in self.urls if name != "core"]
+        for name in simulators:
+            await self._admins[name].reset()
+            await self._admins[name].clear_faults()
+        if "core" in self.urls and "reset" not in self.core_lacks and not self.core_command:
+            await self._quiet()
             try:
-                await self._admins[name].reset()
+                await self._admins["core"].reset()
             except AdminError as exc:
-                if name != "core" or not absent(exc):
+                if not absent(exc):
                     raise
                 self._lack("reset", "it keeps what a scenario leaves, so only the first scenario of a run plays on "
                                     "it and the others are skipped (--core-command starts it afresh for each)")
-            if name != "core":
-                await self._admins[name].clear_faults()
-                await self._admins[name].clear_journal()
+        for name in simulators:
+            await self._admins[name].clear_journal()
         await self._quiet()
 
     async def _start_core(self) -> None:
