@@ -15,6 +15,8 @@ import sys
 import time
 from contextvars import ContextVar
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 #: The correlation id of the request or job being handled in this task.
 CORRELATION: ContextVar[str | None] = ContextVar("caas_correlation_id", default=None)
 #: The logger of the access log (one line per request, when asked for).
@@ -57,6 +59,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+class _ClientsUnparsable(logging.Filter):
+    """aiohttp logs a request it cannot parse (a control character in a header, a bad request
+    line) at ERROR with its traceback, though it is the client's error and was answered 400:
+    a fuzzer or a scanner would fill the log with them. One line at INFO says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "%s: %s %s", (record.getMessage(), exc.code, " ".join(exc.message.split()))
+            record.exc_info = record.exc_text = None
+            return logging.getLogger().isEnabledFor(logging.INFO)
+        return True
+
+
 def configure(*, level: str = "INFO", fmt: str = "text", stream=None) -> None:
     """One handler on the root logger (replacing any), UTC times."""
     if fmt not in FORMATS:
@@ -74,3 +91,6 @@ def configure(*, level: str = "INFO", fmt: str = "text", stream=None) -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # ours is ACCESS_LOGGER, when asked for
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _ClientsUnparsable) for f in server.filters):
+        server.addFilter(_ClientsUnparsable())

@@ -1,5 +1,6 @@
 """Logs a team can ship: JSON or text lines, the correlation id on each, secrets masked."""
 
+import asyncio
 import io
 import json
 import logging
@@ -67,3 +68,30 @@ def test_serve_with_an_access_log_in_json_names_each_request_by_its_correlation_
     access = [line for line in lines if line["logger"] == logs.ACCESS_LOGGER]
     assert any("GET /vehicles/NOPE/status" in line["message"] and line["correlationId"] == "trace-def"
                for line in access), err
+
+
+async def test_a_request_aiohttp_cannot_parse_is_one_info_line_not_an_error_with_its_traceback():
+    from aiohttp import web
+
+    out = io.StringIO()
+    logs.configure(level="INFO", fmt="text", stream=out)
+    runner = web.AppRunner(web.Application())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Probe: a\x00b\r\n\r\n")  # what a fuzzer sends
+        status = await reader.readline()
+        writer.close()
+        logging.getLogger("aiohttp.server").error("a server's own error", exc_info=RuntimeError("boom"))
+    finally:
+        await runner.cleanup()
+        logging.getLogger().handlers.clear()
+    assert status.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400"))
+    lines = out.getvalue().splitlines()
+    [unparsable] = [line for line in lines if "Invalid header value char" in line]
+    assert " INFO aiohttp.server " in unparsable and unparsable.endswith("400 Invalid header value char: b'X-Probe: a\\x00b' ^")
+    assert "Traceback" not in out.getvalue()
+    assert " ERROR aiohttp.server [-] a server's own error\nRuntimeError: boom" in out.getvalue()  # kept as it was
