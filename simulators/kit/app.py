@@ -218,13 +218,12 @@ def _endpoint(service: Service, op: Operation, handler: Handler):
                         else:
                             response = _from_reply(service, op, call, reply)
                     else:
-                        try:
-                            response = await _apply(service, op, handler, call, rule, request, raw)
-                        except _Dropped:
-                            exchange["latencyMs"] = round((perf_counter() - started) * 1000, 3)
-                            append("request", "in", {**exchange, "detail": {"outcome": "connection dropped"}})
-                            raise asyncio.CancelledError from None  # aiohttp closes the request quietly
+                        response = await _apply(service, op, handler, call, rule, request, raw)
                         response.headers[CORRELATION_HEADER] = cid
+                except _Dropped:
+                    exchange["latencyMs"] = round((perf_counter() - started) * 1000, 3)
+                    append("request", "in", {**exchange, "detail": {"outcome": "connection dropped"}})
+                    raise asyncio.CancelledError from None  # aiohttp closes the request quietly
                 except ResetWhileHeld as exc:
                     # Not journaled: the journal is the world after the reset's, and this
                     # request was never part of it.
