@@ -16,12 +16,17 @@ async def test_the_simulators_are_reset_before_the_core_and_their_journals_empti
         try:
             for name, admin in world._admins.items():
                 for method in ("reset", "clear_journal"):
-                    def record(call=getattr(admin, method), name=name, method=method):
-                        calls.append((name, method))
-                        return call()
-                    setattr(admin, method, record)
+                    setattr(admin, method, _recorded(calls, name, method, getattr(admin, method)))
             await world.reset()
         finally:
             await world.close()
     assert calls == [("iot", "reset"), ("payments", "reset"), ("core", "reset"),
                      ("iot", "clear_journal"), ("payments", "clear_journal")]
+
+
+def _recorded(calls: list, name: str, method: str, call):
+    """``call`` that first notes ``(name, method)`` in ``calls``."""
+    def record():
+        calls.append((name, method))
+        return call()
+    return record
