@@ -23,8 +23,10 @@ T = TypeVar("T")
 
 #: 2026-01-05T08:00:00Z, the simulators' default start of virtual time.
 DEFAULT_EPOCH = 1767600000.0
-#: The end of representable time (9999-12-31T23:59:59Z).
-MAX_TIME = 253402300799.0
+#: The latest instant the clock may reach (9900-01-01T00:00:00Z): a century short of the
+#: calendar's end, so that every date worked out ahead of it (an estimate, a due date, an
+#: expiry, business days) is still a date.
+MAX_TIME = 250246627200.0
 
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}

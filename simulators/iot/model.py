@@ -68,7 +68,8 @@ DOMAIN_FAULTS = {
     "connectivity_limited": ("The vehicle has LIMITED connectivity: slow pushes, weak signal", NoParams),
 }
 #: The API IoT calls its webhooks callbacks.
-CALLBACK_FAULTS = {"lost": "callback_lost", "duplicated": "callback_duplicated", "delayed": "callback_delayed"}
+CALLBACK_FAULTS = {"lost": "callback_lost", "duplicated": "callback_duplicated", "delayed": "callback_delayed",
+                   "reordered": "callback_reordered"}
 
 # State is kept as bytes (a record's plain values, marshalled), replaced on change: a fleet
 # of touched vehicles then costs a few hundred bytes each, and the garbage collector never
@@ -119,7 +120,6 @@ class Request(NamedTuple):
     correlation_id: str | None
     flags: tuple[str, ...] = ()
     duration: bytes | None = None  # the request's duration object, as JSON
-    attempt: int = 1
     status: str = "QUEUED"
     outcome: str | None = None
     error_code: str | None = None
@@ -128,7 +128,7 @@ class Request(NamedTuple):
     def view(self) -> dict:
         return {"requestId": self.id, "kind": self.kind, "vin": self.vin, "serviceId": self.service_id,
                 "status": self.status, "outcome": self.outcome, "errorCode": self.error_code,
-                "attempts": self.attempt, "createdAt": isoformat(self.created),
+                "attempts": 1, "createdAt": isoformat(self.created),  # one push per request (LIMITATIONS)
                 "completedAt": isoformat(self.completed) if self.completed is not None else None,
                 "duration": orjson.loads(self.duration) if self.duration is not None else None}
 
@@ -308,9 +308,6 @@ class IotModel:
         now = self.service.clock.now()
         commands = vehicle.commands + 1
         self.vehicles[req.vin] = Vehicle(vehicle.services, vehicle.error_codes, commands, vehicle.callbacks)
-        # as _new_request made it (attempt 1, QUEUED, no outcome), but for the attempt:
-        # built directly, a NamedTuple's _replace costs several times more
-        req = Request(*req[:9], commands)
         state = self._connectivity(profile, now, consume=True)
         magic = profile.magic
         if state == "FORCED_OFFLINE" or (magic == "flaky_twice" and commands <= 2):
@@ -323,7 +320,9 @@ class IotModel:
             if reachable - now > self.command_ttl:
                 return self._later(self.command_ttl, req, "FAILED", "VEHICLE_OFFLINE")
             delay = reachable - now
-        req = Request(*req[:10], "IN_PROGRESS")  # (before: QUEUED, as the answer says)
+        # as _new_request made it, but in progress (before: QUEUED, as the answer says);
+        # built directly, a NamedTuple's _replace costs several times more
+        req = Request(*req[:9], "IN_PROGRESS")
         latency = fl.activation_latency(profile, now + delay, commands)
         if state == fl.LIMITED and profile.connectivity != fl.ConnectivityKind.LIMITED:
             latency = max(latency, 30.0) * 3  # a forced LIMITED link: several times slower
@@ -388,7 +387,9 @@ class IotModel:
         callbacks = vehicle.callbacks + 1
         self.vehicles[vin] = vehicle._replace(callbacks=callbacks)
         entities = {"vin": vin, "serviceId": service_id, "requestId": request_id}
-        hooks = delivery_hooks(self.service.faults, CALLBACK_FAULTS, entities, correlation_id)
+        # reordered: the vehicle's next callback overtakes it (an earlier command's outcome then
+        # arrives after a later one's)
+        hooks = delivery_hooks(self.service.faults, CALLBACK_FAULTS, entities, correlation_id, reorder_by="vin")
         magic = self.profile(vin).magic
         if magic == "callback_lost" and callbacks == 1:
             hooks.lost = True

@@ -31,8 +31,10 @@ T = TypeVar("T")
 
 #: 2026-01-05T08:00:00Z, a Monday morning: the default start of virtual time.
 DEFAULT_EPOCH = 1767600000.0
-#: The end of representable time (9999-12-31T23:59:59Z): the clock stops short of it.
-MAX_TIME = 253402300799.0
+#: The latest instant the clock may reach (9900-01-01T00:00:00Z): a century short of the
+#: calendar's end, so that every date worked out ahead of it (an estimate, a due date, an
+#: expiry, business days) is still a date.
+MAX_TIME = 250246627200.0
 #: Idle loop turns that confirm settlement (DESIGN.md measured 10 as the minimum).
 SETTLE_TURNS = 20
 

@@ -213,12 +213,14 @@ class FaultEngine:
             raise FaultConflict(f"a rule with id {rule_id!r} already exists; delete it first")
         now = self._now()
         window = data.window or FaultWindow()
+        window_from = _instant(window.from_, now, "window.from")
+        window_until = _instant(window.until, now, "window.until")
+        _check_window(window_from, window_until, now)
         rule = FaultRule(
             id=rule_id, action=spec.name, params=params, method=data.match.method,
             path=data.match.path, operation=data.match.operation, selectors=dict(data.match.selectors),
             times=data.times, probability=data.probability, description=data.description,
-            window_from=_instant(window.from_, now, "window.from"),
-            window_until=_instant(window.until, now, "window.until"), created_at=now,
+            window_from=window_from, window_until=window_until, created_at=now,
             # One RNG per rule, seeded by run seed and rule id: the picks do not
             # depend on which other rules exist or in what order they were added.
             rng=random.Random(f"{self.seed}:{rule_id}"),
@@ -325,8 +327,20 @@ def _instant(value: str | None, now: float, name: str) -> float | None:
     except (ValueError, OverflowError) as exc:
         raise FaultError(f"{name}: {value!r} is neither a date-time nor an offset like +1h ({exc})") from None
     if not 0 <= instant <= MAX_TIME:
-        raise FaultError(f"{name}: {value!r} is outside the clock's range (1970 to 9999)")
+        raise FaultError(f"{name}: {value!r} is outside the clock's range (1970 to {isoformat(MAX_TIME)})")
     return instant
+
+
+def _check_window(start: float | None, until: float | None, now: float) -> None:
+    """Refuse a window in which the rule could never fire: the clock never moves back."""
+    if until is None:
+        return
+    if start is not None and until <= start:
+        raise FaultError(f"window: until ({isoformat(until)}) is not after from ({isoformat(start)}): "
+                         "the rule could never fire")
+    if until <= now:
+        raise FaultError(f"window: until ({isoformat(until)}) is not after the clock's now ({isoformat(now)}): "
+                         "the rule could never fire")
 
 
 def _str_entities(entities: dict[str, Any] | None) -> dict[str, str] | None:

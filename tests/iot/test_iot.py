@@ -111,6 +111,40 @@ async def test_domain_faults(iot):
     assert applied.count("off") == 2 and {"ecu", "dup", "late", "lost"} <= set(applied)
 
 
+async def test_a_request_reports_its_own_one_attempt_not_the_vehicles_commands(iot):
+    """One push per request (the caller retries): before, ``attempts`` counted every command
+    the vehicle ever got, so a vehicle's fourth request said 4."""
+    stack, http, magic = iot
+    for vin in (magic["flaky_twice"], magic["healthy"]):
+        ids = []
+        for _ in range(4):
+            async with http.post("/ota/activate", json=activation(vin)) as r:
+                ids.append((await r.json())["requestId"])
+            await stack.advance("5m")
+        attempts = [(await (await http.get(f"/ota/activations/{i}")).json())["attempts"] for i in ids]
+        assert attempts == [1, 1, 1, 1]
+
+
+async def test_a_reordered_callback_arrives_after_the_vehicles_next_one(iot):
+    """``callback_reordered``: an earlier command's outcome overtaken by a later one's, what a
+    core must not take for the vehicle's last word."""
+    stack, http, magic = iot
+    vin = magic["healthy"]
+    stack.service("iot").faults.add({"id": "late-fail", "action": {"type": "callback_reordered"},
+                                     "match": {"selectors": {"vin": vin}}, "times": 1})
+    stack.service("iot").faults.add({"id": "ecu", "action": {"type": "activation_failed"},
+                                     "match": {"selectors": {"vin": vin}}, "times": 1})
+    first = await (await http.post("/ota/activate", json=activation(vin))).json()
+    await stack.advance("2m")
+    assert stack.sink.received == []  # held back
+    second = await (await http.post("/ota/activate", json=activation(vin))).json()
+    await stack.advance("2m")
+    assert [(r.payload["requestId"], r.payload["status"]) for r in stack.sink.received] == [
+        (second["requestId"], "ACTIVATED"), (first["requestId"], "FAILED")]
+    applied = [e["ruleId"] for e in stack.service("iot").journal.entries() if e["kind"] == "fault"]
+    assert "late-fail" in applied
+
+
 async def test_temporary_service_expires_on_the_clock_and_can_be_deactivated(iot):
     stack, http, magic = iot
     vin = magic["healthy"]

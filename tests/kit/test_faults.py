@@ -82,6 +82,9 @@ def test_domain_faults_are_registered_by_the_simulator():
     ({"action": {"type": "reset"}, "window": {"from": "tomorrow"}}, "window.from"),
     ({"action": {"type": "reset"}, "window": {"until": "+99999999w"}}, "window.until"),
     ({"action": {"type": "reset"}, "bogus": 1}, "bogus"),
+    ({"action": {"type": "reset"}, "window": {"from": "+3h", "until": "+1h"}}, "until .* is not after from"),
+    ({"action": {"type": "reset"}, "window": {"from": "+1h", "until": "+1h"}}, "until .* is not after from"),
+    ({"action": {"type": "reset"}, "window": {"until": "2026-01-02T00:00:00Z"}}, "not after the clock's now"),
 ])
 def test_bad_rules_are_refused_with_the_reason(rule, message):
     with pytest.raises(FaultError, match=message):
