@@ -136,7 +136,7 @@ MAGIC_SERIALS: dict[int, str] = {
     999903: "flaky_twice",           # attempts 1 and 2 fail VEHICLE_OFFLINE, then success
     999904: "callback_lost",         # the first callback is never delivered
     999905: "callback_duplicated",   # callbacks are delivered twice
-    999906: "sleeping",              # asleep 20 h a day, slow wake-up
+    999906: "sleeping",              # asleep until woken, at any hour: a slow wake-up
     999907: "limited",               # LIMITED connectivity: slow activations
     999908: "healthy",               # always online, always succeeds, 2 s
 }
@@ -310,7 +310,9 @@ class Fleet:
             if magic == "always_offline":
                 kind, offline_from, offline_until = ConnectivityKind.OFFLINE_WINDOW, -math.inf, math.inf
             elif magic == "sleeping":
-                kind, sleep_start, sleep_hours = ConnectivityKind.SLEEPS, 2, 20  # awake 22:00-02:00 UTC
+                # asleep round the clock (woken by each command): a magic behaviour must not depend
+                # on the hour a shared clock shows (it was awake 22:00-02:00 UTC)
+                kind, sleep_start, sleep_hours = ConnectivityKind.SLEEPS, 0, 24
             elif magic == "limited":
                 kind, base_signal = ConnectivityKind.LIMITED, 15
             elif magic == "healthy":

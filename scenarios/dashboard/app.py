@@ -32,6 +32,7 @@ import contextlib
 import hmac
 import importlib.resources
 import itertools
+import re
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import quote
@@ -58,6 +59,8 @@ STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "
 COOKIE = "caas_dashboard_token"
 #: Real seconds between two looks at whether a browser listening to the event stream left.
 GONE_CHECK = 0.5
+#: A vehicle identification number as the IoT contract has it.
+_VIN = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
 
 HUB_KEY = web.AppKey("hub", Hub)
 CONFIG_KEY = web.AppKey("config", dict)
@@ -304,6 +307,8 @@ async def _vehicle(request: web.Request) -> web.Response:
     now and then, not polled)."""
     config, hub = request.app[CONFIG_KEY], request.app[HUB_KEY]
     vin = request.match_info["vin"].strip().upper()
+    if not _VIN.fullmatch(vin):  # asked of the IoT simulator, it would be a contract violation in its journal
+        return _problem(400, "Not a VIN", f"{vin[:40]!r} is not 17 letters and digits (no I, O or Q)")
     if "iot" not in hub.services:
         return _problem(404, "No IoT simulator in this world")
     cid = f"{rows.DASHBOARD_PREFIX}{next(config['ids'])}"

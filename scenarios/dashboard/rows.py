@@ -16,8 +16,7 @@ from urllib.parse import urlsplit
 
 from ..scenario import timeline
 
-#: The correlation id prefix of the dashboard's own calls (the vehicle page's status reads).
-DASHBOARD_PREFIX = "dashboard-"
+DASHBOARD_PREFIX = timeline.DASHBOARD_PREFIX
 #: Lanes of callers that are not services: the dashboard, the scenario runner, anyone else.
 DASHBOARD, SCENARIO, CLIENT, CORE = "dashboard", timeline.SCENARIO, "client", "core"
 

@@ -384,7 +384,9 @@ class Play(ExpectationChecks):
             admin = self.world.admin(service)
             while True:
                 page = await admin.journal(since, 10_000)
-                entries.extend(page["entries"])
+                # someone looking at the dashboard meanwhile changes no verdict
+                entries.extend(e for e in page["entries"]
+                               if not str(e.get("correlationId") or "").startswith(timeline.DASHBOARD_PREFIX))
                 if len(page["entries"]) < 10_000:
                     break
                 since = page["next"]

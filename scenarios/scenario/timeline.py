@@ -13,6 +13,9 @@ from typing import Any
 SCENARIO = "scenario"
 #: Correlation ids of the runner's own calls to a simulator (magic VINs, workshop visits).
 DIRECT_PREFIX = "scn-direct-"
+#: The correlation id prefix of the live dashboard's own calls (its vehicle page's status
+#: reads): a look from outside, no part of any journey.
+DASHBOARD_PREFIX = "dashboard-"
 #: Admin reads and fleet look-ups say nothing about the journey.
 _QUIET_OPERATIONS = {"getMagicVins"}
 

@@ -328,6 +328,13 @@ async def test_a_vehicle_is_its_status_from_the_iot_api_and_its_ota_requests_fro
         async with session.get(f"{board.url}/api/vehicles/WCA00000000000000") as resp:
             unknown = await resp.json()
         assert unknown["vehicle"] is None and unknown["status"] in (400, 404) and unknown["requests"] == []
+        # Not a VIN: the dashboard says so itself; asked of the IoT simulator, it was a contract
+        # violation in its journal, which failed the scenario running meanwhile.
+        reads = len(stack.service("iot").journal.entries())
+        async with session.get(f"{board.url}/api/vehicles/NOTAVIN") as resp:
+            assert resp.status == 400 and resp.content_type == "application/problem+json"
+            assert "not 17 letters and digits" in (await resp.json())["detail"]
+        assert len(stack.service("iot").journal.entries()) == reads
 
 
 # --- guard, report, `up` ------------------------------------------------------------------------

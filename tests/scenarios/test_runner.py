@@ -4,6 +4,8 @@ seed gives the same per-entity sequences, reports render."""
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import yaml
+
 from caas_sim.scenarios.cli.scenario import finish
 from caas_sim.scenarios.scenario import report, timeline
 from caas_sim.scenarios.scenario.loader import catalogue, load
@@ -67,3 +69,18 @@ def test_faults_are_marked_in_the_diagram():
     diagram = report.sequence_diagram(entries)
     assert "core->>iot: activateService → 503 ⚡iot-down" in diagram
     assert "Note over vss: ⚡ fault vss-down applied" in diagram
+
+
+async def test_what_the_dashboard_asks_meanwhile_is_no_part_of_the_journey(tmp_path):
+    """Someone looking at a vehicle on the live dashboard during a run (its calls carry the
+    dashboard's correlation id) changed the verdict: a journal count, or a contract violation
+    for a mistyped VIN."""
+    looks = [{"call": f"GET /vehicles/{vin}/status", "service": "iot", "status": status,
+              "headers": {"X-Correlation-Id": f"{timeline.DASHBOARD_PREFIX}{n}"}}
+             for n, (vin, status) in enumerate([("${vins.iot.healthy}", 200), ("NOTAVIN", 400)])]
+    path = tmp_path / "looked-at.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "looked-at", "proves": "the dashboard's looks are not counted", "steps": looks,
+        "expect": [{"journal": {"service": "iot", "operation": "getVehicleStatus", "count": 0}}]}))
+    outcome = await run_in_process(load(path))
+    assert outcome.result == "passed", outcome.failure
