@@ -24,6 +24,7 @@ reads it in a process locust never patches.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ DEVELOPMENT_SECRET = DEFAULT_SECRET
 FIRST_LOAD_VEHICLE = 10_000
 #: The webhook senders the load tests imitate, and the webhook of each contract they send.
 SENT_WEBHOOKS = {"iot": "otaStatus", "payments": "paymentSettlement", "factory": "orderStatus"}
+#: A ``{name}`` placeholder of the purchase's paths and body.
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
 
 
 class TargetError(ValueError):
@@ -110,9 +113,39 @@ class Purchase(_Strict):
     created_field: str = "createdAt"
     delivered_field: str = "deliveredAt"
 
+    @field_validator("path")
+    @classmethod
+    def _path_placeholders(cls, value: str) -> str:
+        return _only_placeholders(value, {"customerId", "vin"})
+
+    @field_validator("body")
+    @classmethod
+    def _body_placeholders(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        _only_placeholders(json.dumps(value), {"customerId", "vin", "serviceId"})
+        return value
+
+    @model_validator(mode="after")
+    def _status_path_placeholders(self) -> Purchase:
+        try:
+            _only_placeholders(self.status_path, {self.id_field, "customerId"})
+        except ValueError as exc:
+            raise ValueError(f"status_path: {exc}") from None
+        return self
+
+
+def _only_placeholders(text: str, known: set[str]) -> str:
+    """``text``, whose ``{name}`` placeholders are all ``known``: another would be sent as it is."""
+    unknown = sorted(set(_PLACEHOLDER.findall(text)) - known)
+    if unknown:
+        raise ValueError(f"unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)} in {text!r}; "
+                         f"known here: {', '.join('{' + k + '}' for k in sorted(known))}")
+    return text
+
 
 class LoadTarget(_Strict):
     receivers: dict[str, Receiver] = Field(default_factory=_reference_receivers)
+    #: The senders ``webhooks`` imitates: leave out one whose webhooks the core does not receive.
+    senders: tuple[str, ...] = tuple(SENT_WEBHOOKS)
     keys: Keys = Keys()
     vehicles: Vehicles = Vehicles()
     purchase: Purchase = Purchase()
@@ -132,10 +165,22 @@ class LoadTarget(_Strict):
             data = {**data, "receivers": merged}
         return data
 
+    @field_validator("senders")
+    @classmethod
+    def _known_senders(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(SENT_WEBHOOKS))
+        if unknown or not value:
+            raise ValueError(f"{'unknown sender(s) ' + str(unknown) if unknown else 'no sender'}; the load tests "
+                             f"send as: {', '.join(SENT_WEBHOOKS)}")
+        return value
+
     def with_overrides(self, *, receivers: dict[str, str] | None = None, secrets: dict[str | None, str] | None = None,
-                       keys: dict[str, str | None] | None = None, vehicles: tuple[int, int] | None = None) -> LoadTarget:
+                       keys: dict[str, str | None] | None = None, vehicles: tuple[int, int] | None = None,
+                       senders: tuple[str, ...] | None = None) -> LoadTarget:
         """This target with command-line values on top (a ``None`` secret key: every sender)."""
         data = self.model_dump()
+        if senders is not None:
+            data["senders"] = senders
         for name, path in (receivers or {}).items():
             data["receivers"][name]["path"] = path
         for name, secret in sorted((secrets or {}).items(), key=lambda item: item[0] is not None):

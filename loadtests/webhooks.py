@@ -25,6 +25,8 @@ from caas_sim.loadtests.bodies import BodyFactory
 from caas_sim.loadtests.target import SENT_WEBHOOKS
 
 POOL = 32  # bodies generated per user and receiver at start; each send gets a fresh webhook-id
+#: How often each sender's webhooks come, relative to the others (OTA callbacks the most).
+WEIGHTS = {"iot": 3, "payments": 2, "factory": 1}
 
 
 class WebhookSender(FastHttpUser):
@@ -32,7 +34,10 @@ class WebhookSender(FastHttpUser):
 
     def on_start(self) -> None:
         options = common.options(self.environment)
-        self.receivers = common.target(self.environment).receivers
+        target = common.target(self.environment)
+        self.receivers = target.receivers
+        self.senders = list(target.senders)  # those the core receives
+        self.weights = [WEIGHTS[sender] for sender in self.senders]
         self.duplicate_share, self.reorder_share = options.caas_duplicate_share, options.caas_reorder_share
         seed = options.caas_seed * 1000 + id(self) % 1000
         self.rng = random.Random(seed)
@@ -41,7 +46,8 @@ class WebhookSender(FastHttpUser):
                     "payments": lambda n: {"paymentId": f"pay_load{uuid.uuid4().hex[:16]}"},
                     "factory": lambda n: {}}
         self.bodies = {sender: [common.dumps(factory.webhook(sender, webhook, **overlays[sender](n)))
-                                for n in range(POOL)] for sender, webhook in SENT_WEBHOOKS.items()}
+                                for n in range(POOL)] for sender, webhook in SENT_WEBHOOKS.items()
+                       if sender in self.senders}
         self.sent: list[tuple[str, str, bytes]] = []  # recent (sender, id, body), for duplicates
         self.held: tuple[str, str, bytes] | None = None  # a webhook overtaken by the next one
 
@@ -63,14 +69,6 @@ class WebhookSender(FastHttpUser):
             again = self.rng.choice(self.sent)
             self._post(*again, name=f"webhook {again[0]} (duplicate)")
 
-    @task(3)
-    def ota_status(self) -> None:
-        self._send("iot")
-
-    @task(2)
-    def payment_settlement(self) -> None:
-        self._send("payments")
-
-    @task(1)
-    def factory_status(self) -> None:
-        self._send("factory")
+    @task
+    def webhook(self) -> None:
+        self._send(self.rng.choices(self.senders, self.weights)[0])

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+import yarl
 
 from caas_sim import catalogue
 
@@ -120,12 +121,36 @@ class WorldConfig:
         seed = _option(config, "caas_seed")
         port_base = _option(config, "caas_port_base")
         try:
-            return cls(seed=int(seed) if seed not in (None, "") else 0,
-                       core_url=str(core_url).rstrip("/") if core_url else None,
-                       port_base=int(port_base) if port_base not in (None, "") else None,
-                       admin_token=os.environ.get(TOKEN_ENV) or None)
+            world = cls(seed=int(seed) if seed not in (None, "") else 0,
+                        core_url=str(core_url).rstrip("/") if core_url else None,
+                        port_base=int(port_base) if port_base not in (None, "") else None,
+                        admin_token=os.environ.get(TOKEN_ENV) or None)
         except ValueError as exc:
             raise pytest.UsageError(f"caas_world: {exc}") from None
+        _check_core_url(world.core_url)
+        _check_port_base(world.port_base)
+        return world
+
+
+def _check_core_url(url: str | None) -> None:
+    """As `caas-sim up --core-url`: an http(s) URL with a host, said before any world starts."""
+    if url is None:
+        return
+    try:
+        parsed = yarl.URL(url)
+        ok = parsed.scheme in ("http", "https") and bool(parsed.host)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise pytest.UsageError(f"caas_world: --caas-core-url: not a base URL: {url!r} (e.g. http://127.0.0.1:9000)")
+
+
+def _check_port_base(base: int | None) -> None:
+    """As `caas-sim up --port-base` (and 0: ephemeral ports): every service's port a TCP port."""
+    top = 65535 - (catalogue.SINK_PORT - catalogue.CORE_PORT)
+    if base is not None and not 0 <= base <= top:
+        raise pytest.UsageError(f"caas_world: --caas-port-base: not a port base: {base} (0-{top}: every service's "
+                                f"port, up to N+{catalogue.SINK_PORT - catalogue.CORE_PORT}, must be a TCP port)")
 
 
 def _option(config: pytest.Config, name: str) -> Any:
@@ -443,6 +468,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("caas_seed", "caas_world: the world's seed (--caas-seed)", default="")
     parser.addini("caas_port_base", "caas_world: the simulators' port base with a core of your own "
                                     "(--caas-port-base)", default="")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Options that cannot work stop pytest at start (a usage error), not each test's setup."""
+    WorldConfig.from_pytest(config)
 
 
 def pytest_plugin_registered(plugin: object, plugin_name: str, manager: pytest.PytestPluginManager) -> None:

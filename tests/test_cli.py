@@ -1,6 +1,7 @@
 """`caas-sim` against services started in the test, on ephemeral ports (`--url`)."""
 
 import asyncio
+import importlib.util
 import os
 import signal
 import socket
@@ -206,7 +207,10 @@ def test_serve_prints_where_it_listens_and_stops_on_sigterm():
         assert header == ["SERVICE", "URL", "ADMIN", "CONTRACT"]
         assert row[0] == "iot" and row[2] == row[1] + "/__admin" and row[3].endswith("iot.yaml")
         assert proc.stdout.readline().strip() == ""
-        assert proc.stdout.readline().startswith("clock virtual at 2026-01-05T08:00:00.000Z")
+        clock = proc.stdout.readline()
+        assert clock.startswith("clock virtual at 2026-01-05T08:00:00.000Z")
+        # no service table: the hint names the service's URL (`clock` alone looks for an `up`)
+        assert f"`caas-sim clock advance 15m --url {row[1]}`" in clock
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         assert "Traceback" not in proc.stderr.read()
@@ -225,3 +229,12 @@ async def test_serve_reports_a_profile_it_cannot_load(tmp_path, capsys):
     rejected.write_text("- action: {type: explode}\n")
     assert await cli("serve", "iot", "--port", "0", "--faults", str(rejected)) == 1
     assert "cannot start iot: unknown fault action 'explode'" in one_line_error(capsys.readouterr().err)
+
+
+def test_load_without_locust_says_how_to_get_it_before_anything_starts(monkeypatch, capsys):
+    """locust is an extra of the wheel: without it, `load` said so only once its run had started."""
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "locust" else found(name, *a))
+    assert main(["load", "ota", "--duration", "5s"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "locust is not installed here" in line and "pip install locust" in line

@@ -150,6 +150,10 @@ async def test_core_url_delivers_a_signed_ota_callback_verified_with_the_printed
                                                                               "payments": TEAM_SECRET}
         assert stat.S_IMODE(own_state.stat().st_mode) == 0o600
         loaded = dict(line.split("=", 1) for line in lines)
+        # `caas-sim audit` asks the core the simulators serve, not whatever listens on the
+        # default port (the receiver has no audit: its 404 is the answer)
+        assert await cli("audit") == 1
+        assert receiver.url in capsys.readouterr().err
 
         request_id = await activate_healthy(iot_url)
         assert receiver.received == []  # asynchronous: nothing before the clock moves

@@ -327,6 +327,19 @@ async def test_a_team_core_without_the_admin_protocol_gets_the_webhooks(tmp_path
     assert (verified["requestId"], verified["status"]) == (out.read_text(), "ACTIVATED")
 
 
+@pytest.mark.parametrize(("option", "said"), [
+    (("--caas-core-url", "not-a-url"), "--caas-core-url: not a base URL: 'not-a-url'"),
+    (("--caas-core-url", "http://127.0.0.1:9000", "--caas-port-base", "70000"), "--caas-port-base: not a port base"),
+])
+async def test_options_that_cannot_work_stop_pytest_at_start(tmp_path, option, said):
+    """Before, a bad port base was an OverflowError in each test's setup, and a URL that is not
+    one was taken (the world started, on the default ports)."""
+    suite = write_suite(tmp_path / "team", {"test_one.py": "def test_one(caas_world):\n    pass\n"})
+    rc, out = await run_pytest(suite, *option, "-p", "no:xdist")
+    assert rc == pytest.ExitCode.USAGE_ERROR, out
+    assert said in out and "Traceback" not in out, out
+
+
 def test_one_team_core_is_not_shared_by_xdist_workers():
     team = WorldConfig(core_url="http://127.0.0.1:9000")
     with pytest.raises(CaasWorldError, match="one core cannot serve 2 xdist workers' worlds"):

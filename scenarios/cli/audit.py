@@ -16,7 +16,7 @@ from collections import Counter
 from caas_sim.simulators.client import AdminClient
 
 from .. import peer_audit
-from .common import EXIT_FAILURE, render_table, running_up, service_url
+from .common import EXIT_FAILURE, core_of_up, render_table, running_up, service_url
 
 DEFAULT_TARGET = "http://127.0.0.1:8000"
 
@@ -27,7 +27,8 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
                                             "nothing lost, nothing twice, no charge without delivery, every "
                                             "failed settlement collected, money adds up per customer.")
     audit.add_argument("--target", metavar="URL",
-                       help=f"the core's base URL (default: the running `caas-sim up`'s, else {DEFAULT_TARGET})")
+                       help="the core's base URL (default: the running `caas-sim up`'s core, or the core of your "
+                            f"own it serves, `up --core-url`; else {DEFAULT_TARGET})")
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
     audit.add_argument("--peers", action="store_true",
                        help="audit from the simulators' side instead, needing nothing from the core: money settled "
@@ -50,7 +51,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         report = asyncio.run(peer_audit.audit(args.payments or service_url("payments", up),
                                               args.iot or service_url("iot", up), token=args.token))
     else:
-        report = asyncio.run(fetch(args.target or (up or {}).get("core", DEFAULT_TARGET), args.token))
+        report = asyncio.run(fetch(args.target or core_of_up(args, up) or DEFAULT_TARGET, args.token))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -118,6 +118,14 @@ def running_up(args: argparse.Namespace) -> dict[str, str] | None:
     return state.running(state.state_path(getattr(args, "state_file", None)))
 
 
+def core_of_up(args: argparse.Namespace, up: dict[str, str] | None) -> str | None:
+    """The core of the running `caas-sim up`: the reference core it runs, or the core of your
+    own its simulators call (`up --core-url`); None when no `up` runs."""
+    if up and "core" in up:
+        return up["core"]
+    return state.core_url(state.state_path(getattr(args, "state_file", None)))
+
+
 def service_url(name: str, up: dict[str, str] | None) -> str:
     """Where ``name`` is: in the running `up`, else on its default port."""
     return up[name] if up and name in up else default_url(name)

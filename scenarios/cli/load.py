@@ -39,9 +39,16 @@ from ..scenario.coordinator import absent
 from . import load_report
 from .audit import fetch as fetch_audit
 from .audit import render as render_audit
-from .common import EXIT_USAGE, CliError, _duration, _Parser, _url
+from .common import EXIT_USAGE, CliError, _duration, _Parser, _url, running_up
 from .load_deliveries import ANSWER, LAG, DeliveryWatch
-from .load_locust import KINDS, BackgroundStack, locust_commands, reachable, run_locust
+from .load_locust import (
+    KINDS,
+    BackgroundStack,
+    locust_commands,
+    reachable,
+    require_locust,
+    run_locust,
+)
 from .webhooks import secret_arg
 
 SECRET_OPTIONS = ("--secret", "--admin-token", "--api-key", "--dealership-key")
@@ -75,6 +82,15 @@ def _receiver(value: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"expected SENDER=/path with SENDER one of "
                                          f"{', '.join(target_mod.SENT_WEBHOOKS)}, got {value!r}")
     return name, path
+
+
+def _senders(value: str) -> tuple[str, ...]:
+    senders = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in senders if name not in target_mod.SENT_WEBHOOKS]
+    if unknown or not senders:
+        raise argparse.ArgumentTypeError(f"expected senders among {', '.join(target_mod.SENT_WEBHOOKS)}, "
+                                         f"got {value!r}")
+    return senders
 
 
 def _vehicles(value: str) -> tuple[int, int]:
@@ -120,6 +136,9 @@ def add_parser(commands, fmt) -> None:
                                                     "vehicles, purchase (docs/load-testing.md)")
     t.add_argument("--receiver", type=_receiver, action="append", default=[], metavar="SENDER=PATH",
                    help="the target's receiver path for a sender's webhooks (iot, payments, factory); repeatable")
+    t.add_argument("--senders", type=_senders, metavar="SENDER,...",
+                   help="the senders whose webhooks `webhooks` sends (default iot,payments,factory): leave out one "
+                        "the target does not receive")
     t.add_argument("--secret", type=secret_arg, action="append", default=[], metavar="[SENDER=]whsec_...",
                    help="the secret the target verifies webhooks with (every sender, or one); repeatable")
     t.add_argument("--api-key", help="the customer key (default dev-customer)")
@@ -148,7 +167,8 @@ def add_parser(commands, fmt) -> None:
                    help="skip the invariant audit of the core after the load (exit 1 on a violation)")
     r.add_argument("--peers", action="store_true",
                    help="also audit from the simulators' side after the load (`caas-sim audit --peers`; with "
-                        "--target, give --iot-url and --payments-url); exit 1 on a violation")
+                        "--target, the --iot-url and --payments-url given, else the running `caas-sim up`'s); "
+                        "exit 1 on a violation")
     for kind, (_, _, help_text) in KINDS.items():
         kinds.add_parser(kind, parents=[run], formatter_class=fmt, help=help_text,
                          description=help_text).set_defaults(handler=cmd_load)
@@ -187,7 +207,8 @@ def resolve_target(args: argparse.Namespace) -> target_mod.LoadTarget:
     try:
         return target_mod.load(args.config).with_overrides(
             receivers=dict(args.receiver), secrets=secrets, vehicles=args.vehicles,
-            keys={"customer": args.api_key, "customer_id": args.customer, "dealership": args.dealership_key})
+            keys={"customer": args.api_key, "customer_id": args.customer, "dealership": args.dealership_key},
+            senders=args.senders)
     except target_mod.TargetError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
 
@@ -213,8 +234,24 @@ def check_combinations(args: argparse.Namespace) -> None:
         raise CliError("--duration must be more than 0", EXIT_USAGE)
 
 
+def locate_peers(args: argparse.Namespace) -> None:
+    """``--peers`` with ``--target``: the simulators the target calls, as given, else those of the
+    running `caas-sim up` (as `caas-sim audit --peers` finds them); refused before the load
+    when neither says where one is."""
+    if not (args.target and args.peers) or args.kind == "ota-callbacks":
+        return
+    up = running_up(args) or {}
+    args.iot_url = args.iot_url or up.get("iot")
+    args.payments_url = args.payments_url or up.get("payments")
+    if not (args.iot_url and args.payments_url):
+        raise CliError("--peers audits the simulators the target calls: give --iot-url and --payments-url, or run "
+                       "them with `caas-sim up --core-url`", EXIT_USAGE)
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     check_combinations(args)
+    require_locust()
+    locate_peers(args)
     target = resolve_target(args)
     seconds = parse_duration(args.duration)
     report = Path(args.report)

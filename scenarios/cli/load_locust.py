@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import importlib.util
 import os
 import signal
 import socket
@@ -25,7 +26,7 @@ import aiohttp
 from caas_sim.loadtests import target as target_mod
 from caas_sim.simulators.kit.durations import parse_duration
 
-from .common import CliError
+from .common import EXIT_USAGE, CliError
 
 LOCUSTFILES = Path(__file__).resolve().parents[2] / "loadtests"
 KINDS = {
@@ -95,6 +96,13 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def require_locust() -> None:
+    """Say at once that locust is missing (it is an extra of the package), not once the load started."""
+    if importlib.util.find_spec("locust") is None:
+        raise CliError("locust is not installed here: `caas-sim load` runs it; install it with "
+                       "`pip install locust` (or the package's `load` extra: caas-sim[load])", EXIT_USAGE)
 
 
 def locust_commands(args: argparse.Namespace, host: str, iot_url: str | None, report: Path, scratch: Path,

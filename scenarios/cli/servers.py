@@ -59,7 +59,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     dashboard = None if getattr(args, "no_dashboard", False) else \
         0 if args.ephemeral else (getattr(args, "port_base", None) or CORE_PORT) + DASHBOARD_OFFSET
     return _run_server(run_stack(stack, state_file=state.state_path(args.state_file), render=render_up,
-                                 notes=_up_notes(core_url, secrets), dashboard=dashboard))
+                                 notes=_up_notes(core_url, secrets), dashboard=dashboard, core_url=core_url))
 
 
 def up_ports(names: list[str], base: int | None = None) -> dict[str, int]:
@@ -146,12 +146,12 @@ def _run_server(coro) -> int:
 async def run_stack(stack: stack_mod.Stack, *, configure: Callable[[stack_mod.Stack], Any] | None = None,
                     stop: asyncio.Event | None = None, out=None, state_file: Path | None = None,
                     render: Callable[..., str] | None = None, notes: list[str] = (),
-                    dashboard: int | None = None) -> int:
+                    dashboard: int | None = None, core_url: str | None = None) -> int:
     """Start ``stack``, print where everything is (``render``, then ``notes``), serve until
     ``stop`` (default: SIGINT/SIGTERM); with ``state_file``, record the service table and
     webhook targets and secrets there meanwhile (``state``); with ``dashboard`` (a port, 0:
     any free one), serve the dashboard of the stack there too (``render`` is then given
-    its URL as ``dashboard=``)."""
+    its URL as ``dashboard=``); ``core_url``: the core of your own it serves, recorded there too."""
     out = out or sys.stdout
     stop = stop or _stop_on_signals()
     board = None
@@ -176,11 +176,14 @@ async def run_stack(stack: stack_mod.Stack, *, configure: Callable[[stack_mod.St
                 f"{key} ({grant['role']} {grant['subject']})" for key, grant in DEVELOPMENT_KEYS.items()), file=out)
         if state_file is not None:
             state.write(state_file, {name: r.url for name, r in stack.running.items() if name != "sink"},
-                        webhooks=webhook_table(stack))
+                        webhooks=webhook_table(stack), core_url=core_url)
             print(f"\nservice table in {state_file}: `caas-sim clock`, `fault`, `journal` and `secrets` find "
                   f"every service there", file=out)
         clock = stack.clock
-        hint = "; move it with `caas-sim clock advance 15m`" if clock.mode != "real" else ""
+        # without a service table (`serve`), `clock` would look for a running `up`, or the default ports
+        urls = "" if state_file is not None else "".join(f" --url {r.url}" for name, r in stack.running.items()
+                                                          if name != "sink")
+        hint = f"; move it with `caas-sim clock advance 15m{urls}`" if clock.mode != "real" else ""
         print(f"\nclock {clock.mode} at {clock.now_iso()}, seed {stack.seed}{hint}. Ctrl-C to stop.",
               file=out, flush=True)
         await stop.wait()

@@ -1,7 +1,8 @@
 """Where a running `caas-sim up` is: its service table, in a small JSON file.
 
 `up` writes it once everything listens (``{"pid": ..., "services": {name: url}, "webhooks":
-{name: {"url": ..., "secret": "whsec_..."}}}``) and removes it when it stops cleanly; `clock`, `fault`, `journal` and `audit` look there
+{name: {"url": ..., "secret": "whsec_..."}}}``, and ``"coreUrl"`` when it sends them to a core
+of your own, `up --core-url`) and removes it when it stops cleanly; `clock`, `fault`, `journal` and `audit` look there
 first, so that they reach every service of that world, the core included, on whatever
 ports it chose (`--ephemeral`). A file whose process is gone (killed, not stopped) is
 ignored. The most recent `up` wins: it replaces the file, and an older one stopping
@@ -31,12 +32,15 @@ def state_path(given: str | None = None) -> Path:
     return (Path(runtime) if runtime else Path.home() / ".cache") / "caas-sim" / "up.json"
 
 
-def write(path: Path, services: dict[str, str], webhooks: dict[str, dict[str, str]] | None = None) -> None:
+def write(path: Path, services: dict[str, str], webhooks: dict[str, dict[str, str]] | None = None,
+          core_url: str | None = None) -> None:
     """Record ``services`` (name -> base URL) and, for each service that sends webhooks,
-    where they go and the secret that signs them (name -> {"url", "secret"})."""
+    where they go and the secret that signs them (name -> {"url", "secret"}); ``core_url``:
+    the core of your own they call (`up --core-url`), not one of ``services``."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}")
-    state = {"pid": os.getpid(), "services": services, **({"webhooks": webhooks} if webhooks is not None else {})}
+    state = {"pid": os.getpid(), "services": services, **({"webhooks": webhooks} if webhooks is not None else {}),
+             **({"coreUrl": core_url} if core_url else {})}
     partial.unlink(missing_ok=True)  # created afresh below: its mode is then ours to set
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -52,21 +56,26 @@ def remove(path: Path) -> None:
 
 def running(path: Path) -> dict[str, str] | None:
     """The services of the `up` recorded at ``path`` while its process lives, else None."""
-    state = _load(path)
-    if not state or not _alive(state.get("pid")):
-        return None
-    services = state.get("services")
+    services = _live(path).get("services")
     return services if isinstance(services, dict) else None
 
 
 def webhooks(path: Path) -> dict[str, dict[str, str]] | None:
     """Where each webhook-sending service of the `up` recorded at ``path`` sends its webhooks
     and with which secret (name -> {"url", "secret"}), while its process lives; else None."""
-    state = _load(path)
-    if not state or not _alive(state.get("pid")):
-        return None
-    table = state.get("webhooks")
+    table = _live(path).get("webhooks")
     return table if isinstance(table, dict) else None
+
+
+def core_url(path: Path) -> str | None:
+    """The core of your own the `up` recorded at ``path`` calls (`--core-url`), while it lives."""
+    url = _live(path).get("coreUrl")
+    return url if isinstance(url, str) else None
+
+
+def _live(path: Path) -> dict:
+    state = _load(path)
+    return state if state and _alive(state.get("pid")) else {}
 
 
 def _load(path: Path) -> dict | None:

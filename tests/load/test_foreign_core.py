@@ -3,6 +3,7 @@ paths and secrets, no purchase API, no audit; unreachable, or answering only err
 report's files and `load compare`."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 
 import pytest
 
+from caas_sim.scenarios.cli.state import STATE_ENV
 from caas_sim.simulators.fleet import Fleet
 from tests.load.runs import run_load
 from tests.load.standin import CUSTOMER_KEY, RECEIVERS, SECRETS, Running, StandIn
@@ -27,8 +29,9 @@ def _config(tmp_path) -> str:
 
 
 def _cli(tmp_path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, STATE_ENV: str(tmp_path / "up.json")}  # no `caas-sim up` this test did not start
     return subprocess.run([sys.executable, "-m", "caas_sim.scenarios.cli", "load", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=tmp_path, check=False)
+                          text=True, timeout=timeout, cwd=tmp_path, check=False, env=env)
 
 
 def test_webhook_load_at_a_core_with_its_own_paths_and_secrets(tmp_path):
@@ -50,6 +53,14 @@ def test_webhook_load_at_a_core_with_its_own_paths_and_secrets(tmp_path):
     summary = json.loads((report / "summary.json").read_text())
     assert summary["passed"] and summary["target"]["receivers"]["factory"] == {
         "path": RECEIVERS["factory"], "secret": "own (not shown)"}
+
+
+def test_webhook_load_leaves_out_a_sender_the_core_does_not_receive(tmp_path):
+    with Running(StandIn()) as standin:
+        done, _ = run_load(tmp_path, "webhooks", "--target", standin.url, "--config", _config(tmp_path),
+                           "--senders", "iot,payments", "--users", "2", "--duration", "2s")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert set(standin.verified) == {"iot", "payments"}, standin.verified
 
 
 def test_ota_callbacks_from_the_simulator_reach_a_core_without_a_purchase_api(tmp_path):
@@ -143,6 +154,8 @@ def test_a_target_answering_only_errors_is_given_up_within_seconds(tmp_path):
     (("--secret", "iot=hunter2"), "not a webhook secret"),
     (("--config", "missing.toml", "--target", "http://127.0.0.1:9"), "cannot read the target description"),
     (("--reorder-share", "0.1"), "--reorder-share is for webhooks and day"),
+    (("--senders", "iot,sms"), "expected senders among iot, payments, factory"),
+    (("--target", "http://127.0.0.1:9", "--peers"), "--peers audits the simulators the target calls"),
 ])
 def test_bad_option_values_get_one_line(tmp_path, args, said):
     done = _cli(tmp_path, "ota", *args, timeout=30)

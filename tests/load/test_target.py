@@ -48,6 +48,10 @@ def test_what_a_report_shows_holds_no_secret():
     ("[vehicles]\ncount = 3\n", "vehicles.count"),
     ("[purchase]\nbodyy = {}\n", "purchase.bodyy"),
     ("[keys\n", "not valid TOML"),
+    ('senders = ["iot", "sms"]\n', "senders: Value error, unknown sender(s) ['sms']"),
+    ('[purchase]\npath = "/x/{nope}"\n', "purchase.path: Value error, unknown placeholder(s) {nope}"),
+    ('[purchase]\nbody = {card = "{token}"}\n', "purchase.body: Value error, unknown placeholder(s) {token}"),
+    ('[purchase]\nstatus_path = "/p/{id}"\n', "status_path: unknown placeholder(s) {id}"),
 ])
 def test_a_bad_description_is_one_line_naming_the_field(tmp_path, text, said):
     path = tmp_path / "bad.toml"
