@@ -19,6 +19,7 @@ The payments themselves (reservation signal, final payment) are ``sale_payments`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -163,28 +164,34 @@ async def probe_job(core: Core, job: jobs.Job, ctx: JobContext) -> None:
     if not suspended:  # an order placed meanwhile lifted it
         async with core.db.transaction() as conn:
             await jobs.complete(conn, job.id)
-        return
-    now = core.clock.now()
-    if queued:  # the queued orders answer for the order system: try them now
-        async with core.db.transaction() as conn:
-            for sale_id in queued:
-                await jobs.postpone(conn, dedupe_key=f"{PLACE_ORDER}:{sale_id}", run_at=now, now=now)
-            await jobs.reschedule(conn, job.id, run_at=now + core.settings.factory.probe_interval, now=now)
+    elif queued:  # the queued orders answer for the order system: they try now
+        await _probe_again(core, job, bring_forward=queued)
         core.wake()
-        return
+    elif await _factory_answers(core, job):  # and no order waits on it: sales reopen
+        async with core.db.transaction() as conn:
+            await _factory_back(conn, core.clock.now())
+            await jobs.complete(conn, job.id)
+    else:
+        await _probe_again(core, job)
+
+
+async def _factory_answers(core: Core, job: jobs.Job) -> bool:
     try:
         await core.factory.probe(correlation_id=job.correlation_id or PROBE)
     except Unavailable:
-        now = core.clock.now()
-        async with core.db.transaction() as conn:
-            await jobs.reschedule(conn, job.id, run_at=now + core.settings.factory.probe_interval, now=now)
-        return
+        return False
     except Rejected:  # it answered, if only to refuse the call: it is up
         pass
+    return True
+
+
+async def _probe_again(core: Core, job: jobs.Job, *, bring_forward: Sequence[str] = ()) -> None:
+    """The probe comes back in an interval; the placements of ``bring_forward``'s sales run now."""
     now = core.clock.now()
-    async with core.db.transaction() as conn:  # it answers, and no order waits on it: sales reopen
-        await _factory_back(conn, now)
-        await jobs.complete(conn, job.id)
+    async with core.db.transaction() as conn:
+        for sale_id in bring_forward:
+            await jobs.postpone(conn, dedupe_key=f"{PLACE_ORDER}:{sale_id}", run_at=now, now=now)
+        await jobs.reschedule(conn, job.id, run_at=now + core.settings.factory.probe_interval, now=now)
 
 
 async def _dealerships(conn) -> list[str]:
