@@ -72,6 +72,7 @@ JOBS: dict[str, FlowJob] = {
     settlement.PAYMENT_EVENT: settlement.on_payment_event,
     sale_payments.RECOVER: sale_payments.recover_job,
     sales.PLACE_ORDER: sales.place_order_job,
+    sales.PROBE: sales.probe_job,
     manufacturing.FACTORY_EVENT: manufacturing.on_factory_event,
     registration.SUBMIT: registration.submit,
     registration.POLL: registration.poll,
@@ -135,6 +136,7 @@ async def assemble(settings: CoreSettings, clock: CoreClock, *, worker: str | No
     try:
         core.ids = await IdSource.open(db, seed=settings.id_seed, virtual=clock.mode == "virtual")
         await pruning.schedule(core)  # once per deployment, whichever process starts first
+        await sales.watch_suspension(core)  # a suspension from before the factory probe existed
         if settings.webhook_backlog:
             core.backlog = backlog.Backlog(db, clock, settings.webhook_backlog, settings.webhook_retry_after)
             await core.backlog.sample()  # a restart finds the queue it left

@@ -44,6 +44,8 @@ class FactoryPolicy(BaseModel):
     #: Factory unreachable this long: new sales are suspended and dealerships told
     #: (the specification's acceptable factory downtime: 4 hours a month).
     suspend_sales_after: float = Field(default=4 * 3600.0, gt=0)
+    #: While sales are suspended, clock seconds between two checks that the factory is back.
+    probe_interval: float = Field(default=900.0, gt=0)
 
 
 class BillingPolicy(BaseModel):

@@ -238,6 +238,7 @@ IN_ANOTHER_STATE: dict[tuple[str, str], tuple[int, str]] = {
     ("core.yaml", "completeRegistrationManually"): (409, "a registration left to manual submission"),
     ("core.yaml", "cancelSale"): (409, "an order that cannot be placed, or a registration that cannot be resolved"),
     ("core.yaml", "handOverVehicle"): (409, "a home delivery the customer missed"),
+    ("core.yaml", "recordManualPayment"): (409, "a purchase the payment gateway was down too long to charge"),
 }
 #: The service each contract's examples are sent to (the admin protocol's describe the IoT simulator's faults).
 SERVED_BY = {contract: e.name for e in catalogue.SERVICES for contract in e.contracts} | {

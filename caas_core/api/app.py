@@ -24,6 +24,7 @@ from ..domain.errors import DomainError
 from ..flows import (
     billing,
     lifecycle,
+    manual_payments,
     pruning,
     purchases,
     webhooks,
@@ -51,6 +52,19 @@ class PaymentMethod(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["CARD", "BANK_TRANSFER"]
     token: str = Field(pattern=r"^pm_[A-Za-z0-9_]{1,61}$")  # the gateway's tokens: 64 characters at most
+
+
+class Amount(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: int = Field(ge=0, le=100_000_000_000)  # minor units
+    currency: Literal["EUR", "GBP", "USD"]
+
+
+class ManualPayment(BaseModel):
+    """What an operator took by hand for a purchase in MANUAL_PAYMENT."""
+    model_config = ConfigDict(extra="forbid")
+    reference: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")
+    amount: Amount
 
 
 class PurchaseRequest(BaseModel):
@@ -86,6 +100,7 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
     r.add_get("/customers/{customerId}/purchases", list_purchases)
     r.add_get("/purchases/{purchaseId}", get_purchase)
     r.add_post("/purchases/{purchaseId}/withdrawal", withdraw_purchase)
+    r.add_post("/purchases/{purchaseId}/manual-payment", record_manual_payment)
     r.add_get("/purchases/{purchaseId}/invoices", list_invoices)
     r.add_get("/customers/{customerId}/notifications", list_notifications)
     r.add_get("/support/tickets", list_tickets)
@@ -211,6 +226,25 @@ async def withdraw_purchase(request: web.Request) -> web.Response:
     purchase_id = request.match_info["purchaseId"]
     require_owner(principal, await purchases.owner_of(core, purchase_id))
     return _json(await lifecycle.withdraw(core, purchase_id, _cid(request)))
+
+
+async def record_manual_payment(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    require_role(principal, "operator")
+    body = _body(ManualPayment, await request.read())
+    view = await manual_payments.record(request.app[CORE_KEY], request.match_info["purchaseId"],
+                                        reference=body.reference, amount_minor=body.amount.value,
+                                        currency=body.amount.currency, operator=principal.subject,
+                                        correlation_id=_cid(request))
+    return _json(view)
+
+
+def _body(model: type[BaseModel], raw: bytes):
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise Problem(400, "Invalid request", "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()), kind="invalid-request")
 
 
 async def list_invoices(request: web.Request) -> web.Response:

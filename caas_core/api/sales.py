@@ -22,7 +22,10 @@ from .auth import Principal, require_role
 from .problems import Problem
 
 DEALERSHIP_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,31}$")  # the factory's dealership ids
-PERSON_NAME = r"^\S(.*\S)?$"  # the factory's PersonName
+#: Not white space as the contract's regular expressions (ECMA-262) mean it: pydantic's ``\S``
+#: (Unicode's) also refuses U+0085, which the contract lets through (400 for a valid body).
+_NOT_SPACE = "[^\t\n\x0b\x0c\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+PERSON_NAME = f"^{_NOT_SPACE}(.*{_NOT_SPACE})?$"  # the factory's PersonName: ^\S(.*\S)?$
 
 
 M = TypeVar("M", bound=BaseModel)

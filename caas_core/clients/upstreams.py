@@ -91,6 +91,11 @@ class FactoryClient:
         return await self.http.read(Delivery, "POST", f"/orders/{order_id}/delivery", json=request,
                                     idempotency_key=key, correlation_id=correlation_id)
 
+    async def probe(self, *, correlation_id: str) -> None:
+        """Whether the factory answers at all (its cheapest read, the catalogue): returns, or
+        raises ``Unavailable``. The catalogue itself is not read."""
+        await self.http.call("GET", "/catalogue", correlation_id=correlation_id)
+
 
 @dataclass(frozen=True, slots=True)
 class RegistryClient:

@@ -5,7 +5,8 @@ next month (UTC). It invoices what was consumed (from activation, or the month's
 to the month's end or the cancellation) and charges the payment method on file. A
 declined charge is retried with exponential backoff (1, 2, 4 days by default); when the
 retries are exhausted the subscription is cancelled, the feature deactivated and a
-collection case opened for the invoice. A gateway that is down is not the customer's
+collection case opened for the invoice, and for the part of the current month used until
+the cancellation (invoiced at once, not charged: the method on file has just failed). A gateway that is down is not the customer's
 failure: the charge waits an hour and tries again without counting it.
 
 A customer who cancels is charged the partial month at once (``close``).
@@ -59,12 +60,19 @@ async def schedule_month_end(conn, purchase_id: str, after: float, now: float) -
 async def close(conn, purchase, now: float, *, waive: bool) -> None:
     """The subscription ends now: no more month-end charges; the partial month is billed
     at once unless waived (withdrawal within 14 days)."""
-    period = month_start(now)
-    await jobs.cancel(conn, dedupe_key=_key(purchase["id"], period), now=now)
-    await records.change(conn, purchase["id"], cancelled_at=now)
+    period = await _end(conn, purchase["id"], now)
     if not waive:
         await jobs.enqueue(conn, CHARGE, {"purchaseId": purchase["id"], "periodStart": period}, run_at=now, now=now,
                            dedupe_key=f"{_key(purchase['id'], period)}:final")
+
+
+async def _end(conn, purchase_id: str, now: float) -> float:
+    """No month-end charge from now on: the end recorded, this month's charge called off;
+    returns this month's start (the partial month left to bill)."""
+    period = month_start(now)
+    await jobs.cancel(conn, dedupe_key=_key(purchase_id, period), now=now)
+    await records.change(conn, purchase_id, cancelled_at=now)
+    return period
 
 
 async def charge(core: Core, job: jobs.Job, ctx: JobContext) -> None:
@@ -148,19 +156,38 @@ async def _declined(core: Core, conn, row, invoice, reason: str | None, now: flo
         await _tell(conn, row, "SUBSCRIPTION_PAYMENT_FAILED_WILL_RETRY", invoice, now,
                     reason=reason, retryAt=isoformat(decision.retry_at))
         return
-    await conn.execute(collection_cases.insert().values(
-        id=core.new_id("col"), payment_id=invoice["id"], customer_id=row["customer_id"],
-        amount_minor=invoice["amount_minor"], currency=invoice["currency"],
-        reason=f"subscription unpaid after {failures} attempts ({reason})", status="open", created_at=now))
+    await _open_case(core, conn, row, invoice, f"subscription unpaid after {failures} attempts ({reason})", now)
     if row["cancelled_at"] is None:
         state = PurchaseState(row["status"])
         status = transition(state, PurchaseEvent.SUBSCRIPTION_CANCELLED) if state is PurchaseState.ACTIVE \
             else PurchaseState.CANCELLED
-        await records.change(conn, row["id"], status=status.value, cancelled_at=now, updated_at=now)
+        await records.change(conn, row["id"], status=status.value, updated_at=now)
+        await _end(conn, row["id"], now)
+        await _collect_partial_month(core, conn, row["id"], now)
         await jobs.enqueue(conn, DEACTIVATE, {"purchaseId": row["id"]}, run_at=now, now=now,
                            dedupe_key=f"{DEACTIVATE}:{row['id']}")
-        await jobs.cancel(conn, dedupe_key=_key(row["id"], month_start(now)), now=now)
         await notify(conn, row, NoticeKind.SUBSCRIPTION_CANCELLED, now)
+
+
+async def _collect_partial_month(core: Core, conn, purchase_id: str, now: float) -> None:
+    """Cancelled for non-payment: the part of this month used until now is invoiced, as a
+    customer's cancellation is (the specification's outstanding balance), but not charged:
+    the method on file has just failed every retry, so it goes to collection at once."""
+    row = await records.load(conn, purchase_id)
+    invoice, created = await _invoice(core, conn, row, month_start(now), now)
+    if not created or invoice["status"] != "OPEN":  # nothing used this month, or billed already
+        return
+    await conn.execute(update(invoices).where(invoices.c.id == invoice["id"]).values(status="UNPAID", updated_at=now))
+    await _open_case(core, conn, row, invoice, "subscription cancelled for non-payment: the part of the month "
+                     f"used until {isoformat(now)}", now)
+
+
+async def _open_case(core: Core, conn, row, invoice, reason: str, now: float) -> None:
+    """A collection case for an invoice the customer did not pay."""
+    await conn.execute(collection_cases.insert().values(
+        id=core.new_id("col"), payment_id=invoice["id"], customer_id=row["customer_id"],
+        amount_minor=invoice["amount_minor"], currency=invoice["currency"], reason=reason, status="open",
+        created_at=now))
 
 
 async def _tell(conn, row, template: str, invoice, now: float, **extra) -> None:

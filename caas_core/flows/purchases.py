@@ -216,6 +216,13 @@ async def _paid(core: Core, conn, row, answer: PaymentInitiated, now: float, cor
     await records.change(conn, row["id"], **values)
 
 
+async def record_charge(core: Core, conn, row, payment_id: str, status: str, now: float,
+                        correlation_id: str) -> None:
+    """A charge of an unpaid purchase taken outside ``_pay`` (an operator's, by hand:
+    ``flows.manual_payments``), recorded and its activation queued as a gateway's is."""
+    await _paid(core, conn, row, PaymentInitiated(paymentId=payment_id, status=status), now, correlation_id)
+
+
 async def _deferred(core: Core, conn, row, job: jobs.Job | None, reason: str, now: float) -> None:
     policy = core.settings.payments
     since = row["deferred_since"] if row["deferred_since"] is not None else now

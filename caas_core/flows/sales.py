@@ -7,11 +7,19 @@ is retried with exponential backoff, always under the same Idempotency-Key (one 
 order per paid reservation). The factory unreachable longer than the configured limit
 suspends new sales and tells the dealerships; its first success lifts the suspension.
 
+A suspension must not outlive the outage: while it lasts, a durable probe job (``PROBE``)
+checks on the factory every ``probe_interval``. With orders queued, their placements are
+the check (brought forward to now: the order system is what failed, and placing one
+lifts the suspension); with none queued, the factory's catalogue answering is enough. The
+probe exists only while sales are suspended, so a world in virtual time takes no step for
+it otherwise.
+
 The payments themselves (reservation signal, final payment) are ``sale_payments``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -28,6 +36,7 @@ from .core import Core
 from .runner import JobContext
 
 PLACE_ORDER = "factory.place_order"
+PROBE = "factory.probe"
 SUSPENSION, OUTAGE = "sales_suspended", "factory_outage"
 S = SaleStatus
 
@@ -117,6 +126,7 @@ async def _factory_unavailable(core: Core, sale, reason: str) -> None:
         if now - outage["since"] >= core.settings.factory.suspend_sales_after \
                 and await rec.get_state(conn, SUSPENSION) is None:
             await rec.set_state(conn, SUSPENSION, {"outageSince": outage["since"], "at": now}, now)
+            await _schedule_probe(core, conn, now)
             for dealership in await _dealerships(conn):
                 await rec.alert_dealership(conn, dealership, "SALES_SUSPENDED", now,
                                            outageSince=isoformat(outage["since"]))
@@ -128,6 +138,60 @@ async def _factory_back(conn, now: float) -> None:
         await rec.set_state(conn, SUSPENSION, None, now)
         for dealership in await _dealerships(conn):
             await rec.alert_dealership(conn, dealership, "SALES_RESUMED", now)
+
+
+async def _schedule_probe(core: Core, conn, now: float) -> None:
+    """The probe of the suspension in force, once (its key names the suspension)."""
+    suspension = await rec.get_state(conn, SUSPENSION)
+    await jobs.enqueue(conn, PROBE, {}, run_at=now + core.settings.factory.probe_interval, now=now,
+                       dedupe_key=f"{PROBE}:{suspension['at']!r}")
+
+
+async def watch_suspension(core: Core) -> None:
+    """At start-up: a suspension recorded before the probe existed gets one (idempotent)."""
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        if await rec.get_state(conn, SUSPENSION) is not None:
+            await _schedule_probe(core, conn, now)
+
+
+async def probe_job(core: Core, job: jobs.Job, ctx: JobContext) -> None:
+    """Sales are suspended: is the factory back? Lift the suspension if so, else look again later."""
+    async with core.db.transaction(readonly=True) as conn:
+        suspended = await rec.get_state(conn, SUSPENSION) is not None
+        queued = list((await conn.scalars(select(sales.c.id).where(sales.c.status == S.ORDER_QUEUED.value)
+                                          .order_by(sales.c.id))).all())
+    if not suspended:  # an order placed meanwhile lifted it
+        async with core.db.transaction() as conn:
+            await jobs.complete(conn, job.id)
+    elif queued:  # the queued orders answer for the order system: they try now
+        await _probe_again(core, job, bring_forward=queued)
+        core.wake()
+    elif await _factory_answers(core, job):  # and no order waits on it: sales reopen
+        async with core.db.transaction() as conn:
+            await _factory_back(conn, core.clock.now())
+            await jobs.complete(conn, job.id)
+    else:
+        await _probe_again(core, job)
+
+
+async def _factory_answers(core: Core, job: jobs.Job) -> bool:
+    try:
+        await core.factory.probe(correlation_id=job.correlation_id or PROBE)
+    except Unavailable:
+        return False
+    except Rejected:  # it answered, if only to refuse the call: it is up
+        pass
+    return True
+
+
+async def _probe_again(core: Core, job: jobs.Job, *, bring_forward: Sequence[str] = ()) -> None:
+    """The probe comes back in an interval; the placements of ``bring_forward``'s sales run now."""
+    now = core.clock.now()
+    async with core.db.transaction() as conn:
+        for sale_id in bring_forward:
+            await jobs.postpone(conn, dedupe_key=f"{PLACE_ORDER}:{sale_id}", run_at=now, now=now)
+        await jobs.reschedule(conn, job.id, run_at=now + core.settings.factory.probe_interval, now=now)
 
 
 async def _dealerships(conn) -> list[str]:

@@ -75,18 +75,37 @@ async def test_every_retry_failing_cancels_the_subscription_and_opens_a_collecti
     decline_subscriptions(stack)
     await stack.advance("27d")
     await stack.advance("8d")  # retries after 1, 2 and 4 more days
-    invoice, = await invoices(http, purchase_id)
+    invoice, _february = await invoices(http, purchase_id)  # the used part of February: the test below
     assert invoice["status"] == "UNPAID" and invoice["failedAttempts"] == 4
     assert (await purchase(http, purchase_id))["status"] == "CANCELLED"
-    core = stack.running["core"].app[CORE_KEY]
-    async with core.db.transaction(readonly=True) as conn:
-        cases = (await conn.execute(select(collection_cases))).mappings().all()
-    assert [(c["payment_id"], c["amount_minor"]) for c in cases] == [(invoice["invoiceId"], invoice["amount"]["value"])]
     async with http.get("/customers/c-1/notifications", headers=as_("k-c1")) as r:
         templates = [n["template"] for n in (await r.json())["notifications"]]
     assert templates.count("SUBSCRIPTION_PAYMENT_FAILED_WILL_RETRY") == 3 and "SUBSCRIPTION_CANCELLED" in templates
     await stack.advance("30d")
-    assert len(await invoices(http, purchase_id)) == 1  # nothing billed after the cancellation
+    assert len(await invoices(http, purchase_id)) == 2  # nothing billed after the cancellation
+
+
+async def test_a_subscription_cancelled_for_non_payment_sends_the_used_part_of_the_month_to_collection(world):
+    stack, http, iot, _ = world
+    purchase_id = await subscribe(stack, http, iot)  # 5 January
+    decline_subscriptions(stack)
+    await stack.advance("27d")  # January's invoice declined on 1 February...
+    await stack.advance("8d")  # ...and on the 2nd, 4th and 8th: cancelled on 8 February
+    january, february = await invoices(http, purchase_id)
+    assert january["status"] == "UNPAID" and january["failedAttempts"] == 4
+    # 1-8 February, the feature still on: billed as a customer's cancellation is, never charged
+    assert february["periodStart"].startswith("2026-02-01T00:00:00") and february["periodEnd"].startswith("2026-02-08")
+    assert february["status"] == "UNPAID" and february["failedAttempts"] == 0
+    assert february["amount"]["value"] == round(MONTHLY * 7 / 28)
+    core = stack.running["core"].app[CORE_KEY]
+    async with core.db.transaction(readonly=True) as conn:
+        cases = (await conn.execute(select(collection_cases).order_by(collection_cases.c.created_at,
+                                                                      collection_cases.c.amount_minor.desc())))
+        cases = cases.mappings().all()
+    assert [(c["payment_id"], c["amount_minor"]) for c in cases] == [
+        (january["invoiceId"], january["amount"]["value"]), (february["invoiceId"], february["amount"]["value"])]
+    charged = [e for e in stack.journal() if e.get("service") == "payments" and e.get("path") == "/payments/initiate"]
+    assert len(charged) == 4  # January's four attempts; February's part was never charged
 
 
 @pytest.mark.parametrize("days", [3, 40])

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.xdist_group("tests.core.test_core_contract_file")
 NAME = "core.yaml"
 METHODS = ("get", "put", "post", "delete", "patch")
 OPERATIONS = {
-    "listServices", "purchaseService", "getPurchase", "listPurchases", "withdrawPurchase",
+    "listServices", "purchaseService", "getPurchase", "listPurchases", "withdrawPurchase", "recordManualPayment",
     "listNotifications", "listTickets",
     "receiveOtaStatus", "receivePaymentEvent", "receiveFactoryEvent", "receiveRegistryEvent",
     "getMetrics", "getHealth", "getClock", "moveClock", "reset", "getAudit", "listInvoices",

@@ -140,6 +140,49 @@ async def test_a_long_gateway_outage_hands_the_payment_to_an_operator_and_activa
     assert _charges(stack) == []
 
 
+async def _record_by_hand(http, purchase_id, reference="bank-transfer-0042", value=29900, currency="EUR",
+                          key="k-ops"):
+    async with http.post(f"/purchases/{purchase_id}/manual-payment", headers=as_(key),
+                         json={"reference": reference, "amount": {"value": value, "currency": currency}}) as r:
+        return r.status, await r.json()
+
+
+async def _tickets(http, purchase_id):
+    async with http.get("/support/tickets", headers=as_("k-ops")) as r:
+        return [t for t in (await r.json())["tickets"] if t["purchaseId"] == purchase_id]
+
+
+async def test_a_payment_taken_by_hand_is_recorded_by_an_operator_and_the_service_activated(world):
+    stack, http, iot, _ = world
+    stack.service("payments").faults.add(GATEWAY_DOWN)
+    _, bought = await buy(http, iot["healthy"])
+    purchase_id = bought["purchaseId"]
+    status, early = await _record_by_hand(http, purchase_id)  # still deferred: the queue charges it
+    assert status == 409 and early["type"].endswith("/not-awaiting-manual-payment"), early
+    await stack.advance("2h")
+    stack.service("payments").faults.clear()  # back: the core still leaves it to the operator
+    await stack.advance("1h")
+    assert (await purchase(http, purchase_id))["status"] == "MANUAL_PAYMENT"
+    status, problem = await _record_by_hand(http, purchase_id, key="k-c1")  # operators only
+    assert status == 403, problem
+    status, problem = await _record_by_hand(http, purchase_id, value=2990)  # not the price
+    assert status == 422 and problem["type"].endswith("/amount-mismatch"), problem
+    assert problem["price"] == {"value": 29900, "currency": "EUR"}
+    status, paid = await _record_by_hand(http, purchase_id)
+    assert status == 200 and paid["status"] == "ACTIVATION_QUEUED" and paid["paymentId"], paid
+    assert [t["status"] for t in await _tickets(http, purchase_id)] == ["closed"]
+    status, again = await _record_by_hand(http, purchase_id)  # the same payment again: changes nothing
+    assert status == 200 and again["paymentId"] == paid["paymentId"], again
+    status, other = await _record_by_hand(http, purchase_id, reference="bank-transfer-0043")
+    assert status == 409 and other["type"].endswith("/not-awaiting-manual-payment"), other
+    await stack.advance("5m")
+    done = await purchase(http, purchase_id)
+    assert done["status"] == "ACTIVE" and done["paymentId"] == paid["paymentId"]
+    assert _charges(stack) == []  # the gateway charged nothing: the operator took it
+    status, problem = await _record_by_hand(http, "pur_unknown0000")
+    assert status == 404, problem
+
+
 async def test_a_deferred_purchase_withdrawn_is_never_charged(world):
     stack, http, iot, _ = world
     stack.service("payments").faults.add(GATEWAY_DOWN)

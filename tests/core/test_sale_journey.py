@@ -12,7 +12,7 @@ from tests.core.test_purchase_payment import DiesAfterTheCharge
 
 KEYS = {"k-c1": {"role": "customer", "subject": "c-1"}, "k-c2": {"role": "customer", "subject": "c-2"},
         "k-ops": {"role": "operator", "subject": "ops"}, "k-mad": {"role": "dealership", "subject": "ES-MAD-001"}}
-for magic in ("REJECT", "UNAVAILABLE", "QC-FAIL", "WEBHOOK-DUP", "WEBHOOK-REORDER", "WEBHOOK-LOST"):
+for magic in ("REJECT", "UNAVAILABLE", "QC-FAIL", "WEBHOOK-DUP", "WEBHOOK-REORDER", "WEBHOOK-LOST", "SLOW-NO-ORDER"):
     KEYS[f"k-{magic.lower()}"] = {"role": "dealership", "subject": f"TEST-{magic}"}
 CARD = {"type": "CARD", "token": "pm_card_visa"}
 SERVICES = list(catalogue.NAMES)
@@ -178,6 +178,30 @@ async def test_factory_down_longer_than_the_limit_suspends_sales_until_it_is_bac
     await until(stack, api, sale_id, "ORDER_PLACED", within="2h")
     assert "SALES_RESUMED" in await dealership_templates(api)
     await api.sell()  # sales are open again
+
+
+async def core_next_due(stack):
+    async with aiohttp.ClientSession() as http, http.get(stack.url("core") + "/__admin/health") as r:
+        return (await r.json())["nextDue"]
+
+
+async def test_a_suspension_ends_once_the_factory_answers_though_no_order_is_left_to_place(world):
+    stack, api = world
+    sale_id = await api.sell(dealership="k-slow-no-order")  # every placement times out, no order made
+    status, sale = await api.reserve(sale_id)
+    assert status == 200 and sale["status"] == "ORDER_QUEUED", sale
+    await stack.advance("4h30m")
+    status, refused = await api.call("POST", "/sales", "k-mad", plan())
+    assert status == 503 and refused["type"].endswith("sales-suspended"), refused
+    told = lambda: dealership_templates(api, "TEST-SLOW-NO-ORDER", "k-slow-no-order")
+    assert await told() == ["SALES_SUSPENDED"]
+    status, cancelled = await api.call("POST", f"/sales/{sale_id}/cancellation", "k-slow-no-order",
+                                       {"reason": "the customer gave up waiting"})
+    assert status == 200 and cancelled["status"] == "CANCELLED", cancelled
+    await stack.advance("30m")  # a probe interval (15 min) and more: the catalogue answers
+    assert await told() == ["SALES_SUSPENDED", "SALES_RESUMED"]
+    await api.sell()  # sales are open again, with no order placed
+    assert await core_next_due(stack) is None  # and nothing keeps probing the factory
 
 
 async def test_order_rejected_tells_the_customer_and_refunds_the_reservation(world):
