@@ -179,6 +179,12 @@ class ServiceOffer:
             return now + self.temporary_days * DAY
         return None
 
+    def shared_features(self, other: ServiceOffer) -> tuple[str, ...]:
+        """The feature flags this service switches on that ``other`` switches on too: a vehicle
+        holding one of them cannot be sold the other (switching either off later would switch
+        off what the customer still pays for)."""
+        return tuple(f for f in self.feature_flags if f in other.feature_flags)
+
     def ota_configuration(self) -> dict[str, Any]:
         """The ``configuration`` of ``POST /ota/activate`` (IoT contract)."""
         body: dict[str, Any] = {"featureFlags": list(self.feature_flags)}

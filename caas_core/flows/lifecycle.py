@@ -138,7 +138,10 @@ async def deactivate(core: Core, job: jobs.Job, ctx: JobContext) -> None:
             await jobs.complete(conn, job.id)  # unknown, or its feature may stay on: nothing to switch off
             return
         if "attempt" not in job.payload:
-            if not (row["deactivation_status"] in DEACTIVATING and row["deactivation_queued_at"] is not None):
+            under_way = row["deactivation_status"] in DEACTIVATING and row["deactivation_queued_at"] is not None
+            if not under_way and await _held_by_another(core, conn, row):
+                await _set(conn, purchase_id, {"deactivation_status": _D.KEPT.value, "deactivated_at": None})
+            elif not under_way:
                 round_ = row["deactivation_round"] + 1
                 await _set(conn, purchase_id, {
                     "deactivation_status": _D.PENDING.value, "deactivation_round": round_,
@@ -184,6 +187,24 @@ async def deactivate(core: Core, job: jobs.Job, ctx: JobContext) -> None:
                                dedupe_key=f"{DEACTIVATE_TIMEOUT}:{request_id}", correlation_id=job.correlation_id)
         await jobs.complete(conn, job.id)
     core.wake()
+
+
+async def _held_by_another(core: Core, conn, row) -> bool:
+    """Another purchase of the vehicle, not ended, switches on one of this one's feature flags:
+    switching this one off would switch off a service the customer still has (the purchase
+    itself refuses such a second sale; this guards the vehicle against one made anyway)."""
+    for other in await records.live_of_vehicle(conn, row["vin"]):
+        if other["id"] != row["id"] and _overlap(core, row["service_id"], other["service_id"]):
+            return True
+    return False
+
+
+def _overlap(core: Core, service_id: str, other_id: str) -> bool:
+    if service_id == other_id:
+        return True
+    if service_id not in core.catalogue or other_id not in core.catalogue:
+        return False
+    return bool(core.catalogue.get(service_id).shared_features(core.catalogue.get(other_id)))
 
 
 def _current(row, round_: int, label: str) -> bool:

@@ -86,6 +86,7 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
     lease = core.settings.payments.charge_lease
     try:
         async with core.db.transaction() as conn:
+            await _refuse_if_held(core, conn, offer, vin, purchase_id)
             row = (await conn.execute(_INSERT_PURCHASE, {
                 "id": purchase_id, "customer_id": customer_id, "vin": vin, "service_id": service_id,
                 "duration_type": duration.value, "expiry": offer.expiry_for(duration, now),
@@ -111,6 +112,29 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
         return render(row, eligibility.risk_decision or None, warnings, {})
     await _pay(core, row, correlation_id)
     return await view(core, purchase_id, warnings=warnings)
+
+
+async def _refuse_if_held(core: Core, conn, offer, vin: str, purchase_id: str) -> None:
+    """409 when a purchase of the vehicle that has not ended holds (or is delivering) one of
+    the service's feature flags: the vehicle runs one entry per service, so a second sale
+    would overwrite, and its end switch off, what the customer already paid for
+    (specification: CaaS cannot deactivate already-purchased services). Checked in the
+    transaction that records the purchase, before anything is charged. The purchase itself
+    (its Idempotency-Key's twin, recorded meanwhile) is the in-flight case, not this one."""
+    for held in await records.live_of_vehicle(conn, vin):
+        shared = () if held["id"] == purchase_id else _shared_features(core, offer, held["service_id"])
+        if shared:
+            raise Conflict("Service already held", f"vehicle {vin} already has {held['service_id']} "
+                           f"(purchase {held['id']}, {held['status']}), which includes {', '.join(shared)}: "
+                           f"{offer.service_id} cannot be bought while it lasts", kind="service-already-held",
+                           purchaseId=held["id"], serviceId=held["service_id"])
+
+
+def _shared_features(core: Core, offer, held_service_id: str) -> tuple[str, ...]:
+    try:
+        return offer.shared_features(core.catalogue.get(held_service_id))
+    except UnknownService:  # a service since removed from the catalogue: only its own id is known
+        return offer.feature_flags if held_service_id == offer.service_id else ()
 
 
 async def _again(core: Core, row, idempotency_key: str, correlation_id: str) -> dict[str, Any]:

@@ -1,0 +1,82 @@
+"""What a purchase must not do to the customer: switch off a service already paid for,
+withdraw twice, replay another request under one Idempotency-Key, lose its risk decision
+or warnings, shorten a temporary service's paid period, or sell a subscription on a
+payment method the gateway would never charge. End to end, on SQLite and PostgreSQL, in
+virtual time, against the running simulators."""
+
+from sqlalchemy import select
+
+from caas_core.api.app import CORE_KEY
+from caas_core.store.schema import purchases
+from tests.core import test_service_path as service_path
+from tests.core.test_service_path import as_, buy, purchase
+from tests.core.test_vehicle_in_step import iot_calls, on_vehicle, out_of_step
+
+world = service_path.world  # database_url: tests/core/conftest.py
+
+
+def core_of(stack):
+    return stack.running["core"].app[CORE_KEY]
+
+
+def _charges(stack) -> list[dict]:
+    return [e for e in stack.service("payments").journal.entries() if e["kind"] == "request"
+            and e.get("operation") == "initiatePayment" and 200 <= (e.get("status") or 0) < 300]
+
+
+async def _withdraw(http, purchase_id, key="k-c1"):
+    async with http.post(f"/purchases/{purchase_id}/withdrawal", headers=as_(key)) as r:
+        return r.status, r.headers["Content-Type"], await r.json()
+
+
+async def _notices(http, template):
+    async with http.get("/customers/c-1/notifications", headers=as_("k-c1")) as r:
+        return [n for n in (await r.json())["notifications"] if n["template"] == template]
+
+
+# --- 1. a service the vehicle holds is not sold again ------------------------------------
+
+async def test_a_service_the_vehicle_holds_is_not_sold_again_nor_one_that_shares_its_features(world):
+    stack, http, iot, _ = world
+    vin = iot["healthy"]
+    status, permanent = await buy(http, vin)
+    assert status == 201
+    await stack.advance("1m")
+    assert (await purchase(http, permanent["purchaseId"]))["status"] == "ACTIVE"
+    for service, duration in (("heated-seats", "TEMPORARY"), ("heated-seats", "SUBSCRIPTION"),
+                              ("winter-package", "TEMPORARY")):
+        status, problem = await buy(http, vin, service=service, duration=duration)
+        assert status == 409 and problem["type"].endswith("/service-already-held"), problem
+        assert problem["purchaseId"] == permanent["purchaseId"] and "heated_seats" in problem["detail"]
+    assert len(_charges(stack)) == 1  # refused before any charge
+    await stack.advance("1m")
+    assert on_vehicle(stack, vin) == "ACTIVE"
+    assert [s["durationType"] for s in stack.running["iot"].app[service_path.IOT_MODEL].status(vin)
+            ["activeServices"] if s["serviceId"] == "heated-seats"] == ["PERMANENT"]
+    status, _, _ = await _withdraw(http, permanent["purchaseId"])  # once it has ended, it is for sale again
+    assert status == 200
+    status, again = await buy(http, vin, duration="TEMPORARY")
+    assert status == 201, again
+
+
+async def test_ending_a_purchase_leaves_on_a_feature_another_live_purchase_holds_and_the_audit_sees_doubles(world):
+    """Defence in depth: two live purchases of one service on a vehicle (written here by hand:
+    the purchase refuses them); withdrawing one must not switch off the other's feature."""
+    stack, http, iot, _ = world
+    vin = iot["healthy"]
+    _, permanent = await buy(http, vin)
+    await stack.advance("1m")
+    core = core_of(stack)
+    async with core.db.transaction() as conn:
+        row = (await conn.execute(select(purchases).where(purchases.c.id == permanent["purchaseId"]))).mappings().one()
+        await conn.execute(purchases.insert().values({**row, "id": "pur_second", "duration_type": "TEMPORARY",
+                                                      "payment_id": None}))
+    assert sorted(await out_of_step(http)) == sorted([permanent["purchaseId"], "pur_second"])
+    status, _, withdrawn = await _withdraw(http, "pur_second")
+    assert status == 200 and withdrawn["status"] == "WITHDRAWN"
+    await stack.advance("1h")
+    assert iot_calls(stack, "deactivateService") == [] and on_vehicle(stack, vin) == "ACTIVE"
+    async with core.db.transaction(readonly=True) as conn:
+        kept = await conn.scalar(select(purchases.c.deactivation_status).where(purchases.c.id == "pur_second"))
+    assert kept == "KEPT" and await out_of_step(http) == []
+    assert (await purchase(http, permanent["purchaseId"]))["status"] == "ACTIVE"
