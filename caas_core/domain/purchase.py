@@ -150,10 +150,9 @@ _MOVES: dict[PurchaseState, dict[PurchaseEvent, PurchaseState]] = {
     _S.EXPIRED: {
         _E.EXPIRED: _S.EXPIRED,
     },
-    _S.WITHDRAWN: {
+    _S.WITHDRAWN: {  # withdrawn once: a second withdrawal is refused (no second refund or notice)
         _E.REFUND_COMPLETED: _S.WITHDRAWN,
         _E.REFUND_FAILED: _S.WITHDRAWN,
-        _E.WITHDRAWN: _S.WITHDRAWN,
     },
     _S.CANCELLED: {
         _E.SUBSCRIPTION_CANCELLED: _S.CANCELLED,

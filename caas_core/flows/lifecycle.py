@@ -316,6 +316,16 @@ def _giving_up(row, round_: int) -> bool:
     return row is not None and row["deactivation_status"] == _D.PENDING.value and row["deactivation_round"] == round_
 
 
+def _require_withdrawable(purchase_id: str, state: PurchaseState, event: PurchaseEvent) -> None:
+    """409 unless the purchase's state allows the withdrawal (or, past 14 days, the cancellation):
+    one already withdrawn, cancelled, expired, refused or refunded is not refunded or told again."""
+    try:
+        transition(state, event)
+    except InvalidTransition:
+        raise Conflict("Purchase cannot be withdrawn", f"purchase {purchase_id} is {state.value}; only a purchase "
+                       "being paid, delivered or active can be withdrawn", kind="not-withdrawable") from None
+
+
 async def withdraw(core: Core, purchase_id: str, correlation_id: str) -> dict[str, Any]:
     """Decided and committed in one transaction (the refund follows as a job): a give-up or an
     expiry racing with it sees its result, and a crash loses nothing."""
@@ -327,17 +337,14 @@ async def withdraw(core: Core, purchase_id: str, correlation_id: str) -> dict[st
         payment = (await conn.execute(select(payments).where(payments.c.purchase_id == purchase_id)
                                       .order_by(payments.c.created_at))).mappings().first()
         state = PurchaseState(row["status"])
-        try:
-            transition(state, PurchaseEvent.WITHDRAWN)
-        except InvalidTransition:
-            raise Conflict("Not withdrawable", f"a purchase in state {state.value} cannot be withdrawn",
-                          kind="not-withdrawable") from None
+        _require_withdrawable(purchase_id, state, PurchaseEvent.WITHDRAWN)
         paid = Money(payment["amount_minor"] if payment else 0, row["currency"])
         decision = withdrawal(paid, row["created_at"], now, Money(row["refunded_minor"], row["currency"]),
                               duration_type=row["duration_type"])
         if decision.outcome is WithdrawalOutcome.REFUSED:
             raise Refused("Withdrawal period over", decision.message, kind="withdrawal-period-over")
         event = decision.purchase_event or PurchaseEvent.WITHDRAWN
+        _require_withdrawable(purchase_id, state, event)  # a subscription past 14 days: cancelled if ACTIVE
         values: dict[str, Any] = {"status": transition(state, event).value, "updated_at": now}
         if row["duration_type"] == "SUBSCRIPTION":  # post-paid: bill the partial month unless waived
             await billing.close(conn, row, now, waive=decision.waive_unbilled or not decision.final_billing)

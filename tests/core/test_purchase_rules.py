@@ -80,3 +80,34 @@ async def test_ending_a_purchase_leaves_on_a_feature_another_live_purchase_holds
         kept = await conn.scalar(select(purchases.c.deactivation_status).where(purchases.c.id == "pur_second"))
     assert kept == "KEPT" and await out_of_step(http) == []
     assert (await purchase(http, permanent["purchaseId"]))["status"] == "ACTIVE"
+
+
+# --- 2. a purchase is withdrawn once ---------------------------------------------------
+
+async def test_a_withdrawn_purchase_is_not_withdrawn_again_nor_told_twice(world):
+    stack, http, iot, _ = world
+    _, permanent = await buy(http, iot["healthy"])
+    await stack.advance("1m")
+    status, _, withdrawn = await _withdraw(http, permanent["purchaseId"])
+    assert status == 200 and withdrawn["status"] == "WITHDRAWN"
+    told = await _notices(http, "WITHDRAWAL_CONFIRMED")
+    for wait in ("1m", "15d"):  # within the 14 days, and after them
+        await stack.advance(wait)
+        status, content_type, problem = await _withdraw(http, permanent["purchaseId"])
+        assert status == 409 and content_type.startswith("application/problem+json"), problem
+        assert problem["type"].endswith("/not-withdrawable") and "WITHDRAWN" in problem["detail"]
+    assert await _notices(http, "WITHDRAWAL_CONFIRMED") == told
+    assert (await purchase(http, permanent["purchaseId"]))["status"] == "WITHDRAWN"
+
+
+async def test_a_subscription_withdrawn_within_14_days_is_not_cancelled_after_them(world):
+    stack, http, iot, _ = world
+    _, subscription = await buy(http, iot["healthy"], service="premium-audio", duration="SUBSCRIPTION")
+    await stack.advance("1m")
+    status, _, withdrawn = await _withdraw(http, subscription["purchaseId"])
+    assert status == 200 and withdrawn["status"] == "WITHDRAWN"
+    await stack.advance("15d")
+    status, content_type, problem = await _withdraw(http, subscription["purchaseId"])
+    assert status == 409 and content_type.startswith("application/problem+json"), problem
+    assert problem["type"].endswith("/not-withdrawable")
+    assert await _notices(http, "SUBSCRIPTION_CANCELLED") == []
