@@ -59,10 +59,10 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
         async with core.db.transaction(readonly=True) as conn:
             existing = await records.load(conn, purchase_id)
         if existing is not None:
-            if (existing["vin"], existing["service_id"], existing["duration_type"]) != (vin, service_id,
-                                                                                        duration_type):
+            if _request_of(existing) != (vin, service_id, duration_type, method_type, token):
                 raise Refused("Idempotency key reused", f"Idempotency-Key {idempotency_key!r} was first "
-                              "used for another purchase", kind="idempotency-mismatch")
+                              "used with another request (vehicle, service, duration or payment method)",
+                              kind="idempotency-mismatch")
             return await _again(core, existing, idempotency_key, correlation_id)
     try:
         offer = core.catalogue.get(service_id)
@@ -112,6 +112,12 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
         return render(row, eligibility.risk_decision or None, warnings, {})
     await _pay(core, row, correlation_id)
     return await view(core, purchase_id, warnings=warnings)
+
+
+def _request_of(row) -> tuple[str, ...]:
+    """What a purchase request said, as its row keeps it: the same Idempotency-Key replays only
+    the same request (the payment method included: another card is another request)."""
+    return (row["vin"], row["service_id"], row["duration_type"], row["method_type"], row["method_token"])
 
 
 async def _refuse_if_held(core: Core, conn, offer, vin: str, purchase_id: str) -> None:

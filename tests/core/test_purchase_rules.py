@@ -9,7 +9,7 @@ from sqlalchemy import select
 from caas_core.api.app import CORE_KEY
 from caas_core.store.schema import purchases
 from tests.core import test_service_path as service_path
-from tests.core.test_service_path import as_, buy, purchase
+from tests.core.test_service_path import CARD, as_, buy, purchase
 from tests.core.test_vehicle_in_step import iot_calls, on_vehicle, out_of_step
 
 world = service_path.world  # database_url: tests/core/conftest.py
@@ -111,3 +111,22 @@ async def test_a_subscription_withdrawn_within_14_days_is_not_cancelled_after_th
     assert status == 409 and content_type.startswith("application/problem+json"), problem
     assert problem["type"].endswith("/not-withdrawable")
     assert await _notices(http, "SUBSCRIPTION_CANCELLED") == []
+
+
+# --- 3. one Idempotency-Key, one request ---------------------------------------------------
+
+async def test_an_idempotency_key_reused_with_another_payment_method_is_422(world):
+    stack, http, iot, _ = world
+    url = f"/customers/c-1/vehicles/{iot['healthy']}/purchases"
+    body = {"serviceId": "heated-seats", "durationType": "PERMANENT", "paymentMethod": CARD}
+    async with http.post(url, headers={**as_("k-c1"), "Idempotency-Key": "k-1"}, json=body) as r:
+        assert r.status == 201
+    for method in ({"type": "CARD", "token": "pm_card_mastercard"}, {"type": "BANK_TRANSFER", "token": CARD["token"]}):
+        async with http.post(url, headers={**as_("k-c1"), "Idempotency-Key": "k-1"},
+                             json={**body, "paymentMethod": method}) as r:
+            problem = await r.json()
+            assert r.status == 422 and problem["type"].endswith("/idempotency-mismatch"), problem
+            assert "Idempotent-Replayed" not in r.headers
+    async with http.post(url, headers={**as_("k-c1"), "Idempotency-Key": "k-1"}, json=body) as r:
+        assert r.status == 201 and r.headers["Idempotent-Replayed"] == "true"
+    assert len(_charges(stack)) == 1
