@@ -29,7 +29,7 @@ from ..clients.wire.payments import PaymentInitiated
 from ..clock import isoformat
 from ..domain.catalogue import DurationNotOffered, DurationType, UnknownService
 from ..domain.errors import Conflict, NotFound, Refused
-from ..domain.maintenance import VSS_INVALID, assess, needs_vss
+from ..domain.maintenance import VSS_INVALID, VSS_NOT_FOUND, assess, needs_vss
 from ..domain.notifications import NoticeKind
 from ..domain.purchase import UNPAID, PurchaseEvent, PurchaseState, transition
 from ..store import jobs, outbox
@@ -297,8 +297,8 @@ async def _eligibility(core: Core, offer, vin: str, correlation_id: str):
     except Unavailable as exc:  # VSS down or slow: sell anyway, and say so in the audit log
         return assess(offer, None, vss_error=str(exc))
     except Rejected as exc:
-        if exc.status == 404:
-            return assess(offer, None, vss_error="VEHICLE_UNKNOWN")
+        if exc.status == 404:  # VSS does not know the vehicle: sold, its own risk decision recorded
+            return assess(offer, None, vss_error=VSS_NOT_FOUND)
         raise
     return assess(offer, status.model_dump())  # domain.maintenance reads the parsed status as a mapping
 

@@ -130,3 +130,13 @@ async def test_an_idempotency_key_reused_with_another_payment_method_is_422(worl
     async with http.post(url, headers={**as_("k-c1"), "Idempotency-Key": "k-1"}, json=body) as r:
         assert r.status == 201 and r.headers["Idempotent-Replayed"] == "true"
     assert len(_charges(stack)) == 1
+
+
+# --- 4. a vehicle VSS does not know ---------------------------------------------------------
+
+async def test_a_vehicle_unknown_to_vss_is_sold_with_its_own_risk_decision(world):
+    _stack, http, _, vss = world
+    status, bought = await buy(http, vss["unknown_in_vss"], service="performance-boost", duration="TEMPORARY")
+    assert status == 201, bought
+    assert bought["riskDecision"] == "VSS_VEHICLE_UNKNOWN_ALLOWED" and "MAINTENANCE_UNVERIFIED" in bought["warnings"]
+    assert (await purchase(http, bought["purchaseId"]))["riskDecision"] == "VSS_VEHICLE_UNKNOWN_ALLOWED"
