@@ -93,6 +93,7 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
                 "price_minor": price.minor, "currency": price.currency,
                 "status": (_S.REQUESTED if prepaid else _S.ACTIVATION_QUEUED).value, "attempts": 0,
                 "created_at": now, "updated_at": now, "risk_flag": eligibility.risk_decision is not None,
+                "warnings": warnings,
                 "method_type": method_type, "method_token": token,
                 "charge_lease_until": now + lease if prepaid else None})).mappings().one()
             if eligibility.risk_decision:
@@ -109,9 +110,9 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
         raise _in_flight(idempotency_key) from None
     if not prepaid:
         core.wake()
-        return render(row, eligibility.risk_decision or None, warnings, {})
+        return render(row, eligibility.risk_decision or None, {})
     await _pay(core, row, correlation_id)
-    return await view(core, purchase_id, warnings=warnings)
+    return await view(core, purchase_id)
 
 
 def _request_of(row) -> tuple[str, ...]:
@@ -303,7 +304,7 @@ async def _eligibility(core: Core, offer, vin: str, correlation_id: str):
     return assess(offer, status.model_dump())  # domain.maintenance reads the parsed status as a mapping
 
 
-async def view(core: Core, purchase_id: str, *, warnings: list[str] | None = None) -> dict[str, Any]:
+async def view(core: Core, purchase_id: str) -> dict[str, Any]:
     async with core.db.transaction(readonly=True) as conn:
         row = await records.load(conn, purchase_id)
         if row is None:
@@ -312,10 +313,8 @@ async def view(core: Core, purchase_id: str, *, warnings: list[str] | None = Non
         if row["risk_flag"]:
             found = await outbox.decisions(conn, subject=purchase_id)
             decision = found[0].decision if found else None
-            if warnings is None and found:
-                warnings = list(found[0].detail.get("warnings", []))
         returned = await _refunds_of(conn, _refunded([row]))
-    return render(row, decision, warnings or [], returned.get(purchase_id, {}))
+    return render(row, decision, returned.get(purchase_id, {}))
 
 
 def _refunded(rows) -> list[str]:
@@ -340,7 +339,7 @@ async def _refunds_of(conn, purchase_ids: list[str]) -> dict[str, dict[str, int]
     return found
 
 
-def render(row, risk_decision: str | None, warnings: list[str], returned: dict[str, int]) -> dict[str, Any]:
+def render(row, risk_decision: str | None, returned: dict[str, int]) -> dict[str, Any]:
     """``returned``: the purchase's refunds by status. ``refunded`` counts the completed ones;
     ``refundPending`` what was decided and not settled either way yet (requested at the
     gateway, or still to be requested)."""
@@ -352,7 +351,7 @@ def render(row, risk_decision: str | None, warnings: list[str], returned: dict[s
         "expiresAt": isoformat(row["expiry"]) if row["expiry"] else None,
         "price": {"value": row["price_minor"], "currency": row["currency"]}, "status": row["status"],
         "attempts": row["attempts"], "paymentId": row["payment_id"], "riskDecision": risk_decision,
-        "warnings": warnings, "refunded": {"value": returned.get("SUCCEEDED", 0), "currency": row["currency"]},
+        "warnings": list(row["warnings"] or []), "refunded": {"value": returned.get("SUCCEEDED", 0), "currency": row["currency"]},
         "refundPending": {"value": pending, "currency": row["currency"]},
         "createdAt": isoformat(row["created_at"]),
         "deliveredAt": isoformat(row["delivered_at"]) if row["delivered_at"] else None,
@@ -362,14 +361,14 @@ def render(row, risk_decision: str | None, warnings: list[str], returned: dict[s
 async def for_customer(core: Core, customer_id: str) -> list[dict[str, Any]]:
     async with core.db.transaction(readonly=True) as conn:
         rows = await records.of_customer(conn, customer_id)
-        risky = {}  # the risk decision and warnings of purchases sold without a maintenance check
+        risky = {}  # the risk decision of purchases sold without a maintenance check
         for row in rows:
             if row["risk_flag"]:
                 found = await outbox.decisions(conn, subject=row["id"])
                 if found:
-                    risky[row["id"]] = (found[0].decision, list(found[0].detail.get("warnings", [])))
+                    risky[row["id"]] = found[0].decision
         returned = await _refunds_of(conn, _refunded(rows))
-    return [render(row, *risky.get(row["id"], (None, [])), returned.get(row["id"], {})) for row in rows]
+    return [render(row, risky.get(row["id"]), returned.get(row["id"], {})) for row in rows]
 
 
 async def owner_of(core: Core, purchase_id: str) -> str:

@@ -140,3 +140,15 @@ async def test_a_vehicle_unknown_to_vss_is_sold_with_its_own_risk_decision(world
     assert status == 201, bought
     assert bought["riskDecision"] == "VSS_VEHICLE_UNKNOWN_ALLOWED" and "MAINTENANCE_UNVERIFIED" in bought["warnings"]
     assert (await purchase(http, bought["purchaseId"]))["riskDecision"] == "VSS_VEHICLE_UNKNOWN_ALLOWED"
+
+
+# --- 5. the warnings stay with the purchase ---------------------------------------------------
+
+async def test_the_warnings_shown_at_purchase_are_shown_on_every_read(world):
+    _stack, http, _, vss = world
+    status, bought = await buy(http, vss["warranty_expired"], service="track-mode", duration="TEMPORARY")
+    assert status == 201 and bought["warnings"] == ["WARRANTY_EXPIRED"], bought
+    assert (await purchase(http, bought["purchaseId"]))["warnings"] == ["WARRANTY_EXPIRED"]
+    async with http.get("/customers/c-1/purchases", headers=as_("k-c1")) as r:
+        [listed] = (await r.json())["purchases"]
+    assert listed["warnings"] == ["WARRANTY_EXPIRED"]
