@@ -66,11 +66,11 @@ from .purchases import view
 from .runner import JobContext
 
 
-async def schedule_expiry(conn, row, now: float) -> None:
-    """Called when a purchase becomes ACTIVE: a temporary service ends on its own."""
-    if row["expiry"] is not None:
-        await jobs.enqueue(conn, EXPIRE, {"purchaseId": row["id"]}, run_at=row["expiry"], now=now,
-                           dedupe_key=f"{EXPIRE}:{row['id']}")
+async def schedule_expiry(conn, purchase_id: str, expiry: float | None, now: float) -> None:
+    """Called when a purchase becomes ACTIVE: a temporary service ends on its own at ``expiry``."""
+    if expiry is not None:
+        await jobs.enqueue(conn, EXPIRE, {"purchaseId": purchase_id}, run_at=expiry, now=now,
+                           dedupe_key=f"{EXPIRE}:{purchase_id}")
 
 
 async def expire(core: Core, job: jobs.Job, ctx: JobContext) -> None:

@@ -89,7 +89,7 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
             await _refuse_if_held(core, conn, offer, vin, purchase_id)
             row = (await conn.execute(_INSERT_PURCHASE, {
                 "id": purchase_id, "customer_id": customer_id, "vin": vin, "service_id": service_id,
-                "duration_type": duration.value, "expiry": offer.expiry_for(duration, now),
+                "duration_type": duration.value, "expiry": None,  # a temporary period counts from delivery
                 "price_minor": price.minor, "currency": price.currency,
                 "status": (_S.REQUESTED if prepaid else _S.ACTIVATION_QUEUED).value, "attempts": 0,
                 "created_at": now, "updated_at": now, "risk_flag": eligibility.risk_decision is not None,
@@ -283,7 +283,7 @@ async def _move(conn, row, event: PurchaseEvent, now: float, **values: Any) -> N
 
 
 async def _queue_activation(conn, purchase_id: str, now: float, correlation_id: str) -> None:
-    await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": "0.0"}, run_at=now, now=now,
+    await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": "0.0", "at": now}, run_at=now, now=now,
                        dedupe_key=f"{ACTIVATE}:{purchase_id}:0.0", correlation_id=correlation_id)
 
 
@@ -348,7 +348,8 @@ def render(row, risk_decision: str | None, returned: dict[str, int]) -> dict[str
     return {
         "purchaseId": row["id"], "customerId": row["customer_id"], "vin": row["vin"],
         "serviceId": row["service_id"], "durationType": row["duration_type"],
-        "expiresAt": isoformat(row["expiry"]) if row["expiry"] else None,
+        # a TEMPORARY period counts from delivery: no expiry before (the one of a push is tentative)
+        "expiresAt": isoformat(row["expiry"]) if row["expiry"] and row["delivered_at"] else None,
         "price": {"value": row["price_minor"], "currency": row["currency"]}, "status": row["status"],
         "attempts": row["attempts"], "paymentId": row["payment_id"], "riskDecision": risk_decision,
         "warnings": list(row["warnings"] or []), "refunded": {"value": returned.get("SUCCEEDED", 0), "currency": row["currency"]},

@@ -4,6 +4,8 @@ or warnings, shorten a temporary service's paid period, or sell a subscription o
 payment method the gateway would never charge. End to end, on SQLite and PostgreSQL, in
 virtual time, against the running simulators."""
 
+from datetime import datetime
+
 from sqlalchemy import select
 
 from caas_core.api.app import CORE_KEY
@@ -13,6 +15,7 @@ from tests.core.test_service_path import CARD, as_, buy, purchase
 from tests.core.test_vehicle_in_step import iot_calls, on_vehicle, out_of_step
 
 world = service_path.world  # database_url: tests/core/conftest.py
+DAY = 86_400
 
 
 def core_of(stack):
@@ -152,3 +155,35 @@ async def test_the_warnings_shown_at_purchase_are_shown_on_every_read(world):
     async with http.get("/customers/c-1/purchases", headers=as_("k-c1")) as r:
         [listed] = (await r.json())["purchases"]
     assert listed["warnings"] == ["WARRANTY_EXPIRED"]
+
+
+# --- 6. a temporary service's period counts from its delivery ---------------------------------
+
+def _instant(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+async def test_a_temporary_service_delayed_by_an_iot_outage_runs_its_whole_period_from_delivery(world):
+    stack, http, iot, _ = world
+    vin = iot["healthy"]
+    stack.service("iot").faults.add({"id": "iot-down", "match": {"operation": "activateService"},
+                                     "action": {"type": "http_error", "params": {"status": 503}}})
+    status, bought = await buy(http, vin, duration="TEMPORARY")
+    assert status == 201 and bought["expiresAt"] is None  # not delivered: no period running yet
+    await stack.advance("3h")
+    assert (await purchase(http, bought["purchaseId"]))["expiresAt"] is None
+    stack.service("iot").faults.clear()
+    await stack.advance("1h")
+    done = await purchase(http, bought["purchaseId"])
+    assert done["status"] == "ACTIVE", done
+    period = _instant(done["expiresAt"]) - _instant(done["deliveredAt"])
+    assert 30 * DAY - 60 <= period <= 30 * DAY, period / 3600  # the push's time to the callback aside
+    assert _instant(done["expiresAt"]) - _instant(bought["createdAt"]) > 30 * DAY + 3 * 3600
+    [on_car] = [s for s in stack.running["iot"].app[service_path.IOT_MODEL].status(vin)["activeServices"]
+                if s["serviceId"] == "heated-seats"]
+    assert _instant(on_car["expiryDate"]) == _instant(done["expiresAt"])  # the vehicle's expiry is the one billed
+    # a minute before its expiry (past purchase + 30 days): still running, not cut short by the outage
+    await stack.advance(f"{int(_instant(done['expiresAt']) - core_of(stack).clock.now()) - 60}s")
+    assert (await purchase(http, bought["purchaseId"]))["status"] == "ACTIVE"
+    await stack.advance("2m")
+    assert (await purchase(http, bought["purchaseId"]))["status"] == "EXPIRED"
