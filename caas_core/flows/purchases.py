@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from ..clients.http import Malformed, Rejected, Unavailable
 from ..clients.wire.payments import PaymentInitiated
 from ..clock import isoformat
+from ..domain.billing import PAYMENT_METHOD_UNVERIFIED, method_on_file_problem
 from ..domain.catalogue import DurationNotOffered, DurationType, UnknownService
 from ..domain.errors import Conflict, NotFound, Refused
 from ..domain.maintenance import VSS_INVALID, VSS_NOT_FOUND, assess, needs_vss
@@ -81,8 +82,13 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
                       shortfalls=[{"block": s.block.display_name, "actualPercent": s.actual_pct,
                                    "requiredPercent": s.required_pct} for s in eligibility.shortfalls],
                       warnings=warnings)
-    now = core.clock.now()
     prepaid = duration is not DurationType.SUBSCRIPTION  # subscriptions are post-paid: billed at month end
+    method_risk = None
+    if not prepaid:
+        async with core.db.transaction(readonly=True) as conn:  # the vehicle's services before the payment
+            await _refuse_if_held(core, conn, offer, vin, purchase_id)
+        method_risk = await _check_method_on_file(core, customer_id, method_type, token, correlation_id)
+    now = core.clock.now()
     lease = core.settings.payments.charge_lease
     try:
         async with core.db.transaction() as conn:
@@ -100,6 +106,10 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
                 await outbox.record_decision(conn, "maintenance", purchase_id, eligibility.risk_decision,
                                              {"vin": vin, "serviceId": service_id, "reason": eligibility.risk_reason,
                                               "warnings": warnings}, now)
+            if method_risk:
+                await outbox.record_decision(conn, "payment", purchase_id, method_risk,
+                                             {"customerId": customer_id, "token": token,
+                                              "reason": "payment gateway unavailable"}, now)
             if prepaid:  # the safety net: charges and completes it if this request dies before it does
                 await jobs.enqueue(conn, CHARGE, {"purchaseId": purchase_id}, run_at=now + lease, now=now,
                                    dedupe_key=f"{CHARGE}:{purchase_id}", correlation_id=correlation_id)
@@ -142,6 +152,34 @@ def _shared_features(core: Core, offer, held_service_id: str) -> tuple[str, ...]
         return offer.shared_features(core.catalogue.get(held_service_id))
     except UnknownService:  # a service since removed from the catalogue: only its own id is known
         return offer.feature_flags if held_service_id == offer.service_id else ()
+
+
+async def _check_method_on_file(core: Core, customer_id: str, method_type: str, token: str,
+                                correlation_id: str) -> str | None:
+    """A subscription is charged at month end to its method on file: one the gateway does not
+    hold, of another type or customer, or expired, would never be charged, so it is refused
+    now with nothing recorded (422, as a one-time purchase's charge would be). The gateway
+    down: sold all the same and the risk decision returned, to be recorded (the specification:
+    defer payment, manual fallback; nothing is charged before the month ends, whose charge is
+    retried and then goes to collection). The gateway offers no check of a card its issuer
+    would decline short of charging it (a real one is refused when stored): a test token such
+    as ``pm_card_declined`` shows at month end."""
+    try:
+        found = await core.payments.method(token, correlation_id=correlation_id)
+    except Unavailable:  # a Malformed answer included
+        return PAYMENT_METHOD_UNVERIFIED
+    except Rejected as exc:
+        detail = f"no stored payment method {token}" if exc.status == 404 else (
+            (exc.problem or {}).get("detail") or str(exc))
+        raise Refused("Payment refused", f"{detail}: store a payment method or use another one",
+                      kind="payment-refused") from None
+    problem = method_on_file_problem(method_type=method_type, customer_id=customer_id, found_type=found.type,
+                                     owner=found.customerId, expired=found.expired)
+    if problem is not None:
+        raise Refused("Payment refused" if problem.kind == "payment-refused" else "Payment declined",
+                      f"the payment method {token} cannot be charged at month end: {problem.reason}",
+                      kind=problem.kind)
+    return None
 
 
 async def _again(core: Core, row, idempotency_key: str, correlation_id: str) -> dict[str, Any]:
@@ -311,7 +349,7 @@ async def view(core: Core, purchase_id: str) -> dict[str, Any]:
             raise NotFound("Unknown purchase", f"no purchase {purchase_id}")
         decision = None
         if row["risk_flag"]:
-            found = await outbox.decisions(conn, subject=purchase_id)
+            found = await outbox.decisions(conn, subject=purchase_id, kind="maintenance")
             decision = found[0].decision if found else None
         returned = await _refunds_of(conn, _refunded([row]))
     return render(row, decision, returned.get(purchase_id, {}))
@@ -365,7 +403,7 @@ async def for_customer(core: Core, customer_id: str) -> list[dict[str, Any]]:
         risky = {}  # the risk decision of purchases sold without a maintenance check
         for row in rows:
             if row["risk_flag"]:
-                found = await outbox.decisions(conn, subject=row["id"])
+                found = await outbox.decisions(conn, subject=row["id"], kind="maintenance")
                 if found:
                     risky[row["id"]] = found[0].decision
         returned = await _refunds_of(conn, _refunded(rows))

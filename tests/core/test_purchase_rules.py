@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from caas_core.api.app import CORE_KEY
+from caas_core.store import outbox
 from caas_core.store.schema import purchases
 from tests.core import test_service_path as service_path
 from tests.core.test_service_path import CARD, as_, buy, purchase
@@ -187,3 +188,41 @@ async def test_a_temporary_service_delayed_by_an_iot_outage_runs_its_whole_perio
     assert (await purchase(http, bought["purchaseId"]))["status"] == "ACTIVE"
     await stack.advance("2m")
     assert (await purchase(http, bought["purchaseId"]))["status"] == "EXPIRED"
+
+
+# --- 7. a subscription's payment method is checked before it is sold --------------------------
+
+async def _subscribe(http, vin, token):
+    async with http.post(f"/customers/c-1/vehicles/{vin}/purchases", headers=as_("k-c1"),
+                         json={"serviceId": "premium-audio", "durationType": "SUBSCRIPTION",
+                               "paymentMethod": {**CARD, "token": token}}) as r:
+        return r.status, await r.json()
+
+
+async def test_a_subscription_on_a_payment_method_the_gateway_would_never_charge_is_refused(world):
+    stack, http, iot, _ = world
+    for token, kind in (("pm_nope", "payment-refused"), ("pm_card_expired", "payment-declined"),
+                        ("pm_bank_sepa", "payment-refused")):  # a bank account given as a CARD
+        status, problem = await _subscribe(http, iot["healthy"], token)
+        assert status == 422 and problem["type"].endswith(f"/{kind}"), (token, problem)
+        assert token in problem["detail"]
+    await stack.advance("1h")
+    async with http.get("/customers/c-1/purchases", headers=as_("k-c1")) as r:
+        assert (await r.json())["purchases"] == []
+    assert iot_calls(stack, "activateService") == []
+    status, subscribed = await _subscribe(http, iot["healthy"], "pm_card_visa")
+    assert status == 201 and subscribed["status"] == "ACTIVATION_QUEUED"
+
+
+async def test_a_subscription_sold_while_the_gateway_cannot_check_its_method_records_the_risk(world):
+    """The specification's "defer payment, manual fallback": nothing is charged before the
+    month ends, so the sale goes ahead and the risk is in the audit log."""
+    stack, http, iot, _ = world
+    stack.service("payments").faults.add({"match": {"operation": "getPaymentMethod"},
+                                          "action": {"type": "http_error", "params": {"status": 503}}})
+    status, subscribed = await _subscribe(http, iot["healthy"], "pm_card_visa")
+    assert status == 201 and subscribed["status"] == "ACTIVATION_QUEUED", subscribed
+    assert subscribed["riskDecision"] is None  # the maintenance decision: none taken
+    async with core_of(stack).db.transaction(readonly=True) as conn:
+        decisions = await outbox.decisions(conn, subject=subscribed["purchaseId"])
+    assert [(d.kind, d.decision) for d in decisions] == [("payment", "PAYMENT_METHOD_UNVERIFIED_ALLOWED")]
