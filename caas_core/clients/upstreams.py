@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from .http import JsonClient
 from .wire.factory import Delivery, OrderConfirmation, OrderList, OrderSummary
 from .wire.iot import ActivationAccepted, VehicleStatus
-from .wire.payments import Payment, PaymentInitiated, PaymentList, Refund
+from .wire.payments import Payment, PaymentInitiated, PaymentList, PaymentMethod, Refund
 from .wire.registries import Registration
 from .wire.vss import MaintenanceStatus
 
@@ -70,6 +70,10 @@ class PaymentsClient:
             body["amount"] = {"value": amount_minor, "currency": currency}
         return await self.http.read(Refund, "POST", f"/payments/{payment_id}/refund", json=body, idempotency_key=key,
                                     correlation_id=correlation_id)
+
+    async def method(self, token: str, *, correlation_id: str) -> PaymentMethod:
+        """A payment method on file (or a test token): 404 (``Rejected``) when there is none."""
+        return await self.http.read(PaymentMethod, "GET", f"/payment-methods/{token}", correlation_id=correlation_id)
 
     async def payment(self, payment_id: str, *, correlation_id: str) -> Payment:
         return await self.http.read(Payment, "GET", f"/payments/{payment_id}", correlation_id=correlation_id)

@@ -17,9 +17,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
+from typing import NamedTuple
 
 from .catalogue import DAY
 from .money import Money
+
+#: The risk decision of a subscription sold while the gateway could not say whether its
+#: payment method on file can be charged (the specification: defer payment, manual fallback).
+PAYMENT_METHOD_UNVERIFIED = "PAYMENT_METHOD_UNVERIFIED_ALLOWED"
+
+
+class MethodProblem(NamedTuple):
+    kind: str     # the problem type: payment-refused (the gateway would refuse it), payment-declined
+    reason: str
+
+
+def method_on_file_problem(*, method_type: str, customer_id: str, found_type: str, owner: str | None,
+                           expired: bool) -> MethodProblem | None:
+    """Why a payment method the gateway holds cannot carry a post-paid subscription (None: it
+    can): the month-end charge would be refused or declined whatever happens meanwhile."""
+    if found_type != method_type:
+        return MethodProblem("payment-refused", f"it is a {found_type} method, not {method_type}")
+    if owner is not None and owner != customer_id:
+        return MethodProblem("payment-refused", "it was stored for another customer")
+    if expired:
+        return MethodProblem("payment-declined", "the card has expired (EXPIRED_CARD)")
+    return None
 
 
 def month_start(t: float) -> float:

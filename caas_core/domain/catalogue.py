@@ -170,14 +170,22 @@ class ServiceOffer:
             raise DurationNotOffered(f"{self.name} is not offered as {d} (offered: {offered})") from None
 
     def expiry_for(self, duration_type: DurationType | str, now: float) -> float | None:
-        """When a purchase made at ``now`` expires: ``now + temporary_days`` for TEMPORARY,
-        None for PERMANENT and SUBSCRIPTION (a subscription ends only when cancelled)."""
+        """When a service delivered from ``now`` expires: ``now + temporary_days`` for TEMPORARY
+        (sold for its period of use: the core passes the time of the push that delivers it),
+        None for PERMANENT and SUBSCRIPTION (a subscription ends only when cancelled, and is
+        billed from its delivery)."""
         d = DurationType(duration_type)
         self.price_for(d)  # offered?
         if d is DurationType.TEMPORARY:
             assert self.temporary_days is not None
             return now + self.temporary_days * DAY
         return None
+
+    def shared_features(self, other: ServiceOffer) -> tuple[str, ...]:
+        """The feature flags this service switches on that ``other`` switches on too: a vehicle
+        holding one of them cannot be sold the other (switching either off later would switch
+        off what the customer still pays for)."""
+        return tuple(f for f in self.feature_flags if f in other.feature_flags)
 
     def ota_configuration(self) -> dict[str, Any]:
         """The ``configuration`` of ``POST /ota/activate`` (IoT contract)."""
@@ -187,7 +195,8 @@ class ServiceOffer:
         return body
 
     def ota_duration(self, duration_type: DurationType | str, now: float) -> dict[str, Any]:
-        """The ``duration`` of ``POST /ota/activate`` (IoT contract) for a purchase at ``now``."""
+        """The ``duration`` of ``POST /ota/activate`` (IoT contract) for a push at ``now``: the
+        vehicle's own expiry, the one the core bills once the push delivers."""
         d = DurationType(duration_type)
         expiry = self.expiry_for(d, now)
         if d is DurationType.TEMPORARY:

@@ -205,6 +205,7 @@ class DeactivationStatus(StrEnum):
     OFF = "OFF"                  # confirmed off: DEACTIVATED, 422 not active, or the vehicle's status
     NOT_NEEDED = "NOT_NEEDED"    # nothing of the activation ever reached the vehicle
     FAILED = "FAILED"            # every attempt failed and the vehicle may still run it: support ticket
+    KEPT = "KEPT"                # left on: another live purchase of the vehicle holds the feature
 
 
 #: A deactivation under way (a job of it is queued).

@@ -150,10 +150,9 @@ _MOVES: dict[PurchaseState, dict[PurchaseEvent, PurchaseState]] = {
     _S.EXPIRED: {
         _E.EXPIRED: _S.EXPIRED,
     },
-    _S.WITHDRAWN: {
+    _S.WITHDRAWN: {  # withdrawn once: a second withdrawal is refused (no second refund or notice)
         _E.REFUND_COMPLETED: _S.WITHDRAWN,
         _E.REFUND_FAILED: _S.WITHDRAWN,
-        _E.WITHDRAWN: _S.WITHDRAWN,
     },
     _S.CANCELLED: {
         _E.SUBSCRIPTION_CANCELLED: _S.CANCELLED,
@@ -169,6 +168,11 @@ TRANSITIONS: Mapping[PurchaseState, Mapping[PurchaseEvent, PurchaseState]] = Map
 
 #: States from which nothing more happens to the delivery (money bookkeeping aside).
 TERMINAL: frozenset[PurchaseState] = frozenset({_S.REFUSED, _S.REFUNDED, _S.EXPIRED, _S.WITHDRAWN, _S.CANCELLED})
+
+#: States in which a purchase no longer holds its service on the vehicle, nor ever will:
+#: refused, given up, refunded, expired, withdrawn or cancelled.
+ENDED: frozenset[PurchaseState] = frozenset({_S.REFUSED, _S.ACTIVATION_FAILED, _S.REFUNDED, _S.EXPIRED,
+                                             _S.WITHDRAWN, _S.CANCELLED})
 
 #: States in which the service is (being) delivered and the customer owes its price.
 _PENDING_DELIVERY: frozenset[PurchaseState] = frozenset({_S.PAYMENT_INITIATED, _S.ACTIVATION_QUEUED, _S.ACTIVATING,

@@ -49,8 +49,9 @@ IN_FLIGHT = (_S.REQUESTED.value, _S.PAYMENT_DEFERRED.value, _S.PAYMENT_INITIATED
 #: The feature must be off on the vehicle (domain.purchase.needs_deactivation_on_late_activation).
 MUST_BE_OFF = (_S.ACTIVATION_FAILED.value, _S.REFUNDED.value, _S.WITHDRAWN.value, _S.EXPIRED.value,
                _S.CANCELLED.value)
-#: A deactivation settled: confirmed off, or nothing ever reached the vehicle.
-SWITCHED_OFF = (DeactivationStatus.OFF.value, DeactivationStatus.NOT_NEEDED.value)
+#: A deactivation settled: confirmed off, nothing ever reached the vehicle, or left on for
+#: another purchase of the vehicle that holds the feature.
+SWITCHED_OFF = (DeactivationStatus.OFF.value, DeactivationStatus.NOT_NEEDED.value, DeactivationStatus.KEPT.value)
 #: Jobs of a deactivation under way (flows.lifecycle).
 DEACTIVATION_JOBS = (DEACTIVATE, DEACTIVATE_TIMEOUT, DEACTIVATE_GIVE_UP)
 #: Money that did not come in: a failed settlement brings nothing to refund or to count.
@@ -200,7 +201,8 @@ async def vehicle_in_step(conn: AsyncConnection) -> list[Violation]:
     an attempt made, or a deactivation asked for) has its deactivation confirmed, found
     unneeded, or still under way (one of its deactivation jobs open): else the deactivation
     is outstanding (given up after every retry, or never asked for). And a purchase ACTIVE
-    was not last reported ERROR or absent by the vehicle."""
+    was not last reported ERROR or absent by the vehicle, nor one of two ACTIVE purchases of the
+    same service on one vehicle (the vehicle runs one entry per service)."""
     job = jobs.alias("job")
     under_way = (select(job.c.payload["purchaseId"].as_string().label("purchase_id"))
                  .where(job.c.kind.in_(DEACTIVATION_JOBS), job.c.status.in_(OPEN_JOBS)).distinct().subquery())
@@ -221,6 +223,16 @@ async def vehicle_in_step(conn: AsyncConnection) -> list[Violation]:
         .where(purchases.c.status == _S.ACTIVE.value, purchases.c.vehicle_service_status.in_(VEHICLE_NOT_RUNNING)))
     found += [Violation("vehicle_in_step", {"purchaseId": pid}, f"ACTIVE but the vehicle last reported it {seen}")
               for pid, seen in wrong]
+    # the vehicle runs one entry per service: of two ACTIVE purchases of it, one is not what it runs
+    active = purchases.c.status == _S.ACTIVE.value
+    doubled = (select(purchases.c.vin, purchases.c.service_id).where(active)
+               .group_by(purchases.c.vin, purchases.c.service_id).having(func.count() > 1).subquery())
+    rows = await conn.execute(
+        select(purchases.c.id, purchases.c.service_id).select_from(purchases.join(doubled, and_(
+            doubled.c.vin == purchases.c.vin, doubled.c.service_id == purchases.c.service_id))).where(active))
+    found += [Violation("vehicle_in_step", {"purchaseId": pid},
+                        f"ACTIVE with another ACTIVE purchase of {service} on its vehicle, which runs one")
+              for pid, service in rows]
     return found
 
 

@@ -66,11 +66,11 @@ from .purchases import view
 from .runner import JobContext
 
 
-async def schedule_expiry(conn, row, now: float) -> None:
-    """Called when a purchase becomes ACTIVE: a temporary service ends on its own."""
-    if row["expiry"] is not None:
-        await jobs.enqueue(conn, EXPIRE, {"purchaseId": row["id"]}, run_at=row["expiry"], now=now,
-                           dedupe_key=f"{EXPIRE}:{row['id']}")
+async def schedule_expiry(conn, purchase_id: str, expiry: float | None, now: float) -> None:
+    """Called when a purchase becomes ACTIVE: a temporary service ends on its own at ``expiry``."""
+    if expiry is not None:
+        await jobs.enqueue(conn, EXPIRE, {"purchaseId": purchase_id}, run_at=expiry, now=now,
+                           dedupe_key=f"{EXPIRE}:{purchase_id}")
 
 
 async def expire(core: Core, job: jobs.Job, ctx: JobContext) -> None:
@@ -138,7 +138,10 @@ async def deactivate(core: Core, job: jobs.Job, ctx: JobContext) -> None:
             await jobs.complete(conn, job.id)  # unknown, or its feature may stay on: nothing to switch off
             return
         if "attempt" not in job.payload:
-            if not (row["deactivation_status"] in DEACTIVATING and row["deactivation_queued_at"] is not None):
+            under_way = row["deactivation_status"] in DEACTIVATING and row["deactivation_queued_at"] is not None
+            if not under_way and await _held_by_another(core, conn, row):
+                await _set(conn, purchase_id, {"deactivation_status": _D.KEPT.value, "deactivated_at": None})
+            elif not under_way:
                 round_ = row["deactivation_round"] + 1
                 await _set(conn, purchase_id, {
                     "deactivation_status": _D.PENDING.value, "deactivation_round": round_,
@@ -184,6 +187,24 @@ async def deactivate(core: Core, job: jobs.Job, ctx: JobContext) -> None:
                                dedupe_key=f"{DEACTIVATE_TIMEOUT}:{request_id}", correlation_id=job.correlation_id)
         await jobs.complete(conn, job.id)
     core.wake()
+
+
+async def _held_by_another(core: Core, conn, row) -> bool:
+    """Another purchase of the vehicle, not ended, switches on one of this one's feature flags:
+    switching this one off would switch off a service the customer still has (the purchase
+    itself refuses such a second sale; this guards the vehicle against one made anyway)."""
+    for other in await records.live_of_vehicle(conn, row["vin"]):
+        if other["id"] != row["id"] and _overlap(core, row["service_id"], other["service_id"]):
+            return True
+    return False
+
+
+def _overlap(core: Core, service_id: str, other_id: str) -> bool:
+    if service_id == other_id:
+        return True
+    if service_id not in core.catalogue or other_id not in core.catalogue:
+        return False
+    return bool(core.catalogue.get(service_id).shared_features(core.catalogue.get(other_id)))
 
 
 def _current(row, round_: int, label: str) -> bool:
@@ -295,6 +316,16 @@ def _giving_up(row, round_: int) -> bool:
     return row is not None and row["deactivation_status"] == _D.PENDING.value and row["deactivation_round"] == round_
 
 
+def _require_withdrawable(purchase_id: str, state: PurchaseState, event: PurchaseEvent) -> None:
+    """409 unless the purchase's state allows the withdrawal (or, past 14 days, the cancellation):
+    one already withdrawn, cancelled, expired, refused or refunded is not refunded or told again."""
+    try:
+        transition(state, event)
+    except InvalidTransition:
+        raise Conflict("Purchase cannot be withdrawn", f"purchase {purchase_id} is {state.value}; only a purchase "
+                       "being paid, delivered or active can be withdrawn", kind="not-withdrawable") from None
+
+
 async def withdraw(core: Core, purchase_id: str, correlation_id: str) -> dict[str, Any]:
     """Decided and committed in one transaction (the refund follows as a job): a give-up or an
     expiry racing with it sees its result, and a crash loses nothing."""
@@ -306,17 +337,14 @@ async def withdraw(core: Core, purchase_id: str, correlation_id: str) -> dict[st
         payment = (await conn.execute(select(payments).where(payments.c.purchase_id == purchase_id)
                                       .order_by(payments.c.created_at))).mappings().first()
         state = PurchaseState(row["status"])
-        try:
-            transition(state, PurchaseEvent.WITHDRAWN)
-        except InvalidTransition:
-            raise Conflict("Not withdrawable", f"a purchase in state {state.value} cannot be withdrawn",
-                          kind="not-withdrawable") from None
+        _require_withdrawable(purchase_id, state, PurchaseEvent.WITHDRAWN)
         paid = Money(payment["amount_minor"] if payment else 0, row["currency"])
         decision = withdrawal(paid, row["created_at"], now, Money(row["refunded_minor"], row["currency"]),
                               duration_type=row["duration_type"])
         if decision.outcome is WithdrawalOutcome.REFUSED:
             raise Refused("Withdrawal period over", decision.message, kind="withdrawal-period-over")
         event = decision.purchase_event or PurchaseEvent.WITHDRAWN
+        _require_withdrawable(purchase_id, state, event)  # a subscription past 14 days: cancelled if ACTIVE
         values: dict[str, Any] = {"status": transition(state, event).value, "updated_at": now}
         if row["duration_type"] == "SUBSCRIPTION":  # post-paid: bill the partial month unless waived
             await billing.close(conn, row, now, waive=decision.waive_unbilled or not decision.final_billing)

@@ -155,7 +155,8 @@ async def _activate(core: Core, job: jobs.Job) -> None:
             await _done(conn, job, core.clock.now())  # withdrawn, or already decided: nothing to push
         return
     offer = core.catalogue.get(row["service_id"])
-    duration = offer.ota_duration(row["duration_type"], row["created_at"])
+    pushed_at = _pushed_at(job, row)
+    duration = offer.ota_duration(row["duration_type"], pushed_at)
     attempt = job.payload["attempt"]
     try:
         accepted = await core.iot.activate(row["vin"], row["service_id"], list(offer.feature_flags),
@@ -179,12 +180,22 @@ async def _activate(core: Core, job: jobs.Job) -> None:
             await _done(conn, job, now)
             return
         state = transition(PurchaseState(row["status"]), PurchaseEvent.ACTIVATION_ATTEMPT_STARTED)
+        # the expiry the vehicle was just given: the one billed, once this command delivers it
         await _update(conn, purchase_id, {"status": state.value, "activation_request_id": accepted.requestId,
+                                          "expiry": offer.expiry_for(row["duration_type"], pushed_at),
                                           "updated_at": now})
         await jobs.enqueue(conn, TIMEOUT, {**job.payload, "requestId": accepted.requestId},
                            run_at=now + core.policy.attempt_timeout, now=now,
                            dedupe_key=f"{TIMEOUT}:{accepted.requestId}", correlation_id=job.correlation_id)
         await _done(conn, job, core.clock.now())
+
+
+def _pushed_at(job: jobs.Job, row) -> float:
+    """When a push's TEMPORARY period starts (its ``expiryDate`` counts from it): the time its
+    job was queued for, fixed in its payload, so that a push run again (after a crash or an
+    error) sends the same body under the same key. Jobs queued before it was kept there count
+    from the purchase, as they did."""
+    return job.payload.get("at", row["created_at"])
 
 
 async def _on_callback(core: Core, job: jobs.Job) -> None:
@@ -342,14 +353,14 @@ async def _decide_locked(core: Core, conn, job: jobs.Job, row, outcome: AttemptO
     # stays: it names the last command pushed, whose late outcome is what the vehicle did.
     await jobs.cancel(conn, dedupe_key=f"{TIMEOUT}:{row['activation_request_id']}", now=now)
     if decision.step is Step.ACTIVATED:
-        await _deliver(conn, row, now, values)
+        await _deliver(core, conn, row, now, values)
     elif decision.step is Step.RETRY:
         if state is PurchaseState.ACTIVATING:
             values["status"] = transition(state, PurchaseEvent.ACTIVATION_ATTEMPT_FAILED).value
         for notice in decision.notices:
             await notify(conn, row, notice, now)
         attempt = attempt_label(progress)
-        await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": attempt},
+        await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": attempt, "at": decision.retry_at},
                            run_at=decision.retry_at, now=now, dedupe_key=f"{ACTIVATE}:{purchase_id}:{attempt}",
                            correlation_id=job.correlation_id)
     else:
@@ -362,15 +373,25 @@ async def _decide_locked(core: Core, conn, job: jobs.Job, row, outcome: AttemptO
     await _update(conn, purchase_id, values)
 
 
-async def _deliver(conn, row, now: float, values: dict[str, Any]) -> None:
+async def _deliver(core: Core, conn, row, now: float, values: dict[str, Any]) -> None:
     """The service is on the vehicle (as its callback or its status says): the purchase is
     ACTIVE (``values`` gets the state; the caller writes them), the held collection
     released, the customer told, expiry scheduled."""
+    expiry = _expiry_at_delivery(core, row, now)
     values.update(status=transition(PurchaseState(row["status"]), PurchaseEvent.ACTIVATED).value, delivered_at=now,
-                  vehicle_service_status=VEHICLE_ACTIVE, vehicle_checked_at=now)
+                  vehicle_service_status=VEHICLE_ACTIVE, vehicle_checked_at=now, expiry=expiry)
     await release_held_collection(conn, row["payment_id"], delivered=True)
     await notify(conn, row, NoticeKind.SERVICE_ACTIVATED, now)
-    await schedule_expiry(conn, row, now)
+    await schedule_expiry(conn, row["id"], expiry, now)
+
+
+def _expiry_at_delivery(core: Core, row, now: float) -> float | None:
+    """A TEMPORARY service is sold for its period of use: it counts from the push that
+    delivered it (the ``expiryDate`` the vehicle was given, recorded with the push), not
+    from the purchase. Delivered with no push recorded (its answer was unreadable): from now."""
+    if row["expiry"] is not None:
+        return row["expiry"]
+    return core.catalogue.expiry_for(row["service_id"], row["duration_type"], now)
 
 
 async def _reconcile(core: Core, job: jobs.Job) -> None:
@@ -407,7 +428,7 @@ async def _reconcile(core: Core, job: jobs.Job) -> None:
             # arriving later, finds the purchase ACTIVE).
             values["updated_at"] = now
             await jobs.cancel(conn, dedupe_key=f"{TIMEOUT}:{row['activation_request_id']}", now=now)
-            await _deliver(conn, row, now, values)
+            await _deliver(core, conn, row, now, values)
         elif action is ReconcileAction.ESCALATE and row["vehicle_service_status"] not in VEHICLE_NOT_RUNNING:
             ticket = out_of_step_ticket(
                 purchase_id=purchase_id, vin=row["vin"], offer=core.catalogue.get(row["service_id"]),
@@ -452,8 +473,8 @@ async def give_up(core: Core, job: jobs.Job, ctx: JobContext) -> None:
         if check is not None:
             values.update(vehicle_service_status=check.on_vehicle, vehicle_checked_at=now)
         if plan.resolution is Resolution.DELIVERED:  # a lost callback: the vehicle has it after all
-            values["delivered_at"] = now
-            await schedule_expiry(conn, row, now)
+            values.update(delivered_at=now, expiry=_expiry_at_delivery(core, row, now))
+            await schedule_expiry(conn, row["id"], values["expiry"], now)
         elif plan.switch_off is SwitchOff.CONFIRMED:  # ERROR or not listed: nothing runs
             values.update(deactivation_status=DeactivationStatus.OFF.value, deactivated_at=now)
         elif plan.switch_off is SwitchOff.NOT_NEEDED:  # no command ever reached the vehicle

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
+from ..domain.purchase import ENDED
 from ..store.schema import purchases
 
 _LOAD = select(purchases).where(purchases.c.id == bindparam("purchase_id"))
@@ -34,3 +35,13 @@ async def of_customer(conn, customer_id: str) -> list:
 async def of_vehicle(conn, vin: str) -> list:
     return (await conn.execute(select(purchases).where(purchases.c.vin == vin)
                                .order_by(purchases.c.created_at))).mappings().all()
+
+
+_ENDED = [state.value for state in ENDED]
+
+
+async def live_of_vehicle(conn, vin: str) -> list:
+    """The vehicle's purchases that hold their service, or are on the way to (not ended)."""
+    return (await conn.execute(select(purchases.c.id, purchases.c.service_id, purchases.c.status)
+                               .where(purchases.c.vin == vin, purchases.c.status.not_in(_ENDED))
+                               .order_by(purchases.c.created_at, purchases.c.id))).mappings().all()

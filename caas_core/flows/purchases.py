@@ -27,9 +27,10 @@ from sqlalchemy.exc import IntegrityError
 from ..clients.http import Malformed, Rejected, Unavailable
 from ..clients.wire.payments import PaymentInitiated
 from ..clock import isoformat
+from ..domain.billing import PAYMENT_METHOD_UNVERIFIED, method_on_file_problem
 from ..domain.catalogue import DurationNotOffered, DurationType, UnknownService
 from ..domain.errors import Conflict, NotFound, Refused
-from ..domain.maintenance import VSS_INVALID, assess, needs_vss
+from ..domain.maintenance import VSS_INVALID, VSS_NOT_FOUND, assess, needs_vss
 from ..domain.notifications import NoticeKind
 from ..domain.purchase import UNPAID, PurchaseEvent, PurchaseState, transition
 from ..store import jobs, outbox
@@ -59,10 +60,10 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
         async with core.db.transaction(readonly=True) as conn:
             existing = await records.load(conn, purchase_id)
         if existing is not None:
-            if (existing["vin"], existing["service_id"], existing["duration_type"]) != (vin, service_id,
-                                                                                        duration_type):
+            if _request_of(existing) != (vin, service_id, duration_type, method_type, token):
                 raise Refused("Idempotency key reused", f"Idempotency-Key {idempotency_key!r} was first "
-                              "used for another purchase", kind="idempotency-mismatch")
+                              "used with another request (vehicle, service, duration or payment method)",
+                              kind="idempotency-mismatch")
             return await _again(core, existing, idempotency_key, correlation_id)
     try:
         offer = core.catalogue.get(service_id)
@@ -81,23 +82,34 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
                       shortfalls=[{"block": s.block.display_name, "actualPercent": s.actual_pct,
                                    "requiredPercent": s.required_pct} for s in eligibility.shortfalls],
                       warnings=warnings)
-    now = core.clock.now()
     prepaid = duration is not DurationType.SUBSCRIPTION  # subscriptions are post-paid: billed at month end
+    method_risk = None
+    if not prepaid:
+        async with core.db.transaction(readonly=True) as conn:  # the vehicle's services before the payment
+            await _refuse_if_held(core, conn, offer, vin, purchase_id)
+        method_risk = await _check_method_on_file(core, customer_id, method_type, token, correlation_id)
+    now = core.clock.now()
     lease = core.settings.payments.charge_lease
     try:
         async with core.db.transaction() as conn:
+            await _refuse_if_held(core, conn, offer, vin, purchase_id)
             row = (await conn.execute(_INSERT_PURCHASE, {
                 "id": purchase_id, "customer_id": customer_id, "vin": vin, "service_id": service_id,
-                "duration_type": duration.value, "expiry": offer.expiry_for(duration, now),
+                "duration_type": duration.value, "expiry": None,  # a temporary period counts from delivery
                 "price_minor": price.minor, "currency": price.currency,
                 "status": (_S.REQUESTED if prepaid else _S.ACTIVATION_QUEUED).value, "attempts": 0,
                 "created_at": now, "updated_at": now, "risk_flag": eligibility.risk_decision is not None,
+                "warnings": warnings,
                 "method_type": method_type, "method_token": token,
                 "charge_lease_until": now + lease if prepaid else None})).mappings().one()
             if eligibility.risk_decision:
                 await outbox.record_decision(conn, "maintenance", purchase_id, eligibility.risk_decision,
                                              {"vin": vin, "serviceId": service_id, "reason": eligibility.risk_reason,
                                               "warnings": warnings}, now)
+            if method_risk:
+                await outbox.record_decision(conn, "payment", purchase_id, method_risk,
+                                             {"customerId": customer_id, "token": token,
+                                              "reason": "payment gateway unavailable"}, now)
             if prepaid:  # the safety net: charges and completes it if this request dies before it does
                 await jobs.enqueue(conn, CHARGE, {"purchaseId": purchase_id}, run_at=now + lease, now=now,
                                    dedupe_key=f"{CHARGE}:{purchase_id}", correlation_id=correlation_id)
@@ -108,9 +120,66 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
         raise _in_flight(idempotency_key) from None
     if not prepaid:
         core.wake()
-        return render(row, eligibility.risk_decision or None, warnings, {})
+        return render(row, eligibility.risk_decision or None, {})
     await _pay(core, row, correlation_id)
-    return await view(core, purchase_id, warnings=warnings)
+    return await view(core, purchase_id)
+
+
+def _request_of(row) -> tuple[str, ...]:
+    """What a purchase request said, as its row keeps it: the same Idempotency-Key replays only
+    the same request (the payment method included: another card is another request)."""
+    return (row["vin"], row["service_id"], row["duration_type"], row["method_type"], row["method_token"])
+
+
+async def _refuse_if_held(core: Core, conn, offer, vin: str, purchase_id: str) -> None:
+    """409 when a purchase of the vehicle that has not ended holds (or is delivering) one of
+    the service's feature flags: the vehicle runs one entry per service, so a second sale
+    would overwrite, and its end switch off, what the customer already paid for
+    (specification: CaaS cannot deactivate already-purchased services). Checked in the
+    transaction that records the purchase, before anything is charged. The purchase itself
+    (its Idempotency-Key's twin, recorded meanwhile) is the in-flight case, not this one."""
+    for held in await records.live_of_vehicle(conn, vin):
+        shared = () if held["id"] == purchase_id else _shared_features(core, offer, held["service_id"])
+        if shared:
+            raise Conflict("Service already held", f"vehicle {vin} already has {held['service_id']} "
+                           f"(purchase {held['id']}, {held['status']}), which includes {', '.join(shared)}: "
+                           f"{offer.service_id} cannot be bought while it lasts", kind="service-already-held",
+                           purchaseId=held["id"], serviceId=held["service_id"])
+
+
+def _shared_features(core: Core, offer, held_service_id: str) -> tuple[str, ...]:
+    try:
+        return offer.shared_features(core.catalogue.get(held_service_id))
+    except UnknownService:  # a service since removed from the catalogue: only its own id is known
+        return offer.feature_flags if held_service_id == offer.service_id else ()
+
+
+async def _check_method_on_file(core: Core, customer_id: str, method_type: str, token: str,
+                                correlation_id: str) -> str | None:
+    """A subscription is charged at month end to its method on file: one the gateway does not
+    hold, of another type or customer, or expired, would never be charged, so it is refused
+    now with nothing recorded (422, as a one-time purchase's charge would be). The gateway
+    down: sold all the same and the risk decision returned, to be recorded (the specification:
+    defer payment, manual fallback; nothing is charged before the month ends, whose charge is
+    retried and then goes to collection). The gateway offers no check of a card its issuer
+    would decline short of charging it (a real one is refused when stored): a test token such
+    as ``pm_card_declined`` shows at month end."""
+    try:
+        found = await core.payments.method(token, correlation_id=correlation_id)
+    except Unavailable:  # a Malformed answer included
+        return PAYMENT_METHOD_UNVERIFIED
+    except Rejected as exc:
+        detail = f"no stored payment method {token}" if exc.status == 404 else (
+            (exc.problem or {}).get("detail") or str(exc))
+        raise Refused("Payment refused", f"{detail}: store a payment method or use another one",
+                      kind="payment-refused") from None
+    problem = method_on_file_problem(method_type=method_type, customer_id=customer_id, found_type=found.type,
+                                     owner=found.customerId, expired=found.expired)
+    if problem is not None:
+        raise Refused("Payment refused" if problem.kind == "payment-refused" else "Payment declined",
+                      f"the payment method {token} cannot be charged at month end: {problem.reason}",
+                      kind=problem.kind)
+    return None
 
 
 async def _again(core: Core, row, idempotency_key: str, correlation_id: str) -> dict[str, Any]:
@@ -259,7 +328,7 @@ async def _move(conn, row, event: PurchaseEvent, now: float, **values: Any) -> N
 
 
 async def _queue_activation(conn, purchase_id: str, now: float, correlation_id: str) -> None:
-    await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": "0.0"}, run_at=now, now=now,
+    await jobs.enqueue(conn, ACTIVATE, {"purchaseId": purchase_id, "attempt": "0.0", "at": now}, run_at=now, now=now,
                        dedupe_key=f"{ACTIVATE}:{purchase_id}:0.0", correlation_id=correlation_id)
 
 
@@ -274,25 +343,23 @@ async def _eligibility(core: Core, offer, vin: str, correlation_id: str):
     except Unavailable as exc:  # VSS down or slow: sell anyway, and say so in the audit log
         return assess(offer, None, vss_error=str(exc))
     except Rejected as exc:
-        if exc.status == 404:
-            return assess(offer, None, vss_error="VEHICLE_UNKNOWN")
+        if exc.status == 404:  # VSS does not know the vehicle: sold, its own risk decision recorded
+            return assess(offer, None, vss_error=VSS_NOT_FOUND)
         raise
     return assess(offer, status.model_dump())  # domain.maintenance reads the parsed status as a mapping
 
 
-async def view(core: Core, purchase_id: str, *, warnings: list[str] | None = None) -> dict[str, Any]:
+async def view(core: Core, purchase_id: str) -> dict[str, Any]:
     async with core.db.transaction(readonly=True) as conn:
         row = await records.load(conn, purchase_id)
         if row is None:
             raise NotFound("Unknown purchase", f"no purchase {purchase_id}")
         decision = None
         if row["risk_flag"]:
-            found = await outbox.decisions(conn, subject=purchase_id)
+            found = await outbox.decisions(conn, subject=purchase_id, kind="maintenance")
             decision = found[0].decision if found else None
-            if warnings is None and found:
-                warnings = list(found[0].detail.get("warnings", []))
         returned = await _refunds_of(conn, _refunded([row]))
-    return render(row, decision, warnings or [], returned.get(purchase_id, {}))
+    return render(row, decision, returned.get(purchase_id, {}))
 
 
 def _refunded(rows) -> list[str]:
@@ -317,7 +384,7 @@ async def _refunds_of(conn, purchase_ids: list[str]) -> dict[str, dict[str, int]
     return found
 
 
-def render(row, risk_decision: str | None, warnings: list[str], returned: dict[str, int]) -> dict[str, Any]:
+def render(row, risk_decision: str | None, returned: dict[str, int]) -> dict[str, Any]:
     """``returned``: the purchase's refunds by status. ``refunded`` counts the completed ones;
     ``refundPending`` what was decided and not settled either way yet (requested at the
     gateway, or still to be requested)."""
@@ -326,10 +393,11 @@ def render(row, risk_decision: str | None, warnings: list[str], returned: dict[s
     return {
         "purchaseId": row["id"], "customerId": row["customer_id"], "vin": row["vin"],
         "serviceId": row["service_id"], "durationType": row["duration_type"],
-        "expiresAt": isoformat(row["expiry"]) if row["expiry"] else None,
+        # a TEMPORARY period counts from delivery: no expiry before (the one of a push is tentative)
+        "expiresAt": isoformat(row["expiry"]) if row["expiry"] and row["delivered_at"] else None,
         "price": {"value": row["price_minor"], "currency": row["currency"]}, "status": row["status"],
         "attempts": row["attempts"], "paymentId": row["payment_id"], "riskDecision": risk_decision,
-        "warnings": warnings, "refunded": {"value": returned.get("SUCCEEDED", 0), "currency": row["currency"]},
+        "warnings": list(row["warnings"] or []), "refunded": {"value": returned.get("SUCCEEDED", 0), "currency": row["currency"]},
         "refundPending": {"value": pending, "currency": row["currency"]},
         "createdAt": isoformat(row["created_at"]),
         "deliveredAt": isoformat(row["delivered_at"]) if row["delivered_at"] else None,
@@ -339,14 +407,14 @@ def render(row, risk_decision: str | None, warnings: list[str], returned: dict[s
 async def for_customer(core: Core, customer_id: str) -> list[dict[str, Any]]:
     async with core.db.transaction(readonly=True) as conn:
         rows = await records.of_customer(conn, customer_id)
-        risky = {}  # the risk decision and warnings of purchases sold without a maintenance check
+        risky = {}  # the risk decision of purchases sold without a maintenance check
         for row in rows:
             if row["risk_flag"]:
-                found = await outbox.decisions(conn, subject=row["id"])
+                found = await outbox.decisions(conn, subject=row["id"], kind="maintenance")
                 if found:
-                    risky[row["id"]] = (found[0].decision, list(found[0].detail.get("warnings", [])))
+                    risky[row["id"]] = found[0].decision
         returned = await _refunds_of(conn, _refunded(rows))
-    return [render(row, *risky.get(row["id"], (None, [])), returned.get(row["id"], {})) for row in rows]
+    return [render(row, risky.get(row["id"]), returned.get(row["id"], {})) for row in rows]
 
 
 async def owner_of(core: Core, purchase_id: str) -> str:

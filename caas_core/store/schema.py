@@ -169,6 +169,9 @@ purchases = Table(
     Column("delivered_at", Float),
     Column("refunded_minor", BigInteger, nullable=False, server_default=text("0")),
     Column("risk_flag", Boolean, nullable=False, server_default=false()),
+    # the warnings shown at purchase (WARRANTY_EXPIRED, MAINTENANCE_RISK...), a list of codes,
+    # shown again on every read of the purchase
+    Column("warnings", JSON),
     # a subscription's payment method on file (the gateway's token), charged at month end
     # (and, for a one-time service, the card to charge until its payment goes through)
     Column("method_type", String(16)),

@@ -186,7 +186,8 @@ async def test_the_audit_reports_purchases_out_of_step_with_the_vehicle(world):
             row("pur-none", "WITHDRAWN"),
             row("pur-gave", "ACTIVATION_FAILED", attempts=4, deactivation_status="OFF", deactivated_at=now,
                 vehicle_service_status="ERROR"),
-            row("pur-runs", "ACTIVE", delivered_at=now, attempts=1, vehicle_service_status="ACTIVE"),
+            row("pur-runs", "ACTIVE", delivered_at=now, attempts=1, vehicle_service_status="ACTIVE",
+                service_id="premium-audio"),  # one ACTIVE purchase per service on a vehicle
         ]:
             await conn.execute(purchases.insert().values(**values))
         await jobs.enqueue(conn, "ota.deactivate", {"purchaseId": "pur-busy"}, run_at=now + 3600, now=now,

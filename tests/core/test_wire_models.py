@@ -40,6 +40,7 @@ CASES: list[tuple[type[BaseModel], str, tuple[str, str]]] = [
     (payments.PaymentInitiated, "payments.yaml", ("response", "initiatePayment")),
     (payments.Payment, "payments.yaml", ("response", "getPayment")),
     (payments.PaymentList, "payments.yaml", ("response", "listPayments")),
+    (payments.PaymentMethod, "payments.yaml", ("response", "getPaymentMethod")),
     (payments.Refund, "payments.yaml", ("response", "refundPayment")),
     (payments.SettlementNotification, "payments.yaml", ("webhook", "paymentSettlement")),
     (payments.RefundNotification, "payments.yaml", ("webhook", "refundStatus")),

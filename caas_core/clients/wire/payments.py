@@ -42,6 +42,15 @@ class Payment(Wire):
     declineReason: DeclineReason | None = None
 
 
+class PaymentMethod(Wire):
+    """``GET /payment-methods/{token}``: a stored method (or a test token); ``expired`` is
+    computed against the gateway's clock."""
+    token: str
+    type: Literal["CARD", "BANK_TRANSFER"]
+    customerId: str | None
+    expired: bool
+
+
 class PaymentList(Wire):
     """``GET /payments?orderId=&paymentType=``: the gateway's payments of one of our orders."""
     payments: list[Payment]
