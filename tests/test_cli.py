@@ -137,6 +137,13 @@ async def test_a_rule_the_service_rejects_fails_with_its_reason(iot, capsys):
     assert "400 Invalid fault rule" in line and "explode" in line
 
 
+async def test_a_rule_the_contract_refuses_names_the_field_that_is_wrong(iot, capsys):
+    rule = '{"action": {"type": "latency", "params": {"ms": 10}}, "probability": 2}'
+    assert await cli("fault", "add", "iot", "--url", iot, "--rule", rule) == 1
+    line = one_line_error(capsys.readouterr().err)
+    assert "/rules/0/probability: 2 is greater than the maximum of 1" in line and "oneOf" not in line
+
+
 async def test_clock_advance_moves_a_shared_clock_once(capsys):
     shared = Clock("virtual")
     async with Stack(services=["iot"], ports={}, with_sink=False, clock=shared) as one, \

@@ -50,6 +50,15 @@ def _scalar(node: yaml.ScalarNode) -> Any:
 
 
 def parse(text: str, path: str | Path = "<scenario>") -> Scenario:
+    data, lines = _compose(text, path)
+    scenario, problems = _validate(data, lines)
+    if problems:
+        raise ScenarioError(path, problems)
+    return scenario
+
+
+def _compose(text: str, path: str | Path) -> tuple[dict, dict[tuple, int]]:
+    """The document as plain data, and the line of every key and item in it."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -61,14 +70,18 @@ def parse(text: str, path: str | Path = "<scenario>") -> Scenario:
     data = _construct(root, lines)
     if not isinstance(data, dict):
         raise ScenarioError(path, [(1, "a scenario is a mapping (name, proves, world, steps, expect)")])
+    return data, lines
+
+
+def _validate(data: dict, lines: dict[tuple, int]) -> tuple[Scenario | None, list[tuple[int | None, str]]]:
     try:
-        return Scenario.model_validate(data)
+        return Scenario.model_validate(data), []
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             where, line = _locate(error["loc"], lines)
-            problems.append((line, f"{where or 'scenario'}: {error['msg']}"))
-        raise ScenarioError(path, problems) from None
+            problems.append((line, f"{where or 'scenario'}: {error['msg'].removeprefix('Value error, ')}"))
+        return None, problems
 
 
 def _locate(loc: tuple, lines: dict[tuple, int]) -> tuple[str, int | None]:
@@ -100,14 +113,57 @@ def _deepest(at: tuple, rest: tuple, lines: dict[tuple, int]) -> tuple:
 
 
 def load(path: str | Path) -> Scenario:
+    """A scenario file, refused with every problem: the format's, and the file's own (its name, its
+    profiles), the same whether it is given by path or found in a catalogue."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(path, [(None, f"cannot read: {exc.strerror or exc}")]) from None
-    scenario = parse(text, path)
+    data, lines = _compose(text, path)
+    scenario, problems = _validate(data, lines)
+    problems += _file_problems(data, lines, path)
+    if problems:
+        raise ScenarioError(path, sorted(problems, key=lambda p: p[0] or 0))
     scenario._source = path  # profiles are relative to the file
     return scenario
+
+
+def _file_problems(data: dict, lines: dict[tuple, int], path: Path) -> list[tuple[int | None, str]]:
+    problems = []
+    name = data.get("name")
+    if isinstance(name, str) and name != path.stem:
+        problems.append((lines.get(("name",)), f"name: {name!r} differs from the file name {path.stem!r}"))
+    for at, profile in _profiles_named(data):
+        if "${" not in profile and not (path.parent / profile).is_file():
+            where, line = _locate(at, lines)
+            missing = f"no profile file {profile!r} (profiles are relative to the scenario: {path.parent / profile})"
+            problems.append((line, f"{where}: {missing}"))
+    return problems
+
+
+def _profiles_named(data: dict) -> list[tuple[tuple, str]]:
+    """Every fault profile file the raw document names, with its location: read before the model
+    accepts the file, so that a missing profile is reported with the file's other problems."""
+    world = data.get("world")
+    per_service = world.get("profiles") if isinstance(world, dict) else None
+    named = [(("world", "profiles", service, i), profile)
+             for service, profiles in (per_service.items() if isinstance(per_service, dict) else ())
+             if isinstance(profiles, list)
+             for i, profile in enumerate(profiles) if isinstance(profile, str)]
+    return named + _profiles_in_steps(data.get("steps"), ("steps",))
+
+
+def _profiles_in_steps(steps: Any, at: tuple) -> list[tuple[tuple, str]]:
+    named = []
+    for n, step in enumerate(steps if isinstance(steps, list) else ()):
+        if not isinstance(step, dict):
+            continue
+        if "fault" in step and isinstance(step.get("profile"), str):
+            named.append(((*at, n, "profile"), step["profile"]))
+        if "repeat" in step:
+            named += _profiles_in_steps(step.get("steps"), (*at, n, "steps"))
+    return named
 
 
 def catalogue(folder: str | Path = CATALOGUE) -> dict[str, Path]:
@@ -117,14 +173,12 @@ def catalogue(folder: str | Path = CATALOGUE) -> dict[str, Path]:
 
 def load_catalogue(folder: str | Path = CATALOGUE) -> list[Scenario]:
     scenarios, errors = [], []
-    for name, path in catalogue(folder).items():
+    for path in catalogue(folder).values():
         try:
             scenario = load(path)
         except ScenarioError as exc:
             errors.extend((f"{exc.path}:{line or '?'}", message) for line, message in exc.problems)
             continue
-        if scenario.name != name:
-            errors.append((str(path), f"name {scenario.name!r} differs from the file name {name!r}"))
         scenarios.append(scenario)
     if errors:
         raise ScenarioError(folder, [(None, f"{where}: {message}") for where, message in errors])

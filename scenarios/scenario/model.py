@@ -18,16 +18,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
     PrivateAttr,
     Tag,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from caas_sim import catalogue
+from caas_sim.simulators.kit.durations import parse_duration
 
 #: What a core key may be: the roles of contracts/core.yaml.
 Role = Literal["customer", "dealership", "operator"]
@@ -37,8 +43,42 @@ SIMULATORS = list(catalogue.NAMES)
 Simulator = Literal[catalogue.NAMES]  # type: ignore[valid-type]  # built from the catalogue's table
 Target = Literal[("core", *catalogue.NAMES)]  # type: ignore[valid-type]
 
-#: A duration: ``90s``, ``15m``, ``1h30m``, ``3d``, or seconds.
-Duration = Annotated[str | int | float, Field(examples=["30s", "15m", "3d"])]
+
+
+def _is_template(value: Any) -> bool:
+    """A ``${...}`` value is known only at run time: checked then, not here."""
+    return isinstance(value, str) and "${" in value
+
+
+def _checked_duration(value: str | float) -> str | float:
+    if not _is_template(value):
+        parse_duration(value)  # its ValueError says what is wrong, and pydantic reports it with the line
+    return value
+
+
+#: A duration: ``90s``, ``15m``, ``1h30m``, ``3d``, or seconds; never negative.
+Duration = Annotated[str | int | float, AfterValidator(_checked_duration), Field(examples=["30s", "15m", "3d"])]
+#: An expected HTTP status.
+HttpStatus = Annotated[int, Field(ge=100, le=599)]
+
+
+def _checked_statuses(value: int | list[int]) -> int | list[int]:
+    # One message for one or several (a union of constrained types names each branch's error).
+    for status in [value] if isinstance(value, int) else value:
+        if not 100 <= status <= 599:
+            raise ValueError(f"{status} is not an HTTP status (100-599)")
+    return value
+
+
+#: One expected HTTP status or several.
+Statuses = Annotated[int | list[int], AfterValidator(_checked_statuses),
+                     WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 100, "maximum": 599},
+                                               {"type": "array", "items": {"type": "integer", "minimum": 100,
+                                                                           "maximum": 599}}]})]
+#: How many of something were seen.
+Count = Annotated[int, Field(ge=0)]
+#: The methods a `call` may use.
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
 class _Strict(BaseModel):
@@ -87,16 +127,29 @@ class World(_Strict):
 # --- steps ---------------------------------------------------------------------
 
 class Call(_Strict):
-    call: str = Field(description="`METHOD /path`, e.g. `POST /customers/c-1/vehicles/${vins.iot.healthy}/purchases`")
+    call: str = Field(description="`METHOD /path`, e.g. `POST /customers/c-1/vehicles/${vins.iot.healthy}/purchases`",
+                      json_schema_extra={"pattern": rf"^({'|'.join(METHODS)}) \S"})
     as_: str | None = Field(default=None, alias="as", description="the actor whose key is sent (core calls)")
     service: Target = Field(default="core", description="where the call goes: the core or a simulator")
     body: Any = None
     headers: dict[str, str] = Field(default_factory=dict)
-    status: int | list[int] | None = Field(default=None, description="expected status(es); default: any 2xx")
+    status: Statuses | None = Field(default=None, description="expected status(es); default: any 2xx")
     expect: dict[str, Any] | None = Field(default=None, description="a match on the response body")
     save: dict[str, str] = Field(default_factory=dict,
                                  description="variable -> dotted path in the response body (`purchaseId`)")
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("call")
+    @classmethod
+    def _method_and_path(cls, call: str) -> str:
+        method, _, path = call.partition(" ")
+        if _is_template(method):
+            return call
+        if method.upper() not in METHODS:
+            raise ValueError(f"{method!r} is not an HTTP method: `METHOD /path`, METHOD one of {', '.join(METHODS)}")
+        if not path.strip():
+            raise ValueError("a call is `METHOD /path`: the path is missing")
+        return call
 
 
 class Advance(_Strict):
@@ -108,7 +161,7 @@ class Check(_Strict):
     get: str
     as_: str | None = Field(default=None, alias="as")
     service: Target = Field(default="core", description="where the call goes: the core or a simulator")
-    status: int = 200
+    status: HttpStatus = 200
     match: dict[str, Any] | list[Any] | None = None
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -130,6 +183,14 @@ class FaultStep(_Strict):
     rules: list[FaultRule] | None = None
     profile: str | None = Field(default=None, description="a fault profile file, relative to the scenario")
     id: str | None = Field(default=None, description="the rule to remove")
+
+    @model_validator(mode="after")
+    def _what_it_needs(self) -> FaultStep:
+        if self.fault == "remove" and not self.id:
+            raise ValueError("fault remove needs the rule's id (id: ...)")
+        if self.fault == "add" and not (self.rule or self.rules or self.profile):
+            raise ValueError("fault add needs rule, rules or profile")
+        return self
 
 
 class WorkshopRecord(_Strict):
@@ -191,7 +252,7 @@ class NotificationsExpectation(_Strict):
         template: str
         channels: list[Literal["email", "push", "in_vehicle"]] | None = Field(
             default=None, description="exactly these channels were used for the template")
-        count: int | None = Field(default=None, description="notices of this template, all channels")
+        count: Count | None = Field(default=None, description="notices of this template, all channels")
         model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     notifications: Spec
@@ -200,7 +261,7 @@ class NotificationsExpectation(_Strict):
 class TicketsExpectation(_Strict):
     class Spec(_Strict):
         as_: str = Field(alias="as")
-        count: int | None = None
+        count: Count | None = None
         match: dict[str, Any] | None = Field(default=None, description="every ticket matches")
         model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -214,11 +275,11 @@ class JournalExpectation(_Strict):
         operation: str | None = None
         path: str | None = None
         event: str | None = None
-        status: int | None = None
+        status: HttpStatus | None = None
         entity: dict[str, str] | None = Field(default=None, description="entries naming this entity (vin: ...)")
-        count: int | None = None
-        min: int | None = None
-        max: int | None = None
+        count: Count | None = None
+        min: Count | None = None
+        max: Count | None = None
 
     journal: Spec
 
@@ -252,7 +313,7 @@ class SequenceExpectation(_Strict):
 
 class CollectionExpectation(_Strict):
     class Spec(_Strict):
-        count: int
+        count: Count
         status: str | None = None
 
     collection_cases: Spec = Field(description="the core's collection cases, read from its database: in-process "
@@ -304,6 +365,39 @@ class Scenario(_Strict):
     steps: list[Step]
     expect: list[Expectation] = Field(default_factory=list)
     _source: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _actors_exist(self) -> Scenario:
+        unknown = [InitErrorDetails(type=PydanticCustomError(
+                       "unknown_actor", "no actor {actor} in world.actors ({known})",
+                       {"actor": repr(actor), "known": ", ".join(self.world.actors) or "none"}), loc=loc, input=actor)
+                   for loc, actor in actors_named(self) if actor not in self.world.actors and not _is_template(actor)]
+        if unknown:  # every one of them, each at its own place in the file
+            raise ValidationError.from_exception_data(type(self).__name__, unknown)
+        return self
+
+
+def actors_named(scenario: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every actor an ``as:`` names, with its location in the scenario."""
+    named = list(_actors_in_steps(scenario.steps, ("steps",)))
+    for n, e in enumerate(scenario.expect):
+        kind = _expect_kind(e)
+        spec = getattr(e, kind)
+        if isinstance(spec, BaseModel) and getattr(spec, "as_", None) is not None:
+            named.append((("expect", n, kind, "as"), spec.as_))
+    return named
+
+
+def _actors_in_steps(steps: list[Any], at: tuple[str | int, ...]):
+    for n, step in enumerate(steps):
+        if isinstance(step, Call) and step.as_ is not None:
+            yield (*at, n, "as"), step.as_
+        elif isinstance(step, Until) and step.until.as_ is not None:
+            yield (*at, n, "until", "as"), step.until.as_
+        elif isinstance(step, Assert) and step.assert_.as_ is not None:
+            yield (*at, n, "assert", "as"), step.assert_.as_
+        elif isinstance(step, Repeat):
+            yield from _actors_in_steps(step.steps, (*at, n, "steps"))
 
 
 Repeat.model_rebuild()

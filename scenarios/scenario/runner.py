@@ -19,7 +19,7 @@ import aiohttp
 import orjson
 
 from caas_sim.simulators.client import AdminError, load_fault_profile
-from caas_sim.simulators.kit.clock import isoformat, wall_isoformat
+from caas_sim.simulators.kit.clock import DEFAULT_EPOCH, isoformat, wall_isoformat
 from caas_sim.simulators.kit.durations import parse_duration
 
 from . import timeline
@@ -85,7 +85,9 @@ def target_blockers(scenario: Scenario, world: RemoteCoordinator | None = None) 
     if "reset" in world.core_lacks and world.played:
         return ("the core cannot be reset (no /__admin/reset) and a scenario already ran on it: run this one "
                 "against a freshly started core (--core-command starts one for each scenario)")
-    if scenario.world.from_start and world.now() > world.started:
+    # Moved on since this run began, or before it (a clock shared with earlier runs stands past the
+    # worlds' common start even when this run has not moved it yet).
+    if scenario.world.from_start and world.now() > min(world.started, DEFAULT_EPOCH):
         return (f"it needs the world as it starts (world.from_start) and the target's clock has moved on to "
                 f"{isoformat(world.now())}: run it against a freshly started world")
     return None

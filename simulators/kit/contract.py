@@ -245,4 +245,22 @@ def _coerce(value: str, kind: str | None) -> Any:
 
 def _errors(validator: Any, instance: Any, location: str) -> list[Violation]:
     return [Violation(location, "/" + "/".join(str(p) for p in e.instance_path), e.message)
-            for e in validator.iter_errors(instance)]
+            for error in validator.iter_errors(instance) for e in _closest(error)]
+
+
+def _closest(error: Any) -> list[Any]:
+    """The errors that say what is wrong: for a oneOf or anyOf no branch of which matched,
+    those of the branch the instance came closest to (its own, recursively), not "is not
+    valid under any of the schemas", which names no field."""
+    branches = getattr(error.kind, "context", None)
+    if not branches:
+        return [error]
+    closest = max(branches, key=lambda branch: _closeness(branch, len(error.instance_path)))
+    return [e for inner in closest for e in _closest(inner)]
+
+
+def _closeness(branch: list[Any], depth: int) -> tuple[int, int]:
+    # A branch whose errors are all deeper than the oneOf's instance is one whose shape the
+    # instance has (a batch's `rules` array): what fails is inside it. Between equals, fewer errors.
+    shallowest = min((len(e.instance_path) for e in branch), default=depth)
+    return shallowest - depth, -len(branch)

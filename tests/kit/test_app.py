@@ -18,7 +18,7 @@ from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET, RETRY_SCHEDULE
 CONTRACT = Path(__file__).with_name("echo.yaml")
 
 
-def echo_service(clock=None, seed=3):
+def echo_service(clock=None, seed=3, admin=False):
     service = Service("echo", CONTRACT, clock=clock or Clock("virtual"), seed=seed)
     things = {}
 
@@ -36,7 +36,7 @@ def echo_service(clock=None, seed=3):
         return Reply(200, things[int(call.path["id"])])
 
     service.reset_hooks.append(things.clear)
-    return service, build_app(service, {"createThing": create, "getThing": get}, admin=False)
+    return service, build_app(service, {"createThing": create, "getThing": get}, admin=admin)
 
 
 async def serve(app):
@@ -66,6 +66,32 @@ async def test_contract_violation_gets_400_problem_and_a_journal_entry(echo):
     assert {v["pointer"] for v in body["violations"]} == {"/name", "/"}
     [violation] = service.journal.violations()
     assert violation["direction"] == "in" and "extra" in violation["violation"]
+
+
+LATENCY = {"type": "latency", "params": {"ms": 10}}
+
+
+@pytest.mark.parametrize(("rule", "pointer", "says"), [
+    ({"action": LATENCY, "probability": 2}, "/rules/0/probability", "greater than the maximum of 1"),
+    ({"action": LATENCY, "times": -1}, "/rules/0/times", "less than the minimum of 1"),
+    ({}, "/rules/0", '"action" is a required property'),
+    ({"action": LATENCY, "bogus": 1}, "/rules/0", "'bogus' was unexpected"),
+    ({"action": {"type": "http_error", "params": {"status": 200}}}, "/rules/0/action/params/status",
+     "less than the minimum of 400"),
+])
+async def test_a_bad_rule_in_a_batch_names_its_field_not_the_oneof(rule, pointer, says):
+    """A batch {rules: [...]} meets the oneOf of FaultRulesInput (one rule or a batch): the problem
+    said only that the body was "not valid under any of the schemas listed in the 'oneOf' keyword"."""
+    _, app = echo_service(admin=True)
+    runner, url = await serve(app)
+    try:
+        async with aiohttp.ClientSession(url) as http, http.post("/__admin/faults", json={"rules": [rule]}) as r:
+            assert r.status == 400
+            body = await r.json()
+    finally:
+        await runner.cleanup()
+    assert [v["pointer"] for v in body["violations"]] == [pointer]
+    assert says in body["detail"] and "oneOf" not in body["detail"]
 
 
 async def test_path_parameter_types_are_enforced(echo):

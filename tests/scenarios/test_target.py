@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
@@ -16,7 +17,8 @@ import pytest
 from caas_sim.scenarios.scenario import timeline
 from caas_sim.scenarios.scenario.coordinator import RemoteCoordinator, StackCoordinator
 from caas_sim.scenarios.scenario.loader import catalogue, load
-from caas_sim.scenarios.scenario.runner import Play
+from caas_sim.scenarios.scenario.runner import Play, target_blockers
+from caas_sim.simulators.kit.clock import DEFAULT_EPOCH
 from tests.worlds import SERVICES, read_start_table
 
 SCENARIOS = ["activation-succeeds-on-the-third-attempt", "iot-api-down-then-recovering-delays-and-then-delivers",
@@ -118,3 +120,41 @@ async def test_across_processes_no_service_hears_from_a_later_time_than_its_own(
     else:
         # The core files each notification at the date the factory sent it (not a step late).
         assert len(sent) > 10 and held == sent
+
+
+# --- a world whose clock has moved on: what a --target world shared by earlier runs is ---------
+
+@pytest.mark.parametrize("name", ["subscription-unpaid-after-every-retry-is-cancelled-and-sent-to-collection",
+                                  "subscription-declined-month-end-charge-is-retried-and-paid"])
+async def test_month_end_billing_scenarios_pass_whenever_the_world_stands(name, tmp_path):
+    """They advanced a fixed 27 days to the month end of a purchase made on 5 January: against
+    a shared clock standing at 2 December the month end had not come (`expected 'UNPAID', got
+    'OPEN'`). They are not marked from_start, so they must pass wherever the clock stands."""
+    scenario = load(catalogue()[name])
+    assert not scenario.world.from_start
+    keys = {a.api_key(): {"role": a.role, "subject": a.subject} for a in scenario.world.actors.values()}
+    world = StackCoordinator(services=scenario.world.services, seed=scenario.world.seed, folder=tmp_path,
+                             api_keys=keys)
+    await world.start()
+    try:
+        await world.advance_to(world.now() + 331 * 86400)  # 2 December 2026, 08:00: 29.7 days to the month end
+        outcome = await Play(scenario, world, scenario.world.seed).run(time.perf_counter())
+    finally:
+        await world.close()
+    assert outcome.result == "passed", outcome.failure
+
+
+def test_a_from_start_scenario_is_skipped_first_in_a_run_on_a_clock_that_had_moved_on():
+    """The skip looked only at the clock's moves during this run: the run's first scenario ran on
+    a shared clock months on (the availability month failed, its vehicle's brakes at 8%)."""
+    scenario = load(catalogue()["a-month-under-the-specifications-availability-targets"])
+    assert scenario.world.from_start
+
+    def world(started: float, now: float) -> SimpleNamespace:
+        return SimpleNamespace(urls=dict.fromkeys(["core", *scenario.world.services]), core_lacks=set(),
+                               played=0, started=started, now=lambda: now, wait_blocker=lambda seconds: None)
+
+    assert target_blockers(scenario, world(DEFAULT_EPOCH, DEFAULT_EPOCH)) is None  # a fresh world
+    moved = DEFAULT_EPOCH + 331 * 86400
+    assert "world.from_start" in target_blockers(scenario, world(moved, moved))
+    assert "world.from_start" in target_blockers(scenario, world(DEFAULT_EPOCH, DEFAULT_EPOCH + 60))
