@@ -253,7 +253,7 @@ def _closest(error: Any) -> list[Any]:
     those of the branch the instance came closest to (its own, recursively), not "is not
     valid under any of the schemas", which names no field."""
     branches = getattr(error.kind, "context", None)
-    if not branches:
+    if not branches or not all(branches):  # a branch matched: a oneOf's several matches are the error
         return [error]
     closest = max(branches, key=lambda branch: _closeness(branch, len(error.instance_path)))
     return [e for inner in closest for e in _closest(inner)]

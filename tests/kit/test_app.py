@@ -94,6 +94,21 @@ async def test_a_bad_rule_in_a_batch_names_its_field_not_the_oneof(rule, pointer
     assert says in body["detail"] and "oneOf" not in body["detail"]
 
 
+async def test_a_body_matching_several_branches_of_a_oneof_is_still_refused():
+    """ClockMove is exactly one of advance or to: with both, every branch matches and none has
+    errors of its own to name; the oneOf's own error stands (a closest-branch search took the
+    empty branch for a match and let the body through)."""
+    _, app = echo_service(admin=True)
+    runner, url = await serve(app)
+    try:
+        async with aiohttp.ClientSession(url) as http, \
+                http.post("/__admin/clock", json={"advance": "0ms", "to": "2000-01-01T00:00:00Z"}) as r:
+            assert r.status == 400
+            assert "oneOf" in (await r.json())["detail"]
+    finally:
+        await runner.cleanup()
+
+
 async def test_path_parameter_types_are_enforced(echo):
     _service, http = echo
     async with http.get("/things/abc") as r:
