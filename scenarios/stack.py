@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import importlib.util
 import logging
+import math
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
@@ -55,7 +56,10 @@ def parse_clock(spec: str) -> Clock:
     mode, _, scale = spec.partition(":")
     if mode == "scaled":
         try:
-            return Clock("scaled", scale=float(scale or 60))
+            factor = float(scale or 60)
+            if not math.isfinite(factor):  # nan and inf: Clock would divide by them
+                raise ValueError
+            return Clock("scaled", scale=factor)
         except ValueError:
             raise ValueError(f"bad clock {spec!r}: scaled:N wants a positive number, e.g. scaled:60") from None
     if scale:

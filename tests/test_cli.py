@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from caas_sim.scenarios import stack as stack_mod
-from caas_sim.scenarios.cli import TOKEN_ENV, main
+from caas_sim.scenarios.cli import TOKEN_ENV, main, state
 from caas_sim.scenarios.cli.state import STATE_ENV
 from caas_sim.scenarios.stack import Stack
 from caas_sim.simulators.client import AdminClient
@@ -78,6 +78,8 @@ def test_help_lists_the_commands(capsys):
     ["fault", "list"],
     ["fault", "list", "--url", "127.0.0.1:8103"],
     ["clock", "advance", "soon"],
+    *(["clock", "advance", bad] for bad in ("nan", "inf", "1e400", "99999999999d", "1e20", "-3d")),
+    *(["serve", "iot", "--clock", bad] for bad in ("scaled:nan", "scaled:inf")),
     ["clock", "advance", "1h", "--service", "nosuch"],
     ["serve", "nosuch"],
     ["serve", "iot", "--port", "70000"],
@@ -145,6 +147,24 @@ async def test_clock_advance_moves_a_shared_clock_once(capsys):
         out = capsys.readouterr().out.strip().splitlines()
         assert out == [f"2026-01-05T09:00:00.000Z  virtual clock of {one.url('iot')}, {two.url('iot')} (+1h)"]
         assert shared.now_iso() == "2026-01-05T09:00:00.000Z"
+
+
+async def test_clock_advance_reports_every_service_its_clock_moved(tmp_path, monkeypatch, capsys):
+    # `--service iot` of an `up` moves the clock iot shares with payments: both are named, as
+    # moved together; a sub-second move is printed as it is (it said +2s for 1.5).
+    async with Stack(services=["iot", "payments"], ports={}, with_sink=False) as up:
+        state_file = tmp_path / "up.json"
+        state.write(state_file, {"iot": up.url("iot"), "payments": up.url("payments")})
+        monkeypatch.setenv(STATE_ENV, str(state_file))
+        assert await cli("clock", "advance", "1.5", "--service", "iot") == 0
+        out = capsys.readouterr().out.strip().splitlines()
+        assert out == ["2026-01-05T08:00:01.500Z  virtual clock of iot, payments (+1.5s)",
+                       "payments share a clock with iot: they moved too (one clock cannot move alone)"]
+
+
+async def test_clock_advance_past_the_clock_end_says_so(iot, capsys):
+    assert await cli("clock", "advance", "2880000d", "--url", iot) == 1
+    assert "cannot move the clock past 9900-01-01" in one_line_error(capsys.readouterr().err)
 
 
 async def test_clock_advance_moves_distinct_clocks_that_read_the_same(capsys):

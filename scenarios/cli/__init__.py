@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import os
+import re
 import sys
 import textwrap
 
@@ -23,6 +24,7 @@ from .. import stack as stack_mod
 from . import audit, contracts, webhooks
 from .common import (
     CORE_PORT,
+    EXIT_USAGE,
     LOCALHOST,
     STATE_DEFAULT,
     TOKEN_ENV,
@@ -224,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Show or move clocks. Without --service or --url: every service "
                                             "of the running `caas-sim up`, the core included (its state "
                                             "file), else every simulator answering on its default port.")
-    clocks = clock.add_subparsers(dest="action", metavar="ACTION", required=True)
+    clocks = clock.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_ClockParser)
     chosen = _Parser(add_help=False, parents=[admin])
     which = chosen.add_mutually_exclusive_group()
     which.add_argument("--service", action="append", type=_named, metavar="NAME",
@@ -294,6 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "reported against it (default $CAAS_BENCH_WIREMOCK)")
     bench.set_defaults(handler=cmd_bench)
     return parser
+
+
+class _ClockParser(_Parser):
+    """argparse takes ``-3d`` for an option and would say DURATION is missing."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        backward = next((a for a in args or [] if re.match(r"-\.?\d", a)), None)
+        if backward:
+            raise CliError(f"the clock never moves backward: {backward!r} (give a positive duration)", EXIT_USAGE)
+        return super().parse_known_args(args, namespace)
 
 
 def _count(value: str) -> int:
