@@ -101,6 +101,9 @@ class Stack:
     access_log: bool = False
     running: dict[str, Running] = field(default_factory=dict)
     sink: WebhookSink | None = None
+    #: The service a start was at when it failed (``None`` once every one started): a failed
+    #: start stops what did start, so ``running`` no longer tells.
+    starting: str | None = field(default=None, init=False)
 
     async def start(self) -> Stack:
         unknown = [s for s in self.services if s not in SERVICES]
@@ -111,13 +114,16 @@ class Stack:
         except BaseException:
             await self.stop()  # leave no socket bound behind a failed start
             raise
+        self.starting = None
         return self
 
     async def _start_all(self) -> None:
         if self.with_sink:
+            self.starting = "sink"
             self.sink = WebhookSink(self.clock, secrets={n: self.webhook_secret(n) for n in self.services})
             await self._serve("sink", self.sink.app(), self.ports.get("sink", 0))
         for name in self.services:
+            self.starting = name  # its fault profile is loaded (and may be refused) before it listens
             module = importlib.import_module(SERVICES[name][0])
             config = SimConfig(seed=self.seed, clock=self.clock, admin_token=self.admin_token,
                                options=self.options.get(name, {}), fault_profile=self.fault_profiles.get(name),
@@ -126,6 +132,7 @@ class Stack:
                                webhook_secret=self.webhook_secret(name))
             await self._serve(name, module.create_app(config), self.ports.get(name, 0))
         if self.core is not None:
+            self.starting = "core"
             await self._start_core()
 
     async def _start_core(self) -> None:
