@@ -310,7 +310,8 @@ async def test_clock_advance_reports_every_service_its_clock_moved(tmp_path, mon
         assert await cli("clock", "advance", "1.5", "--service", "iot") == 0
         out = capsys.readouterr().out.strip().splitlines()
         assert out == ["2026-01-05T08:00:01.500Z  virtual clock of iot, payments (+1.5s)",
-                       "payments share a clock with iot: they moved too (one clock cannot move alone)"]
+                       ("payments moved too: one clock with iot (the simulators of one `caas-sim up` cannot "
+                        "move apart)")]
 
 
 async def test_clock_advance_past_the_clock_end_says_so(iot, capsys):

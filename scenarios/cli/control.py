@@ -165,8 +165,8 @@ def cmd_clock_advance(args: argparse.Namespace) -> int:
             print(f"{now}  {mode} clock of {', '.join(labels)} (+{format_duration(seconds)})")
         if along:
             left = [label for label in before if label not in along]
-            print(f"{', '.join(along)} share a clock with {', '.join(movable)}: they moved too "
-                  f"(one clock cannot move alone){'; not moved: ' + ', '.join(left) if left else ''}")
+            print(f"{', '.join(along)} moved too: one clock with {', '.join(movable)} (the simulators of one "
+                  f"`caas-sim up` cannot move apart){'; not moved: ' + ', '.join(left) if left else ''}")
         if real:
             raise CliError(f"{', '.join(real)}: a real-time clock cannot be moved")
         return 0
@@ -197,9 +197,11 @@ def _bystanders(args: argparse.Namespace, targets: list[Target],
 
 
 async def _epochs(clients: dict[str, AdminClient]) -> dict[str, float]:
-    """Each answering service's clock (seconds); one that does not answer is left out."""
+    """Each answering service's virtual clock (seconds); one that does not answer is left out,
+    and so is a scaled one: it moves by itself."""
     answers = await asyncio.gather(*(c.clock() for c in clients.values()), return_exceptions=True)
-    return {label: a["epoch"] for label, a in zip(clients, answers) if isinstance(a, dict) and "epoch" in a}
+    return {label: a["epoch"] for label, a in zip(clients, answers)
+            if isinstance(a, dict) and a.get("mode") == "virtual" and "epoch" in a}
 
 
 def _by_time(clocks: list[tuple[str, dict]]) -> dict[tuple[str, str], list[str]]:
