@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .cli.scenario import finish
+from .cli.scenario import check_outputs, finish
 from .scenario.loader import CATALOGUE, catalogue, load_catalogue
 from .scenario.suite import print_progress, run_files
 
@@ -23,6 +23,7 @@ REPORT_DIR = Path("build/scenarios")
 def main(seed: int | None = None, report_dir: str | Path = REPORT_DIR, jobs: int | None = None,
          folder: str | Path = CATALOGUE) -> int:
     scenarios = load_catalogue(folder)  # every file valid before anything runs
+    check_outputs(str(report_dir), str(Path(report_dir) / "junit.xml"))  # writable before anything runs
     print(f"CaaS demo: {len(scenarios)} customer journeys from {folder}, each in its own world, "
           f"in virtual time{f' (seed {seed})' if seed is not None else ''}\n", flush=True)
     started = time.perf_counter()

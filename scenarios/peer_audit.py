@@ -92,14 +92,28 @@ async def _read_all(session: aiohttp.ClientSession, base: str, paths: list[str])
     return dict(await asyncio.gather(*(read(p) for p in paths)))
 
 
+class WrongService(ValueError):
+    """A URL given as one simulator answers as another service (or names none)."""
+
+
+async def _check_identity(admin: AdminClient, expected: str) -> None:
+    # Another simulator's journal reads as an empty one: a false verdict, or a 404 halfway.
+    service = (await admin.health()).get("service")
+    if service != expected:
+        raise WrongService(f"{admin.base_url} is {service or 'no service of the admin protocol'}, "
+                           f"not the {expected} simulator")
+
+
 async def audit(payments_url: str, iot_url: str, *, token: str | None = None,
                 session: aiohttp.ClientSession | None = None) -> dict:
-    """The report: ``{"ok", "settled", "invariants", "violations", "checked", "inFlight", "warnings"}``."""
+    """The report: ``{"ok", "settled", "invariants", "violations", "checked", "inFlight", "warnings"}``.
+    Raises WrongService when a URL answers as another service than the one it stands for."""
     own = session is None
     session = session or aiohttp.ClientSession()
     try:
         async with AdminClient(payments_url, token=token, session=session) as pay_admin, \
                 AdminClient(iot_url, token=token, session=session) as iot_admin:
+            await asyncio.gather(_check_identity(pay_admin, "payments"), _check_identity(iot_admin, "iot"))
             seen = await _seen(pay_admin, iot_admin)
         paid = await _read_all(session, payments_url, [f"/payments/{pid}" for pid in seen.payments])
         vehicles = await _read_all(session, iot_url, [f"/vehicles/{vin}/status" for vin in sorted(seen.vins)])

@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import importlib.util
 import logging
+import math
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
@@ -55,7 +56,10 @@ def parse_clock(spec: str) -> Clock:
     mode, _, scale = spec.partition(":")
     if mode == "scaled":
         try:
-            return Clock("scaled", scale=float(scale or 60))
+            factor = float(scale or 60)
+            if not math.isfinite(factor):  # nan and inf: Clock would divide by them
+                raise ValueError
+            return Clock("scaled", scale=factor)
         except ValueError:
             raise ValueError(f"bad clock {spec!r}: scaled:N wants a positive number, e.g. scaled:60") from None
     if scale:
@@ -97,6 +101,9 @@ class Stack:
     access_log: bool = False
     running: dict[str, Running] = field(default_factory=dict)
     sink: WebhookSink | None = None
+    #: The service a start was at when it failed (``None`` once every one started): a failed
+    #: start stops what did start, so ``running`` no longer tells.
+    starting: str | None = field(default=None, init=False)
 
     async def start(self) -> Stack:
         unknown = [s for s in self.services if s not in SERVICES]
@@ -107,13 +114,16 @@ class Stack:
         except BaseException:
             await self.stop()  # leave no socket bound behind a failed start
             raise
+        self.starting = None
         return self
 
     async def _start_all(self) -> None:
         if self.with_sink:
+            self.starting = "sink"
             self.sink = WebhookSink(self.clock, secrets={n: self.webhook_secret(n) for n in self.services})
             await self._serve("sink", self.sink.app(), self.ports.get("sink", 0))
         for name in self.services:
+            self.starting = name  # its fault profile is loaded (and may be refused) before it listens
             module = importlib.import_module(SERVICES[name][0])
             config = SimConfig(seed=self.seed, clock=self.clock, admin_token=self.admin_token,
                                options=self.options.get(name, {}), fault_profile=self.fault_profiles.get(name),
@@ -122,6 +132,7 @@ class Stack:
                                webhook_secret=self.webhook_secret(name))
             await self._serve(name, module.create_app(config), self.ports.get(name, 0))
         if self.core is not None:
+            self.starting = "core"
             await self._start_core()
 
     async def _start_core(self) -> None:

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from caas_sim.scenarios import stack as stack_mod
-from caas_sim.scenarios.cli import TOKEN_ENV, main
+from caas_sim.scenarios.cli import TOKEN_ENV, main, state
 from caas_sim.scenarios.cli.state import STATE_ENV
 from caas_sim.scenarios.stack import Stack
 from caas_sim.simulators.client import AdminClient
@@ -44,6 +44,10 @@ def no_token_from_env(monkeypatch):
 def no_running_up(monkeypatch, tmp_path):
     # A `caas-sim up` someone runs on this machine records its services: not these tests' world.
     monkeypatch.setenv(STATE_ENV, str(tmp_path / "no-up.json"))
+
+
+BAD_URLS = ("notaurl", "http://127.0.0.1:99999", "ftp://x", "http://[::1")
+SCENARIO = "activation-succeeds-on-the-third-attempt"
 
 
 def one_line_error(err: str) -> str:
@@ -78,6 +82,8 @@ def test_help_lists_the_commands(capsys):
     ["fault", "list"],
     ["fault", "list", "--url", "127.0.0.1:8103"],
     ["clock", "advance", "soon"],
+    *(["clock", "advance", bad] for bad in ("nan", "inf", "1e400", "99999999999d", "1e20", "-3d")),
+    *(["serve", "iot", "--clock", bad] for bad in ("scaled:nan", "scaled:inf")),
     ["clock", "advance", "1h", "--service", "nosuch"],
     ["serve", "nosuch"],
     ["serve", "iot", "--port", "70000"],
@@ -85,10 +91,157 @@ def test_help_lists_the_commands(capsys):
     ["up", "--services", "iot,nosuch"],
     ["up", "--faults", "iot"],
     ["journal", "iot", "--since", "-1"],
+    # the core keeps no journal and no fault rules: it answered 404
+    ["journal", "core"],
+    ["fault", "list", "core"],
+    ["fault", "add", "core", "--rule", "{}"],
+    *(["audit", "--target", bad] for bad in BAD_URLS),
+    ["audit", "--peers", "--payments", "notaurl"],
+    ["audit", "--peers", "--iot", "http://127.0.0.1:99999"],
+    ["audit", "--payments", "http://127.0.0.1:8104"],  # --payments without --peers
+    ["scenario", "run", SCENARIO, "--target", "core=http://127.0.0.1:99999"],
+    ["scenario", "run", SCENARIO, "--target", "core=http://127.0.0.1:9000,iot=notaurl"],
+    ["scenario", "run", SCENARIO, "--target", "core=http://127.0.0.1:9000,core=http://127.0.0.1:9001"],
+    ["scenario", "run", SCENARIO, "--jobs", "0"],
+    ["scenario", "run", SCENARIO, "--jobs", "-3"],
+    ["scenario", "run", "--all", SCENARIO],
+    ["scenario", "list", "--catalogue", "/nonexistent"],
+    ["scenario", "run", SCENARIO, "--catalogue", "/nonexistent"],
+    ["demo", "--jobs", "0"],
+    ["load", "webhooks", "--clock", "fast"],
+    *(["bench", "sim", option, "0"] for option in ("--rounds", "--connections", "--duration")),
+    ["bench", "sim", "nosuch"],
+    ["serve", "core", "--workers", "0"],
+    ["up", "--no-core", "--core-url", "http://127.0.0.1:9000"],
+    ["up", "--faults", "vss=flaky-network"],
 ])
 def test_usage_errors_exit_2_with_one_line(argv, capsys):
     assert main(argv) == 2
     one_line_error(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("argv,said", [
+    (["clock", "advance", "-3d"], "the clock never moves backward"),
+    (["scenario", "run", "--all", SCENARIO], "--all or names, not both"),
+    (["bench", "sim", "nosuch"], "(see `caas-sim bench --help`)"),
+    (["up", "--faults", "vss=flaky-network"], "vss ships (it ships: availability-95)"),
+    (["journal", "core"], "the core keeps no journal"),
+    (["scenario", "list", "--catalogue", "/nonexistent"], "--catalogue /nonexistent: no such directory"),
+    (["scenario", "run", SCENARIO, "--target", "core=http://127.0.0.1:9000,core=http://127.0.0.1:9001"],
+     "--target core: given twice"),
+])
+def test_usage_errors_say_what_is_wrong(argv, said, capsys):
+    assert main(argv) == 2
+    assert said in one_line_error(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "--report", "/proc/caas-sim-report"],
+    ["scenario", "run", SCENARIO, "--report", "{file}"],
+    ["scenario", "run", SCENARIO, "--junit", "{tmp}"],
+    ["scenario", "run", SCENARIO, "--junit", "/proc/caas-sim-report/j.xml"],
+    ["load", "webhooks", "--report", "/proc/caas-sim-report"],
+    ["up", "--state-file", "{tmp}"],
+    ["up", "--state-file", "/proc/caas-sim-up.json"],
+])
+def test_an_output_that_cannot_be_written_is_refused_before_the_run(argv, tmp_path, capsys):
+    """They ran every scenario (or the load), then crashed writing the report; `up` left a
+    partial state file, webhook secrets included, at the filesystem's root."""
+    (tmp_path / "afile").write_text("")
+    argv = [arg.format(tmp=tmp_path, file=tmp_path / "afile") for arg in argv]
+    assert main(argv) == 2
+    one_line_error(capsys.readouterr().err)
+    assert capsys.readouterr().out == ""  # nothing ran
+    assert not list(Path(tmp_path.parent).glob(f".{tmp_path.name}.*"))
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"pid": 1}', None])
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_a_state_file_named_that_is_no_service_table_is_an_error(content, how, tmp_path, monkeypatch, capsys):
+    """It was ignored: the commands then drove whatever listened on the default ports."""
+    path = tmp_path / "up.json"
+    if content is None:
+        path.mkdir()  # a folder
+    else:
+        path.write_text(content)
+    given = ["--state-file", str(path)] if how == "option" else []
+    if how == "env":
+        monkeypatch.setenv(STATE_ENV, str(path))
+    assert main(["clock", "show", *given]) == 2
+    assert str(path) in one_line_error(capsys.readouterr().err)
+
+
+def test_scenario_list_prints_each_broken_file_once(tmp_path, capsys):
+    """Every line was prefixed twice: ``DIR:?: DIR/x.yaml:1: ...``."""
+    (tmp_path / "broken.yaml").write_text("name: broken\nsteps: [\n")
+    assert main(["scenario", "list", "--catalogue", str(tmp_path)]) == 1
+    line = one_line_error(capsys.readouterr().err)
+    assert line.startswith(f"caas-sim: error: {tmp_path / 'broken.yaml'}:") and f"{tmp_path}:?" not in line
+
+
+def test_a_state_file_whose_process_is_gone_is_still_ignored(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "up.json"
+    path.write_text('{"pid": 999999999, "services": {"iot": "http://127.0.0.1:1"}}')
+    url = dead_url()
+    monkeypatch.setattr(stack_mod, "SERVICES", {"iot": (stack_mod.SERVICES["iot"][0], int(url.rsplit(":", 1)[1]))})
+    assert main(["clock", "show", "--state-file", str(path)]) == 1
+    assert url in one_line_error(capsys.readouterr().err)  # the default ports, as documented
+
+
+def test_writing_the_state_file_leaves_no_partial_file(tmp_path):
+    with pytest.raises(IsADirectoryError):
+        state.write(tmp_path, {"iot": "http://127.0.0.1:8103"})
+    with pytest.raises(TypeError):  # fails halfway through writing
+        state.write(tmp_path / "up.json", {"iot": object()})
+    assert list(tmp_path.iterdir()) == []
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}.*"))
+
+
+def test_up_names_the_service_whose_port_is_taken(tmp_path, capsys):
+    """It named the sink: a failed start stops what started, and it looked for the first
+    service missing from what runs."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        base = port - (stack_mod.SERVICES["iot"][1] - 8000)
+        assert main(["up", "--no-core", "--no-dashboard", "--port-base", str(base), "--services", "iot",
+                     "--state-file", str(tmp_path / "up.json")]) == 1
+    assert f"cannot listen on 127.0.0.1:{port} for iot: address already in use" in \
+        one_line_error(capsys.readouterr().err)
+
+
+def test_up_names_the_service_that_rejects_its_fault_profile(tmp_path, capsys):
+    profile = tmp_path / "bad.yaml"
+    profile.write_text("- action: {type: explode}\n")
+    assert main(["up", "--no-core", "--ephemeral", "--no-dashboard", "--services", "factory,iot",
+                 "--faults", f"iot={profile}", "--state-file", str(tmp_path / "up.json")]) == 1
+    assert "cannot start iot: unknown fault action 'explode'" in one_line_error(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("database", ["notaurl", "postgresql://nobody@127.0.0.1:1/x"])
+def test_up_says_when_the_core_cannot_open_its_database(database, tmp_path, capsys):
+    assert main(["up", "--ephemeral", "--no-dashboard", "--services", "iot", "--database", database,
+                 "--state-file", str(tmp_path / "up.json")]) == 1
+    assert "the core cannot open its database" in one_line_error(capsys.readouterr().err)
+
+
+def test_a_profile_that_is_not_utf8_is_named(tmp_path, capsys):
+    profile = tmp_path / "bin.yaml"
+    profile.write_bytes(b"rules:\n  - action: {type: \xff}\n")
+    assert main(["fault", "add", "iot", "--url", dead_url(), "--file", str(profile)]) == 2
+    assert f"{profile}: not UTF-8" in one_line_error(capsys.readouterr().err)
+
+
+async def test_audit_peers_checks_each_url_is_the_service_it_stands_for(capsys):
+    """The IoT simulator as --payments gave a false verdict; the gateway as --iot a traceback."""
+    async with Stack(services=["iot", "payments"], ports={}, with_sink=False) as world:
+        iot, payments = world.url("iot"), world.url("payments")
+        assert await cli("audit", "--peers", "--payments", iot, "--iot", iot) == 1
+        assert f"{iot} is iot, not the payments simulator" in one_line_error(capsys.readouterr().err)
+        assert await cli("audit", "--peers", "--payments", payments, "--iot", payments) == 1
+        assert f"{payments} is payments, not the iot simulator" in one_line_error(capsys.readouterr().err)
+        assert await cli("audit", "--peers", "--payments", payments, "--iot", iot) == 0
 
 
 def test_a_missing_profile_is_a_usage_error(tmp_path, capsys):
@@ -152,6 +305,25 @@ async def test_clock_advance_moves_a_shared_clock_once(capsys):
         out = capsys.readouterr().out.strip().splitlines()
         assert out == [f"2026-01-05T09:00:00.000Z  virtual clock of {one.url('iot')}, {two.url('iot')} (+1h)"]
         assert shared.now_iso() == "2026-01-05T09:00:00.000Z"
+
+
+async def test_clock_advance_reports_every_service_its_clock_moved(tmp_path, monkeypatch, capsys):
+    # `--service iot` of an `up` moves the clock iot shares with payments: both are named, as
+    # moved together; a sub-second move is printed as it is (it said +2s for 1.5).
+    async with Stack(services=["iot", "payments"], ports={}, with_sink=False) as up:
+        state_file = tmp_path / "up.json"
+        state.write(state_file, {"iot": up.url("iot"), "payments": up.url("payments")})
+        monkeypatch.setenv(STATE_ENV, str(state_file))
+        assert await cli("clock", "advance", "1.5", "--service", "iot") == 0
+        out = capsys.readouterr().out.strip().splitlines()
+        assert out == ["2026-01-05T08:00:01.500Z  virtual clock of iot, payments (+1.5s)",
+                       ("payments moved too: one clock with iot (the simulators of one `caas-sim up` cannot "
+                        "move apart)")]
+
+
+async def test_clock_advance_past_the_clock_end_says_so(iot, capsys):
+    assert await cli("clock", "advance", "2880000d", "--url", iot) == 1
+    assert "cannot move the clock past 9900-01-01" in one_line_error(capsys.readouterr().err)
 
 
 async def test_clock_advance_moves_distinct_clocks_that_read_the_same(capsys):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import os
+import re
 import sys
 import textwrap
 
@@ -23,6 +24,7 @@ from .. import stack as stack_mod
 from . import audit, contracts, webhooks
 from .common import (
     CORE_PORT,
+    EXIT_USAGE,
     LOCALHOST,
     STATE_DEFAULT,
     TOKEN_ENV,
@@ -34,6 +36,7 @@ from .common import (
     _named,
     _Parser,
     _port,
+    _positive,
     _profile_arg,
     _service_list,
     _url,
@@ -56,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = None
     try:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:  # argparse's own message names `caas-sim --help`, not the command's
+            raise CliError(f"unrecognized arguments: {' '.join(extras)} (see `{_command_of(args)} --help`)",
+                           EXIT_USAGE)
         return int(args.handler(args) or 0)
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
@@ -72,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `caas-sim journal iot | head`: the reader is gone, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _command_of(args: argparse.Namespace) -> str:
+    """``caas-sim COMMAND [ACTION]`` as parsed: the help that lists what it takes."""
+    words = [getattr(args, dest, None) for dest in ("command", "action", "kind")]
+    return " ".join(["caas-sim", *(w for w in words if isinstance(w, str))])
 
 
 def _version() -> str:
@@ -182,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--secret", type=webhooks.check_secret, metavar="whsec_...",
                        help="a simulator's: sign its webhooks with this Standard Webhooks secret (default: the "
                             "development secret)")
-    serve.add_argument("--workers", type=int, default=1, metavar="N",
+    serve.add_argument("--workers", type=_positive, default=1, metavar="N",
                        help="core only: N processes on one port and one PostgreSQL (default 1)")
     serve.add_argument("--database", metavar="URL", default=None,
                        help="core only: its database (default: $CAAS_DATABASE_URL or sqlite caas.db here)")
@@ -196,8 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--token", default=os.environ.get(TOKEN_ENV), help="admin token of the service")
     target = _Parser(add_help=False, parents=[admin])
     target.add_argument("service", nargs="?", metavar="SERVICE",
-                        help="a simulator name, or core: in the running `caas-sim up`, else on its default "
-                             "port on 127.0.0.1")
+                        help="a simulator name (the core keeps no journal and no fault rules): in the running "
+                             "`caas-sim up`, else on its default port on 127.0.0.1")
     target.add_argument("--url", type=_url, help="the service's base URL instead, e.g. http://127.0.0.1:8103")
 
     fault = commands.add_parser("fault", help="fault rules of a running service",
@@ -224,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Show or move clocks. Without --service or --url: every service "
                                             "of the running `caas-sim up`, the core included (its state "
                                             "file), else every simulator answering on its default port.")
-    clocks = clock.add_subparsers(dest="action", metavar="ACTION", required=True)
+    clocks = clock.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_ClockParser)
     chosen = _Parser(add_help=False, parents=[admin])
     which = chosen.add_mutually_exclusive_group()
     which.add_argument("--service", action="append", type=_named, metavar="NAME",
@@ -259,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="override every scenario's seed")
     demo.add_argument("--report", default="build/scenarios", metavar="DIR",
                       help="where report.md and junit.xml go (default build/scenarios)")
-    demo.add_argument("--jobs", "-j", type=int, default=None, help="scenarios at a time (default: CPU count)")
+    demo.add_argument("--jobs", "-j", type=_positive, default=None, help="scenarios at a time (default: CPU count)")
     demo.set_defaults(handler=cmd_demo)
 
     add_load_parser(commands, fmt)
@@ -274,9 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
                                             "(500). Exit 1 when a target is missed.")
     bench.add_argument("which", nargs="?", default="all", choices=["all", "webhooks", "sim", "ota", "scaleout"],
                        help="one measure only (default: all)")
-    bench.add_argument("--duration", type=_duration, default="5s", help="how long each round loads (default 5s)")
-    bench.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
-    bench.add_argument("--rounds", type=int, default=3, help="alternating rounds per variant (default 3)")
+    bench.add_argument("--duration", type=_positive_duration, default="5s",
+                       help="how long each round loads (default 5s)")
+    bench.add_argument("--connections", type=_positive, default=32, help="concurrent connections (default 32)")
+    bench.add_argument("--rounds", type=_positive, default=3, help="alternating rounds per variant (default 3)")
     bench.add_argument("--postgres", default=os.environ.get("CAAS_BENCH_POSTGRES", "postgresql+asyncpg://postgres@"
                                                             "127.0.0.1:5432/test"),
                        help="PostgreSQL server (a throw-away database is created there) for ota and scaleout")
@@ -294,6 +307,22 @@ def build_parser() -> argparse.ArgumentParser:
                             "reported against it (default $CAAS_BENCH_WIREMOCK)")
     bench.set_defaults(handler=cmd_bench)
     return parser
+
+
+class _ClockParser(_Parser):
+    """argparse takes ``-3d`` for an option and would say DURATION is missing."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        backward = next((a for a in args or [] if re.match(r"-\.?\d", a)), None)
+        if backward:
+            raise CliError(f"the clock never moves backward: {backward!r} (give a positive duration)", EXIT_USAGE)
+        return super().parse_known_args(args, namespace)
+
+
+def _positive_duration(value: str) -> str:
+    if parse_duration(_duration(value)) <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive duration: {value!r}")
+    return value
 
 
 def _count(value: str) -> int:

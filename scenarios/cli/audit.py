@@ -16,7 +16,16 @@ from collections import Counter
 from caas_sim.simulators.client import AdminClient
 
 from .. import peer_audit
-from .common import EXIT_FAILURE, core_of_up, render_table, running_up, service_url
+from .common import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    CliError,
+    _url,
+    core_of_up,
+    render_table,
+    running_up,
+    service_url,
+)
 
 DEFAULT_TARGET = "http://127.0.0.1:8000"
 
@@ -26,7 +35,7 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
                                 description="Ask a running core for its invariant audit (GET /__admin/audit): "
                                             "nothing lost, nothing twice, no charge without delivery, every "
                                             "failed settlement collected, money adds up per customer.")
-    audit.add_argument("--target", metavar="URL",
+    audit.add_argument("--target", type=_url, metavar="URL",
                        help="the core's base URL (default: the running `caas-sim up`'s core, or the core of your "
                             f"own it serves, `up --core-url`; else {DEFAULT_TARGET})")
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -34,9 +43,9 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
                        help="audit from the simulators' side instead, needing nothing from the core: money settled "
                             "for features never delivered, features on after a refund or never charged, refunds "
                             "that never completed (the payment gateway's and the IoT fleet's journals and state)")
-    audit.add_argument("--payments", metavar="URL", help="with --peers: the payment gateway (default: the running "
-                       "`caas-sim up`'s, else its default port)")
-    audit.add_argument("--iot", metavar="URL", help="with --peers: the IoT fleet (default as --payments)")
+    audit.add_argument("--payments", type=_url, metavar="URL", help="with --peers: the payment gateway (default: "
+                       "the running `caas-sim up`'s, else its default port); checked to be one first")
+    audit.add_argument("--iot", type=_url, metavar="URL", help="with --peers: the IoT fleet (default as --payments)")
     audit.set_defaults(handler=cmd_audit)
 
 
@@ -46,10 +55,17 @@ async def fetch(url: str, token: str | None) -> dict:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    if not args.peers and (args.payments or args.iot):
+        raise CliError("--payments and --iot are for --peers (the core's audit asks the core: --target)", EXIT_USAGE)
+    if args.peers and args.target:
+        raise CliError("--target is the core, which --peers does not ask: --payments and --iot", EXIT_USAGE)
     up = running_up(args)
     if args.peers:
-        report = asyncio.run(peer_audit.audit(args.payments or service_url("payments", up),
-                                              args.iot or service_url("iot", up), token=args.token))
+        try:
+            report = asyncio.run(peer_audit.audit(args.payments or service_url("payments", up),
+                                                  args.iot or service_url("iot", up), token=args.token))
+        except peer_audit.WrongService as exc:
+            raise CliError(str(exc)) from None
     else:
         report = asyncio.run(fetch(args.target or core_of_up(args, up) or DEFAULT_TARGET, args.token))
     if args.json:

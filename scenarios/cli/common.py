@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -66,13 +67,56 @@ def _port(value: str) -> int:
 
 def _url(value: str) -> str:
     try:
+        check_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def check_url(value: str) -> None:
+    """Raise ValueError unless ``value`` is an http(s) base URL with a host and a TCP port."""
+    try:
         url = yarl.URL(value)
-        ok = url.scheme in ("http", "https") and bool(url.host)
-    except ValueError:
+        ok = url.scheme in ("http", "https") and bool(url.host) and 0 <= (url.port or 0) <= 65535
+    except ValueError:  # yarl: a port out of range, a bracket left open
         ok = False
     if not ok:
-        raise argparse.ArgumentTypeError(f"not a base URL: {value!r} (e.g. http://127.0.0.1:8103)")
-    return value
+        raise ValueError(f"not a base URL: {value!r} (e.g. http://127.0.0.1:8103)")
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {value!r}")
+    return int(value)
+
+
+def report_folder(value: str, option: str = "--report") -> Path:
+    """The folder ``value``, created now: a run that cannot write its report fails before
+    it starts, not after."""
+    folder = Path(value)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CliError(f"{option} {value}: not a folder", EXIT_USAGE) from None
+    except OSError as exc:
+        raise CliError(f"{option} {value}: cannot create it: {exc.strerror or exc}", EXIT_USAGE) from None
+    if not os.access(folder, os.W_OK):
+        raise CliError(f"{option} {value}: not writable", EXIT_USAGE)
+    return folder
+
+
+def output_file(value: str, option: str) -> Path:
+    """The file ``value``, checked before a run that writes it at the end: not a folder, in a
+    folder that exists and is writable."""
+    path = Path(value)
+    parent = path.parent
+    if path.is_dir():
+        raise CliError(f"{option} {value}: a folder, not a file", EXIT_USAGE)
+    if not parent.is_dir():
+        raise CliError(f"{option} {value}: no such folder {parent}", EXIT_USAGE)
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CliError(f"{option} {value}: not writable", EXIT_USAGE)
+    return path
 
 
 def _simulator(value: str) -> str:
@@ -106,6 +150,10 @@ def render_table(headers: list[str], rows: list[list[str]]) -> str:
 
 def _target(args: argparse.Namespace) -> tuple[str, str]:
     """(label, base URL) of the one service a command is about."""
+    if args.service == "core":  # it would answer 404: the admin protocol gives these to simulators only
+        kept = "journal" if args.command == "journal" else "fault rules"
+        raise CliError(f"the core keeps no {kept}: `caas-sim {args.command}` is for a simulator "
+                       f"({', '.join(stack_mod.SERVICES)})", EXIT_USAGE)
     if args.url:
         return args.service or args.url, args.url
     if not args.service:
@@ -115,7 +163,19 @@ def _target(args: argparse.Namespace) -> tuple[str, str]:
 
 def running_up(args: argparse.Namespace) -> dict[str, str] | None:
     """The services of a running `caas-sim up` (its state file), if one runs."""
-    return state.running(state.state_path(getattr(args, "state_file", None)))
+    return state.running(up_state_path(args))
+
+
+def up_state_path(args: argparse.Namespace) -> Path:
+    """Where a running `up` records its services; a file the user named must be one."""
+    given = getattr(args, "state_file", None)
+    path = state.state_path(given)
+    if state.named(given):
+        try:
+            state.check(path)
+        except state.StateError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+    return path
 
 
 def core_of_up(args: argparse.Namespace, up: dict[str, str] | None) -> str | None:
@@ -123,7 +183,7 @@ def core_of_up(args: argparse.Namespace, up: dict[str, str] | None) -> str | Non
     own its simulators call (`up --core-url`); None when no `up` runs."""
     if up and "core" in up:
         return up["core"]
-    return state.core_url(state.state_path(getattr(args, "state_file", None)))
+    return state.core_url(up_state_path(args))
 
 
 def service_url(name: str, up: dict[str, str] | None) -> str:
@@ -143,16 +203,25 @@ def default_url(name: str) -> str:
 def shipped_profile(service: str, value: str) -> str:
     """A fault profile's path: ``value`` itself when it names a file, else the profile of that
     name the service ships with (``caas-sim serve iot --faults flaky-network``), which an
-    installed package carries too."""
+    installed package carries too. A bare name that is neither is refused with the list of
+    those the service ships."""
     if Path(value).exists() or service not in stack_mod.SERVICES:
         return value
-    module = stack_mod.SERVICES[service][0]
-    spec = importlib.util.find_spec(module.rsplit(".", 1)[0])
-    folder = Path(next(iter(spec.submodule_search_locations))) / "profiles" if spec else None
+    folder = _profiles_folder(service)
     name = value if value.endswith(".yaml") else f"{value}.yaml"
     if folder is not None and (folder / name).is_file():
         return str(folder / name)
-    return value
+    if "/" in value or os.sep in value:
+        return value  # a path: _check_profile says it is missing
+    shipped = sorted(p.stem for p in folder.glob("*.yaml")) if folder is not None and folder.is_dir() else []
+    raise CliError(f"no fault profile {value!r}: no such file, nor a profile {service} ships "
+                   f"({'it ships: ' + ', '.join(shipped) if shipped else 'it ships none'})", EXIT_USAGE)
+
+
+def _profiles_folder(service: str) -> Path | None:
+    module = stack_mod.SERVICES[service][0]
+    spec = importlib.util.find_spec(module.rsplit(".", 1)[0])
+    return Path(next(iter(spec.submodule_search_locations))) / "profiles" if spec else None
 
 
 def _check_profile(path: str) -> None:
@@ -160,6 +229,8 @@ def _check_profile(path: str) -> None:
         load_fault_profile(path)
     except OSError as exc:
         raise CliError(f"cannot read fault profile {path}: {exc.strerror or exc}", EXIT_USAGE) from None
+    except UnicodeDecodeError as exc:  # a ValueError: without this, the codec's words and no file name
+        raise CliError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", EXIT_USAGE) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import aiohttp
 
 from caas_sim.simulators.client import AdminClient, AdminUnreachable, load_fault_profile
+from caas_sim.simulators.kit.clock import ClockError
 from caas_sim.simulators.kit.durations import format_duration, parse_duration
 
 from .. import stack as stack_mod
@@ -145,29 +146,62 @@ async def _clock_targets(args: argparse.Namespace, session: aiohttp.ClientSessio
 def cmd_clock_advance(args: argparse.Namespace) -> int:
     """Every clock moves as one, event by event: each service reaches an instant before any
     of them acts there, and the core's jobs run at their due times (``RemoteCoordinator``).
-    Services sharing a clock (the simulators of one `up`) find it already moved."""
+    Services sharing a clock (the simulators of one `up`) find it already moved, and so do
+    those not asked for: they are reported too, as moved with a chosen one."""
     seconds = parse_duration(args.duration)
 
     async def run() -> int:
         async with aiohttp.ClientSession() as session:
             targets = await _clock_targets(args, session)
-        real = [t.label for t in targets if t.health["clock"]["mode"] == "real"]
-        movable = {t.label: t.admin.base_url for t in targets if t.label not in real}
-        clocks = []
-        if movable:
-            world = await RemoteCoordinator(movable, token=args.token).start()
-            try:
-                await world.advance_to(world.now() + seconds)
-                clocks = [(label, await world.admin(label).clock()) for label in movable]
-            finally:
-                await world.close()
+            others = _bystanders(args, targets, session)
+            before = await _epochs(others)
+            real = [t.label for t in targets if t.health["clock"]["mode"] == "real"]
+            movable = {t.label: t.admin.base_url for t in targets if t.label not in real}
+            clocks = await _advance(movable, seconds, args.token) if movable else []
+            after = await _epochs(others)
+            along = [label for label, epoch in after.items() if label in before and epoch != before[label]]
+            clocks += [(label, await others[label].clock()) for label in along]
         for (now, mode), labels in _by_time(clocks).items():
             print(f"{now}  {mode} clock of {', '.join(labels)} (+{format_duration(seconds)})")
+        if along:
+            left = [label for label in before if label not in along]
+            print(f"{', '.join(along)} moved too: one clock with {', '.join(movable)} (the simulators of one "
+                  f"`caas-sim up` cannot move apart){'; not moved: ' + ', '.join(left) if left else ''}")
         if real:
             raise CliError(f"{', '.join(real)}: a real-time clock cannot be moved")
         return 0
 
     return asyncio.run(run())
+
+
+async def _advance(urls: dict[str, str], seconds: float, token: str | None) -> list[tuple[str, dict]]:
+    world = await RemoteCoordinator(urls, token=token).start()
+    try:
+        await world.advance_to(world.now() + seconds)
+        return [(label, await world.admin(label).clock()) for label in urls]
+    except ClockError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        await world.close()
+
+
+def _bystanders(args: argparse.Namespace, targets: list[Target],
+                session: aiohttp.ClientSession) -> dict[str, AdminClient]:
+    """The services not chosen that may share a chosen one's clock: the rest of the running
+    `up`, else the rest of the default ports."""
+    up = running_up(args)
+    table = up or {name: default_url(name) for name in [*stack_mod.SERVICES, "core"]}
+    chosen = {t.admin.base_url.rstrip("/") for t in targets} | {t.label for t in targets}
+    return {name: AdminClient(url, token=args.token, session=session) for name, url in table.items()
+            if name not in chosen and url.rstrip("/") not in chosen}
+
+
+async def _epochs(clients: dict[str, AdminClient]) -> dict[str, float]:
+    """Each answering service's virtual clock (seconds); one that does not answer is left out,
+    and so is a scaled one: it moves by itself."""
+    answers = await asyncio.gather(*(c.clock() for c in clients.values()), return_exceptions=True)
+    return {label: a["epoch"] for label, a in zip(clients, answers)
+            if isinstance(a, dict) and a.get("mode") == "virtual" and "epoch" in a}
 
 
 def _by_time(clocks: list[tuple[str, dict]]) -> dict[tuple[str, str], list[str]]:

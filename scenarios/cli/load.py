@@ -12,7 +12,8 @@ report's ``locust.log``; with ``ota-callbacks`` the simulator's journal is read 
 (``load_deliveries``). The figures are
 printed (HTTP requests apart from business metrics), judged against the SLOs, and written
 to ``--report`` (``load_report``). Exit 1 when an SLO is missed, the run was stopped, the
-locustfile raised, or an audit found a violation.
+locustfile raised, or an audit found a violation; 130 when Ctrl-C stopped it (the report
+keeps what it measured until then).
 """
 
 from __future__ import annotations
@@ -39,7 +40,16 @@ from ..scenario.coordinator import absent
 from . import load_report
 from .audit import fetch as fetch_audit
 from .audit import render as render_audit
-from .common import EXIT_USAGE, CliError, _duration, _Parser, _url, running_up
+from .common import (
+    EXIT_USAGE,
+    CliError,
+    _clock_spec,
+    _duration,
+    _Parser,
+    _url,
+    report_folder,
+    running_up,
+)
 from .load_deliveries import ANSWER, LAG, DeliveryWatch
 from .load_locust import (
     KINDS,
@@ -150,7 +160,7 @@ def add_parser(commands, fmt) -> None:
     t.add_argument("--payments-url", type=_url, help="with --target and --peers: the payment gateway simulator")
     t.add_argument("--admin-token", default=None, help="with --target: the core's admin token, for the audit")
     t.add_argument("--db", help="the started core's database URL (default: a throw-away SQLite file)")
-    t.add_argument("--clock", default=None, help="the started stack's clock: real, scaled:N (default: webhooks "
+    t.add_argument("--clock", type=_clock_spec, default=None, help="the started stack's clock: real, scaled:N (default: webhooks "
                                                  "real, the others scaled:60)")
     r = run.add_argument_group("verdict and report")
     r.add_argument("--report", default="load-report", help="folder of the report (default load-report)")
@@ -254,8 +264,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     locate_peers(args)
     target = resolve_target(args)
     seconds = parse_duration(args.duration)
-    report = Path(args.report)
-    report.mkdir(parents=True, exist_ok=True)
+    report = report_folder(args.report)  # before the run: it wrote there only at the end
     for target_url, what in ((args.target, "the target"), (args.iot_url, "the IoT simulator"),
                              (args.payments_url, "the payment gateway")):
         if target_url:
@@ -285,10 +294,12 @@ def cmd_load(args: argparse.Namespace) -> int:
         print(f"locust: {args.kind} against {host}, {args.users} users, {seconds:g} s, "
               f"{'1 process' if len(commands) == 1 else f'master + {len(commands) - 1} workers'}; "
               f"its log: {report / 'locust.log'}", flush=True)
-        code = run_locust(commands, seconds, report)
+        code, interrupted = run_locust(commands, seconds, report)
         deliveries = watch.stop() if watch else None
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         located = _read_locust(scratch / "locust.json", code, report)
+        if interrupted:  # no audit then: the user wants out; the verdict is "stopped", never "passed"
+            located["aborted"] = located.get("aborted") or INTERRUPTED
         audit = peers = None
         notes: list[str] = []
         if not located.get("aborted"):
@@ -319,6 +330,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     print(f"report: {report}/summary.md, figures.csv, summary.json and report.html (locust's)")
     for line in [*notes, *verdicts]:
         print(f"caas-sim: {line}", file=sys.stderr)
+    if interrupted:
+        return EXIT_INTERRUPTED
     return 1 if verdicts else 0
 
 
@@ -329,6 +342,11 @@ def _metric_bounds(args: argparse.Namespace) -> dict[str, float]:
     if args.slo_delivery_p95:
         bounds[LAG] = parse_duration(args.slo_delivery_p95) * 1000
     return bounds
+
+
+#: Ctrl-C (SIGINT), as shells report it: 128 + 2.
+EXIT_INTERRUPTED = 130
+INTERRUPTED = "the run was interrupted (Ctrl-C): the figures are those of the part that ran, unjudged by any audit"
 
 
 def _read_locust(path: Path, code: int, report: Path) -> dict:
@@ -420,7 +438,7 @@ def peers_audit(payments_url: str | None, iot_url: str | None, token: str | None
         return CliError("--peers needs the simulators: with --target, give --iot-url and --payments-url")
     try:
         return asyncio.run(peer_audit.audit(payments_url, iot_url, token=token))
-    except (AdminError, AdminUnreachable, aiohttp.ClientError) as exc:
+    except (AdminError, AdminUnreachable, aiohttp.ClientError, peer_audit.WrongService) as exc:
         return exc
 
 

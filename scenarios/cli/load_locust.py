@@ -131,8 +131,9 @@ def locust_commands(args: argparse.Namespace, host: str, iot_url: str | None, re
     return [main] + [worker] * (args.processes - 1)
 
 
-def run_locust(commands: list[list[str]], seconds: float, report: Path) -> int:
-    """Run locust, its output in ``report/locust.log``, a progress line every ten seconds."""
+def run_locust(commands: list[list[str]], seconds: float, report: Path) -> tuple[int, bool]:
+    """Run locust, its output in ``report/locust.log``, a progress line every ten seconds; its
+    exit code, and whether Ctrl-C stopped it (what it measured until then is kept)."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     with (report / "locust.log").open("wb") as log:
         master = subprocess.Popen(commands[0], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -142,15 +143,15 @@ def run_locust(commands: list[list[str]], seconds: float, report: Path) -> int:
         try:
             while True:
                 try:
-                    return master.wait(timeout=PROGRESS_EVERY)
+                    return master.wait(timeout=PROGRESS_EVERY), False
                 except subprocess.TimeoutExpired:
                     if time.monotonic() - started > seconds + 180:
                         master.send_signal(signal.SIGINT)
-                        return master.wait(timeout=30)
+                        return master.wait(timeout=30), False
                     _progress(report / "locust_stats_history.csv", time.monotonic() - started, seconds)
-        except KeyboardInterrupt:  # stop the run, keep what it measured
+        except KeyboardInterrupt:  # stop the run, keep what it measured: the caller says it was stopped
             master.send_signal(signal.SIGINT)
-            return master.wait(timeout=30)
+            return master.wait(timeout=30), True
         finally:
             deadline = time.monotonic() + 15
             for worker in workers:

@@ -7,7 +7,15 @@ import asyncio
 import sys
 from pathlib import Path
 
-from .common import EXIT_USAGE, CliError, render_table
+from .common import (
+    EXIT_USAGE,
+    CliError,
+    _positive,
+    check_url,
+    output_file,
+    render_table,
+    report_folder,
+)
 
 
 def add_parser(commands, fmt) -> None:
@@ -47,7 +55,7 @@ def add_parser(commands, fmt) -> None:
     run.add_argument("--seed", type=int, default=None, help="override every scenario's seed")
     run.add_argument("--report", metavar="DIR", help="write DIR/report.md (Mermaid sequence diagrams)")
     run.add_argument("--junit", metavar="FILE", help="write JUnit XML")
-    run.add_argument("--jobs", "-j", type=int, default=None, help="scenarios at a time (default: CPU count)")
+    run.add_argument("--jobs", "-j", type=_positive, default=None, help="scenarios at a time (default: CPU count)")
     run.add_argument("--target", action="append", default=[], metavar="NAME=URL|default",
                      help="run against services started elsewhere: core=URL, iot=URL, ... (repeatable, or "
                           "comma-separated); `default` is every service on its default port on 127.0.0.1")
@@ -64,19 +72,40 @@ def add_parser(commands, fmt) -> None:
     run.set_defaults(handler=cmd_run)
 
 
-def _catalogue(args: argparse.Namespace) -> dict[str, Path]:
-    from ..scenario.loader import CATALOGUE, catalogue
+def _folder(args: argparse.Namespace) -> Path:
+    """The catalogue's folder: ``--catalogue``, which must be one (a typo read as an empty
+    catalogue said "0 scenarios"), else the shipped one."""
+    from ..scenario.loader import CATALOGUE
 
-    return catalogue(args.catalogue or CATALOGUE)
+    if args.catalogue is None:
+        return Path(CATALOGUE)
+    if not Path(args.catalogue).is_dir():
+        raise CliError(f"--catalogue {args.catalogue}: no such directory", EXIT_USAGE)
+    return Path(args.catalogue)
+
+
+def _catalogue(args: argparse.Namespace) -> dict[str, Path]:
+    from ..scenario.loader import catalogue
+
+    return catalogue(_folder(args))
+
+
+def _load_catalogue(args: argparse.Namespace) -> list:
+    from ..scenario.loader import ScenarioError, load_catalogue
+
+    try:
+        return load_catalogue(_folder(args))
+    except ScenarioError as exc:
+        raise CliError(_problems(exc)) from None
+
+
+def _problems(exc) -> str:
+    """The loader's messages: those of a whole folder already name their file and line."""
+    return "\n".join(message if line is None else f"{exc.path}:{line}: {message}" for line, message in exc.problems)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..scenario.loader import CATALOGUE, ScenarioError, load_catalogue
-
-    try:
-        scenarios = load_catalogue(args.catalogue or CATALOGUE)
-    except ScenarioError as exc:
-        raise CliError(str(exc)) from None
+    scenarios = _load_catalogue(args)
     print(render_table(["SCENARIO", "TAGS", "PROVES"], [[s.name, ",".join(s.tags), s.proves] for s in scenarios]))
     print(f"\n{len(scenarios)} scenarios")
     return 0
@@ -85,12 +114,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     import json
 
-    from ..scenario.loader import CATALOGUE, ScenarioError, load_catalogue
-
-    try:
-        scenarios = load_catalogue(args.catalogue or CATALOGUE)
-    except ScenarioError as exc:
-        raise CliError(str(exc)) from None
+    scenarios = _load_catalogue(args)
     keys = {actor.api_key(): {"role": actor.role, "subject": actor.subject}
             for scenario in scenarios for actor in scenario.world.actors.values()}
     print(json.dumps(dict(sorted(keys.items()))))
@@ -109,12 +133,18 @@ def parse_targets(values: list[str]) -> dict[str, str]:
                 urls["core"] = f"http://127.0.0.1:{CORE_PORT}"
                 continue
             name, sep, url = item.partition("=")
-            if not sep or not url.startswith(("http://", "https://")):
+            if not sep:
                 raise CliError(f"--target {item!r}: expected NAME=URL (e.g. core=http://127.0.0.1:8000) or default",
                                EXIT_USAGE)
             if name != "core" and name not in stack_mod.SERVICES:
                 raise CliError(f"--target {name}: unknown service (core, {', '.join(stack_mod.SERVICES)})",
                                EXIT_USAGE)
+            if name in urls and urls[name] != url:
+                raise CliError(f"--target {name}: given twice ({urls[name]} and {url})", EXIT_USAGE)
+            try:
+                check_url(url)
+            except ValueError as exc:
+                raise CliError(f"--target {name}: {exc}", EXIT_USAGE) from None
             urls[name] = url
     if urls and "core" not in urls:
         raise CliError("--target needs the core's URL too (core=http://...)", EXIT_USAGE)
@@ -126,7 +156,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..scenario.suite import print_progress, run_against, run_files, wall_clock
 
     known = _catalogue(args)
-    if args.all == bool(args.names):
+    if args.all and args.names:
+        raise CliError("--all or names, not both", EXIT_USAGE)
+    if not args.all and not args.names:
         raise CliError("name scenarios or pass --all (`caas-sim scenario list` shows them)", EXIT_USAGE)
     paths = list(known.values()) if args.all else []
     for name in args.names:
@@ -140,8 +172,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         for path in paths:  # every file valid before anything runs
             load(path)
     except ScenarioError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
+        raise CliError(_problems(exc), EXIT_USAGE) from None
     urls = parse_targets(args.target)
+    check_outputs(args.report, args.junit)
     if args.max_wait is not None and (not urls or args.max_wait <= 0):
         raise CliError("--max-wait is a positive number of seconds, with --target", EXIT_USAGE)
     if args.core_command is not None and (not urls or not args.core_command.strip()):
@@ -161,6 +194,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         outcomes = run_files(paths, seed=args.seed, jobs=args.jobs, progress=progress)
     wall = wall_clock() - started
     return finish(outcomes, wall, seed=args.seed, report_dir=args.report, junit_file=args.junit)
+
+
+def check_outputs(report_dir: str | None, junit_file: str | None) -> None:
+    """Fail now, not after the whole run, when a report could not be written."""
+    if report_dir:
+        report_folder(report_dir)
+    if junit_file:
+        output_file(junit_file, "--junit")
 
 
 def finish(outcomes, wall: float, *, seed: int | None, report_dir: str | None, junit_file: str | None,

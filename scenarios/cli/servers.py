@@ -41,6 +41,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     for path in profiles.values():
         _check_profile(path)
     core_url = getattr(args, "core_url", None)
+    if core_url and args.no_core:
+        raise CliError("--no-core or --core-url, not both: --core-url already starts no core (its webhooks go "
+                       "to yours), --no-core sends them to a sink", EXIT_USAGE)
     if core_url and args.database:
         raise CliError("--database is the reference core's, and --core-url starts none", EXIT_USAGE)
     targets = webhooks.resolve_targets(getattr(args, "webhook_url", []), names, core_url)
@@ -58,8 +61,19 @@ def cmd_up(args: argparse.Namespace) -> int:
                             core=core, with_sink=not core_url, webhook_urls=targets, webhook_secrets=secrets)
     dashboard = None if getattr(args, "no_dashboard", False) else \
         0 if args.ephemeral else (getattr(args, "port_base", None) or CORE_PORT) + DASHBOARD_OFFSET
-    return _run_server(run_stack(stack, state_file=state.state_path(args.state_file), render=render_up,
+    state_file = _writable_state_file(args.state_file)
+    return _run_server(run_stack(stack, state_file=state_file, render=render_up,
                                  notes=_up_notes(core_url, secrets), dashboard=dashboard, core_url=core_url))
+
+
+def _writable_state_file(given: str | None) -> Path:
+    """The state file `up` will write, tried now: it wrote it only once everything listened."""
+    path = state.state_path(given)
+    try:
+        state.check_writable(path)
+    except OSError as exc:
+        raise CliError(f"cannot write the state file {path}: {exc.strerror or exc}", EXIT_USAGE) from None
+    return path
 
 
 def up_ports(names: list[str], base: int | None = None) -> dict[str, int]:
@@ -162,6 +176,8 @@ async def run_stack(stack: stack_mod.Stack, *, configure: Callable[[stack_mod.St
             raise CliError(_bind_error(exc, stack)) from None
         except ValueError as exc:  # a fault profile the service rejects
             raise CliError(f"cannot start {_starting(stack)}: {exc}") from None
+        except RuntimeError as exc:  # the core's DatabaseUnavailable
+            raise _core_database_error(stack, exc) or exc
         if configure:
             configure(stack)
         if dashboard is not None:
@@ -234,9 +250,21 @@ def _bind_error(exc: OSError, stack: stack_mod.Stack) -> str:
 
 
 def _starting(stack: stack_mod.Stack) -> str:
-    """The service a failed start was at: Stack starts the sink, then services in order."""
-    order = (["sink"] if stack.with_sink else []) + list(stack.services)
-    return next((name for name in order if name not in stack.running), "?")
+    """The service a failed start was at (a failed start stops those it started)."""
+    return stack.starting or "?"
+
+
+def _core_database_error(stack: stack_mod.Stack, exc: RuntimeError) -> CliError | None:
+    """The one line for a reference core that cannot open its database, as `serve core` says it."""
+    if stack.starting != "core":
+        return None
+    from caas_core.store.db import (
+        DatabaseUnavailable,  # the core is being started: it is imported
+    )
+
+    if isinstance(exc, DatabaseUnavailable):
+        return CliError(f"the core cannot open its database: {exc}")
+    return None
 
 
 def render_stack(stack: stack_mod.Stack) -> str:

@@ -19,7 +19,7 @@ from caas_sim import catalogue
 from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET
 
 from . import state
-from .common import EXIT_USAGE, UP_HINT, CliError, _url
+from .common import EXIT_USAGE, UP_HINT, CliError, _url, up_state_path
 
 SECRET_PREFIX = "whsec_"
 
@@ -134,7 +134,7 @@ def add_parser(commands: argparse._SubParsersAction, admin_parents: list[argpars
 
 
 def cmd_secrets(args: argparse.Namespace) -> int:
-    path = state.state_path(getattr(args, "state_file", None))
+    path = up_state_path(args)
     table = state.webhooks(path)
     if table is None:
         if state.running(path) is not None:

@@ -50,7 +50,13 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from caas_sim.simulators.client import AdminClient, AdminError
-from caas_sim.simulators.kit.clock import Clock, isoformat, parse_datetime
+from caas_sim.simulators.kit.clock import (
+    MAX_TIME,
+    Clock,
+    ClockError,
+    isoformat,
+    parse_datetime,
+)
 from caas_sim.simulators.kit.durations import format_duration
 
 T = TypeVar("T")
@@ -417,6 +423,8 @@ class RemoteCoordinator(_AdminMixin):
         return min((d for d in due if d >= self._now), default=None)
 
     async def advance_to(self, target: float) -> None:
+        if target > MAX_TIME:  # each service would refuse it (409), which a move here takes for "already there"
+            raise ClockError(f"cannot move the clock past {isoformat(MAX_TIME)}")
         if self.rate is not None:
             await self._wait_until(target)
             return

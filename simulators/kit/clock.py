@@ -116,8 +116,8 @@ class Clock:
     def __init__(self, mode: str = "virtual", *, scale: float = 1.0, start: float | None = None):
         if mode not in ("real", "virtual", "scaled"):
             raise ValueError(f"unknown clock mode {mode!r} (real, virtual or scaled)")
-        if scale <= 0:
-            raise ValueError("clock scale must be positive")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError("clock scale must be a positive number")
         self.mode = mode
         self.scale = 1.0 if mode == "real" else scale
         if mode == "real":

@@ -5,7 +5,7 @@ import pytest
 from aiohttp import web
 
 from caas_sim.simulators.kit.clock import Clock, ClockError
-from caas_sim.simulators.kit.durations import parse_duration
+from caas_sim.simulators.kit.durations import format_duration, parse_duration
 
 
 async def test_virtual_days_fire_due_events_in_order_in_milliseconds():
@@ -107,10 +107,25 @@ def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("bad", ["", "3 days", "-1s", "h", -3])
+@pytest.mark.parametrize("bad", ["", "3 days", "-1s", "h", -3,
+                                 # not finite, or longer than any clock can move (they overflowed a date)
+                                 "nan", "inf", "1e400", float("nan"), "99999999999d", "1e20"])
 def test_bad_durations_say_why(bad):
     with pytest.raises(ValueError, match="duration"):
         parse_duration(bad)
+
+
+@pytest.mark.parametrize("seconds,text", [(0.25, "250ms"), (1.5, "1.5s"), (90, "1m30s"), (90.25, "1m30.25s"),
+                                          (86400, "1d"), (5400, "1h30m")])
+def test_format_duration_keeps_fractions_of_a_second(seconds, text):
+    assert format_duration(seconds) == text
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), 0, -1])
+def test_a_clock_scale_must_be_a_positive_number(scale):
+    with pytest.raises(ValueError, match="positive"):
+        Clock("scaled", scale=scale)
 
 
 def test_journal_pages_with_since_and_reports_drops_not_clears():

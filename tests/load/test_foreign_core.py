@@ -4,6 +4,7 @@ report's files and `load compare`."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -156,11 +157,36 @@ def test_a_target_answering_only_errors_is_given_up_within_seconds(tmp_path):
     (("--reorder-share", "0.1"), "--reorder-share is for webhooks and day"),
     (("--senders", "iot,sms"), "expected senders among iot, payments, factory"),
     (("--target", "http://127.0.0.1:9", "--peers"), "--peers audits the simulators the target calls"),
+    (("--clock", "fast"), "unknown clock mode 'fast'"),
+    (("--report", "/proc/caas-sim-report"), "--report /proc/caas-sim-report: cannot create it"),  # it ran first
 ])
 def test_bad_option_values_get_one_line(tmp_path, args, said):
     done = _cli(tmp_path, "ota", *args, timeout=30)
     assert done.returncode == 2, done.stdout + done.stderr
     assert said in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_ctrl_c_keeps_the_partial_report_and_exits_130(tmp_path):
+    """It exited 0 with every SLO met, as if the whole run had passed."""
+    with Running(StandIn()) as standin:
+        env = {**os.environ, STATE_ENV: str(tmp_path / "up.json")}
+        proc = subprocess.Popen([sys.executable, "-m", "caas_sim.scenarios.cli", "load", "webhooks", "--target",
+                                 standin.url, "--config", _config(tmp_path), "--duration", "5m", "--users", "2",
+                                 "--report", str(tmp_path / "report")], cwd=tmp_path, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            while not proc.stdout.readline().startswith("locust:"):
+                assert proc.poll() is None, proc.stderr.read()
+            time.sleep(4)  # some load
+            proc.send_signal(signal.SIGINT)  # to caas-sim alone: it stops locust
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "interrupted (Ctrl-C)" in err
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert "interrupted" in summary["aborted"] and not summary["passed"]
 
 
 def test_a_bad_target_description_names_the_field(tmp_path):
