@@ -12,10 +12,10 @@ import hmac
 import orjson
 from aiohttp import web
 
-from .clock import ClockError, parse_datetime
+from .clock import MAX_TIME, ClockError, isoformat, parse_datetime
 from .contract import Operation
 from .contract import load as load_contract
-from .durations import parse_duration
+from .durations import DurationTooLong, parse_duration
 from .errors import ProblemError
 from .faults import FaultConflict, FaultError
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -79,6 +79,9 @@ def _handlers(service: Service) -> dict:
                 target = clock.now() + parse_duration(body["advance"])
             else:
                 target = parse_datetime(body["to"])
+        except DurationTooLong as exc:  # as valid as any duration: past the clock's range (409)
+            raise ProblemError(409, "Clock cannot move", f"cannot move the clock past {isoformat(MAX_TIME)}: {exc}",
+                               kind="clock-conflict") from None
         except ValueError as exc:
             raise ProblemError(400, "Invalid clock move", str(exc)) from None
         try:

@@ -15,6 +15,10 @@ _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
 MAX_DURATION = MAX_TIME
 
 
+class DurationTooLong(ValueError):
+    """A well-formed duration longer than any clock can move (a clock move's 409, not a 400)."""
+
+
 def parse_duration(value: str | float) -> float:
     """Seconds in ``value``; a bare number is seconds. Raises ValueError with the reason."""
     if isinstance(value, bool):
@@ -25,7 +29,8 @@ def parse_duration(value: str | float) -> float:
         if value < 0:
             raise ValueError(f"a duration cannot be negative: {value}")
         if value > MAX_DURATION:
-            raise ValueError(f"a duration too long for any clock: {value:g} s (at most {MAX_DURATION / 86400:.0f}d)")
+            raise DurationTooLong(f"a duration too long for any clock: {value:g} s (at most "
+                                  f"{MAX_DURATION / 86400:.0f}d)")
         return float(value)
     text = value.strip().replace(" ", "")
     try:

@@ -73,8 +73,9 @@ PATHS = {
                   E.WITHDRAWN, E.REFUND_COMPLETED],
     S.EXPIRED: [E.PAYMENT_INITIATED, E.ACTIVATION_REQUESTED, E.ACTIVATION_ATTEMPT_STARTED, E.ACTIVATED, E.EXPIRED],
 }
-#: Events that come from webhooks (or timers that may fire twice) and must be idempotent.
-REPEATABLE = {E.ACTIVATED, E.REFUND_COMPLETED, E.EXPIRED, E.WITHDRAWN}
+#: Events that come from webhooks (or timers that may fire twice) and must be idempotent. A
+#: withdrawal is the customer's request, refused the second time (409: no second refund or notice).
+REPEATABLE = {E.ACTIVATED, E.REFUND_COMPLETED, E.EXPIRED}
 SETTLEMENT = [E.SETTLED, E.SETTLEMENT_FAILED, E.CHARGEBACK]
 
 
