@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -43,34 +44,21 @@ def _fail(message: str, code: int = EXIT_FAILURE) -> int:
     return code
 
 
-def _clock_spec(value: str) -> str:
-    try:
-        stack_mod.parse_clock(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
-
-
-def _duration(value: str) -> str:
-    try:
-        parse_duration(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
+def _checked(check: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse type: the value as given, once ``check`` (a ValueError says why not) passed."""
+    def parse(value: str) -> str:
+        try:
+            check(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+    return parse
 
 
 def _port(value: str) -> int:
     if not value.isdigit() or not 0 <= int(value) <= 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port: {value!r} (0-65535; 0 picks a free one)")
     return int(value)
-
-
-def _url(value: str) -> str:
-    try:
-        check_url(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
 
 
 def check_url(value: str) -> None:
@@ -82,6 +70,11 @@ def check_url(value: str) -> None:
         ok = False
     if not ok:
         raise ValueError(f"not a base URL: {value!r} (e.g. http://127.0.0.1:8103)")
+
+
+_clock_spec = _checked(stack_mod.parse_clock)
+_duration = _checked(parse_duration)
+_url = _checked(check_url)
 
 
 def _positive(value: str) -> int:

@@ -258,9 +258,8 @@ def _core_database_error(stack: stack_mod.Stack, exc: RuntimeError) -> CliError 
     """The one line for a reference core that cannot open its database, as `serve core` says it."""
     if stack.starting != "core":
         return None
-    from caas_core.store.db import (
-        DatabaseUnavailable,  # the core is being started: it is imported
-    )
+    # imported here: the core it started imported it already (a run without the core never does)
+    from caas_core.store.db import DatabaseUnavailable
 
     if isinstance(exc, DatabaseUnavailable):
         return CliError(f"the core cannot open its database: {exc}")
