@@ -37,11 +37,13 @@ async def of_vehicle(conn, vin: str) -> list:
                                .order_by(purchases.c.created_at))).mappings().all()
 
 
-_ENDED = [state.value for state in ENDED]
+# read by every purchase; the ended states as inequalities, not a NOT IN list (re-rendered at
+# every execution)
+_LIVE_OF_VEHICLE = (select(purchases.c.id, purchases.c.service_id, purchases.c.status)
+                    .where(purchases.c.vin == bindparam("vin"), *(purchases.c.status != state.value for state in ENDED))
+                    .order_by(purchases.c.created_at, purchases.c.id))
 
 
 async def live_of_vehicle(conn, vin: str) -> list:
     """The vehicle's purchases that hold their service, or are on the way to (not ended)."""
-    return (await conn.execute(select(purchases.c.id, purchases.c.service_id, purchases.c.status)
-                               .where(purchases.c.vin == vin, purchases.c.status.not_in(_ENDED))
-                               .order_by(purchases.c.created_at, purchases.c.id))).mappings().all()
+    return (await conn.execute(_LIVE_OF_VEHICLE, {"vin": vin})).mappings().all()
