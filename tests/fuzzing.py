@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.generation import GenerationMode
 
 from caas_sim.simulators.kit.contract import CONTRACTS_DIR
+from caas_sim.simulators.typed_client import Admin
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
@@ -38,12 +39,29 @@ def on_stack(*services: str, seed: int = 0):
                                    ids=["+".join(services)])
 
 
-def run_stateful(schema, base_url: str, *, examples: int = 25, steps: int = 6) -> None:
-    """Follow the contract's links (create, then read, then act on what was created)."""
+def run_stateful(schema, base_url: str, *, examples: int = 25, steps: int = 6, fresh: bool = True) -> list[dict]:
+    """Follow the contract's links (create, then read, then act on what was created).
+
+    ``fresh`` (a simulator): each scenario starts from the simulator as it started (its admin
+    reset), so that what it answers depends on that scenario's requests alone. An answer that
+    depended on an earlier scenario (an Idempotency-Key seen, a card stored) made a scenario
+    hypothesis replays draw differently, which it refuses (FlakyStrategyDefinition, seen once
+    in CI). Returns the journal entries the resets emptied (the last scenario's stay in the
+    journal), in which no answer may have broken the contract."""
     schema.config.update(base_url=base_url)
-    schema.as_state_machine().run(settings=settings(
-        max_examples=examples, stateful_step_count=steps, deadline=None, derandomize=True,
-        suppress_health_check=list(HealthCheck)))
+    machine = schema.as_state_machine()
+    emptied: list[dict] = []
+    if fresh:
+        class FromItsStart(machine):
+            def setup(self) -> None:
+                with Admin(base_url) as admin:
+                    emptied.extend(e.model_dump() for e in admin.journal_entries())
+                    admin.reset()
+        machine = FromItsStart
+    machine.run(settings=settings(max_examples=examples, stateful_step_count=steps, deadline=None,
+                                  derandomize=True, suppress_health_check=list(HealthCheck)))
+    assert [e for e in emptied if e["kind"] == "violation" and e["direction"] == "out"] == []
+    return emptied
 
 
 def outbound_violations(stack, *services: str) -> list[dict]:
