@@ -315,6 +315,15 @@ class Catalogue:
     def expiry_for(self, service_id: str, duration_type: DurationType | str, now: float) -> float | None:
         return self.get(service_id).expiry_for(duration_type, now)
 
+    def shared_features(self, service_id: str, other_id: str) -> tuple[str, ...]:
+        """The feature flags both services switch on (``ServiceOffer.shared_features``). A
+        service since removed from the catalogue shares only with itself, its id standing for
+        its unknown flags."""
+        if service_id in self and other_id in self:
+            return self.get(service_id).shared_features(self.get(other_id)) or (
+                (service_id,) if service_id == other_id else ())
+        return (service_id,) if service_id == other_id else ()
+
     def to_dict(self) -> dict[str, Any]:
         return {"services": [o.to_dict() for o in self]}
 

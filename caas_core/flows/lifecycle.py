@@ -194,17 +194,9 @@ async def _held_by_another(core: Core, conn, row) -> bool:
     switching this one off would switch off a service the customer still has (the purchase
     itself refuses such a second sale; this guards the vehicle against one made anyway)."""
     for other in await records.live_of_vehicle(conn, row["vin"]):
-        if other["id"] != row["id"] and _overlap(core, row["service_id"], other["service_id"]):
+        if other["id"] != row["id"] and core.catalogue.shared_features(row["service_id"], other["service_id"]):
             return True
     return False
-
-
-def _overlap(core: Core, service_id: str, other_id: str) -> bool:
-    if service_id == other_id:
-        return True
-    if service_id not in core.catalogue or other_id not in core.catalogue:
-        return False
-    return bool(core.catalogue.get(service_id).shared_features(core.catalogue.get(other_id)))
 
 
 def _current(row, round_: int, label: str) -> bool:

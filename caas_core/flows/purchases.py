@@ -139,19 +139,13 @@ async def _refuse_if_held(core: Core, conn, offer, vin: str, purchase_id: str) -
     transaction that records the purchase, before anything is charged. The purchase itself
     (its Idempotency-Key's twin, recorded meanwhile) is the in-flight case, not this one."""
     for held in await records.live_of_vehicle(conn, vin):
-        shared = () if held["id"] == purchase_id else _shared_features(core, offer, held["service_id"])
+        shared = () if held["id"] == purchase_id else core.catalogue.shared_features(offer.service_id,
+                                                                                      held["service_id"])
         if shared:
             raise Conflict("Service already held", f"vehicle {vin} already has {held['service_id']} "
                            f"(purchase {held['id']}, {held['status']}), which includes {', '.join(shared)}: "
                            f"{offer.service_id} cannot be bought while it lasts", kind="service-already-held",
                            purchaseId=held["id"], serviceId=held["service_id"])
-
-
-def _shared_features(core: Core, offer, held_service_id: str) -> tuple[str, ...]:
-    try:
-        return offer.shared_features(core.catalogue.get(held_service_id))
-    except UnknownService:  # a service since removed from the catalogue: only its own id is known
-        return offer.feature_flags if held_service_id == offer.service_id else ()
 
 
 async def _check_method_on_file(core: Core, customer_id: str, method_type: str, token: str,
