@@ -423,7 +423,7 @@ class RemoteCoordinator(_AdminMixin):
         return min((d for d in due if d >= self._now), default=None)
 
     async def advance_to(self, target: float) -> None:
-        if target > MAX_TIME:  # each service would refuse it (409), which a move here takes for "already there"
+        if target > MAX_TIME:  # each service would refuse it (409): said once, for the world
             raise ClockError(f"cannot move the clock past {isoformat(MAX_TIME)}")
         if self.rate is not None:
             await self._wait_until(target)
@@ -460,16 +460,14 @@ class RemoteCoordinator(_AdminMixin):
                 try:
                     await admin.set_clock(instant, fire=False)
                 except AdminError as exc:
-                    if exc.status == 400:  # a service of admin protocol 1.0: its plain move below
-                        self._no_hold.add(name)
-                    elif exc.status != 409:  # 409: already there (one process, one clock), fine
-                        raise
+                    if exc.status != 400:  # 400: a service of admin protocol 1.0: its plain move below
+                        raise _cannot_move(name, instant, exc) from None
+                    self._no_hold.add(name)
         for name in sorted(self._admins, key=lambda name: name in self._cores):
             try:
                 await self._admins[name].set_clock(instant)
             except AdminError as exc:
-                if exc.status != 409:
-                    raise
+                raise _cannot_move(name, instant, exc) from None
 
     async def during(self, call: Awaitable[T]) -> T:
         # Each process keeps its own clock: a call waiting on one ends at its real-time limit.
@@ -483,6 +481,15 @@ class RemoteCoordinator(_AdminMixin):
             await self.session.close()
         finally:
             await self._stop_core()
+
+
+def _cannot_move(name: str, instant: str, exc: AdminError) -> Exception:
+    """A 409 is a clock that will not go there: ahead of the world (another run moving the
+    same services?) or running in real time. Going on would run the scenario on clocks that
+    disagree, so it ends here, saying which."""
+    if exc.status != 409:
+        return exc
+    return ClockError(f"{name}'s clock cannot move to {instant}: {exc.problem.get('detail') or exc.title}")
 
 
 def _instant(ts: float) -> str:
