@@ -28,6 +28,7 @@ class Latencies:
     seconds: float
     samples: list[float] = field(default_factory=list)  # seconds, every request
     statuses: dict[int, int] = field(default_factory=dict)
+    generator_cpu: float = 0.0  # seconds of CPU the load generator (this process) spent sending them
 
     def percentile(self, p: float) -> float:
         if not self.samples:
@@ -96,6 +97,9 @@ def paced_blocking(url: str, make: RequestMaker, *, rate: float, duration: float
     gc.freeze()
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            return runner.run(paced(url, make, rate=rate, duration=duration, connections=connections))
+            started = time.process_time()
+            result = runner.run(paced(url, make, rate=rate, duration=duration, connections=connections))
+            result.generator_cpu = time.process_time() - started
+            return result
     finally:
         gc.unfreeze()

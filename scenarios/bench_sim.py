@@ -193,11 +193,18 @@ def bench_sim(duration: float, connections: int, rounds: int, only: str | None =
             maker = _maker(op)(servers.url)
             bench_client.run_blocking(servers.url, maker, duration=600.0, connections=connections,
                                       total=max(held, 1))
+            server_cpu = servers.cpu()
             latencies = paced_blocking(servers.url, maker, rate=rate, duration=duration)
+            server_cpu = servers.cpu() - server_cpu
         errors = latencies.errors(set(op.expected))
         met = latencies.p99_ms <= P99_TARGET_MS and not errors
+        # CPU per request of each side at this pace: a generator near a whole CPU's worth
+        # would be measuring itself
+        sent = max(1, len(latencies.samples))
         print(f"  {op.name:<20}: {rate:7.0f} req/s  p50 {latencies.p50_ms:6.2f} ms  p99 {latencies.p99_ms:7.2f} ms  "
-              f"errors {errors}  {'ok' if met else 'MISSED'}", flush=True)
+              f"errors {errors}  {'ok' if met else 'MISSED'}  (CPU per request: server "
+              f"{server_cpu / sent * 1e6:.0f} µs, load generator {latencies.generator_cpu / sent * 1e6:.0f} µs)",
+              flush=True)
         comparison.notes.append(f"at {rate:.0f} req/s (half capacity): p50 {latencies.p50_ms:.2f} ms, "
                                 f"p99 {latencies.p99_ms:.2f} ms (target <= {P99_TARGET_MS:g} ms)"
                                 + ("" if met else ": MISSED"))
