@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import itertools
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,6 +93,11 @@ class WebhookDispatcher:
         #: changes them: what a reset goes back to.
         self._started_with: list[Subscription] | None = None
         self._seed = seed
+        # Besides the seed and a count, something of this dispatcher's own: a receiver drops a
+        # webhook-id it has seen (Standard Webhooks), and two simulators started with one seed
+        # (`up` restarted against a core that kept its inbox, a load's own simulator beside
+        # `up`'s) sent the same ids for different messages, which such a core dropped unread.
+        self._incarnation = secrets.token_hex(6)
         self._ids = itertools.count(1)
         self._held: list[Delivery] = []
         self._session: aiohttp.ClientSession | None = None
@@ -112,7 +118,8 @@ class WebhookDispatcher:
             self.subscribe(event, url, secret)
 
     def _new_id(self) -> str:
-        digest = hashlib.blake2b(f"{self._seed}:{self.service}:{next(self._ids)}".encode(), digest_size=12)
+        digest = hashlib.blake2b(f"{self._seed}:{self.service}:{self._incarnation}:{next(self._ids)}".encode(),
+                                 digest_size=12)
         return "msg_" + digest.hexdigest()
 
     def send(self, event: str, payload: dict, *, correlation_id: str | None = None,

@@ -237,6 +237,21 @@ async def test_webhooks_are_signed_and_retried_on_5xx_on_the_clock_schedule():
     assert RETRY_SCHEDULE[:4] == (0, 5, 300, 1800)
 
 
+async def test_two_simulators_of_one_seed_never_send_the_same_webhook_id():
+    """A core drops a webhook-id it has seen: `up` restarted with its seed, or a load's own
+    simulator beside `up`'s, must not send it ids it had for other messages."""
+    ids = []
+    for _ in range(2):
+        service, _app = echo_service(Clock("virtual"))  # seed 0 both times
+        service.webhooks.subscribe("*", "http://127.0.0.1:9/hook")
+        ids += [service.webhooks.send("thingCreated", {"id": n, "name": "x"})[0] for n in range(3)]
+        await service.reset()
+        ids += service.webhooks.send("thingCreated", {"id": 9, "name": "after a reset"})
+        await service.reset()  # nothing left to deliver
+        await service.webhooks.close()
+    assert len(set(ids)) == len(ids) == 8
+
+
 async def test_delivery_hooks_lose_duplicate_delay_and_reorder():
     from caas_sim.simulators.kit.webhooks import DeliveryHooks
 
