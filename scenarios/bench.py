@@ -51,13 +51,13 @@ __all__ = ["DEFAULT_POSTGRES", "OTA_EXCHANGES", "OTA_STATUS", "TARGETS", "Compar
 
 def main(which: str = "all", duration: float = 5.0, connections: int = 32, rounds: int = 3,
          postgres: str = DEFAULT_POSTGRES, purchases: int = 1000, only: str | None = None,
-         memory: bool = False, wiremock: str | None = None, held: int = HELD) -> int:
+         memory: bool = False, wiremock: str | None = None, held: int = HELD, instructions: bool = False) -> int:
     comparisons: list[Comparison] = []
     memory_met = bench_memory() if memory else True
     if which in ("all", "webhooks"):
         comparisons.extend(bench_webhooks(duration, connections, rounds))
     if which in ("all", "sim"):
-        comparisons.extend(bench_sim(duration, connections, rounds, only, wiremock, held))
+        comparisons.extend(bench_sim(duration, connections, rounds, only, wiremock, held, instructions))
     if which in ("all", "ota"):
         baseline = next(((c.baseline_rps, c.baseline_cpu) for c in comparisons if c.baseline == "post"), None)
         if baseline is None:

@@ -28,7 +28,7 @@ import orjson
 
 from caas_sim.simulators.fleet import Fleet
 
-from . import bench_client
+from . import bench_client, bench_instructions
 from .bench_measure import (
     TARGETS,
     Comparison,
@@ -104,6 +104,19 @@ def operations() -> list[Operation]:
     return ops
 
 
+def _instructions(baselines: dict[str, tuple[str, Operation]], ops: list[Operation]) -> dict[str, float]:
+    """Instructions per request of each baseline and operation, by name (one server at a time)."""
+    print(f"instructions per request (valgrind's callgrind, user space, {bench_instructions.REQUESTS:,} requests "
+          f"after {bench_instructions.WARM_UP} answered; each server some fifty times slower):")
+    servers = [(name, kind, (), op, set(op.expected) | {202}) for name, (kind, op) in baselines.items()]
+    servers += [(op.name, "kit", ("--sim", op.service), op, set(op.expected)) for op in ops]
+    counted = {}
+    for name, kind, args, op, expected in servers:
+        counted[name] = bench_instructions.per_request(kind, args, _maker(op), expected)
+        print(f"  {name:<20}: {counted[name]:10,.0f}", flush=True)
+    return counted
+
+
 def _wiremock(jar: str, ops: list[Operation], connections: int) -> WireMock:
     mock = WireMock(jar, [stub(contract_of(op.service), op.method, op.request(0)[0], op.expected) for op in ops])
     print(f"  wiremock: {len(ops)} stubs from the contracts, warming its JVM up for {WARM_UP:g} s")
@@ -126,10 +139,11 @@ def _maker(op: Operation) -> Callable[[str], bench_client.RequestMaker]:
 
 
 def bench_sim(duration: float, connections: int, rounds: int, only: str | None = None,
-              wiremock: str | None = None, held: int = HELD) -> list[Comparison]:
+              wiremock: str | None = None, held: int = HELD, instructions: bool = False) -> list[Comparison]:
     """``wiremock``: a WireMock standalone jar; each operation is then also answered by
     WireMock from the same contract (``bench_wiremock``), reported under its line.
-    ``held``: requests each simulator answers before its latency is measured."""
+    ``held``: requests each simulator answers before its latency is measured.
+    ``instructions``: each line also counted in instructions per request (``bench_instructions``)."""
     everything = operations()
     ops = [op for op in everything if only is None or only in op.name]
     print(f"sim: {len(ops)} operations, kit vs echo (and the IoT model without the kit)"
@@ -209,6 +223,12 @@ def bench_sim(duration: float, connections: int, rounds: int, only: str | None =
                                 f"p99 {latencies.p99_ms:.2f} ms (target <= {P99_TARGET_MS:g} ms)"
                                 + ("" if met else ": MISSED"))
         comparison.latency_met = met
+    if instructions:
+        counted = _instructions(baselines, ops)
+        for comparison in comparisons:  # an operation's line is its name; a baseline's, its subject
+            name, echo = comparison.name if comparison.subject == "kit" else comparison.subject, comparison.baseline
+            comparison.notes.append(f"instructions per request: {counted[name]:,.0f}, "
+                                    f"{counted[echo] / counted[name]:.2f} of the {echo}'s {counted[echo]:,.0f}")
     if against_wiremock:  # each under its operation's line
         comparisons = [line for c in comparisons for line in (c, against_wiremock.get(c.name)) if line is not None]
         against_wiremock[ops[0].name].notes.append(

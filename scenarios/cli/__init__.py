@@ -305,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="sim: also each operation answered by WireMock (a wiremock-standalone-3.x.jar, "
                             "`make wiremock` fetches one; java on PATH) from the same contract, the simulator "
                             "reported against it (default $CAAS_BENCH_WIREMOCK)")
+    bench.add_argument("--instructions", action="store_true",
+                       help="sim: also each line in instructions per request, counted by valgrind's callgrind "
+                            "(the same figure on a busy machine; valgrind on PATH; minutes per server)")
     bench.set_defaults(handler=cmd_bench)
     return parser
 
@@ -347,7 +350,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .. import bench
+    from ..bench_instructions import missing_tools
 
+    if args.instructions and (missing := missing_tools()):
+        raise CliError(f"bench --instructions: {', '.join(missing)} not on PATH (Debian: apt-get install valgrind)",
+                       EXIT_USAGE)
     return int(bench.main(args.which, duration=parse_duration(args.duration), connections=args.connections,
                           rounds=args.rounds, postgres=args.postgres, purchases=args.purchases,
-                          only=args.only, memory=args.memory, wiremock=args.wiremock, held=args.held))
+                          only=args.only, memory=args.memory, wiremock=args.wiremock, held=args.held,
+                          instructions=args.instructions))
