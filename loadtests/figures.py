@@ -28,6 +28,9 @@ from locust.stats import StatsEntry
 from caas_sim.loadtests.common import options
 
 METRIC_TYPE = "metric"
+#: A business metric's measurement cut short by the end of the run (a purchase still awaited):
+#: counted apart, neither a success nor a failure, so that a run that measured nothing says so.
+UNFINISHED_TYPE = "unfinished"
 #: Each business metric's clock, declared by the locustfile that fires it (at import, so a
 #: master that runs no user knows them too).
 CLOCKS: dict[str, str] = {}
@@ -45,8 +48,14 @@ def record(name: str, milliseconds: float, error: Exception | None = None) -> No
                         exception=error, context={})
 
 
+def unfinished(name: str) -> None:
+    """One measurement of the metric ``name`` the run's end cut short."""
+    events.request.fire(request_type=UNFINISHED_TYPE, name=name, response_time=0, response_length=0,
+                        exception=None, context={})
+
+
 def _http(environment) -> list[StatsEntry]:
-    return [e for e in environment.stats.entries.values() if e.method != METRIC_TYPE]
+    return [e for e in environment.stats.entries.values() if e.method not in (METRIC_TYPE, UNFINISHED_TYPE)]
 
 
 def _row(entry: StatsEntry) -> dict:
@@ -68,6 +77,7 @@ def summary(environment) -> dict:
     errors = Counter({f"{e.method} {e.name}: {e.error}": e.occurrences for e in stats.errors.values()})
     return {"host": environment.host, "seconds": round(time.time() - _started[0], 3) if _started else None,
             "http": [_row(e) for e in http], "httpTotal": _row(total), "metrics": metrics,
+            "unfinished": {e.name: e.num_requests for e in stats.entries.values() if e.method == UNFINISHED_TYPE},
             "errors": [{"error": text, "count": n} for text, n in errors.most_common(5)],
             "aborted": _aborted[0] if _aborted else None}
 

@@ -173,9 +173,14 @@ def _principal(request: web.Request):
 
 
 def _cid(request: web.Request) -> str:
-    given = request.headers.get("X-Correlation-Id")
-    return given if given and len(given) <= 128 and given.isascii() and given.isprintable() \
-        else request.app[CORE_KEY].new_id("cor")
+    """The request's correlation id: the caller's (the middleware kept it if valid), else one
+    made now, on the first call only (ids are drawn in order in a seeded world) and set for
+    the logs, so that the core's lines carry the id its calls and jobs go by."""
+    given = CORRELATION.get()
+    if given is None:
+        given = request.app[CORE_KEY].new_id("cor")
+        CORRELATION.set(given)  # the handler's task: the access line is written there too
+    return given
 
 
 async def list_services(request: web.Request) -> web.Response:

@@ -362,11 +362,14 @@ def _summary(args, target, located: dict, deliveries, core_url, started, seconds
                                   "seconds": seconds, "processes": args.processes, "command": _command()},
                "machine": load_report.machine(), "target": target.public(),
                "raised": _exceptions(Path(args.report) / "locust_exceptions.csv")}
+    cut = {f"{name}: still awaited at the end": n for name, n in located.get("unfinished", {}).items()}
+    if cut:
+        summary["counts"] = cut
     if deliveries is not None:
         summary["metrics"] = summary["metrics"] + [
             load_report.metric_row(ANSWER, "wall", deliveries.answers_ms, deliveries.failed_attempts),
             load_report.metric_row(LAG, "simulator clock", deliveries.lags_ms(), deliveries.exhausted)]
-        summary["counts"] = deliveries.counts()
+        summary["counts"] = {**summary.get("counts", {}), **deliveries.counts()}
         if deliveries.error:
             summary["deliveriesError"] = deliveries.error
     return summary

@@ -50,8 +50,11 @@ def reachable(url: str, what: str) -> None:
 
     try:
         asyncio.run(probe())
+    except aiohttp.ClientResponseError as exc:  # something listens there, and it is not HTTP
+        reason = " ".join(exc.message.split())  # aiohttp's parser error spans lines
+        raise CliError(f"{what} {url} does not answer HTTP ({reason}): nothing was load-tested") from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        reason = str(exc) or type(exc).__name__
+        reason = " ".join(str(exc).split()) or type(exc).__name__
         raise CliError(f"{what} {url} is unreachable ({reason}): nothing was load-tested") from None
 
 

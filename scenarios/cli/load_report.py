@@ -74,6 +74,9 @@ def judge(summary: dict, *, p95_ms: float | None, error_ratio_max: float,
         if row["requests"]:
             slos.append(Slo(f"failure ratio of {row['name']}", f"<= {error_ratio_max:g}", f"{error_ratio(row):.4f}",
                             error_ratio(row) <= error_ratio_max))
+    for name, cut in summary.get("unfinished", {}).items():  # awaited, never measured: not a pass
+        if not any(r["name"] == name and r["requests"] for r in summary["metrics"]):
+            slos.append(Slo(f"{name} measured", "> 0", f"0 ({cut} still awaited at the end)", False))
     for name, bound in metric_p95.items():
         row = next((r for r in summary["metrics"] if r["name"] == name and r["requests"] > r["failures"]), None)
         measured = row["p95_ms"] if row else None

@@ -74,7 +74,7 @@ def create_app(services: dict[str, str], *, token: str | None = None, guarded: b
     (bound off loopback). ``lanes`` names further URLs webhooks may go to (a sink)."""
     if guarded and not token:
         raise ValueError("a dashboard off loopback needs the admin token")
-    app = web.Application(middlewares=[_guard])
+    app = web.Application(middlewares=[_problems, _guard])
     hub = Hub(services, token=token, interval=interval, lanes=lanes)
     app[HUB_KEY] = hub
     app[CONFIG_KEY] = {"token": token, "guarded": guarded, "report": report, "ids": itertools.count(1),
@@ -107,6 +107,24 @@ def create_app(services: dict[str, str], *, token: str | None = None, guarded: b
 def _problem(status: int, title: str, detail: str | None = None, **extra: Any) -> web.Response:
     body = {"type": "about:blank", "title": title, "status": status, **({"detail": detail} if detail else {}), **extra}
     return web.json_response(body, status=status, content_type="application/problem+json")
+
+
+@web.middleware
+async def _problems(request: web.Request, handler):
+    """A refusal raised as aiohttp's exception (no route, wrong method, a body that is not a
+    JSON object, an unknown service) answered as problem+json like the others: the page
+    shows a problem's title and detail, and only "HTTP 400" of a plain-text answer."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        text = exc.text or ""
+        detail = None if text == f"{exc.status}: {exc.reason}" else text
+        response = _problem(exc.status, exc.reason, detail)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 @web.middleware

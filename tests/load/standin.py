@@ -23,6 +23,7 @@ CUSTOMER_KEY = "standin-customer"
 @dataclass
 class StandIn:
     failing: bool = False  # answer every request 500
+    never_on: bool = False  # an order is PENDING for ever (a core that activates nothing)
     verified: Counter = field(default_factory=Counter)   # sender -> webhooks with a valid signature
     rejected: Counter = field(default_factory=Counter)   # sender -> webhooks whose signature did not verify
     events: Counter = field(default_factory=Counter)     # (sender, payload "status" or "type") -> count
@@ -66,7 +67,7 @@ class StandIn:
     async def _order_status(self, request: web.Request) -> web.Response:
         order = self.orders[request.match_info["orderId"]]
         order["looks"] += 1
-        done = order["looks"] >= 2
+        done = order["looks"] >= 2 and not self.never_on
         return web.json_response({"orderId": request.match_info["orderId"], "state": "ON" if done else "PENDING",
                                   "opened": "2026-12-07T10:00:00+00:00",
                                   **({"finished": "2026-12-07T10:00:42+00:00"} if done else {})})

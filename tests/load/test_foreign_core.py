@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -125,6 +126,20 @@ def test_ota_purchases_of_another_shape(tmp_path):
     assert summary["target"]["keys"]["customer"] == "own (not shown)" and CUSTOMER_KEY not in done.stdout
 
 
+def test_ota_against_a_core_that_activates_nothing_is_not_a_pass(tmp_path):
+    (tmp_path / "orders.toml").write_text(PURCHASE)
+    with Running(StandIn(never_on=True)) as standin:
+        done, _ = run_load(tmp_path, "ota", "--target", standin.url, "--config", "orders.toml", "--users", "2",
+                              "--duration", "1s", "--vehicles", "20000:20400")
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert len(standin.orders) == 2  # each user's purchase accepted, then awaited until the run ended
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["counts"] == {"activation (observed): still awaited at the end": 2}
+    [slo] = [s for s in summary["slos"] if s["name"] == "activation (observed) measured"]
+    assert not slo["met"] and slo["measured"] == "0 (2 still awaited at the end)"
+    assert "SLO missed: activation (observed) measured" in done.stderr
+
+
 def test_an_unreachable_target_stops_the_run_before_it_starts(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -135,6 +150,27 @@ def test_an_unreachable_target_stops_the_run_before_it_starts(tmp_path):
     assert f"the target http://127.0.0.1:{port} is unreachable" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_a_target_that_answers_no_http_is_one_line_saying_so(tmp_path):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def answer_garbage() -> None:  # a port that speaks something else: a line, not HTTP
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(1024)
+                connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+        thread = threading.Thread(target=answer_garbage, daemon=True)
+        thread.start()
+        done = _cli(tmp_path, "webhooks", "--target", f"http://127.0.0.1:{port}", "--duration", "5m", timeout=30)
+        thread.join(timeout=10)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"the target http://127.0.0.1:{port} does not answer HTTP" in done.stderr, done.stderr
 
 
 def test_a_target_answering_only_errors_is_given_up_within_seconds(tmp_path):
