@@ -33,13 +33,19 @@ def scenario(folder: Path, name: str, steps: str, expect: str = "") -> str:
 
 
 @contextlib.asynccontextmanager
-async def world(clock: Clock) -> AsyncIterator[str]:
-    """The simulators and a core with no admin route; yields the --target value."""
+async def world(clock: Clock, catch_all: bool = False) -> AsyncIterator[str]:
+    """The simulators and a core with no admin route; yields the --target value. With
+    ``catch_all``, the core answers every other path 200 with a JSON object of its own."""
     async def purchases(request: web.Request) -> web.Response:
         return web.json_response({"purchases": []})
 
+    async def anything(request: web.Request) -> web.Response:
+        return web.json_response({"purchaseId": 5, "status": "ACTIVATION_QUEUED"})
+
     core = web.Application()
     core.router.add_get("/customers/{customerId}/purchases", purchases)
+    if catch_all:
+        core.router.add_route("*", "/{tail:.*}", anything)
     runner = web.AppRunner(core)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -106,3 +112,20 @@ async def test_a_core_command_that_does_not_start_is_one_line(tmp_path):
                                "--core-command", "exit 3")
     assert code == 1 and "the core command exited with code 3 before the core listened" in err, out + err
     assert "Traceback" not in err and "Unclosed" not in err, err
+
+
+async def test_a_core_answering_any_json_to_the_admin_routes_has_none_of_them(tmp_path):
+    """Before, a 2xx JSON object that is not the admin protocol's health (a catch-all route)
+    was read as one: a KeyError traceback; a simulator answering so is one line."""
+    short = scenario(tmp_path, "short", "  - advance: 1m\n")
+    async with world(Clock("scaled", scale=3600), catch_all=True) as target:
+        code, out, err = await cli("scenario", "run", short, "--target", target)
+        assert code == 0 and "1 passed" in out, out + err
+        assert err.count(OWN_CLOCK) == 1, err
+        assert "Traceback" not in err, err
+        urls = dict(item.split("=", 1) for item in target.split(","))
+        urls["iot"] = urls["core"]  # not the IoT simulator: the same catch-all
+        code, out, err = await cli("scenario", "run", short, "--target", ",".join(f"{k}={v}" for k, v in urls.items()))
+    core = urls["core"]
+    assert code == 1 and f"{core}/__admin/health answered 200 Not an admin answer" in err, out + err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
