@@ -249,6 +249,7 @@ class RemoteCoordinator(_AdminMixin):
             if self.core_command:
                 await self._start_core()
             await self._probe()
+            await self._align()
         except BaseException:
             await self.close()  # an unreachable service or a refusal: no session or core left behind
             raise
@@ -368,6 +369,25 @@ class RemoteCoordinator(_AdminMixin):
         for name in simulators:
             await self._admins[name].clear_journal()
         await self._quiet()
+        await self._align()  # a core just restarted (--core-command) is back at its clock's start
+
+    async def _align(self) -> None:
+        """Every clock to the world's now (the latest), when time does not run by itself: one
+        behind (a core started on a virtual clock begins at its start, days before a world that
+        moved on) would stay there until the first move, which would fire its timers at once
+        (an OTA attempt's 60 s running out with its callback)."""
+        if self.rate is not None:
+            return
+        behind = [name for name, h in zip(self._polled, await self._healths(), strict=True)
+                  if parse_datetime(h["clock"]["now"]) < self._now]
+        instant = _instant(self._now)
+        for name in sorted(behind, key=lambda name: name in self._cores):  # as _move_all: simulators first
+            try:
+                await self._admins[name].set_clock(instant)
+            except AdminError as exc:
+                raise _cannot_move(name, instant, exc) from None
+        if behind:
+            await self._quiet()
 
     async def _start_core(self) -> None:
         """(Re)start the core with ``core_command`` and wait until its URL takes connections."""
