@@ -12,6 +12,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 from aiohttp import web
 
@@ -129,3 +130,28 @@ async def test_a_core_answering_any_json_to_the_admin_routes_has_none_of_them(tm
     core = urls["core"]
     assert code == 1 and f"{core}/__admin/health answered 200 Not an admin answer" in err, out + err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+async def test_a_core_gone_between_scenarios_errs_the_rest_and_the_junit_is_written(tmp_path):
+    """Before, the run ended at the failed restart with one line: no summary, no JUnit, the
+    scenario that had passed reported nowhere."""
+    names = [scenario(tmp_path, name, "  - advance: 1m\n") for name in ("one", "two", "three")]
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    mark = tmp_path / "started"  # the core starts once, then its command fails
+    command = (f"if [ -e {mark} ]; then exit 3; fi; touch {mark}; "
+               f"exec {sys.executable} -m http.server {port} --bind 127.0.0.1")
+    junit = tmp_path / "junit.xml"
+    async with world(Clock("scaled", scale=3600)) as target:
+        others = target.partition(",")[2]
+        code, out, err = await cli("scenario", "run", *names, "--target", f"core=http://127.0.0.1:{port},{others}",
+                                   "--core-command", command, "--junit", str(junit))
+    assert code == 1, out + err
+    assert "1 passed, 0 failed, 2 errors" in out, out + err
+    assert "two: ERROR the world could not be reset: the core command exited with code 3" in out, out
+    assert "three: ERROR not run: the core command exited with code 3" in out, out
+    suite = ElementTree.parse(junit).getroot()
+    assert (suite.get("tests"), suite.get("errors")) == ("3", "2")
+    assert [case.find("error") is not None for case in suite] == [False, True, True]
+    assert "Traceback" not in err, err
