@@ -100,7 +100,8 @@ async def test_a_run_where_nothing_can_run_exits_1(tmp_path):
 async def test_an_unreachable_core_is_one_line(tmp_path):
     short = scenario(tmp_path, "short", "  - advance: 1m\n")
     code, out, err = await cli("scenario", "run", short, "--target", "core=http://127.0.0.1:9")
-    assert code == 1 and "cannot reach http://127.0.0.1:9" in err, out + err
+    assert code == 1 and "cannot reach the core at http://127.0.0.1:9 (connection refused): start it" in err, out + err
+    assert "caas-sim up" not in err, err  # it starts no core of your own: the hint was wrong
     assert "Traceback" not in err and "Unclosed" not in err, err
 
 
