@@ -471,7 +471,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Options that cannot work stop pytest at start (a usage error), not each test's setup."""
-    WorldConfig.from_pytest(config)
+    world = WorldConfig.from_pytest(config)
+    if not hasattr(config, "workerinput"):  # the controller, before any worker starts
+        try:
+            check_workers(world, _xdist_workers(config))
+        except CaasWorldError as exc:
+            raise pytest.UsageError(f"caas_world: {exc}") from None
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    """How many xdist workers this run starts (``-n N``, ``--tx 2*popen``; xdist has resolved
+    ``-n auto`` by now); 0 without xdist."""
+    if getattr(config.option, "dist", "no") == "no":
+        return 0
+    count = 0
+    for spec in getattr(config.option, "tx", None) or []:
+        times, star, _ = str(spec).partition("*")
+        count += int(times) if star and times.isdigit() else 1
+    return count
 
 
 def pytest_plugin_registered(plugin: object, plugin_name: str, manager: pytest.PytestPluginManager) -> None:
@@ -492,9 +509,11 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return None
 
 
-def check_workers(config: WorldConfig, pytestconfig: pytest.Config) -> None:
-    """A core of your own serves one world: not one per xdist worker."""
-    workers = int(getattr(pytestconfig, "workerinput", {}).get("workercount", 1))
+def check_workers(config: WorldConfig, pytestconfig: pytest.Config | int) -> None:
+    """A core of your own serves one world: not one per xdist worker (a worker's config, or
+    the number of workers)."""
+    workers = pytestconfig if isinstance(pytestconfig, int) else \
+        int(getattr(pytestconfig, "workerinput", {}).get("workercount", 1))
     if config.core_url and workers > 1:
         raise CaasWorldError(f"--caas-core-url: one core cannot serve {workers} xdist workers' worlds (each resets "
                              f"it, and their simulators would share its ports): run with -n 0")

@@ -340,6 +340,18 @@ async def test_options_that_cannot_work_stop_pytest_at_start(tmp_path, option, s
     assert said in out and "Traceback" not in out, out
 
 
+async def test_a_team_core_with_xdist_workers_stops_pytest_at_start(tmp_path):
+    """Before, the workers started and each test errored with the CaasWorldError's traceback."""
+    suite = write_suite(tmp_path / "team", {"test_one.py": "def test_one(caas_world):\n    pass\n",
+                                            "test_two.py": "def test_two(caas_world):\n    pass\n"})
+    rc, out = await run_pytest(suite, "--caas-core-url", "http://127.0.0.1:9", "-n", "2")
+    assert rc == pytest.ExitCode.USAGE_ERROR, out
+    assert "caas_world: --caas-core-url: one core cannot serve 2 xdist workers' worlds" in out, out
+    assert "Traceback" not in out and "bringing up nodes" not in out, out
+    rc, out = await run_pytest(suite, "--caas-core-url", "http://127.0.0.1:9", "-n", "1", "--co")
+    assert rc == 0, out  # one worker, one world: fine
+
+
 def test_one_team_core_is_not_shared_by_xdist_workers():
     team = WorldConfig(core_url="http://127.0.0.1:9000")
     with pytest.raises(CaasWorldError, match="one core cannot serve 2 xdist workers' worlds"):
@@ -347,6 +359,9 @@ def test_one_team_core_is_not_shared_by_xdist_workers():
     check_workers(team, SimpleNamespace(workerinput={"workercount": 1}))
     check_workers(team, SimpleNamespace())  # no xdist
     check_workers(WorldConfig(), SimpleNamespace(workerinput={"workercount": 8}))  # a world per worker
+    with pytest.raises(CaasWorldError):
+        check_workers(team, 2)  # the controller, which counts them
+    check_workers(team, 0)
 
 
 async def test_a_team_core_speaking_the_admin_protocol_moves_and_resets_with_the_world(tmp_path):

@@ -183,6 +183,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = None if args.quiet else print_progress
     started = wall_clock()
     if urls:
+        from caas_sim.simulators.client import AdminUnreachable
+
         from ..scenario.coordinator import CoreCommandError
 
         try:
@@ -190,6 +192,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                                                **{k: v for k, v in world.items() if v is not None}))
         except CoreCommandError as exc:
             raise CliError(str(exc)) from None
+        except AdminUnreachable as exc:
+            if exc.url != urls["core"].rstrip("/"):
+                raise  # a simulator: `caas-sim up` starts it
+            raise CliError(f"cannot reach the core at {exc.url} ({exc.reason}): start it first"
+                           + ("" if args.core_command else ", or give --core-command to start it for each scenario")
+                           ) from None
     else:
         outcomes = run_files(paths, seed=args.seed, jobs=args.jobs, progress=progress)
     wall = wall_clock() - started

@@ -83,6 +83,34 @@ def absent(exc: AdminError) -> bool:
     return exc.status in ABSENT or 200 <= exc.status < 300
 
 
+CLOCK_MODES = frozenset({"virtual", "scaled", "real"})
+
+
+def _is_clock(answer: Any) -> bool:
+    """Whether ``answer`` is the admin protocol's ``Clock`` as far as the coordinator reads it."""
+    return isinstance(answer, dict) and answer.get("mode") in CLOCK_MODES and isinstance(answer.get("now"), str) \
+        and (answer["mode"] != "scaled" or isinstance(answer.get("scale"), int | float))
+
+
+def _not_admin(url: str, what: str) -> AdminError:
+    """A 2xx JSON object that is not the admin answer (a catch-all route): ``absent`` for a core."""
+    return AdminError(200, {"title": "Not an admin answer",
+                            "detail": f"a JSON object without the admin protocol's {what}"}, url)
+
+
+def clock_answer(answer: dict, url: str) -> dict:
+    if not _is_clock(answer):
+        raise _not_admin(url, "clock (mode, now)")
+    return answer
+
+
+def health_answer(answer: dict, url: str) -> dict:
+    if not (isinstance(answer.get("service"), str) and isinstance(answer.get("busy"), int)
+            and _is_clock(answer.get("clock"))):
+        raise _not_admin(url, "health (service, clock, busy)")
+    return answer
+
+
 def print_notice(text: str) -> None:
     print(f"caas-sim: {text}", file=sys.stderr, flush=True)
 
@@ -221,6 +249,7 @@ class RemoteCoordinator(_AdminMixin):
             if self.core_command:
                 await self._start_core()
             await self._probe()
+            await self._align()
         except BaseException:
             await self.close()  # an unreachable service or a refusal: no session or core left behind
             raise
@@ -230,8 +259,9 @@ class RemoteCoordinator(_AdminMixin):
     async def _probe(self) -> None:
         """Read every service's health; find what the core serves and whether time can be moved."""
         async def health(name: str) -> dict | None:
+            admin = self._admins[name]
             try:
-                return await self._admins[name].health()
+                return health_answer(await admin.health(), admin.base_url + "/__admin/health")
             except AdminError as exc:
                 if name == "core" and absent(exc):
                     return None
@@ -242,8 +272,9 @@ class RemoteCoordinator(_AdminMixin):
         if "core" in healths:
             if healths["core"] is None:
                 self.core_lacks.add("health")
+            admin = self._admins["core"]
             try:
-                await self._admins["core"].clock()
+                clock_answer(await admin.clock(), admin.base_url + "/__admin/clock")
             except AdminError as exc:
                 if not absent(exc):
                     raise
@@ -338,6 +369,25 @@ class RemoteCoordinator(_AdminMixin):
         for name in simulators:
             await self._admins[name].clear_journal()
         await self._quiet()
+        await self._align()  # a core just restarted (--core-command) is back at its clock's start
+
+    async def _align(self) -> None:
+        """Every clock to the world's now (the latest), when time does not run by itself: one
+        behind (a core started on a virtual clock begins at its start, days before a world that
+        moved on) would stay there until the first move, which would fire its timers at once
+        (an OTA attempt's 60 s running out with its callback)."""
+        if self.rate is not None:
+            return
+        behind = [name for name, h in zip(self._polled, await self._healths(), strict=True)
+                  if parse_datetime(h["clock"]["now"]) < self._now]
+        instant = _instant(self._now)
+        for name in sorted(behind, key=lambda name: name in self._cores):  # as _move_all: simulators first
+            try:
+                await self._admins[name].set_clock(instant)
+            except AdminError as exc:
+                raise _cannot_move(name, instant, exc) from None
+        if behind:
+            await self._quiet()
 
     async def _start_core(self) -> None:
         """(Re)start the core with ``core_command`` and wait until its URL takes connections."""

@@ -12,8 +12,11 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from .coordinator import RemoteCoordinator
+from caas_sim.simulators.client import AdminError, AdminUnreachable
+
+from .coordinator import CoreCommandError, RemoteCoordinator
 from .loader import load
+from .model import Scenario
 from .runner import Outcome, run_in_process, run_remote
 
 
@@ -53,15 +56,39 @@ async def run_against(paths: list[Path], urls: dict[str, str], *, seed: int | No
     (``world``: options of the ``RemoteCoordinator``, e.g. ``max_wait``)."""
     coordinator = await RemoteCoordinator(urls, token=token, **world).start()
     outcomes = []
+    broken: str | None = None  # why the world stopped answering between scenarios
     try:
         for path in paths:
-            outcome = await run_remote(load(path), coordinator, seed)
+            scenario = load(path)
+            if broken is None:
+                try:
+                    outcome = await run_remote(scenario, coordinator, seed)
+                except (AdminError, AdminUnreachable, CoreCommandError) as exc:
+                    # a service gone or refusing between scenarios: the rest cannot run, but
+                    # what ran is still reported (summary, JUnit), and these as errors
+                    broken = _why(exc)
+                    outcome = _not_run(scenario, seed, f"the world could not be reset: {broken}")
+            else:
+                outcome = _not_run(scenario, seed, f"not run: {broken}")
             outcomes.append(outcome)
             if progress:
                 progress(outcome, len(outcomes), len(paths))
     finally:
         await coordinator.close()
     return outcomes
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, AdminUnreachable):
+        return f"cannot reach {exc.url} ({exc.reason})"
+    if isinstance(exc, AdminError):
+        return f"{exc.url} answered {exc}"
+    return str(exc)
+
+
+def _not_run(scenario: Scenario, seed: int | None, why: str) -> Outcome:
+    return Outcome(scenario.name, scenario.proves, "error", failure=why, spec=scenario.spec,
+                   seed=scenario.world.seed if seed is None else seed)
 
 
 def print_progress(outcome: Outcome, done: int, total: int, out=None) -> None:

@@ -12,6 +12,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 from aiohttp import web
 
@@ -33,13 +34,19 @@ def scenario(folder: Path, name: str, steps: str, expect: str = "") -> str:
 
 
 @contextlib.asynccontextmanager
-async def world(clock: Clock) -> AsyncIterator[str]:
-    """The simulators and a core with no admin route; yields the --target value."""
+async def world(clock: Clock, catch_all: bool = False) -> AsyncIterator[str]:
+    """The simulators and a core with no admin route; yields the --target value. With
+    ``catch_all``, the core answers every other path 200 with a JSON object of its own."""
     async def purchases(request: web.Request) -> web.Response:
         return web.json_response({"purchases": []})
 
+    async def anything(request: web.Request) -> web.Response:
+        return web.json_response({"purchaseId": 5, "status": "ACTIVATION_QUEUED"})
+
     core = web.Application()
     core.router.add_get("/customers/{customerId}/purchases", purchases)
+    if catch_all:
+        core.router.add_route("*", "/{tail:.*}", anything)
     runner = web.AppRunner(core)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -93,7 +100,8 @@ async def test_a_run_where_nothing_can_run_exits_1(tmp_path):
 async def test_an_unreachable_core_is_one_line(tmp_path):
     short = scenario(tmp_path, "short", "  - advance: 1m\n")
     code, out, err = await cli("scenario", "run", short, "--target", "core=http://127.0.0.1:9")
-    assert code == 1 and "cannot reach http://127.0.0.1:9" in err, out + err
+    assert code == 1 and "cannot reach the core at http://127.0.0.1:9 (connection refused): start it" in err, out + err
+    assert "caas-sim up" not in err, err  # it starts no core of your own: the hint was wrong
     assert "Traceback" not in err and "Unclosed" not in err, err
 
 
@@ -106,3 +114,45 @@ async def test_a_core_command_that_does_not_start_is_one_line(tmp_path):
                                "--core-command", "exit 3")
     assert code == 1 and "the core command exited with code 3 before the core listened" in err, out + err
     assert "Traceback" not in err and "Unclosed" not in err, err
+
+
+async def test_a_core_answering_any_json_to_the_admin_routes_has_none_of_them(tmp_path):
+    """Before, a 2xx JSON object that is not the admin protocol's health (a catch-all route)
+    was read as one: a KeyError traceback; a simulator answering so is one line."""
+    short = scenario(tmp_path, "short", "  - advance: 1m\n")
+    async with world(Clock("scaled", scale=3600), catch_all=True) as target:
+        code, out, err = await cli("scenario", "run", short, "--target", target)
+        assert code == 0 and "1 passed" in out, out + err
+        assert err.count(OWN_CLOCK) == 1, err
+        assert "Traceback" not in err, err
+        urls = dict(item.split("=", 1) for item in target.split(","))
+        urls["iot"] = urls["core"]  # not the IoT simulator: the same catch-all
+        code, out, err = await cli("scenario", "run", short, "--target", ",".join(f"{k}={v}" for k, v in urls.items()))
+    core = urls["core"]
+    assert code == 1 and f"{core}/__admin/health answered 200 Not an admin answer" in err, out + err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+async def test_a_core_gone_between_scenarios_errs_the_rest_and_the_junit_is_written(tmp_path):
+    """Before, the run ended at the failed restart with one line: no summary, no JUnit, the
+    scenario that had passed reported nowhere."""
+    names = [scenario(tmp_path, name, "  - advance: 1m\n") for name in ("one", "two", "three")]
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    mark = tmp_path / "started"  # the core starts once, then its command fails
+    command = (f"if [ -e {mark} ]; then exit 3; fi; touch {mark}; "
+               f"exec {sys.executable} -m http.server {port} --bind 127.0.0.1")
+    junit = tmp_path / "junit.xml"
+    async with world(Clock("scaled", scale=3600)) as target:
+        others = target.partition(",")[2]
+        code, out, err = await cli("scenario", "run", *names, "--target", f"core=http://127.0.0.1:{port},{others}",
+                                   "--core-command", command, "--junit", str(junit))
+    assert code == 1, out + err
+    assert "1 passed, 0 failed, 2 errors" in out, out + err
+    assert "two: ERROR the world could not be reset: the core command exited with code 3" in out, out
+    assert "three: ERROR not run: the core command exited with code 3" in out, out
+    suite = ElementTree.parse(junit).getroot()
+    assert (suite.get("tests"), suite.get("errors")) == ("3", "2")
+    assert [case.find("error") is not None for case in suite] == [False, True, True]
+    assert "Traceback" not in err, err

@@ -24,3 +24,19 @@ async def test_a_clock_moved_ahead_by_someone_else_meanwhile_ends_the_move_namin
                 await world.advance_to(world.now() + 60)
         finally:
             await world.close()
+
+
+async def test_a_clock_behind_the_world_is_brought_to_it_before_a_scenario():
+    """A core (re)started on a virtual clock begins at its own start, days behind a world that
+    had moved on. Before, it stayed there until the first move, which then fired its timers
+    at once: an OTA attempt's 60 s timed out with its callback (attempts: expected 1, got 2)."""
+    async with Stack(services=["iot"], seed=0) as ahead, Stack(services=["payments"], seed=0) as behind:
+        await ahead.advance(6 * 86400)
+        world = await RemoteCoordinator({"iot": ahead.url("iot"), "core": behind.url("payments")}).start()
+        try:
+            assert behind.clock.now() == ahead.clock.now() == world.now()
+            await ahead.advance(3600)  # as if the core had been restarted on its own start meanwhile
+            await world.reset()
+            assert behind.clock.now() == ahead.clock.now() == world.now()
+        finally:
+            await world.close()
