@@ -177,6 +177,8 @@ def _digest(seed: int, *parts: object) -> int:
         key = f"{seed!s}:{parts[0]!s}:{parts[1]!s}"
     elif len(parts) == 3:
         key = f"{seed!s}:{parts[0]!s}:{parts[1]!s}:{parts[2]!s}"
+    elif len(parts) == 4:  # an activation's latency, on every push
+        key = f"{seed!s}:{parts[0]!s}:{parts[1]!s}:{parts[2]!s}:{parts[3]!s}"
     else:
         key = ":".join(map(str, (seed, *parts)))
     return int.from_bytes(_blake2b(key.encode(), digest_size=8).digest(), "big")
