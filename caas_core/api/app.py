@@ -33,11 +33,11 @@ from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..settings import CoreSettings
 from ..store import inspect, jobs, outbox
 from ..store.db import DatabaseUnavailable, create_schema, drop_schema
+from . import quiesce, validation
 from . import sales as sales_api
-from . import validation
 from .audit import get_audit
 from .auth import authenticate, require_owner, require_role
-from .context import CORE_KEY, RUNNER_KEY, require_admin
+from .context import CORE_KEY, REQUESTS_KEY, RUNNER_KEY, require_admin
 from .problems import ANSWERS_IN_PROBLEMS, Problem, problem_of
 from .webhook_auth import verify
 
@@ -77,6 +77,7 @@ class PurchaseRequest(BaseModel):
 def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_problems])
     app[ANSWERS_IN_PROBLEMS] = True
+    app[REQUESTS_KEY] = quiesce.Requests()
     clock = clock or CoreClock.parse(settings.clock)
 
     async def start(app: web.Application) -> None:
@@ -117,7 +118,11 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
 
 @web.middleware
 async def _problems(request: web.Request, handler):
-    core = request.app[CORE_KEY]
+    core, requests = request.app[CORE_KEY], request.app[REQUESTS_KEY]
+    if not requests.open.is_set():  # the world is being reset: this request is for the fresh one
+        await requests.open.wait()
+    task = asyncio.current_task()
+    requests.at_work.add(task)
     core.in_flight += 1
     started, status = time.perf_counter(), 500
     given = request.headers.get("X-Correlation-Id")
@@ -128,6 +133,7 @@ async def _problems(request: web.Request, handler):
         return response
     finally:
         core.in_flight -= 1
+        requests.at_work.discard(task)
         if core.metrics is not None:
             resource = request.match_info.route.resource
             core.metrics.request(request.method, resource.canonical if resource is not None else "unmatched", status,
@@ -352,9 +358,10 @@ async def move_clock(request: web.Request) -> web.Response:
 
 async def reset(request: web.Request) -> web.Response:
     require_admin(request)
-    core = request.app[CORE_KEY]
-    await drop_schema(core.db.engine)
-    await create_schema(core.db.engine)
-    await core.ids.carry_over(core.db)  # ids handed out before the reset are not handed out again
-    await pruning.schedule(core)
+    core, runner = request.app[CORE_KEY], request.app[RUNNER_KEY]
+    async with quiesce.quiet(request.app[REQUESTS_KEY], runner, core.clock):  # nothing at work on the old world
+        await drop_schema(core.db.engine)
+        await create_schema(core.db.engine)
+        await core.ids.carry_over(core.db)  # ids handed out before the reset are not handed out again
+        await pruning.schedule(core)
     return _json({"reset": True, "service": "core"})

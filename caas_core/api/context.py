@@ -7,9 +7,12 @@ from aiohttp import web
 from ..flows.core import Core
 from ..flows.runner import JobRunner
 from .problems import Problem
+from .quiesce import Requests
 
 CORE_KEY: web.AppKey[Core] = web.AppKey("core")
 RUNNER_KEY: web.AppKey[JobRunner] = web.AppKey("runner")
+#: The requests at work, and the gate they wait at during a reset (``quiesce``).
+REQUESTS_KEY: web.AppKey[Requests] = web.AppKey("requests")
 
 
 def require_admin(request: web.Request) -> None:

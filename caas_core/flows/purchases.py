@@ -33,7 +33,7 @@ from ..domain.errors import Conflict, NotFound, Refused
 from ..domain.maintenance import VSS_INVALID, VSS_NOT_FOUND, assess, needs_vss
 from ..domain.notifications import NoticeKind
 from ..domain.purchase import UNPAID, PurchaseEvent, PurchaseState, transition
-from ..store import jobs, outbox
+from ..store import jobs, locks, outbox
 from ..store.schema import payments, purchases, refunds
 from . import billing, refunding, vehicles
 from . import purchase_records as records
@@ -92,6 +92,7 @@ async def purchase(core: Core, *, customer_id: str, vin: str, service_id: str, d
     lease = core.settings.payments.charge_lease
     try:
         async with core.db.transaction() as conn:
+            await _hold_vehicle(conn, vin)
             await _refuse_if_held(core, conn, offer, vin, purchase_id)
             row = (await conn.execute(_INSERT_PURCHASE, {
                 "id": purchase_id, "customer_id": customer_id, "vin": vin, "service_id": service_id,
@@ -131,13 +132,21 @@ def _request_of(row) -> tuple[str, ...]:
     return (row["vin"], row["service_id"], row["duration_type"], row["method_type"], row["method_token"])
 
 
+async def _hold_vehicle(conn, vin: str) -> None:
+    """The vehicle's purchases are checked and added to by one transaction at a time: on
+    PostgreSQL two requests would otherwise both find the vehicle free before either recorded
+    its purchase, and both be sold (SQLite serializes write transactions already)."""
+    await locks.hold(conn, f"purchases-of-vehicle:{vin}")
+
+
 async def _refuse_if_held(core: Core, conn, offer, vin: str, purchase_id: str) -> None:
     """409 when a purchase of the vehicle that has not ended holds (or is delivering) one of
     the service's feature flags: the vehicle runs one entry per service, so a second sale
     would overwrite, and its end switch off, what the customer already paid for
     (specification: CaaS cannot deactivate already-purchased services). Checked in the
-    transaction that records the purchase, before anything is charged. The purchase itself
-    (its Idempotency-Key's twin, recorded meanwhile) is the in-flight case, not this one."""
+    transaction that records the purchase, before anything is charged (under the vehicle's
+    lock: ``_hold_vehicle``). The purchase itself (its Idempotency-Key's twin, recorded
+    meanwhile) is the in-flight case, not this one."""
     for held in await records.live_of_vehicle(conn, vin):
         shared = () if held["id"] == purchase_id else core.catalogue.shared_features(offer.service_id,
                                                                                       held["service_id"])

@@ -11,6 +11,10 @@ so handlers must be idempotent (they use Idempotency-Keys upstream and check
 state before acting). An unexpected error is retried a few times, then the job
 is failed and journaled in the audit log for an operator.
 
+A reset of the world (``/__admin/reset``) first ``pause``s the runner: nothing new is claimed
+nor read from the queue until ``resume``, the pass under way ends after the jobs it claimed
+(``quiet`` says when), and ``cut_short`` cancels those jobs when they take too long.
+
 Kinds with a batch handler (``batches``: database work only, no call to a peer, such as a
 webhook's processing) run many claimed jobs in one transaction, in claim order: a job
 and its transaction cost several times the handler's own statements (see
@@ -74,6 +78,15 @@ class JobRunner:
         self._lock = asyncio.Lock()  # one pass over the queue at a time in this process
         self._wake = asyncio.Event()
         self._due: tuple[int, jobs.DueTimes] | None = None  # (db.writes, due times) when read
+        self._resumed = asyncio.Event()  # clear while paused
+        self._resumed.set()
+        self._active = 0  # passes and reads of the queue under way
+        self._quiet = asyncio.Event()  # set while none is
+        self._quiet.set()
+        self._passer: asyncio.Task | None = None  # the task running the pass under way
+        #: Tasks waiting for ``resume`` to claim or read the queue (they hold nothing meanwhile).
+        self.waiting: set[asyncio.Task] = set()
+        self._cut = False  # cut_short cancelled it
 
     def kick(self) -> None:
         """Something was enqueued for now: run it without waiting for the next poll."""
@@ -84,14 +97,62 @@ class JobRunner:
         """A pass over the queue is under way (claiming, or running what it claimed)."""
         return self._lock.locked()
 
+    def pause(self) -> None:
+        """Start nothing (no claim, no read of the queue) until ``resume``; a pass under way
+        claims no more and ends once what it claimed has run."""
+        self._resumed.clear()
+
+    def resume(self) -> None:
+        self._resumed.set()
+        self.kick()
+
+    @property
+    def at_rest(self) -> bool:
+        """Nothing the runner started is under way (after ``pause``, it stays so)."""
+        return self._quiet.is_set()
+
+    async def quiet(self) -> None:
+        """Until the runner is ``at_rest``."""
+        await self._quiet.wait()
+
+    def cut_short(self) -> None:
+        """Cancel the jobs of the pass under way (paused: nothing is claimed after them).
+        They stay claimed until their lease lapses: for a reset, whose tables go with them."""
+        if self._passer is not None and not self._cut:
+            self._cut = True
+            self._passer.cancel()
+
+    async def _resumption(self) -> None:
+        task = asyncio.current_task()
+        self.waiting.add(task)
+        try:
+            while not self._resumed.is_set():
+                await self._resumed.wait()
+        finally:
+            self.waiting.discard(task)
+
+    def _enter(self) -> None:
+        self._active += 1
+        self._quiet.clear()
+
+    def _leave(self) -> None:
+        self._active -= 1
+        if not self._active:
+            self._quiet.set()
+
     async def run_due(self, stop: asyncio.Event | None = None) -> int:
         """Run every job due now, or until ``stop`` is set (the jobs claimed by then finish);
-        returns how many ran."""
+        returns how many ran. Paused, it waits for ``resume``; paused while it runs, it ends
+        after what it claimed (or when ``cut_short``)."""
         ran = 0
+        if not self._resumed.is_set():  # paused: the world is being reset
+            await self._resumption()
         async with self._lock:
             self.busy += 1  # the whole pass: its claims are work too
+            self._enter()
+            self._passer = asyncio.current_task()
             try:
-                while stop is None or not stop.is_set():
+                while (stop is None or not stop.is_set()) and self._resumed.is_set():
                     claimed = await jobs.claim_due(self.db, now=self.clock.now(), worker=self.worker,
                                                    limit=self._claim)
                     if not claimed:
@@ -111,8 +172,14 @@ class JobRunner:
                         # SQLite on the loop's thread never suspends: let requests in between claims
                         await asyncio.sleep(0)
                 return ran
+            except asyncio.CancelledError:
+                if not self._cut or self._passer.uncancel():  # cancelled from elsewhere as well: as before
+                    raise
+                return ran  # cut short: what it claimed is abandoned
             finally:
+                self._passer, self._cut = None, False
                 self.busy -= 1
+                self._leave()
 
     async def _run_in_lanes(self, claimed: list[jobs.Job]) -> None:
         """Real and scaled time: the claimed jobs run side by side, one lane per correlation
@@ -194,12 +261,18 @@ class JobRunner:
     async def _due_times(self) -> jobs.DueTimes:
         # On a private database the answer holds until the next write: a world in virtual
         # time asks several times per event.
-        if not self.db.private:
-            return await jobs.due_times(self.db, excluding=self.housekeeping)
-        writes = self.db.writes
-        if self._due is None or self._due[0] != writes:
-            self._due = (writes, await jobs.due_times(self.db, excluding=self.housekeeping))
-        return self._due[1]
+        if not self._resumed.is_set():  # paused: the tables may be going
+            await self._resumption()
+        self._enter()
+        try:
+            if not self.db.private:
+                return await jobs.due_times(self.db, excluding=self.housekeeping)
+            writes = self.db.writes
+            if self._due is None or self._due[0] != writes:
+                self._due = (writes, await jobs.due_times(self.db, excluding=self.housekeeping))
+            return self._due[1]
+        finally:
+            self._leave()
 
     async def advance_to(self, target: float) -> int:
         """Virtual/scaled time: move to ``target`` job by job; returns the jobs run."""

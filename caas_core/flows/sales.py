@@ -5,7 +5,10 @@ once (30 s timeout). The order job is enqueued in the same transaction as the pa
 so that a factory that is down, slow or a crash in between leaves a queued order that
 is retried with exponential backoff, always under the same Idempotency-Key (one factory
 order per paid reservation). The factory unreachable longer than the configured limit
-suspends new sales and tells the dealerships; its first success lifts the suspension.
+suspends new sales and tells the dealerships; its first success lifts the suspension. The
+outage is what the queued orders see: it lasts while an order that failed still waits, and
+ends with the last one (cancelled or rejected as well as placed), so a failure days later
+starts another instead of suspending sales at once.
 
 A suspension must not outlive the outage: while it lasts, a durable probe job (``PROBE``)
 checks on the factory every ``probe_interval``. With orders queued, their placements are
@@ -115,14 +118,14 @@ async def place_order(core: Core, sale_id: str, correlation_id: str) -> str:
 async def _factory_unavailable(core: Core, sale, reason: str) -> None:
     now = core.clock.now()
     async with core.db.transaction() as conn:
+        outage = await rec.get_state(conn, OUTAGE)
+        if outage is None or not await _orders_still_waiting(conn):  # read before this failure is recorded
+            outage = {"since": now}
+            await rec.set_state(conn, OUTAGE, outage, now)
         await rec.record(conn, sale["id"], "ORDER_DEFERRED", {"reason": reason, "attempt": sale["order_attempts"] + 1},
                          now)
         if sale["order_attempts"] == 0:
             await rec.tell_customer(conn, sale, "ORDER_QUEUED", now)
-        outage = await rec.get_state(conn, OUTAGE)
-        if outage is None:
-            outage = {"since": now}
-            await rec.set_state(conn, OUTAGE, outage, now)
         if now - outage["since"] >= core.settings.factory.suspend_sales_after \
                 and await rec.get_state(conn, SUSPENSION) is None:
             await rec.set_state(conn, SUSPENSION, {"outageSince": outage["since"], "at": now}, now)
@@ -130,6 +133,21 @@ async def _factory_unavailable(core: Core, sale, reason: str) -> None:
             for dealership in await _dealerships(conn):
                 await rec.alert_dealership(conn, dealership, "SALES_SUSPENDED", now,
                                            outageSince=isoformat(outage["since"]))
+
+
+# an order that failed and waits still (statement built once)
+_FAILED_AND_QUEUED = (select(sales.c.id).join(sale_events, sale_events.c.sale_id == sales.c.id)
+                      .where(sales.c.status == S.ORDER_QUEUED.value, sale_events.c.kind == "ORDER_DEFERRED").limit(1))
+
+
+async def _orders_still_waiting(conn) -> bool:
+    """Whether an order that failed before still waits on the factory: the outage it saw goes
+    on. With none (each was placed, cancelled or rejected since, or its sale moved on), nothing
+    watched the factory meanwhile and the outage recorded is over: the specification suspends
+    sales when the factory is unreachable for more than 4 hours, not when two failures
+    days apart bracket a time nobody needed it. A sale leaves ``ORDER_QUEUED`` for good, so
+    one still there has waited since its first failure."""
+    return await conn.scalar(_FAILED_AND_QUEUED) is not None
 
 
 async def _factory_back(conn, now: float) -> None:

@@ -4,6 +4,7 @@ or warnings, shorten a temporary service's paid period, or sell a subscription o
 payment method the gateway would never charge. End to end, on SQLite and PostgreSQL, in
 virtual time, against the running simulators."""
 
+import asyncio
 from datetime import datetime
 
 from sqlalchemy import select
@@ -61,6 +62,39 @@ async def test_a_service_the_vehicle_holds_is_not_sold_again_nor_one_that_shares
     assert status == 200
     status, again = await buy(http, vin, duration="TEMPORARY")
     assert status == 201, again
+
+
+class MeetAtTheFleet:
+    """The IoT client, except that the vehicle's status is answered to two requests at once:
+    both go on to check the vehicle's services side by side, neither having recorded yet."""
+
+    def __init__(self, core):
+        self.real, self.both = core.iot, asyncio.Barrier(2)
+
+    async def vehicle_status(self, *args, **kwargs):
+        await self.both.wait()
+        return await self.real.vehicle_status(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+async def test_two_purchases_at_once_of_services_sharing_a_feature_sell_one_and_refuse_the_other(world):
+    """On PostgreSQL the two requests' transactions run side by side: both could check the
+    vehicle's live purchases before either recorded its own, and both be sold."""
+    stack, http, _, _ = world
+    core = core_of(stack)
+    fleet = stack.running["iot"].app[service_path.IOT_MODEL].fleet
+    for n in range(5):  # a vehicle each: neither request finds it linked, so both meet at the fleet
+        core.iot = MeetAtTheFleet(core)
+        vin = fleet.vin_at(1000 + n)
+        answers = await asyncio.gather(buy(http, vin), buy(http, vin, duration="TEMPORARY"))
+        assert sorted(status for status, _ in answers) == [201, 409], answers
+        [(_, sold)] = [a for a in answers if a[0] == 201]
+        [(_, problem)] = [a for a in answers if a[0] == 409]
+        assert problem["type"].endswith("/service-already-held") and problem["purchaseId"] == sold["purchaseId"]
+        core.iot = core.iot.real
+    assert len(_charges(stack)) == 5  # one per vehicle: the refused one before any charge
 
 
 async def test_ending_a_purchase_leaves_on_a_feature_another_live_purchase_holds_and_the_audit_sees_doubles(world):

@@ -180,6 +180,32 @@ async def test_factory_down_longer_than_the_limit_suspends_sales_until_it_is_bac
     await api.sell()  # sales are open again
 
 
+@pytest.mark.parametrize("ended", ["cancelled", "rejected"])
+async def test_an_outage_ends_with_the_last_order_waiting_on_it_and_a_failure_days_later_starts_another(
+        world, ended):
+    stack, api = world
+    key = "k-mad" if ended == "cancelled" else "k-reject"  # the factory rejects TEST-REJECT's orders
+    first = await api.sell(dealership=key)
+    stack.service("factory").faults.add({"id": "down", "action": {"type": "factory_unavailable"},
+                                         **({"times": 1} if ended == "rejected" else {})})
+    status, sale = await api.reserve(first)
+    assert sale["status"] == "ORDER_QUEUED", sale  # the outage begins
+    if ended == "cancelled":
+        status, sale = await api.call("POST", f"/sales/{first}/cancellation", key, {"reason": "the customer left"})
+        assert status == 200 and sale["status"] == "CANCELLED", sale
+    else:  # its retry reaches the factory, which refuses the order
+        sale = await until(stack, api, first, "ORDER_REJECTED", within="10m")
+    await stack.advance("2d")  # nothing waits on the factory meanwhile
+    stack.service("factory").faults.clear()
+    stack.service("factory").faults.add({"id": "down", "action": {"type": "factory_unavailable"}})
+    second = await api.sell()
+    status, sale = await api.reserve(second)
+    assert sale["status"] == "ORDER_QUEUED", sale  # one failed order: an outage of a moment, not of 2 days
+    status, third = await api.call("POST", "/sales", "k-mad", plan())
+    assert status == 201, third
+    assert "SALES_SUSPENDED" not in await dealership_templates(api)
+
+
 async def core_next_due(stack):
     async with aiohttp.ClientSession() as http, http.get(stack.url("core") + "/__admin/health") as r:
         return (await r.json())["nextDue"]
