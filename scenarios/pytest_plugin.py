@@ -201,7 +201,7 @@ class CaasWorld:
                           with_sink=False, webhook_urls=targets, webhook_secrets=secrets,
                           ports=_ports(self.services, catalogue.CORE_PORT if config.port_base is None
                                        else config.port_base),
-                          shutdown_timeout=0.5)
+                          shutdown_timeout=0.5, unique_webhook_ids=True)  # your core saw earlier sessions
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="caas-world", daemon=True)
         self._thread.start()

@@ -99,6 +99,10 @@ class Stack:
     shutdown_timeout: float = 60.0
     #: One line per request on the ``caas.access`` logger (``caas-sim up --access-log``).
     access_log: bool = False
+    #: Webhook-ids unique to this run, not only to the seed: for simulators that talk to a core
+    #: this stack did not start afresh (``up``, ``serve``, a load's, the pytest plugin's with a
+    #: core of your own), which would drop an id it saw from an earlier run as a duplicate.
+    unique_webhook_ids: bool = False
     running: dict[str, Running] = field(default_factory=dict)
     sink: WebhookSink | None = None
     #: The service a start was at when it failed (``None`` once every one started): a failed
@@ -129,7 +133,7 @@ class Stack:
                                options=self.options.get(name, {}), fault_profile=self.fault_profiles.get(name),
                                webhook_url=self.webhook_urls.get(name) or (
                                    f"{self.running['sink'].url}/webhooks/{name}" if self.sink else None),
-                               webhook_secret=self.webhook_secret(name))
+                               webhook_secret=self.webhook_secret(name), unique_webhook_ids=self.unique_webhook_ids)
             await self._serve(name, module.create_app(config), self.ports.get(name, 0))
         if self.core is not None:
             self.starting = "core"

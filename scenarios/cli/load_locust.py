@@ -72,7 +72,7 @@ class BackgroundStack:
             iot = target.receivers["iot"]
             self.stack = stack_mod.Stack(services=["iot"], seed=args.seed, clock=clock, with_sink=False,
                                          webhook_urls={"iot": args.target.rstrip("/") + iot.path},
-                                         webhook_secrets={"iot": iot.secret})
+                                         webhook_secrets={"iot": iot.secret}, unique_webhook_ids=True)
         else:
             self.stack = stack_mod.Stack(services=STACK_SERVICES, seed=args.seed, clock=clock, with_sink=False,
                                          webhook_secrets=secrets,

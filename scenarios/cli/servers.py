@@ -58,7 +58,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack = stack_mod.Stack(services=names, seed=args.seed, access_log=args.access_log,
                             clock=stack_mod.parse_clock(args.clock),
                             host=args.host, ports=ports, fault_profiles=profiles, admin_token=args.admin_token,
-                            core=core, with_sink=not core_url, webhook_urls=targets, webhook_secrets=secrets)
+                            core=core, with_sink=not core_url, webhook_urls=targets, webhook_secrets=secrets,
+                            unique_webhook_ids=True)  # a core on a kept database, or your own, saw earlier runs
     dashboard = None if getattr(args, "no_dashboard", False) else \
         0 if args.ephemeral else (getattr(args, "port_base", None) or CORE_PORT) + DASHBOARD_OFFSET
     state_file = _writable_state_file(args.state_file)
@@ -122,7 +123,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stack = stack_mod.Stack(services=[name], seed=args.seed, access_log=args.access_log,
                             clock=stack_mod.parse_clock(args.clock),
                             host=args.host, ports={name: port}, with_sink=False, admin_token=args.admin_token,
-                            fault_profiles={name: args.faults} if args.faults else {})
+                            fault_profiles={name: args.faults} if args.faults else {}, unique_webhook_ids=True)
 
     def subscribe(started: stack_mod.Stack) -> None:
         # The stack only wires webhooks to its own sink; alone, a simulator talks to the core.

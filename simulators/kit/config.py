@@ -22,11 +22,15 @@ class SimConfig:
     fault_profile: str | Path | None = None
     webhook_url: str | None = None  # subscribe every webhook of the service to this URL
     webhook_secret: str = DEFAULT_SECRET
+    #: webhook-ids unique to this process, not only to the seed (``WebhookDispatcher``): for
+    #: simulators that talk to a core they did not start afresh
+    unique_webhook_ids: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
     def service(self, name: str, contract: str | Contract) -> Service:
         return Service(name, contract, clock=self.clock, seed=self.seed, journal_capacity=self.journal_capacity,
-                       journal_path=self.journal_path, admin_token=self.admin_token)
+                       journal_path=self.journal_path, admin_token=self.admin_token,
+                       unique_webhook_ids=self.unique_webhook_ids)
 
     def finish(self, service: Service) -> None:
         """Apply what needs the simulator's domain faults registered first."""

@@ -25,7 +25,7 @@ class Service:
 
     def __init__(self, name: str, contract: str | Path | Contract, *, clock: Clock | None = None, seed: int = 0,
                  journal_capacity: int = 10_000, journal_path: str | Path | None = None,
-                 admin_token: str | None = None):
+                 admin_token: str | None = None, unique_webhook_ids: bool = False):
         self.name = name
         self.seed = seed
         self.clock = clock or Clock("virtual")
@@ -35,7 +35,8 @@ class Service:
                                observer=self.metrics.observe)
         self.faults = FaultEngine(seed=seed, now=self.clock.now, record=self.journal.record)
         self.idempotency = IdempotencyStore(self.clock.now)
-        self.webhooks = WebhookDispatcher(name, self.clock, self.journal, self.contract, seed=seed)
+        self.webhooks = WebhookDispatcher(name, self.clock, self.journal, self.contract, seed=seed,
+                                          unique_ids=unique_webhook_ids)
         self.admin_token = admin_token
         self.reset_hooks: list[Callable[[], Any]] = []
         self.correlation_ids = itertools.count(1)

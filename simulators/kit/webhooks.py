@@ -81,7 +81,8 @@ class DeliveryHooks:
 
 class WebhookDispatcher:
     def __init__(self, service: str, clock: Clock, journal: Journal, contract: Contract, *, seed: int,
-                 schedule: tuple[float, ...] = RETRY_SCHEDULE, attempt_timeout: float = ATTEMPT_TIMEOUT):
+                 schedule: tuple[float, ...] = RETRY_SCHEDULE, attempt_timeout: float = ATTEMPT_TIMEOUT,
+                 unique_ids: bool = False):
         self.service = service
         self.clock = clock
         self.journal = journal
@@ -92,12 +93,13 @@ class WebhookDispatcher:
         #: The subscriptions the service started with, kept when the admin protocol first
         #: changes them: what a reset goes back to.
         self._started_with: list[Subscription] | None = None
-        self._seed = seed
-        # Besides the seed and a count, something of this dispatcher's own: a receiver drops a
-        # webhook-id it has seen (Standard Webhooks), and two simulators started with one seed
-        # (`up` restarted against a core that kept its inbox, a load's own simulator beside
-        # `up`'s) sent the same ids for different messages, which such a core dropped unread.
-        self._incarnation = secrets.token_hex(6)
+        # A webhook-id is the seed's and a count's: a world replayed from its seed sends the
+        # same ids (a scenario's report, byte for byte; receivers that order by them).
+        # ``unique_ids`` adds something of this dispatcher's own, for a world that talks to a
+        # core it did not start afresh: a receiver drops a webhook-id it has seen (Standard
+        # Webhooks), and two simulators of one seed (`up` restarted against a core that kept
+        # its inbox, a load's own simulator beside `up`'s) sent it the same ids for other messages.
+        self._prefix = f"{seed}:{service}:{secrets.token_hex(6)}:" if unique_ids else f"{seed}:{service}:"
         self._ids = itertools.count(1)
         self._held: list[Delivery] = []
         self._session: aiohttp.ClientSession | None = None
@@ -118,8 +120,7 @@ class WebhookDispatcher:
             self.subscribe(event, url, secret)
 
     def _new_id(self) -> str:
-        digest = hashlib.blake2b(f"{self._seed}:{self.service}:{self._incarnation}:{next(self._ids)}".encode(),
-                                 digest_size=12)
+        digest = hashlib.blake2b(f"{self._prefix}{next(self._ids)}".encode(), digest_size=12)
         return "msg_" + digest.hexdigest()
 
     def send(self, event: str, payload: dict, *, correlation_id: str | None = None,

@@ -18,8 +18,8 @@ from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET, RETRY_SCHEDULE
 CONTRACT = Path(__file__).with_name("echo.yaml")
 
 
-def echo_service(clock=None, seed=3, admin=False):
-    service = Service("echo", CONTRACT, clock=clock or Clock("virtual"), seed=seed)
+def echo_service(clock=None, seed=3, admin=False, unique_webhook_ids=False):
+    service = Service("echo", CONTRACT, clock=clock or Clock("virtual"), seed=seed, unique_webhook_ids=unique_webhook_ids)
     things = {}
 
     async def create(call):
@@ -237,19 +237,31 @@ async def test_webhooks_are_signed_and_retried_on_5xx_on_the_clock_schedule():
     assert RETRY_SCHEDULE[:4] == (0, 5, 300, 1800)
 
 
-async def test_two_simulators_of_one_seed_never_send_the_same_webhook_id():
-    """A core drops a webhook-id it has seen: `up` restarted with its seed, or a load's own
-    simulator beside `up`'s, must not send it ids it had for other messages."""
-    ids = []
+async def _webhook_ids_of_two_runs(**config) -> list[list[str]]:
+    """The webhook-ids each of two simulators of one seed sends: three, a reset, one more."""
+    runs = []
     for _ in range(2):
-        service, _app = echo_service(Clock("virtual"))  # seed 0 both times
+        service, _app = echo_service(Clock("virtual"), **config)
         service.webhooks.subscribe("*", "http://127.0.0.1:9/hook")
-        ids += [service.webhooks.send("thingCreated", {"id": n, "name": "x"})[0] for n in range(3)]
+        ids = [service.webhooks.send("thingCreated", {"id": n, "name": "x"})[0] for n in range(3)]
         await service.reset()
         ids += service.webhooks.send("thingCreated", {"id": 9, "name": "after a reset"})
         await service.reset()  # nothing left to deliver
         await service.webhooks.close()
-    assert len(set(ids)) == len(ids) == 8
+        runs.append(ids)
+    return runs
+
+
+async def test_a_world_replayed_from_its_seed_sends_the_same_webhook_ids():
+    first, second = await _webhook_ids_of_two_runs()
+    assert first == second and len(set(first)) == 4  # a reset does not count again
+
+
+async def test_simulators_asked_for_unique_webhook_ids_never_send_one_twice():
+    """A core drops a webhook-id it has seen: `up` restarted with its seed, or a load's own
+    simulator beside `up`'s, must not send it ids it had for other messages."""
+    first, second = await _webhook_ids_of_two_runs(unique_webhook_ids=True)
+    assert len(set(first + second)) == 8
 
 
 async def test_delivery_hooks_lose_duplicate_delay_and_reorder():
