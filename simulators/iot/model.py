@@ -132,9 +132,6 @@ class Request(NamedTuple):
                 "completedAt": isoformat(self.completed) if self.completed is not None else None,
                 "duration": orjson.loads(self.duration) if self.duration is not None else None}
 
-    def accepted(self) -> dict:
-        return {"requestId": self.id, "status": self.status, "timestamp": isoformat(self.created)}
-
 
 class IotModel:
     def __init__(self, service: Service, fleet: fl.Fleet, *, command_ttl: float = COMMAND_TTL,
@@ -162,12 +159,12 @@ class IotModel:
         self._profiles.clear()
         self._ids = itertools.count(1)
 
-    def prune(self) -> None:
+    def prune(self, now: float | None = None) -> None:
         """Forget the requests finished more than ``request_ttl`` ago, and the oldest finished
         past ``requests_kept`` (lazily, on the next call: no timer, so the clock's next due
         time is the world's alone)."""
         finished = self._finished
-        cutoff = self.service.clock.now() - self.request_ttl
+        cutoff = (self.service.clock.now() if now is None else now) - self.request_ttl
         if finished and (finished[0][0] <= cutoff or len(finished) > self.requests_kept):
             before = len(self.requests)
             while finished and (finished[0][0] <= cutoff or len(finished) > self.requests_kept):
@@ -223,6 +220,7 @@ class IotModel:
         }
 
     # --- commands -----------------------------------------------------
+    # A command reads the clock once: every step of it happens at that instant.
     def activate(self, vin: str, service_id: str, configuration: dict, duration: dict,
                  correlation_id: str | None = None) -> dict:
         profile = self.profile(vin)
@@ -232,15 +230,16 @@ class IotModel:
             raise ProblemError(422, "Feature flag not installed on the vehicle",
                                f"feature flag(s) {', '.join(map(repr, missing))} not installed on {vin}; "
                                f"installed: {', '.join(profile.features)}", kind="feature-not-installed")
-        expiry = self._check_duration(duration)
-        self.prune()
+        now = self.service.clock.now()
+        expiry = self._check_duration(duration, now)
+        self.prune(now)
         flags, duration_type = tuple(flags), duration["type"]
-        req = self._new_request("ACTIVATION", vin, service_id, correlation_id, flags=flags,
-                                duration=orjson.dumps(duration), duration_type=duration_type)
+        number, request_id = self._new_request("ACTIVATION", vin, service_id, duration_type)
         vehicle = self.vehicles.get(vin, UNTOUCHED)
-        service = ActiveService(service_id, flags, duration_type, expiry, "PENDING", req.created, req.number)
-        vehicle = Vehicle(_put(vehicle.services, service), vehicle.error_codes, vehicle.commands, vehicle.callbacks)
-        return self._push(profile, vehicle, req).accepted()
+        service = ActiveService(service_id, flags, duration_type, expiry, "PENDING", now, number)
+        return self._push(profile, vehicle, _put(vehicle.services, service),
+                          Request(request_id, number, "ACTIVATION", vin, service_id, now, correlation_id, flags,
+                                  orjson.dumps(duration), "IN_PROGRESS"))
 
     def deactivate(self, vin: str, service_id: str, correlation_id: str | None = None) -> dict:
         profile = self.profile(vin)
@@ -248,12 +247,15 @@ class IotModel:
         if vehicle is None or _find(vehicle.services, service_id) is None:
             raise ProblemError(422, "Service not active on the vehicle",
                                f"service {service_id!r} is not active on {profile.vin}", kind="service-not-active")
-        self.prune()
-        req = self._new_request("DEACTIVATION", vin, service_id, correlation_id)
-        return self._push(profile, vehicle, req).accepted()
+        now = self.service.clock.now()
+        self.prune(now)
+        number, request_id = self._new_request("DEACTIVATION", vin, service_id, None)
+        return self._push(profile, vehicle, vehicle.services,
+                          Request(request_id, number, "DEACTIVATION", vin, service_id, now, correlation_id, (), None,
+                                  "IN_PROGRESS"))
 
-    def _check_duration(self, duration: dict) -> float | None:
-        kind, now = duration["type"], self.service.clock.now()
+    def _check_duration(self, duration: dict, now: float) -> float | None:
+        kind = duration["type"]
         expiry = parse_datetime(duration["expiryDate"]) if duration.get("expiryDate") else None
         if "autoRenewal" in duration and kind != "SUBSCRIPTION":
             raise ProblemError(422, "Invalid duration", "autoRenewal applies to SUBSCRIPTION only",
@@ -272,20 +274,17 @@ class IotModel:
             return None  # renews until deactivated
         return expiry
 
-    def _new_request(self, kind: str, vin: str, service_id: str, correlation_id: str | None, *,
-                     flags: tuple[str, ...] = (), duration: bytes | None = None,
-                     duration_type: str | None = None) -> Request:
+    def _new_request(self, kind: str, vin: str, service_id: str, duration_type: str | None) -> tuple[int, str]:
+        """The next request's number and id, its queueing journaled."""
         number = next(self._ids)
-        digest = hashlib.blake2b(f"{self.service.seed}:ota:{number}".encode(), digest_size=10).hexdigest()
-        req = Request("ota_" + digest, number, kind, vin, service_id, self.service.clock.now(), correlation_id,
-                      flags, duration)
+        request_id = "ota_" + hashlib.blake2b(f"{self.service.seed}:ota:{number}".encode(), digest_size=10).hexdigest()
         # what a peer audit needs to tell a post-paid subscription
         detail = {"kind": kind, "durationType": duration_type} if duration_type else {"kind": kind}
         # record(event=..., detail=..., entities=...) without its copy: no value here is None
         self.service.journal.append("event", "internal", {
             "event": "ota.queued", "detail": detail,
-            "entities": {"vin": vin, "requestId": req.id, "serviceId": service_id}})
-        return req
+            "entities": {"vin": vin, "requestId": request_id, "serviceId": service_id}})
+        return number, request_id
 
     # --- the vehicle side ----------------------------------------------
     def _connectivity(self, profile: fl.VehicleProfile, now: float, *, consume: bool) -> str:
@@ -302,47 +301,51 @@ class IotModel:
             return state
         return fl.connectivity_at(profile, now)
 
-    def _push(self, profile: fl.VehicleProfile, vehicle: Vehicle, req: Request) -> Request:
-        """Decide now, deterministically, how and when this command ends; store the vehicle
-        and the request as they stand then."""
-        now = self.service.clock.now()
+    def _push(self, profile: fl.VehicleProfile, vehicle: Vehicle, services: tuple[ActiveService, ...],
+              req: Request) -> dict:
+        """Decide now, deterministically, how and when this command (``req``, as pushed: in
+        progress) ends; store the vehicle, with ``services``, and the request as they stand
+        then; the request's acceptance (QUEUED, as it stood when accepted)."""
+        now, vin = req.created, req.vin
         commands = vehicle.commands + 1
-        self.vehicles[req.vin] = Vehicle(vehicle.services, vehicle.error_codes, commands, vehicle.callbacks)
+        self.vehicles[vin] = Vehicle(services, vehicle.error_codes, commands, vehicle.callbacks)
+        accepted = {"requestId": req.id, "status": "QUEUED", "timestamp": isoformat(now)}
         state = self._connectivity(profile, now, consume=True)
         magic = profile.magic
         if state == "FORCED_OFFLINE" or (magic == "flaky_twice" and commands <= 2):
-            return self._later(self.command_ttl, req, "FAILED", "VEHICLE_OFFLINE")
+            self._later(self.command_ttl, Request(*req[:9]), "FAILED", "VEHICLE_OFFLINE")  # never left the queue
+            return accepted
         delay = 0.0
         # A sleeping car is woken by a shoulder tap (wake-up time is in its activation
         # latency); any other unreachable car must come back within the command TTL.
         if state == fl.OFFLINE and profile.connectivity != fl.ConnectivityKind.SLEEPS:
             reachable = fl.next_online(profile, now)
             if reachable - now > self.command_ttl:
-                return self._later(self.command_ttl, req, "FAILED", "VEHICLE_OFFLINE")
+                self._later(self.command_ttl, Request(*req[:9]), "FAILED", "VEHICLE_OFFLINE")
+                return accepted
             delay = reachable - now
-        # as _new_request made it, but in progress (before: QUEUED, as the answer says);
-        # built directly, a NamedTuple's _replace costs several times more
-        req = Request(*req[:9], "IN_PROGRESS")
         latency = fl.activation_latency(profile, now + delay, commands)
         if state == fl.LIMITED and profile.connectivity != fl.ConnectivityKind.LIMITED:
             latency = max(latency, 30.0) * 3  # a forced LIMITED link: several times slower
+        outcome, error_code = "ACTIVATED" if req.kind == "ACTIVATION" else "DEACTIVATED", None
         if req.kind == "ACTIVATION":
             if self.service.faults.rules:
-                entities = {"vin": req.vin, "serviceId": req.service_id, "requestId": req.id}
+                entities = {"vin": vin, "serviceId": req.service_id, "requestId": req.id}
                 failure = self.service.domain_fault("activation_failed", entities=entities,
                                                     correlation_id=req.correlation_id)
                 if failure is not None:
-                    return self._later(delay + latency, req, "FAILED", failure.params["errorCode"])
-            if magic == "activation_fails":
-                return self._later(delay + latency, req, "FAILED", "ECU_ERROR")
-            if fl.flaky_attempt_fails(profile, commands):
-                return self._later(self.command_ttl, req, "FAILED", "TIMEOUT")
-        return self._later(delay + latency, req, "ACTIVATED" if req.kind == "ACTIVATION" else "DEACTIVATED", None)
+                    outcome, error_code = "FAILED", failure.params["errorCode"]
+            if error_code is None and magic == "activation_fails":
+                outcome, error_code = "FAILED", "ECU_ERROR"
+            elif error_code is None and fl.flaky_attempt_fails(profile, commands):
+                self._later(self.command_ttl, req, "FAILED", "TIMEOUT")
+                return accepted
+        self._later(delay + latency, req, outcome, error_code)
+        return accepted
 
-    def _later(self, delay: float, req: Request, outcome: str, error_code: str | None) -> Request:
+    def _later(self, delay: float, req: Request, outcome: str, error_code: str | None) -> None:
         self.requests[req.id] = req
-        self.service.later(delay, self._on_finish, req.id, outcome, error_code)
-        return req
+        self.service.at(req.created + delay, self._on_finish, req.id, outcome, error_code)  # the clock read once
 
     def _finish(self, request_id: str, outcome: str, error_code: str | None) -> None:
         req = self.requests.get(request_id)
