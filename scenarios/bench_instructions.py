@@ -1,8 +1,8 @@
 """Instructions per request, counted by valgrind's callgrind: ``caas-sim bench sim --instructions``.
 
 On a shared machine the CPU a request costs drifts by half between runs of the same code;
-the instructions a server executes for it do not (the same count twice, whatever else the
-machine is doing). Each server runs alone under callgrind (some fifty times slower), answers
+the instructions a server executes for it do not (runs agree within 0.2 %, whatever else
+the machine is doing: ids and hashes differ per process). Each server runs alone under callgrind (some fifty times slower), answers
 a warm-up, has its counters zeroed, answers ``requests`` more, and has them dumped: what it
 executed for those requests and nothing else (start-up and imports left out). User space
 only: the kernel's share of a request (its socket calls) is left out, and is the same for
