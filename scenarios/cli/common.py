@@ -151,6 +151,9 @@ def _target(args: argparse.Namespace) -> tuple[str, str]:
         return args.service or args.url, args.url
     if not args.service:
         raise CliError("give a SERVICE name or --url", EXIT_USAGE)
+    if args.service not in stack_mod.SERVICES:  # the core is not one to name here (above)
+        raise CliError(f"unknown service {args.service!r}; known: {', '.join(stack_mod.SERVICES)} (or give --url)",
+                       EXIT_USAGE)
     return args.service, service_url(args.service, running_up(args))
 
 
