@@ -46,7 +46,7 @@ def no_running_up(monkeypatch, tmp_path):
     monkeypatch.setenv(STATE_ENV, str(tmp_path / "no-up.json"))
 
 
-BAD_URLS = ("notaurl", "http://127.0.0.1:99999", "ftp://x", "http://[::1")
+BAD_URLS = ("notaurl", "http://127.0.0.1:99999", "ftp://x", "http://[::1", "http://127.0.0.1:8000/base?x=1")
 SCENARIO = "activation-succeeds-on-the-third-attempt"
 
 

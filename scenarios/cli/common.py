@@ -62,10 +62,12 @@ def _port(value: str) -> int:
 
 
 def check_url(value: str) -> None:
-    """Raise ValueError unless ``value`` is an http(s) base URL with a host and a TCP port."""
+    """Raise ValueError unless ``value`` is an http(s) base URL with a host and a TCP port (and
+    no query or fragment: paths are added to it, and every request would carry them)."""
     try:
         url = yarl.URL(value)
-        ok = url.scheme in ("http", "https") and bool(url.host) and 0 <= (url.port or 0) <= 65535
+        ok = url.scheme in ("http", "https") and bool(url.host) and 0 <= (url.port or 0) <= 65535 \
+            and not url.query_string and not url.fragment and "?" not in value and "#" not in value
     except ValueError:  # yarl: a port out of range, a bracket left open
         ok = False
     if not ok:
