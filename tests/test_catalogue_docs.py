@@ -22,10 +22,13 @@ def _table(heading: str) -> list[list[str]]:
 
 
 def test_the_port_table_is_the_catalogues():
-    simulators = {row[0]: (row[1], row[2]) for row in _table("Ports") if re.fullmatch(r"[a-z][a-z0-9-]*", row[0])}
-    assert simulators == {e.name: (f"+{e.port - catalogue.CORE_PORT}", str(e.port)) for e in catalogue.SERVICES}
+    documented = {row[0]: (row[1], row[2]) for row in _table("Ports") if re.fullmatch(r"[a-z][a-z0-9-]*", row[0])}
+    expected = {e.name: (f"+{e.port - catalogue.CORE_PORT}", str(e.port)) for e in catalogue.SERVICES}
+    wrong = {name: expected.get(name) for name in documented.keys() | expected.keys()
+             if documented.get(name) != expected.get(name)}
+    assert wrong == {}, f"{DOC.name}, ## Ports: these rows should read (offset, port) {wrong} (None: no row)"
 
 
 def test_the_webhook_table_is_the_catalogues():
     senders = {row[0]: row[1].strip("`") for row in _table("Webhook targets")}
-    assert senders == catalogue.WEBHOOK_SENDERS
+    assert senders == catalogue.WEBHOOK_SENDERS, f"{DOC.name}, ## Webhook targets: one row per sender of the catalogue"
