@@ -2,8 +2,9 @@
 
 Everything that enumerates services derives from it: the stack and the CLI (module, port),
 the scenario schema's enumerations, the core's upstream settings and webhook receivers,
-and the tests' parametrisations. Adding a simulator is its folder, its contract and one
-row here; adding a country is one row in ``REGISTRY_COUNTRIES`` (and its registry's row).
+and the tests' parametrisations. Adding a simulator or a country is one row here (a
+registry's with its ``country``) besides its module and contract: the whole checklist is
+"Adding a service" in docs/architecture.md, and ``tests/test_catalogue.py`` checks a row.
 
 A leaf module: it imports nothing of the project, so the simulators, the core and the
 harness can all read it without depending on one another.

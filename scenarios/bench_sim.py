@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from caas_sim import catalogue
 from caas_sim.simulators.fleet import Fleet
 
 from . import bench_client, bench_instructions
@@ -94,11 +95,11 @@ def operations() -> list[Operation]:
                          frozenset({201})))
     order = orjson.dumps(_example("factory", "/orders", "zephyr"))
     ops.append(Operation("factory order", "factory", "POST", lambda n: ("/orders", order), frozenset({201})))
-    for country in ("es", "fr", "de", "uk"):
-        example = _example(f"registry-{country}", "/registrations", "approved")
+    for registry in catalogue.REGISTRY_COUNTRIES.values():  # every country's: their contracts share the API
+        example = _example(registry.name, "/registrations", "approved")
         template, vin = orjson.dumps(example), _vin_in(example).encode()
         # a registry refuses a second registration of a vehicle: one VIN per request
-        ops.append(Operation(f"registry-{country} submit", f"registry-{country}", "POST",
+        ops.append(Operation(f"{registry.name} submit", registry.name, "POST",
                              lambda n, t=template, v=vin: ("/registrations", t.replace(v, fleet.vin_at(n).encode())),
                              frozenset({201, 202})))
     return ops

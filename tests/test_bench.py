@@ -152,6 +152,13 @@ def test_every_operation_of_the_sim_measure_is_answered_as_its_contract_says():
     asyncio.run(check())
 
 
+def test_the_sim_measure_has_an_operation_of_every_simulator_of_the_catalogue():
+    from caas_sim import catalogue
+    from caas_sim.scenarios.bench_sim import operations
+
+    assert {op.service for op in operations()} == set(catalogue.NAMES)
+
+
 def test_the_paced_load_measures_with_its_own_heap_frozen():
     """A full collection of the load generator would count as the server's latency."""
     import gc

@@ -145,6 +145,24 @@ def test_the_config_is_schemathesis_4s_and_keeps_runs_deterministic():
                 assert set(check) == {"expected-statuses"} and set(POSITIVE_DEFAULTS) <= set(check["expected-statuses"])
 
 
+def test_every_registry_of_the_catalogue_has_its_block_in_the_config():
+    """Registries refuse requests valid by their schema with 422 (check digits, dates): a new
+    country's contract needs its ``[[project]]``, which only a ``CAAS_ST_CLI=all`` run would miss."""
+    import tomllib
+
+    import yaml
+
+    widened: dict[str, set[str]] = {}
+    for project in tomllib.loads(CONFIG.read_text())["project"]:
+        for operation in project["operations"]:
+            named = operation["include-operation-id"]
+            widened.setdefault(project["title"], set()).update([named] if isinstance(named, str) else named)
+    for entry in catalogue.REGISTRY_COUNTRIES.values():
+        title = yaml.safe_load((ROOT / "contracts" / entry.contract).read_text())["info"]["title"]
+        assert {"createRegistration", "provideAdditionalInfo"} <= widened.get(title, set()), (
+            f"schemathesis.toml has no [[project]] for {title!r} ({entry.contract}): copy a registry's block")
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(("contract", "service"), SELECTED, ids=[f"{c}@{service}" for c, service in SELECTED])
 def test_schemathesis_cli_passes(contract, service, tmp_path):

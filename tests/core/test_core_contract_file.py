@@ -154,6 +154,19 @@ def test_sale_status_enum_is_the_domain_one(doc):
     assert doc["components"]["schemas"]["SaleStatus"]["enum"] == [s.value for s in SaleStatus]
 
 
+def test_the_countries_of_a_sale_are_those_the_core_registers_in(doc):
+    """A country the core registers in (``domain/registration.py``) has its registry in the
+    catalogue, is accepted by the core's API, and is one the factory delivers to; a country
+    added to one and not the others is refused at the first sale (a 400 naming the field)."""
+    from caas_core.domain.registration import COUNTRIES
+    from caas_sim import catalogue
+
+    assert set(COUNTRIES) <= set(catalogue.REGISTRY_COUNTRIES), "a country without a registry row in the catalogue"
+    assert set(doc["components"]["schemas"]["Country"]["enum"]) == set(COUNTRIES), "core.yaml Country"
+    factory = yaml.safe_load((CONTRACTS_DIR / catalogue.entry("factory").contract).read_text())
+    assert set(COUNTRIES) <= set(factory["components"]["schemas"]["Country"]["enum"]), "factory.yaml Country"
+
+
 def test_purchase_status_enum_is_the_domain_state_machine(contract, doc):
     purchase = contract._deref(doc["components"]["schemas"]["Purchase"])
     assert purchase["properties"]["status"]["enum"] == [s.value for s in PurchaseState]

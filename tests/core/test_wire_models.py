@@ -25,9 +25,11 @@ from pydantic import AwareDatetime, BaseModel, Field
 from caas_core.api.app import WEBHOOK_SOURCES
 from caas_core.clients.wire import base, factory, iot, payments, registries, vss
 from caas_core.flows.webhooks import PARSERS
+from caas_sim import catalogue
 from caas_sim.simulators.kit.contract import CONTRACTS_DIR
 
-REGISTRIES = ("registry-es.yaml", "registry-fr.yaml", "registry-de.yaml", "registry-uk.yaml")
+#: Every registry of the catalogue: the core reads them all with one model.
+REGISTRIES = tuple(e.contract for e in catalogue.REGISTRY_COUNTRIES.values())
 
 #: (model, contract, where): where is ("response", operationId) for an operation's 2xx JSON
 #: answer, or ("webhook", name) for a webhook's body.

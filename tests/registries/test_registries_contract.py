@@ -1,13 +1,16 @@
-"""The four registry contracts: schemathesis against the running simulators, and the contracts' own honesty.
+"""The registry contracts: schemathesis against the running simulators, and the contracts' own honesty.
 
 Every default check, positive and negative data and the stateful links of each
 contract. The schemas are loaded at module level (from_fixture breaks on pytest
-9.2, DESIGN.md); one stack serves the four registries on real sockets.
+9.2, DESIGN.md); one stack serves every registry on real sockets. The registries
+are the service catalogue's (its rows with a country): a new country is fuzzed
+and checked here as soon as it has its row.
 """
 
 import asyncio
 import copy
 import functools
+import importlib
 from pathlib import Path
 
 import aiohttp
@@ -16,6 +19,7 @@ import yaml
 from hypothesis import HealthCheck, settings
 
 import caas_sim.simulators.registries
+from caas_sim import catalogue
 from caas_sim.scenarios.stack import Stack
 from caas_sim.simulators.kit.config import SimConfig
 from caas_sim.simulators.kit.contract import CONTRACTS_DIR, Contract
@@ -26,49 +30,38 @@ from tests.fuzzing import contract_schema, on_stack, outbound_violations, run_st
 #: Its tests share a module-wide world: one worker runs them all, in order.
 pytestmark = pytest.mark.xdist_group("tests.registries.test_registries_contract")
 
-COUNTRIES = ("es", "fr", "de", "uk")
-SERVICES = [f"registry-{c}" for c in COUNTRIES]
+SERVICES = tuple(e.name for e in catalogue.REGISTRY_COUNTRIES.values())
+IDS = [name.removeprefix("registry-") for name in SERVICES]
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 # What the contracts say a schema cannot express: 422 for the semantic rules (check
 # digits, dates against the clock, engine and power consistency), 409 for a VIN that
 # already has a registration or information supplied to one that did not ask for it.
-es, fr, de, uk = (contract_schema(f"registry-{code}.yaml", semantic=("409", "422")) for code in COUNTRIES)
-# One stack of the four registries for every test of this module that runs against it.
+SCHEMAS = {name: contract_schema(catalogue.entry(name).contract, semantic=("409", "422")) for name in SERVICES}
+# One stack of every registry for every test of this module that runs against it.
 STACK = on_stack(*SERVICES)
 
 
-@STACK
-@es.parametrize()
-@FUZZ
-def test_registry_es_conforms(case, threaded_stack):
-    case.call_and_validate(base_url=threaded_stack.url("registry-es"))
+def _conforms(name: str):
+    """The fuzz test of one registry: a test function of its own (schemathesis parametrizes
+    one schema per function), so that each registry keeps its own test id."""
+    @STACK
+    @SCHEMAS[name].parametrize()
+    @FUZZ
+    def test(case, threaded_stack):
+        case.call_and_validate(base_url=threaded_stack.url(name))
+
+    test.__name__ = test.__qualname__ = f"test_{name.replace('-', '_')}_conforms"
+    return test
+
+
+for _name in SERVICES:  # test_registry_es_conforms, test_registry_fr_conforms, ...
+    globals()[f"test_{_name.replace('-', '_')}_conforms"] = _conforms(_name)
 
 
 @STACK
-@fr.parametrize()
-@FUZZ
-def test_registry_fr_conforms(case, threaded_stack):
-    case.call_and_validate(base_url=threaded_stack.url("registry-fr"))
-
-
-@STACK
-@de.parametrize()
-@FUZZ
-def test_registry_de_conforms(case, threaded_stack):
-    case.call_and_validate(base_url=threaded_stack.url("registry-de"))
-
-
-@STACK
-@uk.parametrize()
-@FUZZ
-def test_registry_uk_conforms(case, threaded_stack):
-    case.call_and_validate(base_url=threaded_stack.url("registry-uk"))
-
-
-@STACK
-@pytest.mark.parametrize("code,schema", list(zip(COUNTRIES, (es, fr, de, uk), strict=True)), ids=COUNTRIES)
-def test_stateful_links(code, schema, threaded_stack):
-    run_stateful(schema, threaded_stack.url(f"registry-{code}"), examples=10, steps=5)
+@pytest.mark.parametrize("name", SERVICES, ids=IDS)
+def test_stateful_links(name, threaded_stack):
+    run_stateful(SCHEMAS[name], threaded_stack.url(name), examples=10, steps=5)
 
 
 @STACK
@@ -80,8 +73,8 @@ def test_no_outbound_contract_violation(threaded_stack):
 # --- the contracts themselves --------------------------------------------------------
 
 @functools.cache
-def _doc(code):
-    return yaml.load((CONTRACTS_DIR / f"registry-{code}.yaml").read_text(), Loader=yaml.CSafeLoader)
+def _doc(name):
+    return yaml.load((CONTRACTS_DIR / catalogue.entry(name).contract).read_text(), Loader=yaml.CSafeLoader)
 
 
 SHARED = ("Problem", "Violation", "FieldError", "InvalidDataProblem", "ConflictProblem", "UnavailableProblem",
@@ -91,17 +84,18 @@ SHARED = ("Problem", "Violation", "FieldError", "InvalidDataProblem", "ConflictP
 
 
 @pytest.mark.parametrize("name", SHARED)
-def test_the_shared_parts_of_the_four_contracts_do_not_drift(name):
-    schemas = [_doc(code)["components"]["schemas"][name] for code in COUNTRIES]
+def test_the_shared_parts_of_the_registry_contracts_do_not_drift(name):
+    schemas = [_doc(service)["components"]["schemas"][name] for service in SERVICES]
     for other in schemas[1:]:
         assert other == schemas[0], f"{name} differs between registry contracts"
 
 
-@pytest.mark.parametrize("code", COUNTRIES)
-def test_model_vocabulary_matches_the_contract(code):
-    doc = _doc(code)["components"]["schemas"]
-    module = __import__(f"caas_sim.simulators.registries.{code}", fromlist=["COUNTRY"])
+@pytest.mark.parametrize("name", SERVICES, ids=IDS)
+def test_model_vocabulary_matches_the_contract(name):
+    doc = _doc(name)["components"]["schemas"]
+    module = importlib.import_module(catalogue.entry(name).module)
     country = module.COUNTRY
+    assert (country.service, country.iso) == (name, catalogue.entry(name).country)
     assert set(doc["RegistrationStatus"]["enum"]) == set(base.STATUSES)
     assert tuple(doc["Rejection"]["properties"]["code"]["enum"]) == base.REJECTION_CODES
     assert tuple(doc["DocumentType"]["enum"]) == country.document_types
@@ -112,7 +106,7 @@ def test_model_vocabulary_matches_the_contract(code):
     assert doc["Registration"]["properties"]["country"]["const"] == country.iso
     assert doc["RegistrationDocument"]["properties"]["type"]["const"] == country.registration_document
     assert set(doc["AdditionalInfo"]["properties"]["values"]["properties"]) == set(base.VALUE_FIELDS)
-    description = _doc(code)["info"]["description"]
+    description = _doc(name)["info"]["description"]
     for tax_id in country.magic_tax_ids:
         assert f"`{tax_id}`" in description
     # Every domain fault the model registers is documented.
@@ -127,11 +121,10 @@ EXPECTED = {  # example name -> status once the create answer is given and every
 }
 
 
-@pytest.mark.parametrize("code", COUNTRIES)
-async def test_every_documented_example_does_what_its_summary_says(code):
+@pytest.mark.parametrize("name", SERVICES, ids=IDS)
+async def test_every_documented_example_does_what_its_summary_says(name):
     """The request examples of a contract, posted to a fresh simulator, end as documented."""
-    name = f"registry-{code}"
-    examples = _doc(code)["paths"]["/registrations"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    examples = _doc(name)["paths"]["/registrations"]["post"]["requestBody"]["content"]["application/json"]["examples"]
     assert set(examples) == set(EXPECTED)
     async with Stack(services=[name], seed=0) as stack, aiohttp.ClientSession(stack.url(name)) as http:
         ids = {}
@@ -142,7 +135,7 @@ async def test_every_documented_example_does_what_its_summary_says(code):
         await stack.advance("40d")
         model = stack.running[name].app[MODEL_KEY]
         assert {key: model.registrations[i].status for key, i in ids.items()} == EXPECTED
-        info = _doc(code)["paths"]["/registrations/{registrationId}/additional-info"]["post"]["requestBody"]
+        info = _doc(name)["paths"]["/registrations/{registrationId}/additional-info"]["post"]["requestBody"]
         body = info["content"]["application/json"]["examples"]["magic"]["value"]
         async with http.post(f"/registrations/{ids['additionalInfo']}/additional-info", json=body) as r:
             assert r.status in (200, 202)
@@ -151,11 +144,10 @@ async def test_every_documented_example_does_what_its_summary_says(code):
         assert stack.violations() == []
 
 
-@pytest.mark.parametrize("code", COUNTRIES)
-async def test_the_shipped_fault_profile_loads_and_applies_in_every_registry(code):
+@pytest.mark.parametrize("name", SERVICES, ids=IDS)
+async def test_the_shipped_fault_profile_loads_and_applies_in_every_registry(name):
     profile = Path(caas_sim.simulators.registries.__file__).parent / "profiles" / "bad-week.yaml"
-    name = f"registry-{code}"
-    examples = _doc(code)["paths"]["/registrations"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    examples = _doc(name)["paths"]["/registrations"]["post"]["requestBody"]["content"]["application/json"]["examples"]
     async with Stack(services=[name], seed=2, fault_profiles={name: str(profile)}) as stack, \
             aiohttp.ClientSession(stack.url(name)) as http:
         await stack.advance("3h")  # inside the outage window
@@ -180,11 +172,11 @@ async def test_the_shipped_fault_profile_loads_and_applies_in_every_registry(cod
         assert stack.violations() == []
 
 
-@pytest.mark.parametrize("code", COUNTRIES)
-def test_the_contracts_own_examples_conform(code):
+@pytest.mark.parametrize("name", SERVICES, ids=IDS)
+def test_the_contracts_own_examples_conform(name):
     """Request, response and webhook examples are checked against their own schemas."""
-    doc = _doc(code)
-    contract = Contract(CONTRACTS_DIR / f"registry-{code}.yaml")
+    doc = _doc(name)
+    contract = Contract(CONTRACTS_DIR / catalogue.entry(name).contract)
     checked = 0
     for op in contract.operations.values():
         spec = doc["paths"][op.path][op.method.lower()]
@@ -198,8 +190,8 @@ def test_the_contracts_own_examples_conform(code):
                 if "example" in media:
                     assert op.check_response(int(status), media["example"]) == [], (op.id, status)
                     checked += 1
-    for name, item in doc.get("webhooks", {}).items():
+    for webhook, item in doc.get("webhooks", {}).items():
         for example in item["post"]["requestBody"]["content"]["application/json"]["examples"].values():
-            assert contract.check_webhook(name, example["value"]) == [], example["summary"]
+            assert contract.check_webhook(webhook, example["value"]) == [], example["summary"]
             checked += 1
     assert checked >= 12

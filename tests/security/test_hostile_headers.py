@@ -26,6 +26,7 @@ import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from caas_sim import catalogue
 from caas_sim.scenarios.stack import SERVICES
 from caas_sim.simulators.kit.contract import CONTRACTS_DIR, Contract
 from tests.security.live import ADMIN_TOKEN, KEYS, WEBHOOK_SECRET, LiveCore
@@ -150,8 +151,7 @@ def live(tmp_path_factory):
     db = tmp_path_factory.mktemp("core") / "core.db"
     live = LiveCore(services=SIMULATORS, seed=0, with_sink=False, admin_token=ADMIN_TOKEN,
                     core={"database_url": f"sqlite+aiosqlite:///{db}", "api_keys": KEYS, "admin_token": ADMIN_TOKEN,
-                          "webhook_secrets": dict.fromkeys(("iot", "payments", "factory", "registry-uk"),
-                                                           WEBHOOK_SECRET)})
+                          "webhook_secrets": dict.fromkeys(catalogue.WEBHOOK_SENDERS, WEBHOOK_SECRET)})
     live.stack.host = host
     server_log = logging.getLogger("aiohttp.server")  # a traceback for every request it cannot parse
     level = server_log.level

@@ -9,6 +9,7 @@ import yaml
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from caas_sim import catalogue
 from caas_sim.scenarios.stack import Stack
 from caas_sim.simulators.kit.contract import CONTRACTS_DIR
 
@@ -27,6 +28,12 @@ def example_request(contract: str, op_id: str) -> tuple[str, str, dict]:
                 value = media.get("example") or next(iter(media["examples"].values()))["value"]
                 return method.upper(), path, value
     raise LookupError(op_id)
+
+
+def test_every_webhook_sender_of_the_catalogue_has_a_trigger():
+    """A new sender must say here which example request makes it call back, or it goes unchecked."""
+    assert set(TRIGGERS) == set(catalogue.WEBHOOK_SENDERS)
+    assert all(contract in catalogue.entry(name).contracts for name, (contract, _) in TRIGGERS.items())
 
 
 async def test_every_simulator_webhook_verifies_with_the_reference_library():

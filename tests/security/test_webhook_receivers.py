@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from standardwebhooks.webhooks import Webhook
 
 from caas_core.store.schema import jobs, webhook_inbox
+from caas_sim import catalogue
 from tests.security.contract_ops import of_kind
 from tests.security.live import KEYS, WEBHOOK_SECRET, LiveCore
 
@@ -20,8 +21,8 @@ from tests.security.live import KEYS, WEBHOOK_SECRET, LiveCore
 pytestmark = pytest.mark.xdist_group("tests.security.test_webhook_receivers")
 
 RECEIVERS = of_kind("webhook")
-SOURCE = {"/caas/webhooks/ota-status": "iot", "/caas/webhooks/payments": "payments",
-          "/caas/webhooks/factory": "factory", "/caas/webhooks/registry-uk": "registry-uk"}
+#: Receiver path -> the service that sends there (the catalogue's senders).
+SOURCE = {path: name for name, path in catalogue.WEBHOOK_SENDERS.items()}
 OTHER_SECRET = "whsec_" + "YW5vdGhlci1zb3VyY2VzLXNlY3JldC0wMDAwMDAwMA=="
 
 
