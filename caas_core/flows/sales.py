@@ -71,7 +71,9 @@ async def place_order_job(core: Core, job: jobs.Job, ctx: JobContext) -> None:
     outcome = await place_order(core, job.payload["saleId"], job.correlation_id or job.payload["saleId"])
     async with core.db.transaction() as conn:
         if outcome == "unavailable":
-            delay = min(core.settings.factory.backoff_base * 2 ** job.attempts, core.settings.factory.backoff_cap)
+            # the job's first run came backoff_base after the failed call at the reservation: its
+            # failures double that wait (1, 2, 4, 8 min... capped), not repeat it first
+            delay = min(core.settings.factory.backoff_base * 2 ** (job.attempts + 1), core.settings.factory.backoff_cap)
             await jobs.retry(conn, job.id, run_at=core.clock.now() + delay, error="factory unavailable")
         else:
             await jobs.complete(conn, job.id)
