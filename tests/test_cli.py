@@ -126,8 +126,7 @@ def test_usage_errors_exit_2_with_one_line(argv, capsys):
     (["bench", "sim", "nosuch"], "(see `caas-sim bench --help`)"),
     (["up", "--faults", "vss=flaky-network"], "vss ships (it ships: availability-95)"),
     (["journal", "core"], "the core keeps no journal"),
-    (["journal", "nosuch"], "known: factory, vss, iot, payments, registry-es, registry-fr, registry-de, registry-uk "
-                            "(or give --url)"),  # not the core, which keeps no journal
+    (["journal", "nosuch"], f"known: {', '.join(stack_mod.SERVICES)} (or give --url)"),  # not the core: no journal
     (["scenario", "list", "--catalogue", "/nonexistent"], "--catalogue /nonexistent: no such directory"),
     (["scenario", "run", SCENARIO, "--target", "core=http://127.0.0.1:9000,core=http://127.0.0.1:9001"],
      "--target core: given twice"),
