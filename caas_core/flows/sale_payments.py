@@ -22,8 +22,10 @@ from sqlalchemy import select
 from ..clients.http import Rejected, Unavailable
 from ..clients.wire.payments import Payment, PaymentInitiated
 from ..domain.errors import Conflict, PeerUnavailable, Refused
+from ..domain.money import Money
+from ..domain.refunds import reversal_refund
 from ..domain.sale import SaleConflict, SaleStatus, require
-from ..store import jobs
+from ..store import jobs, outbox
 from ..store.schema import payments
 from . import sale_records as rec
 from .core import Core
@@ -188,6 +190,25 @@ async def _final_declined(conn, sale, reason: str, now: float) -> None:
     await rec.tell_customer(conn, sale, "FINAL_PAYMENT_FAILED_RESERVATION_LOST", now, reason=reason)
     await rec.alert_dealership(conn, sale["dealership_id"], "VEHICLE_UNASSIGNED_IN_STOCK", now,
                                sale_id=sale["id"], vin=sale["vin"], model=sale["model"])
+    await _reservation_to_review(conn, sale, reason, now)
+
+
+async def _reservation_to_review(conn, sale, reason: str, now: float) -> None:
+    """The reservation signal of a sale lost to a failed final payment is kept by rule, and
+    refunded only if an administrator decides so (the specification's refund flow: "Payment
+    reversal: admin review required, manual processing"): nothing is refunded here, and the
+    operators' ticket carries what a refund by hand needs."""
+    paid = (await conn.execute(select(payments).where(payments.c.sale_id == sale["id"],
+                                                      payments.c.kind == "RESERVATION"))).mappings().first()
+    if paid is None:
+        return
+    decision = reversal_refund(Money(paid["amount_minor"], paid["currency"]))
+    ticket = await outbox.open_ticket(
+        conn, sale["customer_id"], sale["vin"],
+        f"Review the reservation signal of sale {sale['id']} ({decision.amount}): the final payment failed",
+        {"saleId": sale["id"], "paymentId": paid["gateway_payment_id"], "amount": decision.amount.to_json(),
+         "reason": reason, "decision": decision.message}, now)
+    await rec.record(conn, sale["id"], "RESERVATION_REVERSAL_REVIEW", {"ticketId": ticket}, now)
 
 
 def _require(sale, kind: str) -> None:

@@ -283,6 +283,14 @@ async def test_final_payment_declined_returns_the_vehicle_to_stock_and_the_reser
     assert "VEHICLE_UNASSIGNED_IN_STOCK" in await dealership_templates(api)
     status, again = await api.pay_final(sale_id)
     assert status == 409, again
+    # its refund is an administrator's call (the specification's refund flow): a ticket, no refund
+    [ticket] = (await api.call("GET", "/support/tickets", "k-ops"))[1]["tickets"]
+    assert ticket["subject"].startswith(f"Review the reservation signal of sale {sale_id}")
+    assert ticket["diagnostics"]["saleId"] == sale_id and ticket["diagnostics"]["amount"]["value"] > 0
+    history = [e["event"] for e in (await api.file(sale_id))["history"]]
+    assert "RESERVATION_REVERSAL_REVIEW" in history
+    await stack.advance("3d")
+    assert (await api.file(sale_id))["refunds"] == []
 
 
 # --- registration, per country ----------------------------------------------------------
