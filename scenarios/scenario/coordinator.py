@@ -368,17 +368,18 @@ class RemoteCoordinator(_AdminMixin):
                                     "it and the others are skipped (--core-command starts it afresh for each)")
         for name in simulators:
             await self._admins[name].clear_journal()
-        await self._quiet()
-        await self._align()  # a core just restarted (--core-command) is back at its clock's start
+        await self._align(await self._quiet())  # a core just restarted (--core-command) is back at its start
 
-    async def _align(self) -> None:
-        """Every clock to the world's now (the latest), when time does not run by itself: one
+    async def _align(self, healths: list[dict] | None = None) -> None:
+        """Every clock to the world's now (the latest; ``healths``: the polled services' just
+        read, read here otherwise), when time does not run by itself: one
         behind (a core started on a virtual clock begins at its start, days before a world that
         moved on) would stay there until the first move, which would fire its timers at once
         (an OTA attempt's 60 s running out with its callback)."""
         if self.rate is not None:
             return
-        behind = [name for name, h in zip(self._polled, await self._healths(), strict=True)
+        healths = await self._healths() if healths is None else healths
+        behind = [name for name, h in zip(self._polled, healths, strict=True)
                   if parse_datetime(h["clock"]["now"]) < self._now]
         instant = _instant(self._now)
         for name in sorted(behind, key=lambda name: name in self._cores):  # as _move_all: simulators first
