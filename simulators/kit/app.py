@@ -24,6 +24,8 @@ from caas_sim.logs import CORRELATION
 
 from .admin import add_admin_routes
 from .contract import Contract, Operation
+from .entities import ENTITY_SOURCE, entity_source
+from .entities import entities as _entities
 from .errors import ProblemError, ResetWhileHeld
 from .faults import TRANSPORT_ACTIONS, FaultRule
 from .heap import freeze_after_start
@@ -46,8 +48,15 @@ class Call:
     query: Any
     headers: Any
     correlation_id: str
-    entities: dict[str, str]
     operation: str
+    _entities: dict[str, str] | None = None
+
+    @property
+    def entities(self) -> dict[str, str]:
+        """What fault selectors can name of this request (worked out when first asked)."""
+        if self._entities is None:
+            self._entities = _entities(self.path, self.body)
+        return self._entities
 
 
 @dataclass(slots=True)
@@ -140,26 +149,6 @@ def correlation_id(request: web.Request, ids: Iterator[int], service: str) -> st
     return f"{service}-{next(ids):08x}"  # deterministic, unlike a uuid4
 
 
-def _entities(path: dict[str, str], body: Any) -> dict[str, str]:
-    """What fault selectors can name: path parameters, then the body's short strings,
-    top level first, then one level down (``vehicle.vin`` answers to ``vin``)."""
-    entities = dict(path)
-    if type(body) is dict:  # exact types: this runs on every request
-        nested = None
-        for key, value in body.items():
-            kind = type(value)
-            if kind is str:
-                if len(value) <= 128 and key not in entities:
-                    entities[key] = value
-            elif kind is dict:
-                nested = [value] if nested is None else [*nested, value]
-        for inner in nested or ():
-            for key, value in inner.items():
-                if type(value) is str and len(value) <= 128 and key not in entities:
-                    entities[key] = value
-    return entities
-
-
 def _endpoint(service: Service, op: Operation, handler: Handler):
     # Everything a request reads that does not change is bound here, once: the endpoint
     # runs on every request, and each attribute or global looked up there costs it.
@@ -190,22 +179,28 @@ def _endpoint(service: Service, op: Operation, handler: Handler):
                 content_type = ""
             path_params = request.match_info
             body, violations = check_request(path_params, request.query, headers, raw, content_type)
-            entities = _entities(path_params, body)
             path = request.path
             exchange = {"method": method, "path": path, "operation": op_id, "correlationId": cid}
-            if entities:
-                exchange["entities"] = entities
             if violations:
+                entities = _entities(path_params, body)
+                if entities:
+                    exchange["entities"] = entities
                 detail = "; ".join(str(v) for v in violations)
                 append("violation", "in", {**exchange, "violation": detail})
                 response = problem(400, "Request violates contract", detail, kind="contract-violation",
                                    violations=[v.to_dict() for v in violations])
                 response.headers[CORRELATION_HEADER] = cid
             else:
-                rule = faults.take(TRANSPORT_ACTIONS, method=method, path=path, template=template,
-                                   operation=op_id, entities=entities, correlation_id=cid) \
-                    if faults.has_transport_rules else None
-                call = Call(body, dict(path_params), request.query, headers, cid, entities, op_id)
+                call = Call(body, dict(path_params), request.query, headers, cid, op_id)
+                if faults.has_transport_rules:
+                    rule = faults.take(TRANSPORT_ACTIONS, method=method, path=path, template=template,
+                                       operation=op_id, entities=call.entities, correlation_id=cid)
+                    if call.entities:
+                        exchange["entities"] = call.entities
+                else:
+                    # The journal works them out when read: most entries never are.
+                    rule = None
+                    exchange[ENTITY_SOURCE] = entity_source(call.path, raw, body)
                 if rule is not None:
                     exchange["ruleId"] = rule.id
                 try:

@@ -22,6 +22,7 @@ from typing import IO, Any
 import orjson
 
 from .clock import isoformat, wall_isoformat
+from .entities import resolve
 from .packed import packed as pack
 
 CORRELATION_HEADER = "X-Correlation-Id"
@@ -99,6 +100,6 @@ class Journal:
 
     def _render(self, entry: tuple) -> dict:
         seq, vt, wall, kind, direction, packed = entry
-        fields = orjson.loads(packed) if isinstance(packed, bytes) else packed
+        fields = resolve(orjson.loads(packed) if isinstance(packed, bytes) else packed)
         return {"seq": seq, "vt": isoformat(vt), "wall": wall_isoformat(wall), "service": self.service,
                 "kind": kind, "direction": direction, **fields}

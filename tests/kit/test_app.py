@@ -5,12 +5,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
 from caas_sim.simulators.kit.app import Reply, build_app
 from caas_sim.simulators.kit.clock import Clock
+from caas_sim.simulators.kit.entities import ENTITY_SOURCE, MAX_DEFERRED_BODY, entity_source, resolve
 from caas_sim.simulators.kit.errors import ProblemError
 from caas_sim.simulators.kit.service import Service
 from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET, RETRY_SCHEDULE
@@ -334,10 +336,37 @@ async def test_reset_wakes_a_request_parked_on_the_clock(echo):
 
 
 def test_fault_selectors_see_nested_ids():
-    from caas_sim.simulators.kit.app import _entities
+    from caas_sim.simulators.kit.entities import entities as _entities
 
     body = {"reference": "R1", "vehicle": {"vin": "V1", "model": "X"}, "owner": {"taxId": "T1", "reference": "no"}}
     assert _entities({"id": "7"}, body) == {"id": "7", "reference": "R1", "vin": "V1", "model": "X", "taxId": "T1"}
+
+
+@pytest.mark.parametrize("with_rule", [False, True], ids=["worked out when read", "worked out for a fault rule"])
+async def test_requests_are_journaled_under_their_entities(echo, with_rule):
+    service, http = echo
+    if with_rule:  # a transport rule to match: the entities are worked out on the request's path
+        service.faults.add({"id": "x", "match": {"operation": "nothing-here"}, "action": {"type": "reset"}})
+    vin = "WVWZZZ1JZXW000001"
+    async with http.post("/things", json={"name": "bolt", "vin": vin, "delay": 0}) as r:
+        assert r.status == 201
+    async with http.get("/things/1") as r:
+        assert r.status == 200
+    entries = [e for e in service.journal.read()["entries"] if e["kind"] == "request"]
+    assert [e.get("entities") for e in entries] == [{"name": "bolt", "vin": vin}, {"id": "1"}]
+    assert all(list(e)[-3:] == ["entities", "status", "latencyMs"] for e in entries)  # where they always were
+    assert not any(ENTITY_SOURCE in e for e in service.journal.entries())
+
+
+def test_a_large_body_has_its_entities_worked_out_at_once():
+    body = {"vin": "V1", "document": "x" * MAX_DEFERRED_BODY}
+    raw = orjson.dumps(body)
+    kept = entity_source({"id": "7"}, raw, body)
+    assert kept == [{"id": "7"}, {"id": "7", "vin": "V1"}]  # not the body: the journal keeps a few bytes
+    assert resolve({"path": "/", ENTITY_SOURCE: kept}) == {"path": "/", "entities": {"id": "7", "vin": "V1"}}
+    small = entity_source({}, b'{"vin": "V1"}', {"vin": "V1"})
+    assert resolve(orjson.loads(orjson.dumps({ENTITY_SOURCE: small}))) == {"entities": {"vin": "V1"}}
+    assert resolve({ENTITY_SOURCE: entity_source({}, b"", None), "status": 200}) == {"status": 200}
 
 
 async def test_reordering_by_entity_waits_for_the_same_entity():
