@@ -12,7 +12,12 @@ from standardwebhooks.webhooks import Webhook
 
 from caas_sim.simulators.kit.app import Reply, build_app
 from caas_sim.simulators.kit.clock import Clock
-from caas_sim.simulators.kit.entities import ENTITY_SOURCE, MAX_DEFERRED_BODY, entity_source, resolve
+from caas_sim.simulators.kit.entities import (
+    ENTITY_SOURCE,
+    MAX_DEFERRED_BODY,
+    entity_source,
+    resolve,
+)
 from caas_sim.simulators.kit.errors import ProblemError
 from caas_sim.simulators.kit.service import Service
 from caas_sim.simulators.kit.webhooks import DEFAULT_SECRET, RETRY_SCHEDULE
