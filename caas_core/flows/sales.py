@@ -31,7 +31,7 @@ from ..clients.http import Rejected, Unavailable
 from ..clock import isoformat
 from ..domain.errors import Conflict, PeerUnavailable
 from ..domain.sale import SaleConflict, SaleStatus, require
-from ..store import jobs, outbox
+from ..store import jobs, locks, outbox
 from ..store.schema import invoices, payments, refunds, sale_events, sales
 from . import purchase_records as records
 from . import sale_records as rec
@@ -117,9 +117,15 @@ async def place_order(core: Core, sale_id: str, correlation_id: str) -> str:
     return "placed"
 
 
+#: Held by every transaction that reads the factory's outage or suspension to change it:
+#: orders failing at once each read "no outage yet", and only one may start it.
+FACTORY_STATE_LOCK = "factory-order-system"
+
+
 async def _factory_unavailable(core: Core, sale, reason: str) -> None:
     now = core.clock.now()
     async with core.db.transaction() as conn:
+        await locks.hold(conn, FACTORY_STATE_LOCK)
         outage = await rec.get_state(conn, OUTAGE)
         if outage is None or not await _orders_still_waiting(conn):  # read before this failure is recorded
             outage = {"since": now}
@@ -153,6 +159,7 @@ async def _orders_still_waiting(conn) -> bool:
 
 
 async def _factory_back(conn, now: float) -> None:
+    await locks.hold(conn, FACTORY_STATE_LOCK)
     await rec.set_state(conn, OUTAGE, None, now)
     if await rec.get_state(conn, SUSPENSION) is not None:
         await rec.set_state(conn, SUSPENSION, None, now)

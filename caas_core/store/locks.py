@@ -1,5 +1,6 @@
 """Transaction-scoped locks on a name, for a rule that spans rows no single row lock covers
-(a vehicle's live purchases, checked and then added to).
+(a vehicle's live purchases, checked and then added to; the factory's outage, read and then
+started).
 
 PostgreSQL: an advisory lock held until the transaction ends, keyed by a stable 64-bit hash
 of the name (a collision only makes two names wait on each other). SQLite needs none: its

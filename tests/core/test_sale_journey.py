@@ -1,6 +1,7 @@
 """A vehicle sale end to end, in virtual time: the core against the running factory,
 payment gateway and national registry simulators (issue 6)."""
 
+import asyncio
 import time
 
 import aiohttp
@@ -529,3 +530,16 @@ async def test_a_declined_final_payment_whose_answer_was_lost_still_returns_the_
     status, problem = await api.pay_final(sale_id, token="pm_card_visa")  # a better card, too late
     assert status == 422 and problem["saleStatus"] == "RETURNED_TO_STOCK", problem
     assert _gateway_charges(stack, sale_id, "FINAL") == []  # the second card was never charged
+
+
+async def test_orders_failing_together_start_one_outage(any_db_world):
+    """Reservations paid at once while the factory is down: each order's failure reads that no
+    outage is recorded yet, and only one of them may record it (on PostgreSQL the others'
+    inserts collided with it: a 500 for their customers)."""
+    stack, api = any_db_world
+    sales = [await api.sell() for _ in range(4)]
+    stack.service("factory").faults.add({"id": "down", "action": {"type": "factory_unavailable"}})
+    answers = await asyncio.gather(*(api.reserve(sale_id) for sale_id in sales))
+    assert [(status, sale["status"]) for status, sale in answers] == [(200, "ORDER_QUEUED")] * 4, answers
+    await stack.advance("5h")  # past the 4 h the specification accepts: suspended once
+    assert (await dealership_templates(api)).count("SALES_SUSPENDED") == 1
