@@ -234,6 +234,7 @@ async def _order_rejected(core: Core, sale, exc: Rejected, correlation_id: str) 
         await rec.record(conn, sale["id"], "ORDER_REJECTED", {"reason": reason}, now)
         await rec.tell_customer(conn, sale, "ORDER_REJECTED_RESERVATION_REFUNDED", now, reason=reason,
                                 refunded={"value": refunded, "currency": sale["currency"]})
+        await _factory_back(conn, now)  # a rejection is an answer: the order system is up
 
 
 async def refund_sale(core: Core, sale_id: str, reason: str, correlation_id: str) -> int:

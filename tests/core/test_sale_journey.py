@@ -231,6 +231,24 @@ async def test_a_suspension_ends_once_the_factory_answers_though_no_order_is_lef
     assert await core_next_due(stack) is None  # and nothing keeps probing the factory
 
 
+async def test_an_order_the_factory_rejects_reopens_the_sales_its_outage_suspended(world):
+    """A rejection is an answer: the factory's order system is back. Before, sales stayed
+    suspended until the next probe (15 min later) found nothing left to place."""
+    stack, api = world
+    sale_id = await api.sell(dealership="k-reject")  # the factory rejects TEST-REJECT's orders
+    stack.service("factory").faults.add({"id": "down", "action": {"type": "factory_unavailable"}})
+    status, sale = await api.reserve(sale_id)
+    assert status == 200 and sale["status"] == "ORDER_QUEUED", sale
+    await stack.advance("4h30m")
+    status, refused = await api.call("POST", "/sales", "k-mad", plan())
+    assert status == 503 and refused["type"].endswith("sales-suspended"), refused
+    stack.service("factory").faults.clear()
+    await until(stack, api, sale_id, "ORDER_REJECTED", within="1h")
+    status, sale = await api.call("POST", "/sales", "k-mad", plan())
+    assert status == 201, sale
+    assert await dealership_templates(api, "TEST-REJECT", "k-reject") == ["SALES_SUSPENDED", "SALES_RESUMED"]
+
+
 async def test_order_rejected_tells_the_customer_and_refunds_the_reservation(world):
     _stack, api = world
     sale_id = await api.sell(dealership="k-reject")
