@@ -16,6 +16,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from caas_sim.request_counts import RequestCounts
+
 disable_created_metrics()  # the *_created series: noise for counters that live as long as the process
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -26,10 +28,12 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 class CoreMetrics:
     def __init__(self, now: Callable[[], float]):
         self.registry = r = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("caas_core_requests", "Requests answered, by route and status",
-                                ["method", "route", "status"], registry=r)
-        self.latency = Histogram("caas_core_request_duration_seconds", "Time to answer a request, by route",
-                                 ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
+        # Requests, counted on every one, as plain numbers exposed when scraped.
+        self.requests = RequestCounts(
+            ("caas_core_requests", "Requests answered, by route and status"),
+            ("caas_core_request_duration_seconds", "Time to answer a request, by route"),
+            ["method", "route"], LATENCY_BUCKETS)
+        r.register(self.requests)
         self.upstream = Counter("caas_core_upstream_calls", "Calls to the external systems, by peer and outcome "
                                 "(answered, rejected, unavailable, malformed)", ["peer", "outcome"], registry=r)
         self.upstream_latency = Histogram("caas_core_upstream_call_duration_seconds", "Time a peer took to "
@@ -40,18 +44,7 @@ class CoreMetrics:
         self.inbox_backlog = Gauge("caas_core_inbox_unprocessed", "Webhooks accepted and not yet processed",
                                    registry=r)
         Gauge("caas_core_clock_seconds", "The core's clock (Unix seconds)", registry=r).set_function(now)
-        # (method, route, status) -> its counter and histogram: ``labels`` builds and looks up
-        # its key under a lock on each call, a few µs of every request. Routes are the
-        # templates (or "unmatched"): the keys are few.
-        self._request_series: dict[tuple[str, str, int], tuple] = {}
-
-    def request(self, method: str, route: str, status: int, seconds: float) -> None:
-        series = self._request_series.get((method, route, status))
-        if series is None:
-            series = self._request_series[(method, route, status)] = (
-                self.requests.labels(method, route, str(status)), self.latency.labels(method, route))
-        series[0].inc()
-        series[1].observe(seconds)
+        self.request = self.requests.count  # (method, route), status, seconds: on every request
 
     def upstream_call(self, peer: str, outcome: str, seconds: float | None) -> None:
         self.upstream.labels(peer, outcome).inc()

@@ -71,3 +71,25 @@ async def test_a_fired_fault_rule_is_counted_by_its_id(world):
     iot = await scrape(http, stack.url("iot"))
     assert total(iot, "caas_sim_faults_fired_total", rule_id="down", action="http_error") == 1
     assert total(iot, "caas_sim_requests_total", operation="getVehicleStatus", status="503") == 1
+
+
+def test_request_counts_expose_a_counter_and_a_cumulative_histogram():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from caas_sim.request_counts import RequestCounts
+
+    counts = RequestCounts(("x_requests", "requests"), ("x_seconds", "time"), ["route"], (0.01, 0.1),
+                           fixed={"service": "s"})
+    registry = CollectorRegistry()
+    registry.register(counts)
+    for seconds in (0.005, 0.01, 0.05, 3.0):  # a bound counts in its own bucket: le means <=
+        counts.count(("/a",), 200, seconds)
+    counts.count(("/a",), "dropped", None)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(generate_latest(registry).decode())
+               for s in family.samples}
+    a = (("route", "/a"), ("service", "s"))
+    assert samples[("x_requests_total", (*a, ("status", "200")))] == 4
+    assert samples[("x_requests_total", (*a, ("status", "dropped")))] == 1
+    assert [samples[("x_seconds_bucket", (("le", le), *a))] for le in ("0.01", "0.1", "+Inf")] == [2, 3, 4]
+    assert (samples[("x_seconds_count", a)], samples[("x_seconds_sum", a)]) == (4, pytest.approx(3.065))

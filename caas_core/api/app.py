@@ -118,7 +118,8 @@ def create_app(settings: CoreSettings, *, clock: CoreClock | None = None) -> web
 
 @web.middleware
 async def _problems(request: web.Request, handler):
-    core, requests = request.app[CORE_KEY], request.app[REQUESTS_KEY]
+    app = request.app  # a property that looks the app up: once
+    core, requests = app[CORE_KEY], app[REQUESTS_KEY]
     if not requests.open.is_set():  # the world is being reset: this request is for the fresh one
         await requests.open.wait()
     task = asyncio.current_task()
@@ -136,8 +137,8 @@ async def _problems(request: web.Request, handler):
         requests.at_work.discard(task)
         if core.metrics is not None:
             resource = request.match_info.route.resource
-            core.metrics.request(request.method, resource.canonical if resource is not None else "unmatched", status,
-                                 time.perf_counter() - started)
+            core.metrics.request((request.method, resource.canonical if resource is not None else "unmatched"),
+                                 status, time.perf_counter() - started)
 
 
 async def _answer(request: web.Request, handler) -> web.StreamResponse:

@@ -6,14 +6,12 @@ path as it was, and the figures can never disagree with the journal. One registr
 service: several run in one process (``caas-sim up``), each answering for itself.
 
 Requests, the one series counted on every request, are plain integers exposed by a
-collector when scraped: prometheus-client's counters and histograms take a lock and
-search the buckets in Python on every observation.
+collector when scraped (``caas_sim/request_counts.py``).
 """
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,9 +21,9 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.registry import Collector
+
+from caas_sim.request_counts import RequestCounts
 
 disable_created_metrics()  # the *_created series: noise for counters that live as long as the process
 
@@ -38,7 +36,10 @@ class ServiceMetrics:
     def __init__(self, service: str, now: Callable[[], float]):
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._requests = _RequestCounts(service)
+        self._requests = RequestCounts(
+            ("caas_sim_requests", "Requests answered, by operation and status"),
+            ("caas_sim_request_duration_seconds", "Time to answer a request, by operation"),
+            ["operation"], LATENCY_BUCKETS, fixed={"service": service})
         r.register(self._requests)
         self._faults = Counter("caas_sim_faults_fired", "Fault rules fired, by rule id and action",
                                ["service", "rule_id", "action"], registry=r)
@@ -59,7 +60,9 @@ class ServiceMetrics:
         if kind == "request":
             # a simulator's own routes (VSS's read-only guard) journal no operation or latency;
             # a request without status had its connection dropped on purpose
-            self._requests.count(entry.get("operation", ""), entry.get("status", "dropped"), entry.get("latencyMs"))
+            latency_ms = entry.get("latencyMs")
+            self._requests.count((entry.get("operation", ""),), entry.get("status", "dropped"),
+                                 None if latency_ms is None else latency_ms / 1000)
         elif kind == "webhook":
             self._webhook(entry.get("detail") or {}, entry.get("latencyMs"))
         elif kind == "fault":
@@ -80,43 +83,3 @@ class ServiceMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class _RequestCounts(Collector):
-    """``caas_sim_requests_total`` and ``caas_sim_request_duration_seconds`` as plain numbers."""
-
-    def __init__(self, service: str):
-        self._service = service
-        self._counts: dict[tuple[str, int | str], int] = {}
-        self._latency: dict[str, list] = {}  # operation -> [count per bucket (+Inf last), sum]
-
-    def count(self, operation: str, status: int | str, latency_ms: float | None) -> None:
-        key = (operation, status)
-        self._counts[key] = self._counts.get(key, 0) + 1
-        if latency_ms is None:
-            return
-        seconds = latency_ms / 1000
-        latency = self._latency.get(operation)
-        if latency is None:
-            latency = self._latency[operation] = [[0] * (len(LATENCY_BUCKETS) + 1), 0.0]
-        latency[0][bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        latency[1] += seconds
-
-    def collect(self) -> Iterator:
-        requests = CounterMetricFamily("caas_sim_requests", "Requests answered, by operation and status",
-                                       labels=["service", "operation", "status"])
-        for (operation, status), n in self._counts.items():
-            requests.add_metric([self._service, operation, str(status)], n)
-        yield requests
-        latency = HistogramMetricFamily("caas_sim_request_duration_seconds", "Time to answer a request, by operation",
-                                        labels=["service", "operation"])
-        for operation, (counts, total) in self._latency.items():
-            cumulative, buckets = 0, []
-            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
-                cumulative += n
-                buckets.append(("+Inf" if bound == float("inf") else str(float(bound)), cumulative))
-            latency.add_metric([self._service, operation], buckets, total)
-        yield latency
-
-    def describe(self) -> Iterator:
-        return iter(())  # collected on demand, never checked for clashes at registration
