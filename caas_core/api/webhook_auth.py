@@ -10,7 +10,7 @@ time, so it ignores the core's (possibly virtual) clock.
 from __future__ import annotations
 
 import base64
-import hashlib
+import binascii
 import hmac
 from functools import lru_cache
 
@@ -20,10 +20,9 @@ from .problems import Problem
 
 
 @lru_cache(maxsize=64)
-def _signer(secret: str) -> hmac.HMAC:
-    """HMAC-SHA256 keyed with a ``whsec_`` secret (Standard Webhooks: base64 after the
-    prefix), to be copied per webhook: a copy skips the key set-up, a third of the cost."""
-    return hmac.new(base64.b64decode(secret.removeprefix("whsec_")), digestmod=hashlib.sha256)
+def _key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_`` secret (Standard Webhooks: base64 after the prefix)."""
+    return base64.b64decode(secret.removeprefix("whsec_"))
 
 
 def verify(raw: bytes, headers, secret: str, *, now: float, tolerance: float) -> tuple[str, dict]:
@@ -45,17 +44,17 @@ def verify(raw: bytes, headers, secret: str, *, now: float, tolerance: float) ->
         age = "old" if sent < now else "far in the future"
         raise Problem(401, "Stale webhook", f"signed {abs(now - sent):.0f} s ago" if age == "old"
                       else f"timestamp is {sent - now:.0f} s {age}", kind="webhook-timestamp")
-    mac = _signer(secret).copy()
-    mac.update(f"{webhook_id}.{sent}.".encode() + raw)
-    wanted = mac.digest()
+    # hmac.digest and a2b_base64: OpenSSL's one-shot HMAC and binascii, without the Python
+    # wrappers of hmac.new and b64decode (a fifth of what the receiver executed)
+    wanted = hmac.digest(_key(secret), f"{webhook_id}.{sent}.".encode() + raw, "sha256")
     for candidate in signatures.split(" "):
         version, _, value = candidate.partition(",")
         if version != "v1":
             continue
         try:
-            if hmac.compare_digest(wanted, base64.b64decode(value, validate=True)):
+            if hmac.compare_digest(wanted, binascii.a2b_base64(value, strict_mode=True)):
                 break
-        except ValueError:
+        except ValueError:  # binascii.Error, and a str that is not ASCII
             continue
     else:
         raise Problem(401, "Invalid webhook signature", "no v1 signature matches the body", kind="webhook-signature")

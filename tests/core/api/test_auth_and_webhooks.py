@@ -46,6 +46,18 @@ def test_a_genuine_fresh_webhook_is_accepted():
         "msg_1", {"paymentId": "p1", "status": "SETTLED"})
 
 
+def test_the_v1_signature_that_matches_counts_among_others_and_malformed_ones():
+    """Standard Webhooks: several space-separated signatures, any v1 one may match; one that
+    is not base64 (or not ASCII) is skipped, not an error."""
+    body = orjson.dumps({"x": 1})
+    now = time.time()
+    headers = signed(body, at=now)
+    good = headers["webhook-signature"]
+    for others in ("v2,AAAA", "v1,not*base64", "v1,caf\u00e9", "v1,AAAA"):
+        mixed = {**headers, "webhook-signature": f"{others} {good}"}
+        assert verify(body, mixed, DEVELOPMENT_SECRET, now=now, tolerance=300)[0] == "msg_1"
+
+
 @pytest.mark.parametrize("tamper,kind", [
     (lambda b, h: (b + b" ", h), "webhook-signature"),                     # body changed after signing
     (lambda b, h: (b, {**h, "webhook-signature": "v1,AAAA"}), "webhook-signature"),
