@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 from functools import lru_cache
 
@@ -20,9 +21,11 @@ from .problems import Problem
 
 
 @lru_cache(maxsize=64)
-def _key(secret: str) -> bytes:
-    """The HMAC key of a ``whsec_`` secret (Standard Webhooks: base64 after the prefix)."""
-    return base64.b64decode(secret.removeprefix("whsec_"))
+def _signer(secret: str) -> hmac.HMAC:
+    """HMAC-SHA256 keyed with a ``whsec_`` secret (Standard Webhooks: base64 after the
+    prefix), to be copied per webhook: a copy skips the key set-up, a third of the cost
+    (``hmac.digest``, OpenSSL's one-shot, sets the key up each time: more instructions)."""
+    return hmac.new(base64.b64decode(secret.removeprefix("whsec_")), digestmod=hashlib.sha256)
 
 
 def verify(raw: bytes, headers, secret: str, *, now: float, tolerance: float) -> tuple[str, dict]:
@@ -44,14 +47,15 @@ def verify(raw: bytes, headers, secret: str, *, now: float, tolerance: float) ->
         age = "old" if sent < now else "far in the future"
         raise Problem(401, "Stale webhook", f"signed {abs(now - sent):.0f} s ago" if age == "old"
                       else f"timestamp is {sent - now:.0f} s {age}", kind="webhook-timestamp")
-    # hmac.digest and a2b_base64: OpenSSL's one-shot HMAC and binascii, without the Python
-    # wrappers of hmac.new and b64decode (a fifth of what the receiver executed)
-    wanted = hmac.digest(_key(secret), f"{webhook_id}.{sent}.".encode() + raw, "sha256")
+    mac = _signer(secret).copy()
+    mac.update(f"{webhook_id}.{sent}.".encode() + raw)
+    wanted = mac.digest()
     for candidate in signatures.split(" "):
         version, _, value = candidate.partition(",")
         if version != "v1":
             continue
         try:
+            # binascii's strict decoding: b64decode(validate=True) checks with a regex first
             if hmac.compare_digest(wanted, binascii.a2b_base64(value, strict_mode=True)):
                 break
         except ValueError:  # binascii.Error, and a str that is not ASCII
