@@ -1,7 +1,8 @@
 """A request's entities: what fault selectors can name of it, and what the journal files it under.
 
-Working them out walks the body in Python (a registry submission's twenty-odd fields were a
-fifth of what its simulator executes per request), and most journal entries are never read.
+Working them out walks the body in Python (a registry submission's twenty-odd fields were an
+eighth of the Python its simulator executes per request), and most journal entries are never
+read.
 So a request's journal entry keeps where its entities come from (its path parameters and
 its body, embedded as the JSON it arrived as: orjson copies it without parsing it again)
 and the journal works them out when the entry is read. A fault rule to match, or a
