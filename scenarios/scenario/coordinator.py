@@ -122,6 +122,8 @@ class CoreCommandError(RuntimeError):
 #: How long a core started by ``core_command`` may take to listen, and to stop.
 CORE_START_TIMEOUT = 30.0
 CORE_STOP_TIMEOUT = 10.0
+#: How long a core that refused a connection is given to be seen exiting.
+CORE_EXIT_GRACE = 0.5
 
 
 class Coordinator(Protocol):
@@ -137,6 +139,7 @@ class Coordinator(Protocol):
     async def during(self, call: Awaitable[T]) -> T: ...
     def admin(self, service: str) -> AdminClient: ...
     async def collection_cases(self) -> list[dict] | None: ...
+    async def core_exit(self) -> int | None: ...
     async def close(self) -> None: ...
 
 
@@ -204,6 +207,9 @@ class StackCoordinator(_AdminMixin):
             return None
         async with await Database.open(url, create=False) as db:
             return await inspect.collection_cases(db)
+
+    async def core_exit(self) -> int | None:
+        return None  # the core runs in this process
 
     async def close(self) -> None:
         await self.session.close()
@@ -412,6 +418,16 @@ class RemoteCoordinator(_AdminMixin):
                 raise CoreCommandError(f"the core command did not listen on {self.urls['core']} within "
                                        f"{CORE_START_TIMEOUT:g} s: {self.core_command}")
             await asyncio.sleep(0.02)  # polling the port of a process starting up
+
+    async def core_exit(self) -> int | None:
+        """The exit code of the core ``core_command`` started, once it has exited (None: it
+        runs, or this coordinator did not start it)."""
+        process = self._core_process
+        if process is None:
+            return None
+        with contextlib.suppress(TimeoutError):  # its exit may not have been reaped yet
+            await asyncio.wait_for(process.wait(), CORE_EXIT_GRACE)
+        return process.returncode
 
     async def _stop_core(self) -> None:
         process, self._core_process = self._core_process, None

@@ -180,6 +180,10 @@ class Play(ExpectationChecks):
             failure = exc
         except (MissingValue, AdminError, aiohttp.ClientError, ValueError) as exc:
             failure = Failed("run", f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, aiohttp.ClientConnectionError) and (code := await self.world.core_exit()) is not None:
+                # the core its command started is gone: what the scenario checks was not reached
+                out.result = "error"
+                failure = Failed(f"the core command exited with code {code} during the scenario", failure.why)
         except Exception as exc:  # noqa: BLE001  (one scenario's crash is its outcome, the run goes on)
             out.result = "error"
             failure = Failed("run", "".join(traceback.format_exception_only(exc)).strip()

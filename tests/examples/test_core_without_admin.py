@@ -156,3 +156,43 @@ async def test_a_core_gone_between_scenarios_errs_the_rest_and_the_junit_is_writ
     assert (suite.get("tests"), suite.get("errors")) == ("3", "2")
     assert [case.find("error") is not None for case in suite] == [False, True, True]
     assert "Traceback" not in err, err
+
+
+CRASHING_CORE = '''
+import http.server, os, sys
+
+class Core(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/crash":
+            os._exit(3)  # as a core dying of a bug would
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Core).serve_forever()
+'''
+
+
+async def test_a_core_that_dies_during_a_scenario_errs_it_naming_its_exit(tmp_path):
+    """Before, the scenario failed with the connection error its step got: it read as the
+    core's answer being wrong, where the core its command started had exited."""
+    core = tmp_path / "crashing_core.py"
+    core.write_text(CRASHING_CORE)
+    names = [scenario(tmp_path, "dies", "  - call: GET /crash\n"), scenario(tmp_path, "after", "  - advance: 1m\n")]
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    junit = tmp_path / "junit.xml"
+    async with world(Clock("scaled", scale=3600)) as target:
+        others = target.partition(",")[2]
+        code, out, err = await cli("scenario", "run", *names, "--target", f"core=http://127.0.0.1:{port},{others}",
+                                   "--core-command", f"exec {sys.executable} {core} {port}", "--junit", str(junit))
+    assert code == 1, out + err
+    assert "dies: ERROR the core command exited with code 3 during the scenario" in out, out + err
+    assert "1 passed, 0 failed, 1 error" in out, out + err  # started afresh for the next scenario
+    suite = ElementTree.parse(junit).getroot()
+    assert [case.find("error") is not None for case in suite] == [True, False]
