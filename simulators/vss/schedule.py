@@ -38,8 +38,8 @@ def date_of(ts: float) -> str:
 class Schedule:
     """When each service of one vehicle falls due, given its history (oldest record first).
 
-    Kept as plain tuples of text and numbers, which the garbage collector stops tracking:
-    a schedule of objects was some forty more for every recently read vehicle."""
+    Kept as plain tuples and dicts of text and numbers, which the garbage collector does not
+    track: a schedule of objects was some forty more for every recently read vehicle."""
 
     __slots__ = ("blocks", "delivery_date", "facts", "odometer", "policy", "warranty_end_date", "warranty_ends",
                  "warranty_km")
@@ -60,13 +60,17 @@ class Schedule:
         self.warranty_ends = add_years(facts.delivered, warranty_years)
         self.warranty_end_date = date_of(self.warranty_ends)
 
-    def _scheduled(self, spec: pl.ServiceSpec, done: Record | None) -> tuple[tuple, tuple]:
+    def _scheduled(self, spec: pl.ServiceSpec, done: Record | None) -> tuple[tuple, dict]:
+        """(when it falls due, its view but for the status): the view holds only text, numbers
+        and None, which the garbage collector does not track; a query copies it with its status."""
         reading = pl.Reading(done.performed_at, done.mileage_km) if done else None
         due = pl.due(spec, reading, self.facts.delivered, self.odometer, self.policy)
-        return tuple(due), (spec.code, spec.name, spec.every_days, spec.every_km,
-                            isoformat(done.performed_at) if done else None, done.mileage_km if done else None,
-                            done.workshop.id if done else None, isoformat(due.due_at),
-                            math.floor(due.due_km) if due.due_km is not None else None, isoformat(due.overdue_at))
+        return tuple(due), {
+            "serviceType": spec.code, "name": spec.name, "status": None, "intervalDays": spec.every_days,
+            "intervalKm": spec.every_km, "lastPerformedAt": isoformat(done.performed_at) if done else None,
+            "lastMileageKm": done.mileage_km if done else None, "lastWorkshopId": done.workshop.id if done else None,
+            "dueAt": isoformat(due.due_at), "dueMileageKm": math.floor(due.due_km) if due.due_km is not None else None,
+            "overdueFrom": isoformat(due.overdue_at)}
 
     def status(self, vin: str, now: float, forced: dict[str, int]) -> dict:
         """The maintenance status at ``now``; ``forced``: block percentages (by code) set by fault rules."""
@@ -78,7 +82,7 @@ class Schedule:
                 status, score = pl.judge(due, now, mileage, self.policy)
                 any_overdue |= status is _OVERDUE
                 scores.append(score)
-                views.append(_service_view(_TEXT[status], *view))
+                views.append({**view, "status": _TEXT[status]})
             blocks.append({"code": code, "name": name, "compliancePercent": forced.get(code, pl.compliance(scores)),
                            "services": views})
         facts = self.facts
@@ -93,11 +97,3 @@ class Schedule:
                 # Insufficient maintenance may void the warranty: the manufacturer decides, VSS warns.
                 "maintenanceRisk": expired_by is None and any_overdue}
 
-
-def _service_view(status: str, service_type: str, name: str, interval_days: int, interval_km: int | None,
-                  last_performed_at: str | None, last_mileage_km: int | None, last_workshop_id: str | None,
-                  due_at: str, due_mileage_km: int | None, overdue_from: str) -> dict:
-    return {"serviceType": service_type, "name": name, "status": status, "intervalDays": interval_days,
-            "intervalKm": interval_km, "lastPerformedAt": last_performed_at, "lastMileageKm": last_mileage_km,
-            "lastWorkshopId": last_workshop_id, "dueAt": due_at, "dueMileageKm": due_mileage_km,
-            "overdueFrom": overdue_from}
