@@ -40,6 +40,9 @@ KINDS = {
 #: The stack started when there is no --target: the reference core and what it calls.
 STACK_SERVICES = ["iot", "payments", "vss", "factory"]
 PROGRESS_EVERY = 10.0  # seconds between two progress lines
+#: Seconds locust is given to stop after SIGINT (its users' 10 s stop timeout, then its
+#: reports), then after SIGTERM, before it is killed.
+STOP_WAITS = (30.0, 10.0)
 
 def reachable(url: str, what: str) -> None:
     """Any HTTP answer will do; no answer at all ends the run before it starts."""
@@ -149,12 +152,10 @@ def run_locust(commands: list[list[str]], seconds: float, report: Path) -> tuple
                     return master.wait(timeout=PROGRESS_EVERY), False
                 except subprocess.TimeoutExpired:
                     if time.monotonic() - started > seconds + 180:
-                        master.send_signal(signal.SIGINT)
-                        return master.wait(timeout=30), False
+                        return stop(master), False
                     _progress(report / "locust_stats_history.csv", time.monotonic() - started, seconds)
         except KeyboardInterrupt:  # stop the run, keep what it measured: the caller says it was stopped
-            master.send_signal(signal.SIGINT)
-            return master.wait(timeout=30), True
+            return stop(master), True
         finally:
             deadline = time.monotonic() + 15
             for worker in workers:
@@ -162,6 +163,19 @@ def run_locust(commands: list[list[str]], seconds: float, report: Path) -> tuple
                     worker.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     worker.kill()
+
+
+def stop(master: subprocess.Popen) -> int:
+    """Locust's exit code once it stopped on SIGINT; SIGTERM if it lingers, SIGKILL last. A
+    Ctrl-C always ends the run: locust once took more than 30 s to stop, and the run ended
+    in a traceback (exit 1) with no report."""
+    master.send_signal(signal.SIGINT)
+    for wait, then in zip(STOP_WAITS, (signal.SIGTERM, signal.SIGKILL), strict=True):
+        try:
+            return master.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            master.send_signal(then)
+    return master.wait()
 
 
 def _progress(history: Path, elapsed: float, seconds: float) -> None:

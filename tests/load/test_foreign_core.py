@@ -225,6 +225,32 @@ def test_ctrl_c_keeps_the_partial_report_and_exits_130(tmp_path):
     assert "interrupted" in summary["aborted"] and not summary["passed"]
 
 
+LINGERING = """
+import signal, sys, time
+for name in sys.argv[1:]:
+    signal.signal(getattr(signal, name), signal.SIG_IGN)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(("ignored", "ended_by"), [(["SIGINT"], signal.SIGTERM),
+                                                   (["SIGINT", "SIGTERM"], signal.SIGKILL)])
+def test_a_locust_that_lingers_after_ctrl_c_is_terminated_then_killed(monkeypatch, ignored, ended_by):
+    """Locust once took more than 30 s to stop after the SIGINT a Ctrl-C sends it: the run
+    ended in a traceback, exit 1, no report. Here a stand-in ignores the signals it is sent."""
+    from caas_sim.scenarios.cli import load_locust
+
+    monkeypatch.setattr(load_locust, "STOP_WAITS", (0.3, 0.3))
+    lingering = subprocess.Popen([sys.executable, "-c", LINGERING, *ignored], stdout=subprocess.PIPE, text=True)
+    try:
+        assert lingering.stdout.readline() == "ready\n"  # its handlers are set
+        assert load_locust.stop(lingering) == -ended_by
+    finally:
+        lingering.kill()
+        lingering.wait()
+
+
 def test_a_bad_target_description_names_the_field(tmp_path):
     (tmp_path / "bad.toml").write_text('[receivers.iot]\npath = "hooks"\n[purchase]\nservices = "one"\n')
     done = _cli(tmp_path, "webhooks", "--target", "http://127.0.0.1:9", "--config", "bad.toml", timeout=30)
