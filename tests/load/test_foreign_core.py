@@ -202,11 +202,21 @@ def test_bad_option_values_get_one_line(tmp_path, args, said):
     assert said in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+#: The CLI with Ctrl-C delivered as a terminal delivers it. A child inherits an ignored or
+#: blocked SIGINT from its parent (here a test worker, as the tests before left it): then
+#: the Ctrl-C never reached the CLI, and locust ran its 5 minutes.
+AS_FROM_A_TERMINAL = ("import runpy, signal, sys; signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+                      "signal.signal(signal.SIGINT, signal.default_int_handler); sys.argv[0] = 'caas-sim'; "
+                      "runpy.run_module('caas_sim.scenarios.cli', run_name='__main__', alter_sys=True)")
+
+
 def test_ctrl_c_keeps_the_partial_report_and_exits_130(tmp_path):
     """It exited 0 with every SLO met, as if the whole run had passed."""
+    worker = (f"this worker's SIGINT: {signal.getsignal(signal.SIGINT)}, "
+              f"blocked: {signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])}")
     with Running(StandIn()) as standin:
         env = {**os.environ, STATE_ENV: str(tmp_path / "up.json")}
-        proc = subprocess.Popen([sys.executable, "-m", "caas_sim.scenarios.cli", "load", "webhooks", "--target",
+        proc = subprocess.Popen([sys.executable, "-c", AS_FROM_A_TERMINAL, "load", "webhooks", "--target",
                                  standin.url, "--config", _config(tmp_path), "--duration", "5m", "--users", "2",
                                  "--report", str(tmp_path / "report")], cwd=tmp_path, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -215,11 +225,14 @@ def test_ctrl_c_keeps_the_partial_report_and_exits_130(tmp_path):
                 assert proc.poll() is None, proc.stderr.read()
             time.sleep(4)  # some load
             proc.send_signal(signal.SIGINT)  # to caas-sim alone: it stops locust
-            out, err = proc.communicate(timeout=60)
+            try:
+                out, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"caas-sim load went on 60 s after Ctrl-C ({worker})")
         finally:
             if proc.poll() is None:
                 proc.kill()
-    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert proc.returncode == 130, out[-2000:] + err[-2000:] + worker
     assert "interrupted (Ctrl-C)" in err
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert "interrupted" in summary["aborted"] and not summary["passed"]
