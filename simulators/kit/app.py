@@ -25,7 +25,7 @@ from caas_sim.logs import CORRELATION
 from .admin import add_admin_routes
 from .contract import Contract, Operation
 from .entities import ENTITY_SOURCE, entity_source
-from .entities import entities as _entities
+from .entities import entities as request_entities
 from .errors import ProblemError, ResetWhileHeld
 from .faults import TRANSPORT_ACTIONS, FaultRule
 from .heap import freeze_after_start
@@ -49,14 +49,14 @@ class Call:
     headers: Any
     correlation_id: str
     operation: str
-    _entities: dict[str, str] | None = None
+    _found: dict[str, str] | None = None
 
     @property
     def entities(self) -> dict[str, str]:
         """What fault selectors can name of this request (worked out when first asked)."""
-        if self._entities is None:
-            self._entities = _entities(self.path, self.body)
-        return self._entities
+        if self._found is None:
+            self._found = request_entities(self.path, self.body)
+        return self._found
 
 
 @dataclass(slots=True)
@@ -182,7 +182,7 @@ def _endpoint(service: Service, op: Operation, handler: Handler):
             path = request.path
             exchange = {"method": method, "path": path, "operation": op_id, "correlationId": cid}
             if violations:
-                entities = _entities(path_params, body)
+                entities = request_entities(path_params, body)
                 if entities:
                     exchange["entities"] = entities
                 detail = "; ".join(str(v) for v in violations)
